@@ -1,0 +1,5 @@
+//! BullMQ's Redis protocol, spoken natively.
+
+mod options;
+
+pub use options::{KeepJobs, WorkerOptions};

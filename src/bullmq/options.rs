@@ -1,0 +1,115 @@
+//! Worker options and the keep-jobs rule of `removeOnComplete` / `removeOnFail`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Settings of one worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Key prefix (`bull`).
+    pub prefix: String,
+    /// Queue name (`fetch`).
+    pub queue: String,
+    /// Jobs processed at once.
+    pub concurrency: usize,
+    /// Lock time-to-live; renewed every quarter of it.
+    pub lock_duration: Duration,
+    /// Period of the stalled check.
+    pub stalled_interval: Duration,
+    /// Stalls allowed before a job is failed.
+    pub max_stalled_count: u32,
+    /// Idle block on the marker before polling again.
+    pub drain_delay: Duration,
+    /// Grace period for in-flight jobs on shutdown.
+    pub shutdown_timeout: Duration,
+    /// Worker name (`pb` field, client name suffix).
+    pub name: Option<String>,
+    /// Default retention of completed jobs without their own `removeOnComplete`.
+    pub remove_on_complete: Option<KeepJobs>,
+    /// Default retention of failed jobs without their own `removeOnFail`.
+    pub remove_on_fail: Option<KeepJobs>,
+    /// Stop once the queue is drained.
+    pub until_drained: bool,
+}
+
+impl WorkerOptions {
+    /// Defaults matching Node BullMQ's worker, for queue `queue` under prefix `prefix`.
+    pub fn new(prefix: impl Into<String>, queue: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            queue: queue.into(),
+            concurrency: 1,
+            lock_duration: Duration::from_secs(30),
+            stalled_interval: Duration::from_secs(30),
+            max_stalled_count: 1,
+            drain_delay: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(30),
+            name: None,
+            remove_on_complete: None,
+            remove_on_fail: None,
+            until_drained: false,
+        }
+    }
+}
+
+/// How many finished jobs of one kind to keep, BullMQ's `KeepJobs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepJobs {
+    /// Keep the newest `count` (`-1` keeps all, `0` deletes at once).
+    pub count: i64,
+    /// Remove jobs older than this many seconds (evaluated when another job finishes).
+    pub age: Option<u64>,
+    /// At most this many removals per finish (BullMQ's `limit`, default 1000).
+    pub limit: Option<u64>,
+}
+
+impl KeepJobs {
+    /// Keep everything.
+    pub const ALL: KeepJobs = KeepJobs { count: -1, age: None, limit: None };
+
+    /// Reads a `removeOnComplete`/`removeOnFail` option value: `true` (delete at once), `false`
+    /// (keep all), a number N (keep N), or `{age, count?, limit?}`.
+    ///
+    /// # Returns
+    ///
+    /// `None` when the value has none of those shapes.
+    pub fn from_option(value: &Value) -> Option<KeepJobs> {
+        match value {
+            Value::Bool(true) => Some(KeepJobs { count: 0, age: None, limit: None }),
+            Value::Bool(false) => Some(Self::ALL),
+            Value::Number(n) => n.as_f64().map(|n| KeepJobs {
+                count: n.max(-1.0) as i64,
+                age: None,
+                limit: None,
+            }),
+            Value::Object(map) => {
+                let num = |k: &str| map.get(k).and_then(Value::as_f64);
+                Some(KeepJobs {
+                    count: num("count").map(|c| c.max(-1.0) as i64).unwrap_or(-1),
+                    age: num("age").map(|a| a.max(0.0) as u64),
+                    limit: num("limit").map(|l| l.max(0.0) as u64),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keep_jobs_reads_every_option_shape() {
+        assert_eq!(KeepJobs::from_option(&json!(true)).unwrap().count, 0);
+        assert_eq!(KeepJobs::from_option(&json!(false)), Some(KeepJobs::ALL));
+        assert_eq!(KeepJobs::from_option(&json!(5)).unwrap().count, 5);
+        let k = KeepJobs::from_option(&json!({"age": 60, "count": 3})).unwrap();
+        assert_eq!((k.count, k.age, k.limit), (3, Some(60), None));
+        let k = KeepJobs::from_option(&json!({"age": 60})).unwrap();
+        assert_eq!((k.count, k.age), (-1, Some(60)));
+        assert_eq!(KeepJobs::from_option(&json!("x")), None);
+    }
+}

@@ -1,0 +1,234 @@
+//! The command line and the environment, parsed once into typed settings.
+//!
+//! Every setting is a flag and, where the Express app already has a name for it, an environment
+//! variable of that name. Defaults are stated only here. Nothing outside this module reads the
+//! environment.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::bullmq::{KeepJobs, WorkerOptions};
+
+/// `fetch-worker`: consumes the `fetch` BullMQ queue natively.
+#[derive(Debug, Parser)]
+#[command(name = "fetch-worker", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume jobs from the queue until SIGTERM/SIGINT (or until drained).
+    Run(RunArgs),
+    /// Combine a directory of POS export files into legacy CSV rows or typed transactions.
+    Combine(CombineArgs),
+}
+
+/// The processor a worker runs for every job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProcessorKind {
+    /// Completes every job at once, returning `{"processed":true,"echo":<data>}`.
+    Noop,
+    /// Sleeps `data.ms` milliseconds, reporting progress and log lines as it goes.
+    Sleep,
+    /// Fails with `data.message`; non-retryable when `data.fatal` is true; succeeds from attempt
+    /// `data.succeedOnAttempt` on, when given.
+    Fail,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line (for compose and log shippers).
+    Json,
+}
+
+/// Flags of `fetch-worker run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Redis URL of the queue (BullMQ keys live in this database).
+    #[arg(long, env = "REDIS_JOB_URL", default_value = "redis://127.0.0.1:6379/1")]
+    pub redis_job_url: String,
+    /// Redis URL of the app's cache, where job results are written with a TTL.
+    #[arg(long, env = "REDIS_CACHE_URL", default_value = "redis://127.0.0.1:6379/0")]
+    pub redis_cache_url: String,
+    /// Queue name.
+    #[arg(long, env = "QUEUE_NAME", default_value = "fetch")]
+    pub queue_name: String,
+    /// BullMQ key prefix.
+    #[arg(long, env = "BULL_PREFIX", default_value = "bull")]
+    pub bull_prefix: String,
+    /// Jobs processed at once by this process.
+    #[arg(long, env = "JOB_CONCURRENCY", default_value_t = 1)]
+    pub job_concurrency: usize,
+    /// How long a claimed job's lock lives without renewal (ms). Renewed every quarter of it.
+    #[arg(long, env = "LOCK_DURATION_MS", default_value_t = 30_000)]
+    pub lock_duration_ms: u64,
+    /// How often active jobs are checked for lost locks (ms).
+    #[arg(long, env = "STALLED_INTERVAL_MS", default_value_t = 30_000)]
+    pub stalled_interval_ms: u64,
+    /// How many times a job may stall before it is failed.
+    #[arg(long, env = "MAX_STALLED_COUNT", default_value_t = 1)]
+    pub max_stalled_count: u32,
+    /// How long job results stay in the cache database (seconds).
+    #[arg(long, env = "RESULT_TTL_SECONDS", default_value_t = 86_400)]
+    pub result_ttl_seconds: u64,
+    /// Worker name: shown in Bull Board and stored as the job's `pb` field.
+    #[arg(long, env = "WORKER_NAME")]
+    pub worker_name: Option<String>,
+    /// How long in-flight jobs may run after SIGTERM before they are left to stalled recovery (ms).
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000)]
+    pub shutdown_timeout_ms: u64,
+    /// Idle wait on the marker before polling again (ms).
+    #[arg(long, env = "DRAIN_DELAY_MS", default_value_t = 5_000)]
+    pub drain_delay_ms: u64,
+    /// Worker default for jobs without `removeOnComplete`: `true`, `false`, a count, or
+    /// `{"age":seconds,"count":n}`.
+    #[arg(long, env = "REMOVE_ON_COMPLETE")]
+    pub remove_on_complete: Option<String>,
+    /// Worker default for jobs without `removeOnFail` (same forms as `--remove-on-complete`).
+    #[arg(long, env = "REMOVE_ON_FAIL")]
+    pub remove_on_fail: Option<String>,
+    /// The processor to run.
+    #[arg(long, value_enum, env = "PROCESSOR", default_value = "noop")]
+    pub processor: ProcessorKind,
+    /// Exit once the queue has no waiting, prioritized, delayed or active jobs left.
+    #[arg(long)]
+    pub until_drained: bool,
+    /// Log format.
+    #[arg(long, value_enum, env = "LOG_FORMAT", default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+/// Output format of `fetch-worker combine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CombineFormat {
+    /// The legacy combiner's 27-column rows, header first.
+    LegacyCsv,
+    /// One typed transaction per line, as JSON.
+    Jsonl,
+}
+
+/// Flags of `fetch-worker combine`.
+#[derive(Debug, Args)]
+pub struct CombineArgs {
+    /// Directory holding POS export files named `a_<BRANCH>_<POS>_<type>_<YYYY-MM-DD>_<HH-MM>_.csv`.
+    pub dir: PathBuf,
+    /// Output file (standard output when absent).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "legacy-csv")]
+    pub format: CombineFormat,
+    /// Branches using the newer file layout: a file of codes, or a comma-separated list.
+    #[arg(long, env = "NEW_BRANCHES")]
+    pub new_branches: Option<String>,
+    /// Where to write the `pos,branch,date` monitor rows (date mismatches).
+    #[arg(long)]
+    pub monitor: Option<PathBuf>,
+}
+
+/// A validation failure of the command line or environment.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value was out of range or malformed.
+    #[error("invalid {name}: {reason}")]
+    Invalid {
+        /// The flag or variable.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Validated settings of `fetch-worker run`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Redis URL of the queue database.
+    pub redis_job_url: String,
+    /// Redis URL of the cache database.
+    pub redis_cache_url: String,
+    /// Worker settings for the BullMQ layer.
+    pub worker: WorkerOptions,
+    /// TTL of results written into the cache.
+    pub result_ttl: Duration,
+    /// The processor.
+    pub processor: ProcessorKind,
+    /// Exit when the queue is drained.
+    pub until_drained: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+impl RunConfig {
+    /// Validates and types the raw flags.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] names the first bad value.
+    pub fn from_args(args: RunArgs) -> Result<Self, ConfigError> {
+        let invalid = |name: &'static str, reason: &str| ConfigError::Invalid {
+            name,
+            reason: reason.to_string(),
+        };
+        if args.job_concurrency == 0 {
+            return Err(invalid("JOB_CONCURRENCY", "must be at least 1"));
+        }
+        if args.lock_duration_ms < 100 {
+            return Err(invalid("LOCK_DURATION_MS", "must be at least 100 ms"));
+        }
+        if args.stalled_interval_ms == 0 {
+            return Err(invalid("STALLED_INTERVAL_MS", "must be greater than 0"));
+        }
+        if args.queue_name.is_empty() || args.bull_prefix.is_empty() {
+            return Err(invalid("QUEUE_NAME/BULL_PREFIX", "must not be empty"));
+        }
+        for (name, url) in [
+            ("REDIS_JOB_URL", &args.redis_job_url),
+            ("REDIS_CACHE_URL", &args.redis_cache_url),
+        ] {
+            redis::parse_redis_url(url)
+                .ok_or_else(|| invalid(name, "not a redis:// or rediss:// URL"))?;
+        }
+        let keep = |name: &'static str, raw: &Option<String>| -> Result<Option<KeepJobs>, _> {
+            raw.as_deref()
+                .map(|s| {
+                    let value: serde_json::Value = serde_json::from_str(s)
+                        .map_err(|e| invalid(name, &format!("not JSON: {e}")))?;
+                    KeepJobs::from_option(&value)
+                        .ok_or_else(|| invalid(name, "expected true, false, a count or {age,count}"))
+                })
+                .transpose()
+        };
+        let worker = WorkerOptions {
+            prefix: args.bull_prefix,
+            queue: args.queue_name,
+            concurrency: args.job_concurrency,
+            lock_duration: Duration::from_millis(args.lock_duration_ms),
+            stalled_interval: Duration::from_millis(args.stalled_interval_ms),
+            max_stalled_count: args.max_stalled_count,
+            drain_delay: Duration::from_millis(args.drain_delay_ms.max(1)),
+            shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+            name: args.worker_name,
+            remove_on_complete: keep("REMOVE_ON_COMPLETE", &args.remove_on_complete)?,
+            remove_on_fail: keep("REMOVE_ON_FAIL", &args.remove_on_fail)?,
+            until_drained: args.until_drained,
+        };
+        Ok(Self {
+            redis_job_url: args.redis_job_url,
+            redis_cache_url: args.redis_cache_url,
+            worker,
+            result_ttl: Duration::from_secs(args.result_ttl_seconds),
+            processor: args.processor,
+            until_drained: args.until_drained,
+            log_format: args.log_format,
+        })
+    }
+}

@@ -1,0 +1,19 @@
+//! `fetch-worker`: a BullMQ-compatible worker that turns POS export days into transactions.
+//!
+//! # Layout
+//!
+//! - [`bullmq`]: BullMQ's Redis protocol, spoken natively: our own Lua scripts (`lua/`), the
+//!   claim loop, lock renewal, stalled recovery, retries. It knows nothing about POS files.
+//! - [`pipeline`]: fetch, combine and import of one (branch, pos, date). It knows nothing about
+//!   Redis keys.
+//! - [`processors`]: the small processors used by tests, benchmarks and the demo.
+//! - [`config`]: the command line and environment, validated into typed settings.
+//! - [`telemetry`] and [`shutdown`]: logging and the signal future.
+#![warn(missing_docs)]
+
+pub mod bullmq;
+pub mod config;
+pub mod pipeline;
+pub mod processors;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,1 @@
+//! The legacy combiner, reimplemented: one (branch, pos, date)'s export files into rows.

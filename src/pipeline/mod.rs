@@ -1,0 +1,4 @@
+//! The POS pipeline: list a day's files, download them, combine them the way the legacy
+//! combiner did, import typed transactions. It knows nothing about Redis or BullMQ.
+
+pub mod combine;

@@ -1,0 +1,1 @@
+//! Processors for tests, benchmarks and the demo: `noop`, `sleep` and `fail`.

@@ -1,0 +1,19 @@
+//! Logging setup: `tracing` with an `EnvFilter` from `RUST_LOG` (default `fetch_worker=info`),
+//! pretty for people or JSON for log shippers. Logs go to stderr so stdout stays for data.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber. Calling it twice is harmless (the second call is ignored).
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("fetch_worker=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
