@@ -23,10 +23,44 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = RunConfig::from_args(args).context("configuration")?;
     fetch_worker::telemetry::init(config.log_format);
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-    runtime.block_on(async move {
-        let _ = config;
-        Ok(())
-    })
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: RunConfig) -> anyhow::Result<()> {
+    use fetch_worker::bullmq::{Processor, ResultCache, Worker};
+    use fetch_worker::config::ProcessorKind;
+    use fetch_worker::processors::{Fail, Noop, Sleep};
+    use std::sync::Arc;
+
+    let processor: Arc<dyn Processor> = match config.processor {
+        ProcessorKind::Noop => Arc::new(Noop),
+        ProcessorKind::Sleep => Arc::new(Sleep),
+        ProcessorKind::Fail => Arc::new(Fail),
+    };
+    let cache_client =
+        redis::Client::open(config.redis_cache_url.as_str()).context("REDIS_CACHE_URL")?;
+    let cache_con = cache_client
+        .get_connection_manager()
+        .await
+        .context("connecting to the cache database")?;
+    let results = ResultCache::new(cache_con, &config.worker.queue, config.result_ttl);
+    tracing::info!(
+        queue = %config.worker.queue,
+        prefix = %config.worker.prefix,
+        concurrency = config.worker.concurrency,
+        processor = ?config.processor,
+        "fetch-worker starting"
+    );
+    let worker = Worker::connect(
+        &config.redis_job_url,
+        config.worker,
+        processor,
+        Some(results),
+    )
+    .await
+    .context("connecting to the queue database")?;
+    worker.run(fetch_worker::shutdown::signal()).await?;
+    Ok(())
 }
 
 /// `fetch-worker combine`: owned by the combine module's author.

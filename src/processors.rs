@@ -1,1 +1,84 @@
-//! Processors for tests, benchmarks and the demo: `noop`, `sleep` and `fail`.
+//! Processors for tests, benchmarks and the demo: `noop`, `sleep` and `fail`. They exercise
+//! every path of the worker (results, progress, logs, retries, non-retryable failures) without
+//! any POS work.
+
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+
+use crate::bullmq::{JobContext, ProcessError, Processor};
+
+/// Completes at once with `{"processed": true, "echo": <data>}`.
+#[derive(Debug, Default)]
+pub struct Noop;
+
+impl Processor for Noop {
+    fn process(&self, job: JobContext) -> BoxFuture<'static, Result<Value, ProcessError>> {
+        std::future::ready(Ok(json!({"processed": true, "echo": job.data}))).boxed()
+    }
+}
+
+/// Sleeps `data.ms` milliseconds (default 0), reporting progress 0, 10, …, 100 and the log
+/// lines `sleeping <ms> ms` / `slept <ms> ms`; returns `{"slept": <ms>}`.
+#[derive(Debug, Default)]
+pub struct Sleep;
+
+impl Processor for Sleep {
+    fn process(&self, job: JobContext) -> BoxFuture<'static, Result<Value, ProcessError>> {
+        async move {
+            let ms = match job.data.get("ms") {
+                None | Some(Value::Null) => 0,
+                Some(v) => v.as_u64().ok_or_else(|| {
+                    ProcessError::permanent(format!("data.ms must be a whole number, got {v}"))
+                })?,
+            };
+            let h = &job.handle;
+            let report = |e: crate::bullmq::Error| ProcessError::retryable(e.to_string());
+            h.log(&format!("sleeping {ms} ms")).await.map_err(report)?;
+            h.progress(&json!(0)).await.map_err(report)?;
+            let step = Duration::from_millis(ms / 10);
+            for pct in (10..=100).step_by(10) {
+                tokio::time::sleep(step).await;
+                if pct < 100 {
+                    h.progress(&json!(pct)).await.map_err(report)?;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(ms % 10)).await;
+            h.progress(&json!(100)).await.map_err(report)?;
+            h.log(&format!("slept {ms} ms")).await.map_err(report)?;
+            Ok(json!({"slept": ms}))
+        }
+        .boxed()
+    }
+}
+
+/// Fails with `data.message` (default `failed by request`); non-retryable when `data.fatal`
+/// is true; from attempt `data.succeedOnAttempt` on, succeeds with
+/// `{"succeededOnAttempt": n}`.
+#[derive(Debug, Default)]
+pub struct Fail;
+
+impl Processor for Fail {
+    fn process(&self, job: JobContext) -> BoxFuture<'static, Result<Value, ProcessError>> {
+        let attempt = job.attempts_made + 1;
+        let data = job.data;
+        let result = match data.get("succeedOnAttempt").and_then(Value::as_u64) {
+            Some(n) if u64::from(attempt) >= n => Ok(json!({"succeededOnAttempt": n})),
+            _ => {
+                let message = data
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("failed by request")
+                    .to_string();
+                if data.get("fatal").and_then(Value::as_bool) == Some(true) {
+                    Err(ProcessError::permanent(message))
+                } else {
+                    Err(ProcessError::retryable(message))
+                }
+            }
+        };
+        std::future::ready(result).boxed()
+    }
+}

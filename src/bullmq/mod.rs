@@ -1,5 +1,32 @@
-//! BullMQ's Redis protocol, spoken natively.
+//! BullMQ's Redis protocol, spoken natively: our own Lua scripts (`lua/`), BullMQ's key
+//! layout, job fields and events, so Node producers, `QueueEvents` and Bull Board see a worker
+//! they cannot tell from Node's. This layer knows nothing about POS files.
+//!
+//! - [`keys`]: the only place key names are spelled.
+//! - [`script`]: embedding, include flattening, `EVALSHA` with `EVAL` fallback.
+//! - [`scripts`]: one wrapper per Lua script.
+//! - [`job`]: decoding a claimed job; backoff.
+//! - [`worker`]: the claim loop, slots, retries, shutdown.
+//! - [`lock`] and [`stalled`]: lock renewal and stalled recovery.
+//! - [`processor`]: the trait the work plugs into.
+//! - [`results`]: final outcomes written to the app's cache database.
 
+pub mod error;
+pub mod job;
+pub mod keys;
+pub mod lock;
 mod options;
+pub mod processor;
+pub mod results;
+pub mod script;
+pub mod scripts;
+pub mod stalled;
+pub mod worker;
 
+pub use error::{Error, ScriptCode};
+pub use job::{Backoff, Job, JobOptions};
+pub use keys::QueueKeys;
 pub use options::{KeepJobs, WorkerOptions};
+pub use processor::{JobContext, JobHandle, ProcessError, Processor};
+pub use results::ResultCache;
+pub use worker::{RunSummary, Worker};

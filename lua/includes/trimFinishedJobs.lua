@@ -1,0 +1,33 @@
+--[[
+  Applies `removeOnComplete` / `removeOnFail` retention to a finished set after a job joined it:
+  first drop jobs finished more than `age` seconds ago (at most `limit` per call, default 1000),
+  then keep only the newest `count` (count < 0 keeps all). Nothing runs in the background:
+  retention is evaluated only when another job of the same kind finishes, as in BullMQ.
+
+  KEYS: none
+  ARGV: none
+  Returns: nothing
+  Emits: none (BullMQ emits no `removed` event here either)
+  Compat: same as BullMQ 5 and 6.
+]]
+--!include removeJobKeys
+
+local function trimFinishedJobs(setKey, baseKey, now, count, age, limit)
+  if age then
+    local bound = now - age * 1000
+    local old = rcall("ZRANGEBYSCORE", setKey, 0, bound, "LIMIT", 0, limit or 1000)
+    for _, id in ipairs(old) do
+      removeJobKeys(baseKey .. id)
+      rcall("ZREM", setKey, id)
+    end
+  end
+  if count > 0 then
+    local extra = rcall("ZRANGE", setKey, 0, -(count + 1))
+    if #extra > 0 then
+      for _, id in ipairs(extra) do
+        removeJobKeys(baseKey .. id)
+      end
+      rcall("ZREMRANGEBYRANK", setKey, 0, -(count + 1))
+    end
+  end
+end

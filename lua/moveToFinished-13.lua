@@ -1,0 +1,146 @@
+--[[
+  Ends an attempt for good: the job leaves `active` for `completed` or `failed` (or is deleted
+  at once when its retention count is 0), its lock is released, `atm` counts the attempt, and
+  the outcome is announced. With fetch-next the same call claims the worker's next job, so a
+  busy worker spends one script call per job.
+
+  KEYS:
+    [1] wait - P:Q:wait
+    [2] active - P:Q:active
+    [3] prioritized - P:Q:prioritized
+    [4] events - P:Q:events
+    [5] stalled - P:Q:stalled
+    [6] limiter - P:Q:limiter
+    [7] delayed - P:Q:delayed
+    [8] paused - P:Q:paused
+    [9] meta - P:Q:meta
+    [10] pc - P:Q:pc
+    [11] marker - P:Q:marker
+    [12] finished - P:Q:completed or P:Q:failed
+    [13] job - P:Q:<id>
+  ARGV:
+    [1] jobId
+    [2] now - ms since epoch; becomes finishedOn and the set score
+    [3] field - "returnvalue" or "failedReason"
+    [4] value - the return value as JSON text, or the raw failure message
+    [5] target - "completed" or "failed"
+    [6] fetchNext - "1" to claim the next job with the same token, "0" not to
+    [7] base key - "P:Q:"
+    [8] token - the lock token that claimed the job
+    [9] lockDuration - ms, for the next job's lock
+    [10] worker name - "" for none
+    [11] keep count - retention count (-1 keep all, 0 delete now, N keep newest N)
+    [12] keep age - seconds, "" for none
+    [13] keep limit - removals per call, "" for the default 1000
+    [14] attempts - the job's opts.attempts (0 when absent)
+    [15] stacktrace - JSON array of strings to store, "" to leave the field alone
+    [16] limiter max - "" for none
+    [17] limiter duration - ms, "" for none
+  Returns:
+    0 finished, nothing claimed (or no job ready)
+    {fields, jobId, 0, 0} | {0, 0, ttl, 0} | {0, 0, 0, due} as moveToActive, when fetchNext
+    -1 the job hash is missing
+    -2 the lock is missing
+    -3 the job is not in `active`
+    -4 the job has pending children (complete refused)
+    -6 the lock belongs to another token
+    -9 the job has failed children (complete refused)
+  Emits: completed (returnvalue) or failed (failedReason), retries-exhausted, active and
+         waiting (when fetching next), drained
+  Compat: BullMQ 5 and 6 alike. Not handled: flows' parent propagation, keepLastIfActive
+          deduplication, metrics (see README, "Compatibility").
+]]
+local rcall = redis.call
+local keys = {wait = KEYS[1], active = KEYS[2], prioritized = KEYS[3], events = KEYS[4],
+              stalled = KEYS[5], limiter = KEYS[6], delayed = KEYS[7], paused = KEYS[8],
+              meta = KEYS[9], pc = KEYS[10], marker = KEYS[11]}
+local finishedKey = KEYS[12]
+local jobKey = KEYS[13]
+local jobId = ARGV[1]
+local now = tonumber(ARGV[2])
+local field = ARGV[3]
+local value = ARGV[4]
+local target = ARGV[5]
+local fetchNext = ARGV[6] == "1"
+local baseKey = ARGV[7]
+local token = ARGV[8]
+local lockDuration = tonumber(ARGV[9])
+local workerName = ARGV[10] ~= "" and ARGV[10] or nil
+local keepCount = tonumber(ARGV[11])
+local keepAge = tonumber(ARGV[12])
+local keepLimit = tonumber(ARGV[13])
+local attempts = tonumber(ARGV[14]) or 0
+local stacktrace = ARGV[15]
+local limitMax = tonumber(ARGV[16])
+local limitDuration = tonumber(ARGV[17])
+
+--!include releaseLock
+--!include removeJobKeys
+--!include trimFinishedJobs
+--!include claimNextJob
+
+if rcall("EXISTS", jobKey) == 0 then
+  return -1
+end
+if target == "completed" then
+  if rcall("SCARD", jobKey .. ":dependencies") ~= 0 then
+    return -4
+  end
+  if rcall("ZCARD", jobKey .. ":unsuccessful") ~= 0 then
+    return -9
+  end
+end
+local released = releaseLock(jobKey, keys.stalled, token, jobId)
+if released < 0 then
+  return released
+end
+if rcall("LREM", keys.active, -1, jobId) == 0 then
+  return -3
+end
+if stacktrace ~= "" then
+  rcall("HSET", jobKey, "stacktrace", stacktrace)
+end
+
+local state = readQueueState(keys.meta, keys.active)
+
+local dedupId = rcall("HGET", jobKey, "deid")
+if dedupId then
+  local dedupKey = baseKey .. "de:" .. dedupId
+  local ttl = rcall("PTTL", dedupKey)
+  if ttl == 0 or (ttl == -1 and rcall("GET", dedupKey) == jobId) then
+    rcall("DEL", dedupKey)
+  end
+end
+
+local attemptsMade = rcall("HINCRBY", jobKey, "atm", 1)
+
+if keepCount ~= 0 then
+  rcall("ZADD", finishedKey, now, jobId)
+  rcall("HSET", jobKey, field, value, "finishedOn", now)
+  if target == "failed" then
+    rcall("HDEL", jobKey, "defa")
+  end
+  trimFinishedJobs(finishedKey, baseKey, now, keepCount, keepAge, keepLimit)
+else
+  removeJobKeys(jobKey)
+end
+
+emitEvent(keys.events, state.maxEvents, target, "jobId", jobId, field, value, "prev", "active")
+if target == "failed" and attemptsMade >= attempts then
+  emitEvent(keys.events, state.maxEvents, "retries-exhausted", "jobId", jobId, "attemptsMade",
+            attemptsMade)
+end
+
+if fetchNext then
+  local next = claimNextJob(keys, baseKey, now, token, lockDuration, workerName, limitMax,
+                            limitDuration, state)
+  if next then
+    return next
+  end
+end
+
+if rcall("LLEN", keys.wait) == 0 and rcall("LLEN", keys.active) == 0 and
+   rcall("ZCARD", keys.prioritized) == 0 then
+  emitEvent(keys.events, state.maxEvents, "drained")
+end
+return 0

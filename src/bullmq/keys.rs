@@ -1,0 +1,122 @@
+//! The only place BullMQ key names are spelled.
+//!
+//! All queue keys are `<prefix>:<queue>:<suffix>`; a job's hash is `<prefix>:<queue>:<id>`.
+
+/// Every key of one queue, built once.
+#[derive(Debug, Clone)]
+pub struct QueueKeys {
+    /// `P:Q:`, the base every job key starts with.
+    pub base: String,
+    /// `P:Q:wait`.
+    pub wait: String,
+    /// `P:Q:active`.
+    pub active: String,
+    /// `P:Q:paused`.
+    pub paused: String,
+    /// `P:Q:prioritized`.
+    pub prioritized: String,
+    /// `P:Q:pc`.
+    pub pc: String,
+    /// `P:Q:delayed`.
+    pub delayed: String,
+    /// `P:Q:completed`.
+    pub completed: String,
+    /// `P:Q:failed`.
+    pub failed: String,
+    /// `P:Q:stalled`.
+    pub stalled: String,
+    /// `P:Q:stalled-check`.
+    pub stalled_check: String,
+    /// `P:Q:limiter`.
+    pub limiter: String,
+    /// `P:Q:meta`.
+    pub meta: String,
+    /// `P:Q:events`.
+    pub events: String,
+    /// `P:Q:marker`.
+    pub marker: String,
+    /// `P:Q:repeat`.
+    pub repeat: String,
+    /// `P:Q:id`.
+    pub id: String,
+}
+
+impl QueueKeys {
+    /// Keys of queue `queue` under `prefix`.
+    pub fn new(prefix: &str, queue: &str) -> QueueKeys {
+        let base = format!("{prefix}:{queue}:");
+        let k = |suffix: &str| format!("{base}{suffix}");
+        QueueKeys {
+            wait: k("wait"),
+            active: k("active"),
+            paused: k("paused"),
+            prioritized: k("prioritized"),
+            pc: k("pc"),
+            delayed: k("delayed"),
+            completed: k("completed"),
+            failed: k("failed"),
+            stalled: k("stalled"),
+            stalled_check: k("stalled-check"),
+            limiter: k("limiter"),
+            meta: k("meta"),
+            events: k("events"),
+            marker: k("marker"),
+            repeat: k("repeat"),
+            id: k("id"),
+            base,
+        }
+    }
+
+    /// The job hash `P:Q:<id>`.
+    pub fn job(&self, id: &str) -> String {
+        format!("{}{id}", self.base)
+    }
+
+    /// The job's lock `P:Q:<id>:lock`.
+    pub fn lock(&self, id: &str) -> String {
+        format!("{}{id}:lock", self.base)
+    }
+
+    /// The job's log list `P:Q:<id>:logs`.
+    pub fn logs(&self, id: &str) -> String {
+        format!("{}{id}:logs", self.base)
+    }
+
+    /// The connection name Node gives its workers, `P:<base64(queue)>[:w:<name>]`, which
+    /// `Queue.getWorkers()` (and so Bull Board) matches in `CLIENT LIST`.
+    pub fn client_name(prefix: &str, queue: &str, worker: Option<&str>) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(queue);
+        match worker {
+            Some(w) => format!("{prefix}:{b64}:w:{w}"),
+            None => format!("{prefix}:{b64}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_bullmq_layout() {
+        let k = QueueKeys::new("bull", "fetch");
+        assert_eq!(k.wait, "bull:fetch:wait");
+        assert_eq!(k.stalled_check, "bull:fetch:stalled-check");
+        assert_eq!(k.job("42"), "bull:fetch:42");
+        assert_eq!(k.lock("42"), "bull:fetch:42:lock");
+        assert_eq!(k.logs("42"), "bull:fetch:42:logs");
+    }
+
+    #[test]
+    fn client_name_matches_node() {
+        assert_eq!(
+            QueueKeys::client_name("bull", "fetch", None),
+            "bull:ZmV0Y2g="
+        );
+        assert_eq!(
+            QueueKeys::client_name("bull", "fetch", Some("w1")),
+            "bull:ZmV0Y2g=:w:w1"
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! Lock renewal: every in-flight job's lock is renewed in one batched script call.
+//!
+//! A job is tracked from the moment it is claimed (not when processing starts), so a job that
+//! waits for anything never loses its lock. The renewer ticks every quarter of the lock
+//! duration and renews every lock older than a quarter of it: a lock is renewed at most every
+//! half duration, well before it expires.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+use super::keys::QueueKeys;
+use super::scripts;
+
+/// The in-flight jobs of this worker: id → (token, last renewal).
+#[derive(Debug, Clone, Default)]
+pub struct LockTable {
+    inner: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+}
+
+impl LockTable {
+    /// Starts tracking `id`, claimed with `token`.
+    pub fn track(&self, id: &str, token: &str) {
+        if let Ok(mut map) = self.inner.lock() {
+            map.insert(id.to_string(), (token.to_string(), Instant::now()));
+        }
+    }
+
+    /// Stops tracking `id`.
+    pub fn untrack(&self, id: &str) {
+        if let Ok(mut map) = self.inner.lock() {
+            map.remove(id);
+        }
+    }
+
+    /// The tracked (id, token) pairs.
+    pub fn snapshot(&self) -> Vec<(String, String)> {
+        self.inner
+            .lock()
+            .map(|m| m.iter().map(|(k, (t, _))| (k.clone(), t.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many jobs are tracked.
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// True when nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn due(&self, older_than: Duration) -> Vec<(String, String)> {
+        let now = Instant::now();
+        self.inner
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, (_, at))| now.duration_since(*at) >= older_than)
+                    .map(|(k, (t, _))| (k.clone(), t.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn renewed(&self, ids: &[(String, String)], lost: &[String]) {
+        let now = Instant::now();
+        if let Ok(mut map) = self.inner.lock() {
+            for (id, token) in ids {
+                if lost.contains(id) {
+                    continue;
+                }
+                if let Some(entry) = map.get_mut(id).filter(|(t, _)| t == token) {
+                    entry.1 = now;
+                }
+            }
+        }
+    }
+}
+
+/// Renews the table's locks until `stop` is cancelled.
+pub async fn renew_locks(
+    table: LockTable,
+    mut con: ConnectionManager,
+    keys: Arc<QueueKeys>,
+    lock_duration: Duration,
+    stop: CancellationToken,
+) {
+    let quarter = (lock_duration / 4).max(Duration::from_millis(25));
+    let mut tick = tokio::time::interval(quarter);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let due = table.due(quarter);
+        if due.is_empty() {
+            continue;
+        }
+        let ms = lock_duration.as_millis() as u64;
+        match scripts::extend_locks::call(&mut con, &keys, ms, &due).await {
+            Ok(lost) => {
+                for id in &lost {
+                    tracing::error!(job_id = %id, "lock lost: another worker may process this job");
+                }
+                table.renewed(&due, &lost);
+            }
+            Err(e) => tracing::warn!(error.message = %e, "lock renewal failed; retrying next tick"),
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! `lua/moveToDelayed-12.lua`: active → delayed for a backoff retry, with fetch-next.
+
+use redis::Value;
+use redis::aio::ConnectionLike;
+
+use super::{Claim, ClaimArgs, arg, decode_claim};
+use crate::bullmq::error::Error;
+use crate::bullmq::keys::QueueKeys;
+use crate::bullmq::script::SCRIPTS;
+
+/// Moves the job to `delayed`, due `delay_ms` from now; returns the next claimed job, if any.
+///
+/// # Errors
+///
+/// [`Error::Script`] when the job is gone or the lock was lost; Redis errors.
+#[allow(clippy::too_many_arguments)]
+pub async fn call<C: ConnectionLike + Send>(
+    con: &mut C,
+    keys: &QueueKeys,
+    now_ms: u64,
+    job_id: &str,
+    delay_ms: u64,
+    reason: &str,
+    stacktrace: &str,
+    fetch_next: bool,
+    claim: &ClaimArgs,
+) -> Result<Claim, Error> {
+    let job_key = keys.job(job_id);
+    let k = [
+        keys.marker.as_str(),
+        &keys.active,
+        &keys.prioritized,
+        &keys.delayed,
+        &job_key,
+        &keys.events,
+        &keys.meta,
+        &keys.stalled,
+        &keys.wait,
+        &keys.limiter,
+        &keys.paused,
+        &keys.pc,
+    ];
+    let [lmax, ldur] = claim.limiter_args();
+    let args = [
+        arg(&keys.base),
+        arg(now_ms),
+        arg(job_id),
+        arg(&claim.token),
+        arg(delay_ms),
+        arg(reason),
+        arg(stacktrace),
+        arg(if fetch_next { "1" } else { "0" }),
+        arg(claim.lock_ms),
+        arg(claim.worker_name.as_deref().unwrap_or("")),
+        lmax,
+        ldur,
+    ];
+    let script = &SCRIPTS.move_to_delayed;
+    let reply: Value = script.run(con, &k, &args).await?;
+    if let Value::Int(code) = reply {
+        Error::check(script.name(), job_id, code)?;
+        return Ok(Claim::Empty);
+    }
+    decode_claim(script.name(), reply)
+}

@@ -1,0 +1,50 @@
+//! The stalled checker: at start and every `stalledInterval`, jobs whose worker vanished go
+//! back to wait (see `lua/moveStalledJobsToWait-9.lua`). The script's throttle key makes one
+//! worker of the fleet do the work per interval.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+use super::keys::QueueKeys;
+use super::scripts;
+use super::worker::now_ms;
+
+/// Runs stalled checks until `stop` is cancelled.
+pub async fn check_stalled(
+    mut con: ConnectionManager,
+    keys: Arc<QueueKeys>,
+    interval: Duration,
+    max_stalled_count: u32,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let ms = interval.as_millis() as u64;
+        match scripts::move_stalled_jobs_to_wait::call(
+            &mut con,
+            &keys,
+            now_ms(),
+            max_stalled_count,
+            ms,
+        )
+        .await
+        {
+            Ok(ids) => {
+                for id in ids {
+                    tracing::warn!(job_id = %id, "stalled job moved back to wait");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error.message = %e, "stalled check failed; retrying next interval")
+            }
+        }
+    }
+}

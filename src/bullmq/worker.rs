@@ -1,0 +1,761 @@
+//! The worker: claims jobs, runs the processor, finishes or retries them.
+//!
+//! One fetch loop claims jobs sequentially while a slot is free, as Node's worker does. Each
+//! claimed job runs in its own task; when it ends, the task finishes it with fetch-next and
+//! carries on with the job that call returned, so a busy slot costs one script call per job.
+//! When a claim finds nothing, the loop waits on the queue's marker with `BZPOPMIN` on a
+//! dedicated connection (no response timeout; a watchdog replaces it when a reply is overdue).
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::FutureExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, Value};
+use serde_json::Value as Json;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::error::Error;
+use super::job::Job;
+use super::keys::QueueKeys;
+use super::lock::{LockTable, renew_locks};
+use super::options::{KeepJobs, WorkerOptions};
+use super::processor::{JobContext, JobHandle, ProcessError, Processor};
+use super::results::ResultCache;
+use super::scripts::move_to_finished::{Finish, Outcome};
+use super::scripts::{self, Claim, ClaimArgs};
+use super::stalled::check_stalled;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The longest a claim loop sleeps while rate limited before it tries again (BullMQ's
+/// `maximumRateLimitDelay`), so due delayed jobs keep being promoted.
+const MAX_RATE_LIMIT_DELAY: Duration = Duration::from_secs(30);
+
+/// The longest a marker wait lasts when a delayed job is due later (BullMQ's 10 s cap).
+const MAX_BLOCK: Duration = Duration::from_secs(10);
+
+/// How finishing retries when Redis is away: 100 ms doubling to 5 s, 12 tries (about 45 s,
+/// beyond the default lock duration). After that the job is left to stalled recovery.
+const FINISH_RETRIES: u32 = 12;
+
+/// What a run did, for logs and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Jobs completed.
+    pub completed: u64,
+    /// Jobs failed for good.
+    pub failed: u64,
+    /// Attempts that failed and were scheduled again.
+    pub retried: u64,
+    /// Jobs handed back to the queue at shutdown.
+    pub released: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    completed: AtomicU64,
+    failed: AtomicU64,
+    retried: AtomicU64,
+    released: AtomicU64,
+}
+
+/// Shared state of one worker process.
+struct Inner {
+    /// Settings.
+    opts: WorkerOptions,
+    /// Every key of the queue, spelled once.
+    keys: Arc<QueueKeys>,
+    /// Connection for script calls; reconnects by itself after a Redis restart.
+    con: ConnectionManager,
+    /// The work.
+    processor: Arc<dyn Processor>,
+    /// Where final outcomes are written for the app, if anywhere.
+    results: Option<ResultCache>,
+    /// This worker's id; lock tokens are `<id>:<n>`.
+    id: String,
+    /// The `<n>` of the next token.
+    token_seq: AtomicU64,
+    /// In-flight jobs, for lock renewal and shutdown.
+    locks: LockTable,
+    /// Cancelled when the worker stops claiming (shutdown or drained).
+    stop_claiming: CancellationToken,
+    /// Cancelled when in-flight jobs must stop at once (shutdown timeout).
+    abort_jobs: CancellationToken,
+    /// Woken when a job task ends, so the fetch loop re-checks "drained".
+    task_ended: Notify,
+    /// Outcome counters.
+    counters: Counters,
+}
+
+/// A BullMQ worker for one queue.
+pub struct Worker {
+    inner: Arc<Inner>,
+    client: Client,
+}
+
+impl Worker {
+    /// Connects to the queue database at `redis_url`. Waits for Redis to answer, retrying every
+    /// second, until `give_up` resolves.
+    ///
+    /// # Errors
+    ///
+    /// The last connection error when `give_up` resolves first, or a bad URL.
+    pub async fn connect(
+        redis_url: &str,
+        opts: WorkerOptions,
+        processor: Arc<dyn Processor>,
+        results: Option<ResultCache>,
+    ) -> Result<Worker, Error> {
+        let client = Client::open(redis_url)?;
+        let con = connect_manager(&client).await?;
+        let keys = Arc::new(QueueKeys::new(&opts.prefix, &opts.queue));
+        Ok(Worker {
+            inner: Arc::new(Inner {
+                keys,
+                con,
+                processor,
+                results,
+                id: uuid::Uuid::new_v4().to_string(),
+                token_seq: AtomicU64::new(0),
+                locks: LockTable::default(),
+                stop_claiming: CancellationToken::new(),
+                abort_jobs: CancellationToken::new(),
+                task_ended: Notify::new(),
+                counters: Counters::default(),
+                opts,
+            }),
+            client,
+        })
+    }
+
+    /// Runs until `shutdown` resolves (or, with `until_drained`, until the queue is empty).
+    ///
+    /// On shutdown it stops claiming, lets in-flight jobs finish within the shutdown timeout,
+    /// hands the rest back to the queue (no attempt used), then stops lock renewal and the
+    /// stalled checker.
+    ///
+    /// # Errors
+    ///
+    /// None at present: Redis failures are logged and retried. The `Result` leaves room for
+    /// fatal conditions.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<RunSummary, Error> {
+        let inner = self.inner.clone();
+        let background = CancellationToken::new();
+        let helpers = TaskTracker::new();
+        helpers.spawn(renew_locks(
+            inner.locks.clone(),
+            inner.con.clone(),
+            inner.keys.clone(),
+            inner.opts.lock_duration,
+            background.clone(),
+        ));
+        helpers.spawn(check_stalled(
+            inner.con.clone(),
+            inner.keys.clone(),
+            inner.opts.stalled_interval,
+            inner.opts.max_stalled_count,
+            background.clone(),
+        ));
+        helpers.close();
+
+        let jobs = TaskTracker::new();
+        let fetch = fetch_loop(inner.clone(), self.client.clone(), jobs.clone());
+        tokio::select! {
+            _ = fetch => {}
+            _ = shutdown => {
+                tracing::info!("shutdown requested: no new jobs will be claimed");
+            }
+        }
+        inner.stop_claiming.cancel();
+        jobs.close();
+
+        let timeout = inner.opts.shutdown_timeout;
+        if tokio::time::timeout(timeout, jobs.wait()).await.is_err() {
+            tracing::warn!(
+                in_flight = inner.locks.len(),
+                "shutdown timeout reached: handing unfinished jobs back to the queue"
+            );
+            inner.abort_jobs.cancel();
+            jobs.wait().await;
+            release_all(&inner).await;
+        }
+        background.cancel();
+        helpers.wait().await;
+        let c = &inner.counters;
+        let summary = RunSummary {
+            completed: c.completed.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            retried: c.retried.load(Ordering::Relaxed),
+            released: c.released.load(Ordering::Relaxed),
+        };
+        tracing::info!(?summary, "worker stopped");
+        Ok(summary)
+    }
+}
+
+async fn connect_manager(client: &Client) -> Result<ConnectionManager, Error> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(30)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500));
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match client
+            .get_connection_manager_with_config(config.clone())
+            .await
+        {
+            Ok(con) => return Ok(con),
+            Err(e) if e.is_unrecoverable_error() && !e.is_connection_refusal() => {
+                return Err(e.into());
+            }
+            Err(e) => {
+                tracing::warn!(error.message = %e, "redis not reachable yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// The dedicated blocking connection, named like Node's so dashboards count this worker.
+struct Blocker {
+    client: Client,
+    con: Option<MultiplexedConnection>,
+    name: String,
+}
+
+impl Blocker {
+    async fn connection(&mut self) -> Result<&mut MultiplexedConnection, Error> {
+        if self.con.is_none() {
+            let config = AsyncConnectionConfig::new()
+                .set_response_timeout(None)
+                .set_connection_timeout(Some(Duration::from_secs(2)));
+            let mut con = self
+                .client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            let _: () = redis::cmd("CLIENT")
+                .arg("SETNAME")
+                .arg(&self.name)
+                .query_async(&mut con)
+                .await?;
+            self.con = Some(con);
+        }
+        Ok(self.con.as_mut().expect("set above"))
+    }
+
+    /// Waits on the marker for at most `timeout`.
+    ///
+    /// # Returns
+    ///
+    /// The popped member's score (0 = go now; a future time = a delayed job is due then), or
+    /// `None` on timeout.
+    async fn wait(&mut self, marker: &str, timeout: Duration) -> Result<Option<f64>, Error> {
+        let secs = timeout.as_secs_f64().max(0.001);
+        let con = self.connection().await?;
+        let mut cmd = redis::cmd("BZPOPMIN");
+        cmd.arg(marker).arg(format!("{secs:.3}"));
+        let call = cmd.query_async::<Value>(con);
+        // Watchdog: a reply overdue by a second means the connection is broken.
+        match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
+            Ok(Ok(Value::Array(items))) => Ok(items.get(2).and_then(score)),
+            Ok(Ok(_)) => Ok(None),
+            Ok(Err(e)) => {
+                self.con = None;
+                Err(e.into())
+            }
+            Err(_) => {
+                tracing::warn!("marker wait overdue; reconnecting the blocking connection");
+                self.con = None;
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn score(v: &Value) -> Option<f64> {
+    match v {
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        Value::Double(d) => Some(*d),
+        Value::Int(i) => Some(*i as f64),
+        _ => None,
+    }
+}
+
+/// Claims jobs while slots are free, until `stop_claiming` is cancelled or (with
+/// `until_drained`) the queue is empty and nothing is in flight.
+async fn fetch_loop(inner: Arc<Inner>, client: Client, jobs: TaskTracker) {
+    let slots = Arc::new(Semaphore::new(inner.opts.concurrency));
+    let mut blocker = Blocker {
+        client,
+        con: None,
+        name: QueueKeys::client_name(
+            &inner.opts.prefix,
+            &inner.opts.queue,
+            inner.opts.name.as_deref(),
+        ),
+    };
+    // Open the named connection now, so the worker is listed even while busy.
+    if let Err(e) = blocker.connection().await {
+        tracing::warn!(error.message = %e, "could not open the blocking connection yet");
+    }
+    let mut drained = false;
+    let mut block_until: u64 = 0;
+    let mut pause = Duration::from_millis(100);
+    let mut con = inner.con.clone();
+    loop {
+        let permit = tokio::select! {
+            _ = inner.stop_claiming.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+
+        if drained {
+            let now = now_ms();
+            let timeout = if block_until > 0 {
+                Duration::from_millis(block_until.saturating_sub(now)).min(MAX_BLOCK)
+            } else {
+                inner.opts.drain_delay
+            };
+            if block_until == 0 || block_until > now {
+                let ended = inner.task_ended.notified();
+                tokio::select! {
+                    _ = inner.stop_claiming.cancelled() => return,
+                    _ = ended => {}
+                    res = blocker.wait(&inner.keys.marker, timeout) => match res {
+                        Ok(Some(s)) if s as u64 > now_ms() => {
+                            block_until = s as u64;
+                            drop(permit);
+                            continue;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error.message = %e, "marker wait failed");
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(Duration::from_secs(2));
+                        }
+                    },
+                }
+            }
+        }
+
+        let claim = ClaimArgs {
+            token: inner.next_token(),
+            lock_ms: inner.opts.lock_duration.as_millis() as u64,
+            worker_name: inner.opts.name.clone(),
+            limiter: None,
+        };
+        match scripts::move_to_active::call(&mut con, &inner.keys, now_ms(), &claim).await {
+            Ok(Claim::Job(job)) => {
+                pause = Duration::from_millis(100);
+                drained = false;
+                block_until = 0;
+                inner.locks.track(&job.id, &claim.token);
+                let task_inner = inner.clone();
+                jobs.spawn(async move {
+                    run_slot(&task_inner, *job, claim).await;
+                    drop(permit);
+                    task_inner.task_ended.notify_one();
+                });
+            }
+            Ok(Claim::RateLimited(ms)) => {
+                drop(permit);
+                let nap = Duration::from_millis(ms).min(MAX_RATE_LIMIT_DELAY);
+                tokio::select! {
+                    _ = inner.stop_claiming.cancelled() => return,
+                    _ = tokio::time::sleep(nap) => {}
+                }
+            }
+            Ok(Claim::NextDelayedAt(due)) => {
+                drop(permit);
+                drained = true;
+                block_until = due;
+            }
+            Ok(Claim::Empty) => {
+                drop(permit);
+                drained = true;
+                block_until = 0;
+                if inner.opts.until_drained && queue_is_empty(&inner, &slots).await {
+                    tracing::info!("queue drained");
+                    return;
+                }
+            }
+            Err(e) => {
+                drop(permit);
+                tracing::warn!(error.message = %e, "claim failed; retrying");
+                tokio::select! {
+                    _ = inner.stop_claiming.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// True when nothing of ours is in flight and the queue holds no waiting, prioritized,
+/// delayed or active job.
+async fn queue_is_empty(inner: &Inner, slots: &Semaphore) -> bool {
+    if slots.available_permits() < inner.opts.concurrency {
+        return false;
+    }
+    let k = &inner.keys;
+    let mut con = inner.con.clone();
+    let counts: Result<(u64, u64, u64, u64), _> = redis::pipe()
+        .llen(&k.wait)
+        .zcard(&k.prioritized)
+        .zcard(&k.delayed)
+        .llen(&k.active)
+        .query_async(&mut con)
+        .await;
+    matches!(counts, Ok((0, 0, 0, 0)))
+}
+
+impl Inner {
+    fn next_token(&self) -> String {
+        format!(
+            "{}:{}",
+            self.id,
+            self.token_seq.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn keep_for(&self, job: &Job, completed: bool) -> KeepJobs {
+        let (own, default) = if completed {
+            (job.opts.remove_on_complete, self.opts.remove_on_complete)
+        } else {
+            (job.opts.remove_on_fail, self.opts.remove_on_fail)
+        };
+        own.or(default).unwrap_or(KeepJobs::ALL)
+    }
+}
+
+/// Processes `job` and, through fetch-next, every job its finish call hands back, until one
+/// finish returns no job.
+async fn run_slot(inner: &Arc<Inner>, mut job: Job, claim: ClaimArgs) {
+    loop {
+        let span = tracing::info_span!("job", queue = %inner.opts.queue, job_id = %job.id,
+            attempt = job.attempts_made + 1);
+        let result = {
+            let _enter = span.enter();
+            tracing::debug!(name = %job.name, "job claimed");
+            drop(_enter);
+            attempt(inner, &job).await
+        };
+        let Some(result) = result else {
+            // Aborted at shutdown: the lock stays tracked so the job is handed back.
+            return;
+        };
+        let next = finish(inner, &job, result, &claim).await;
+        inner.locks.untrack(&job.id);
+        match next {
+            Some(next_job) => {
+                inner.locks.track(&next_job.id, &claim.token);
+                job = next_job;
+            }
+            None => return,
+        }
+    }
+}
+
+/// Runs one attempt. `None` when the attempt was aborted at shutdown.
+async fn attempt(inner: &Arc<Inner>, job: &Job) -> Option<Result<Json, ProcessError>> {
+    if let Some(reason) = &job.deferred_failure {
+        return Some(Err(ProcessError::permanent(reason.clone())));
+    }
+    if let Some(reason) = &job.data_error {
+        return Some(Err(ProcessError::permanent(reason.clone())));
+    }
+    let ctx = JobContext {
+        id: job.id.clone(),
+        name: job.name.clone(),
+        data: job.data.clone(),
+        attempts_made: job.attempts_made,
+        handle: JobHandle {
+            keys: inner.keys.clone(),
+            con: inner.con.clone(),
+            id: job.id.clone(),
+            keep_logs: job.opts.keep_logs,
+        },
+    };
+    let work = AssertUnwindSafe(inner.processor.process(ctx)).catch_unwind();
+    tokio::select! {
+        _ = inner.abort_jobs.cancelled() => None,
+        res = work => Some(match res {
+            Ok(r) => r,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_string());
+                tracing::error!(job_id = %job.id, panic = %what, "processor panicked");
+                Err(ProcessError::retryable(format!("processor panicked: {what}")))
+            }
+        }),
+    }
+}
+
+/// What to do with a failed attempt.
+#[derive(Debug, PartialEq)]
+enum FailurePlan {
+    /// Fail for good with this reason.
+    Fail(String),
+    /// Retry at once.
+    RetryNow,
+    /// Retry after this many ms.
+    RetryAfter(u64),
+}
+
+fn plan_failure(job: &Job, err: &ProcessError) -> FailurePlan {
+    let retries_left = job.attempts_made + 1 < job.opts.attempts;
+    if !err.retryable || !retries_left {
+        return FailurePlan::Fail(err.message.clone());
+    }
+    match &job.opts.backoff {
+        None => FailurePlan::RetryNow,
+        Some(b) => match b.delay_ms(job.attempts_made + 1) {
+            Some(0) => FailurePlan::RetryNow,
+            Some(ms) => FailurePlan::RetryAfter(ms),
+            None => FailurePlan::Fail(format!("{} (unknown backoff strategy {b:?})", err.message)),
+        },
+    }
+}
+
+fn stacktrace_json(job: &Job, err: &ProcessError) -> String {
+    let mut traces = job.stacktrace.clone();
+    traces.push(err.stack_entry());
+    if let Some(limit) = job.opts.stack_trace_limit {
+        let extra = traces.len().saturating_sub(limit);
+        traces.drain(..extra);
+    }
+    serde_json::to_string(&traces).unwrap_or_else(|_| "[]".to_string())
+}
+
+/// Ends the attempt in Redis. Returns the next job when fetch-next claimed one.
+async fn finish(
+    inner: &Arc<Inner>,
+    job: &Job,
+    result: Result<Json, ProcessError>,
+    claim: &ClaimArgs,
+) -> Option<Job> {
+    let fetch_next = !inner.stop_claiming.is_cancelled();
+    let keys = &inner.keys;
+    let mut con = inner.con.clone();
+    let mut wait = Duration::from_millis(100);
+    for _ in 0..FINISH_RETRIES {
+        let res = match &result {
+            Ok(value) => {
+                let outcome = Outcome::Completed {
+                    returnvalue: value.to_string(),
+                };
+                let f = Finish {
+                    job_id: &job.id,
+                    outcome: &outcome,
+                    keep: inner.keep_for(job, true),
+                    attempts: job.opts.attempts,
+                    fetch_next,
+                };
+                scripts::move_to_finished::call(&mut con, keys, now_ms(), &f, claim)
+                    .await
+                    .map(|c| (c, Final::Completed))
+            }
+            Err(err) => {
+                let stack = stacktrace_json(job, err);
+                match plan_failure(job, err) {
+                    FailurePlan::Fail(reason) => {
+                        let outcome = Outcome::Failed {
+                            reason: reason.clone(),
+                            stacktrace: stack,
+                        };
+                        let f = Finish {
+                            job_id: &job.id,
+                            outcome: &outcome,
+                            keep: inner.keep_for(job, false),
+                            attempts: job.opts.attempts,
+                            fetch_next,
+                        };
+                        scripts::move_to_finished::call(&mut con, keys, now_ms(), &f, claim)
+                            .await
+                            .map(|c| (c, Final::Failed(reason)))
+                    }
+                    FailurePlan::RetryNow => scripts::retry_job::call(
+                        &mut con,
+                        keys,
+                        now_ms(),
+                        &job.id,
+                        &claim.token,
+                        job.opts.lifo,
+                        &err.message,
+                        &stack,
+                    )
+                    .await
+                    .map(|()| (Claim::Empty, Final::Retried)),
+                    FailurePlan::RetryAfter(ms) => scripts::move_to_delayed::call(
+                        &mut con,
+                        keys,
+                        now_ms(),
+                        &job.id,
+                        ms,
+                        &err.message,
+                        &stack,
+                        fetch_next,
+                        claim,
+                    )
+                    .await
+                    .map(|c| (c, Final::Retried)),
+                }
+            }
+        };
+        match res {
+            Ok((next, fin)) => {
+                inner.record(job, &result, fin).await;
+                return match next {
+                    Claim::Job(j) => Some(*j),
+                    _ => None,
+                };
+            }
+            Err(Error::Script { code, .. }) if code.is_lock_lost() => {
+                tracing::warn!(job_id = %job.id, %code, "lock lost before finishing; leaving the job to its new owner");
+                return None;
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(job_id = %job.id, error.message = %e, "finishing failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::error!(job_id = %job.id, error.message = %e, "cannot finish the job; stalled recovery will take it");
+                return None;
+            }
+        }
+    }
+    tracing::error!(job_id = %job.id, "redis unreachable while finishing; stalled recovery will take the job");
+    None
+}
+
+enum Final {
+    Completed,
+    Failed(String),
+    Retried,
+}
+
+impl Inner {
+    async fn record(&self, job: &Job, result: &Result<Json, ProcessError>, fin: Final) {
+        let c = &self.counters;
+        match (fin, result) {
+            (Final::Completed, Ok(value)) => {
+                c.completed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(job_id = %job.id, "job completed");
+                if let Some(cache) = &self.results {
+                    cache.store(&job.id, Ok(value)).await;
+                }
+            }
+            (Final::Failed(reason), _) => {
+                c.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(job_id = %job.id, error.message = %reason, "job failed");
+                if let Some(cache) = &self.results {
+                    cache.store(&job.id, Err(&reason)).await;
+                }
+            }
+            _ => {
+                c.retried.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(job_id = %job.id, "attempt failed; job will be retried");
+            }
+        }
+    }
+}
+
+/// Hands every still-tracked job back to the queue (shutdown after the timeout).
+async fn release_all(inner: &Inner) {
+    let mut con = inner.con.clone();
+    for (id, token) in inner.locks.snapshot() {
+        match scripts::move_job_from_active_to_wait::call(&mut con, &inner.keys, &id, &token).await
+        {
+            Ok(()) => {
+                inner.counters.released.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(job_id = %id, "job handed back to the queue");
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %id, error.message = %e, "could not hand the job back; stalled recovery will")
+            }
+        }
+        inner.locks.untrack(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bullmq::job::{Backoff, JobOptions};
+
+    fn job(attempts: u32, made: u32, backoff: Option<Backoff>) -> Job {
+        let mut j = Job::from_claim("1".into(), vec![]);
+        j.attempts_made = made;
+        j.opts = JobOptions {
+            attempts,
+            backoff,
+            ..JobOptions::default()
+        };
+        j
+    }
+
+    #[test]
+    fn retries_only_while_attempts_remain() {
+        let e = ProcessError::retryable("x");
+        let exp = Some(Backoff::Exponential {
+            delay: 100,
+            jitter: 0.0,
+        });
+        assert_eq!(
+            plan_failure(&job(3, 0, exp.clone()), &e),
+            FailurePlan::RetryAfter(100)
+        );
+        assert_eq!(
+            plan_failure(&job(3, 1, exp.clone()), &e),
+            FailurePlan::RetryAfter(200)
+        );
+        assert_eq!(
+            plan_failure(&job(3, 2, exp), &e),
+            FailurePlan::Fail("x".into())
+        );
+        assert_eq!(plan_failure(&job(2, 0, None), &e), FailurePlan::RetryNow);
+        assert_eq!(
+            plan_failure(&job(0, 0, None), &e),
+            FailurePlan::Fail("x".into())
+        );
+    }
+
+    #[test]
+    fn permanent_errors_never_retry() {
+        let e = ProcessError::permanent("bad branch");
+        assert_eq!(
+            plan_failure(&job(5, 0, None), &e),
+            FailurePlan::Fail("bad branch".into())
+        );
+    }
+
+    #[test]
+    fn stack_traces_accumulate_within_the_limit() {
+        let mut j = job(3, 1, None);
+        j.stacktrace = vec!["a".into(), "b".into()];
+        j.opts.stack_trace_limit = Some(2);
+        let s: Vec<String> =
+            serde_json::from_str(&stacktrace_json(&j, &ProcessError::retryable("c"))).unwrap();
+        assert_eq!(s, vec!["b".to_string(), "Error: c".to_string()]);
+        j.opts.stack_trace_limit = Some(0);
+        assert_eq!(stacktrace_json(&j, &ProcessError::retryable("c")), "[]");
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests: one binary, theme modules. Every test runs against a real
+//! `redis-server` started by the harness (see `support`).
+
+mod scripts;
+mod support;
+
+mod worker;

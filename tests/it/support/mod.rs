@@ -1,0 +1,290 @@
+//! Test harness: a real `redis-server` per test binary run, unique queues per test, a job
+//! adder shaped like BullMQ's `add`, and helpers to read the state back.
+
+#![allow(dead_code)]
+
+pub mod redis_server;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use fetch_worker::bullmq::{Processor, QueueKeys, RunSummary, Worker, WorkerOptions};
+use redis::aio::MultiplexedConnection;
+use serde_json::{Value, json};
+
+pub use redis_server::RedisServer;
+
+/// A queue name unique to this test process and call.
+pub fn unique_queue(label: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{label}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A queue under test: its keys and a plain connection.
+pub struct TestQueue {
+    pub keys: QueueKeys,
+    pub name: String,
+    pub url: String,
+    pub con: MultiplexedConnection,
+}
+
+/// What a test job looks like when added.
+#[derive(Debug, Clone, Default)]
+pub struct NewJob {
+    pub name: String,
+    pub data: Value,
+    pub opts: Value,
+}
+
+impl NewJob {
+    pub fn new(data: Value) -> NewJob {
+        NewJob {
+            name: "fetch-job".into(),
+            data,
+            opts: json!({"attempts": 0}),
+        }
+    }
+    pub fn opts(mut self, opts: Value) -> NewJob {
+        self.opts = opts;
+        self
+    }
+}
+
+impl TestQueue {
+    pub async fn new(server: &RedisServer, label: &str) -> TestQueue {
+        let name = unique_queue(label);
+        let url = server.url(1);
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let con = client.get_multiplexed_async_connection().await.unwrap();
+        TestQueue {
+            keys: QueueKeys::new("bull", &name),
+            name,
+            url,
+            con,
+        }
+    }
+
+    pub fn options(&self) -> WorkerOptions {
+        let mut o = WorkerOptions::new("bull", self.name.clone());
+        o.drain_delay = Duration::from_millis(200);
+        o.until_drained = true;
+        o
+    }
+
+    /// Adds a job the way BullMQ's `addStandardJob` / `addDelayedJob` / `addPrioritizedJob`
+    /// leave Redis, and returns its id.
+    pub async fn add(&mut self, job: NewJob) -> String {
+        let k = &self.keys;
+        let id: u64 = redis::cmd("INCR")
+            .arg(&k.id)
+            .query_async(&mut self.con)
+            .await
+            .unwrap();
+        let id = id.to_string();
+        let now = now_ms();
+        let delay = job.opts.get("delay").and_then(Value::as_u64).unwrap_or(0);
+        let priority = job
+            .opts
+            .get("priority")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let lifo = job
+            .opts
+            .get("lifo")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let mut p = redis::pipe();
+        p.atomic()
+            .hset_multiple(
+                k.job(&id),
+                &[
+                    ("name", job.name.clone()),
+                    ("data", job.data.to_string()),
+                    ("opts", job.opts.to_string()),
+                    ("timestamp", now.to_string()),
+                    ("delay", delay.to_string()),
+                    ("priority", priority.to_string()),
+                ],
+            )
+            .ignore();
+        p.cmd("XADD")
+            .arg(&k.events)
+            .arg("*")
+            .arg("event")
+            .arg("added")
+            .arg("jobId")
+            .arg(&id)
+            .arg("name")
+            .arg(&job.name)
+            .ignore();
+        if delay > 0 {
+            let due = now + delay;
+            p.zadd(&k.delayed, &id, due * 4096).ignore();
+            p.cmd("XADD")
+                .arg(&k.events)
+                .arg("*")
+                .arg("event")
+                .arg("delayed")
+                .arg("jobId")
+                .arg(&id)
+                .arg("delay")
+                .arg(due)
+                .ignore();
+            p.zadd(&k.marker, "1", due as f64).ignore();
+        } else {
+            let paused: bool = redis::cmd("HEXISTS")
+                .arg(&k.meta)
+                .arg("paused")
+                .query_async(&mut self.con)
+                .await
+                .unwrap();
+            let list = if paused { &k.paused } else { &k.wait };
+            if priority > 0 {
+                let pc: u64 = redis::cmd("INCR")
+                    .arg(&k.pc)
+                    .query_async(&mut self.con)
+                    .await
+                    .unwrap();
+                p.zadd(&k.prioritized, &id, priority * (1u64 << 32) + pc)
+                    .ignore();
+            } else if lifo {
+                p.rpush(list, &id).ignore();
+            } else {
+                p.lpush(list, &id).ignore();
+            }
+            if !paused {
+                p.zadd(&k.marker, "0", 0).ignore();
+            }
+            p.cmd("XADD")
+                .arg(&k.events)
+                .arg("*")
+                .arg("event")
+                .arg("waiting")
+                .arg("jobId")
+                .arg(&id)
+                .ignore();
+        }
+        let _: () = p.query_async(&mut self.con).await.unwrap();
+        id
+    }
+
+    pub async fn hget(&mut self, id: &str, field: &str) -> Option<String> {
+        redis::cmd("HGET")
+            .arg(self.keys.job(id))
+            .arg(field)
+            .query_async(&mut self.con)
+            .await
+            .unwrap()
+    }
+
+    pub async fn exists(&mut self, key: &str) -> bool {
+        redis::cmd("EXISTS")
+            .arg(key)
+            .query_async(&mut self.con)
+            .await
+            .unwrap()
+    }
+
+    pub async fn zcard(&mut self, key: &str) -> u64 {
+        redis::cmd("ZCARD")
+            .arg(key)
+            .query_async(&mut self.con)
+            .await
+            .unwrap()
+    }
+
+    pub async fn llen(&mut self, key: &str) -> u64 {
+        redis::cmd("LLEN")
+            .arg(key)
+            .query_async(&mut self.con)
+            .await
+            .unwrap()
+    }
+
+    pub async fn zrange(&mut self, key: &str) -> Vec<String> {
+        redis::cmd("ZRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.con)
+            .await
+            .unwrap()
+    }
+
+    pub async fn lrange(&mut self, key: &str) -> Vec<String> {
+        redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.con)
+            .await
+            .unwrap()
+    }
+
+    /// Every event entry as (name, fields).
+    pub async fn events(&mut self) -> Vec<(String, Vec<(String, String)>)> {
+        let raw: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(&self.keys.events)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut self.con)
+            .await
+            .unwrap();
+        raw.into_iter()
+            .map(|(_, kv)| {
+                let mut pairs: Vec<(String, String)> = kv
+                    .chunks(2)
+                    .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
+                    .collect();
+                let name = pairs.remove(0).1;
+                (name, pairs)
+            })
+            .collect()
+    }
+
+    /// The names of events about `id`, in order.
+    pub async fn events_of(&mut self, id: &str) -> Vec<String> {
+        self.events()
+            .await
+            .into_iter()
+            .filter(|(_, f)| f.iter().any(|(k, v)| k == "jobId" && v == id))
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// Runs a worker until the queue is drained (with a 30 s safety bound).
+    pub async fn drain(&self, opts: WorkerOptions, processor: Arc<dyn Processor>) -> RunSummary {
+        let worker = Worker::connect(&self.url, opts, processor, None)
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), worker.run(std::future::pending()))
+            .await
+            .expect("worker did not drain within 30 s")
+            .unwrap()
+    }
+}
+
+pub fn now_ms() -> u64 {
+    fetch_worker::bullmq::worker::now_ms()
+}
+
+/// Polls `check` every 20 ms until it holds, failing after `secs` seconds with `what`.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out after {secs} s waiting for: {what}");
+}
