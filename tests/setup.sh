@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need and is missing on this machine: Debian's
+# redis-server, the Node peers (npm ci), and the Rust build. Safe to run again.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "setup: installing redis-server (apt)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  # Debian starts a system instance on 6379; our tests start their own, so stop it.
+  ($SUDO systemctl stop redis-server 2>/dev/null || $SUDO service redis-server stop 2>/dev/null) || true
+fi
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "setup: node and npm are required (Node 20)" >&2
+  exit 1
+fi
+
+if [ ! -d node-producer-example/node_modules ] || \
+   [ node-producer-example/package-lock.json -nt node-producer-example/node_modules ]; then
+  echo "setup: npm ci (node-producer-example)"
+  (cd node-producer-example && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+echo "setup: cargo build"
+cargo build --quiet --bins
