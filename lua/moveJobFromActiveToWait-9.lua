@@ -16,6 +16,7 @@
   ARGV:
     [1] jobId
     [2] token
+    [3] lockDuration - ms; only used to put back a lock that belonged to another token
   Returns: 0 handed back, -1 no job hash, -2 no lock, -3 not active, -6 lock owned by another
   Emits: waiting (prev active)
   Compat: the same state move as BullMQ's moveJobFromActiveToWait (rate-limit put-back).
@@ -42,7 +43,7 @@ local token = ARGV[2]
 if rcall("EXISTS", jobKey) == 0 then
   return -1
 end
-local released = releaseLock(jobKey, stalledKey, token, jobId)
+local released = releaseLock(jobKey, stalledKey, token, jobId, tonumber(ARGV[3]))
 if released < 0 then
   return released
 end

@@ -60,7 +60,7 @@ local limitDuration = tonumber(ARGV[12])
 if rcall("EXISTS", jobKey) == 0 then
   return -1
 end
-local released = releaseLock(jobKey, keys.stalled, token, jobId)
+local released = releaseLock(jobKey, keys.stalled, token, jobId, lockDuration)
 if released < 0 then
   return released
 end

@@ -36,6 +36,8 @@
     [15] stacktrace - JSON array of strings to store, "" to leave the field alone
     [16] limiter max - "" for none
     [17] limiter duration - ms, "" for none
+    [18] attemptsMade - attempts ended before this one (the worker read it at claim; it holds
+         the lock, so nobody else changed it); stored as `atm` + 1
   Returns:
     0 finished, nothing claimed (or no job ready)
     {fields, jobId, 0, 0} | {0, 0, ttl, 0} | {0, 0, 0, due} as moveToActive, when fetchNext
@@ -73,16 +75,21 @@ local attempts = tonumber(ARGV[14]) or 0
 local stacktrace = ARGV[15]
 local limitMax = tonumber(ARGV[16])
 local limitDuration = tonumber(ARGV[17])
+local attemptsMade = (tonumber(ARGV[18]) or 0) + 1
 
 --!include releaseLock
 --!include removeJobKeys
 --!include trimFinishedJobs
 --!include claimNextJob
 
-if rcall("EXISTS", jobKey) == 0 then
+-- Every BullMQ job hash has a `name` (possibly ""), so one HMGET answers "does it exist" and
+-- reads the deduplication id.
+local jobFields = rcall("HMGET", jobKey, "name", "deid")
+if not jobFields[1] and rcall("EXISTS", jobKey) == 0 then
   return -1
 end
-if target == "completed" then
+if target == "completed" and
+   rcall("EXISTS", jobKey .. ":dependencies", jobKey .. ":unsuccessful") > 0 then
   if rcall("SCARD", jobKey .. ":dependencies") ~= 0 then
     return -4
   end
@@ -90,7 +97,7 @@ if target == "completed" then
     return -9
   end
 end
-local released = releaseLock(jobKey, keys.stalled, token, jobId)
+local released = releaseLock(jobKey, keys.stalled, token, jobId, lockDuration)
 if released < 0 then
   return released
 end
@@ -103,7 +110,7 @@ end
 
 local state = readQueueState(keys.meta, keys.active)
 
-local dedupId = rcall("HGET", jobKey, "deid")
+local dedupId = jobFields[2]
 if dedupId then
   local dedupKey = baseKey .. "de:" .. dedupId
   local ttl = rcall("PTTL", dedupKey)
@@ -112,11 +119,9 @@ if dedupId then
   end
 end
 
-local attemptsMade = rcall("HINCRBY", jobKey, "atm", 1)
-
 if keepCount ~= 0 then
   rcall("ZADD", finishedKey, now, jobId)
-  rcall("HSET", jobKey, field, value, "finishedOn", now)
+  rcall("HSET", jobKey, field, value, "finishedOn", now, "atm", attemptsMade)
   if target == "failed" then
     rcall("HDEL", jobKey, "defa")
   end

@@ -23,6 +23,7 @@
     [5] token
     [6] failedReason - raw message
     [7] stacktrace - JSON array of strings
+    [8] lockDuration - ms; only used to put back a lock that belonged to another token
   Returns: 0 done, -1 no job hash, -2 no lock, -3 not active, -6 lock owned by another token
   Emits: waiting (prev active), and waiting (prev delayed) for promoted jobs
   Compat: BullMQ 5 and 6 alike (paused jobs: see includes/readyListFor).
@@ -55,7 +56,7 @@ promoteDueJobs(delayedKey, waitKey, pausedKey, prioritizedKey, pcKey, markerKey,
 if rcall("EXISTS", jobKey) == 0 then
   return -1
 end
-local released = releaseLock(jobKey, stalledKey, token, jobId)
+local released = releaseLock(jobKey, stalledKey, token, jobId, tonumber(ARGV[8]))
 if released < 0 then
   return released
 end

@@ -69,15 +69,19 @@ local function claimNextJob(k, baseKey, now, token, lockDuration, workerName, li
     local jobKey = baseKey .. jobId
     rcall("SET", jobKey .. ":lock", token, "PX", lockDuration)
     emitEvent(k.events, state.maxEvents, "active", "jobId", jobId, "prev", "waiting")
+    -- Read first, then stamp: we hold the lock, so nobody else changes `ats` in between, and
+    -- one HSET replaces an HSET plus an HINCRBY.
+    local fields = rcall("HMGET", jobKey, unpack(JOB_FIELDS))
+    local started = (tonumber(fields[7]) or 0) + 1
+    fields[7] = tostring(started)
     if workerName then
-      rcall("HSET", jobKey, "processedOn", now, "pb", workerName)
+      rcall("HSET", jobKey, "processedOn", now, "ats", started, "pb", workerName)
     else
-      rcall("HSET", jobKey, "processedOn", now)
+      rcall("HSET", jobKey, "processedOn", now, "ats", started)
     end
-    rcall("HINCRBY", jobKey, "ats", 1)
     -- Wake the next idle worker: there may be more work.
     rcall("ZADD", k.marker, 0, "0")
-    return {rcall("HMGET", jobKey, unpack(JOB_FIELDS)), jobId, 0, 0}
+    return {fields, jobId, 0, 0}
   end
 
   local first = rcall("ZRANGE", k.delayed, 0, 0, "WITHSCORES")

@@ -3,18 +3,30 @@
 //! On a job's final outcome the worker writes `fetch-worker:result:<queue>:<jobId>` =
 //! `{"status":"completed","result":…}` or `{"status":"failed","error":"…"}` with a TTL, so the
 //! app can answer "how did job X end" without touching the queue database.
+//!
+//! Writes go through one background task that sends whatever has accumulated as a single
+//! pipeline (at most 256 entries), so a busy worker costs the cache one round trip per burst,
+//! not one per job. [`ResultCache::flush`] waits until everything stored so far is written.
 
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
 
-/// Writes final outcomes into the cache database.
+/// The most entries sent in one pipeline.
+const BATCH: usize = 256;
+
+enum Message {
+    Store(String, String),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Writes final outcomes into the cache database. Cheap to clone.
 #[derive(Clone)]
 pub struct ResultCache {
-    con: ConnectionManager,
+    tx: mpsc::UnboundedSender<Message>,
     queue: String,
-    ttl: Duration,
 }
 
 impl std::fmt::Debug for ResultCache {
@@ -26,12 +38,14 @@ impl std::fmt::Debug for ResultCache {
 }
 
 impl ResultCache {
-    /// A cache writer for `queue`, keeping results for `ttl`.
+    /// A cache writer for `queue`, keeping results for `ttl`. Spawns its writer task, so it
+    /// must be called inside a tokio runtime.
     pub fn new(con: ConnectionManager, queue: &str, ttl: Duration) -> ResultCache {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_results(con, rx, ttl.as_secs().max(1)));
         ResultCache {
-            con,
+            tx,
             queue: queue.to_string(),
-            ttl,
         }
     }
 
@@ -40,24 +54,58 @@ impl ResultCache {
         format!("fetch-worker:result:{queue}:{job_id}")
     }
 
-    /// Stores a job's final outcome. Failures are logged, not returned: the queue state is
-    /// authoritative and a missing cache entry only costs the app a lookup.
-    pub async fn store(&self, job_id: &str, outcome: Result<&Value, &str>) {
+    /// Queues a job's final outcome for writing. Failures to write are logged, not returned:
+    /// the queue state is authoritative and a missing cache entry only costs the app a lookup.
+    pub fn store(&self, job_id: &str, outcome: Result<&Value, &str>) {
         let body = match outcome {
             Ok(result) => json!({"status": "completed", "result": result}),
             Err(error) => json!({"status": "failed", "error": error}),
         };
-        let mut con = self.con.clone();
-        let secs = self.ttl.as_secs().max(1);
-        let res: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(Self::key(&self.queue, job_id))
-            .arg(body.to_string())
-            .arg("EX")
-            .arg(secs)
-            .query_async(&mut con)
-            .await;
-        if let Err(e) = res {
-            tracing::warn!(job_id, error.message = %e, "could not write the job result to the cache");
+        let _ = self.tx.send(Message::Store(
+            Self::key(&self.queue, job_id),
+            body.to_string(),
+        ));
+    }
+
+    /// Waits until every outcome stored before this call was written (or failed to be).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Message::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn write_results(
+    mut con: ConnectionManager,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+    ttl: u64,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        let mut waiting = Vec::new();
+        for message in batch.drain(..) {
+            match message {
+                Message::Store(key, body) => {
+                    pipe.cmd("SET")
+                        .arg(key)
+                        .arg(body)
+                        .arg("EX")
+                        .arg(ttl)
+                        .ignore();
+                }
+                Message::Flush(done) => waiting.push(done),
+            }
+        }
+        if !pipe.is_empty() {
+            let res: redis::RedisResult<()> = pipe.query_async(&mut con).await;
+            if let Err(e) = res {
+                tracing::warn!(error.message = %e, "could not write job results to the cache");
+            }
+        }
+        for done in waiting {
+            let _ = done.send(());
         }
     }
 }

@@ -193,6 +193,9 @@ impl Worker {
         }
         background.cancel();
         helpers.wait().await;
+        if let Some(cache) = &inner.results {
+            cache.flush().await;
+        }
         let c = &inner.counters;
         let summary = RunSummary {
             completed: c.completed.load(Ordering::Relaxed),
@@ -567,6 +570,7 @@ async fn finish(
                     keep: inner.keep_for(job, true),
                     attempts: job.opts.attempts,
                     fetch_next,
+                    attempts_made: job.attempts_made,
                 };
                 scripts::move_to_finished::call(&mut con, keys, now_ms(), &f, claim)
                     .await
@@ -586,6 +590,7 @@ async fn finish(
                             keep: inner.keep_for(job, false),
                             attempts: job.opts.attempts,
                             fetch_next,
+                            attempts_made: job.attempts_made,
                         };
                         scripts::move_to_finished::call(&mut con, keys, now_ms(), &f, claim)
                             .await
@@ -600,6 +605,7 @@ async fn finish(
                         job.opts.lifo,
                         &err.message,
                         &stack,
+                        claim.lock_ms,
                     )
                     .await
                     .map(|()| (Claim::Empty, Final::Retried)),
@@ -660,14 +666,14 @@ impl Inner {
                 c.completed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(job_id = %job.id, "job completed");
                 if let Some(cache) = &self.results {
-                    cache.store(&job.id, Ok(value)).await;
+                    cache.store(&job.id, Ok(value));
                 }
             }
             (Final::Failed(reason), _) => {
                 c.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(job_id = %job.id, error.message = %reason, "job failed");
                 if let Some(cache) = &self.results {
-                    cache.store(&job.id, Err(&reason)).await;
+                    cache.store(&job.id, Err(&reason));
                 }
             }
             _ => {
@@ -682,7 +688,14 @@ impl Inner {
 async fn release_all(inner: &Inner) {
     let mut con = inner.con.clone();
     for (id, token) in inner.locks.snapshot() {
-        match scripts::move_job_from_active_to_wait::call(&mut con, &inner.keys, &id, &token).await
+        match scripts::move_job_from_active_to_wait::call(
+            &mut con,
+            &inner.keys,
+            &id,
+            &token,
+            inner.opts.lock_duration.as_millis() as u64,
+        )
+        .await
         {
             Ok(()) => {
                 inner.counters.released.fetch_add(1, Ordering::Relaxed);

@@ -47,6 +47,7 @@ async fn complete(
         keep,
         attempts: 1,
         fetch_next,
+        attempts_made: 0,
     };
     scripts::move_to_finished::call(&mut q.con, &keys, now_ms(), &f, &claim_args(token)).await
 }
@@ -181,6 +182,7 @@ async fn final_failure_emits_failed_and_retries_exhausted() {
         keep: KeepJobs::ALL,
         attempts: 1,
         fetch_next: false,
+        attempts_made: 0,
     };
     scripts::move_to_finished::call(&mut q.con, &keys, now_ms(), &f, &claim_args("t"))
         .await
@@ -215,9 +217,19 @@ async fn retry_job_returns_job_to_wait_and_counts_the_attempt() {
     let b = q.add(NewJob::new(json!({}))).await;
     job_id(claim(&mut q, "t").await);
     let keys = q.keys.clone();
-    scripts::retry_job::call(&mut q.con, &keys, now_ms(), &a, "t", false, "flaky", "[]")
-        .await
-        .unwrap();
+    scripts::retry_job::call(
+        &mut q.con,
+        &keys,
+        now_ms(),
+        &a,
+        "t",
+        false,
+        "flaky",
+        "[]",
+        30_000,
+    )
+    .await
+    .unwrap();
     // FIFO: a went to the back, so b is next (wait is consumed from the right).
     assert_eq!(q.lrange(&keys.wait).await, vec![a.clone(), b.clone()]);
     assert_eq!(q.hget(&a, "atm").await.as_deref(), Some("1"));
@@ -228,9 +240,19 @@ async fn retry_job_returns_job_to_wait_and_counts_the_attempt() {
     );
     // LIFO retry goes to the front.
     assert_eq!(job_id(claim(&mut q, "u").await), b);
-    scripts::retry_job::call(&mut q.con, &keys, now_ms(), &b, "u", true, "again", "[]")
-        .await
-        .unwrap();
+    scripts::retry_job::call(
+        &mut q.con,
+        &keys,
+        now_ms(),
+        &b,
+        "u",
+        true,
+        "again",
+        "[]",
+        30_000,
+    )
+    .await
+    .unwrap();
     assert_eq!(q.lrange(&keys.wait).await, vec![a, b]);
 }
 
@@ -510,9 +532,19 @@ async fn paused_queue_claims_nothing_and_retries_go_to_paused() {
         .await
         .unwrap();
     assert!(matches!(claim(&mut q, "u").await, Claim::Empty));
-    scripts::retry_job::call(&mut q.con, &keys, now_ms(), &a, "t", false, "x", "[]")
-        .await
-        .unwrap();
+    scripts::retry_job::call(
+        &mut q.con,
+        &keys,
+        now_ms(),
+        &a,
+        "t",
+        false,
+        "x",
+        "[]",
+        30_000,
+    )
+    .await
+    .unwrap();
     assert_eq!(q.lrange(&keys.paused).await, vec![a.clone(), b.clone()]);
     assert_eq!(q.llen(&keys.wait).await, 0);
     // A v5 resume.
@@ -753,7 +785,7 @@ async fn hand_back_puts_the_job_in_front_without_an_attempt() {
     let b = q.add(NewJob::new(json!({}))).await;
     job_id(claim(&mut q, "t").await);
     let keys = q.keys.clone();
-    scripts::move_job_from_active_to_wait::call(&mut q.con, &keys, &a, "t")
+    scripts::move_job_from_active_to_wait::call(&mut q.con, &keys, &a, "t", 30_000)
         .await
         .unwrap();
     assert_eq!(q.lrange(&keys.wait).await, vec![b, a.clone()]);

@@ -39,6 +39,8 @@ pub struct Finish<'a> {
     pub attempts: u32,
     /// Claim the next job in the same call.
     pub fetch_next: bool,
+    /// Attempts ended before this one (read at claim).
+    pub attempts_made: u32,
 }
 
 /// Builds ARGV (pure, for tests).
@@ -78,6 +80,7 @@ pub(crate) fn args(
         arg(stack),
         lmax,
         ldur,
+        arg(f.attempts_made),
     ]
 }
 
@@ -145,6 +148,7 @@ mod tests {
             },
             attempts: 3,
             fetch_next: true,
+            attempts_made: 2,
         };
         let claim = ClaimArgs {
             token: "t:1".into(),
@@ -156,12 +160,13 @@ mod tests {
             .into_iter()
             .map(|b| String::from_utf8(b).unwrap())
             .collect();
-        assert_eq!(a.len(), 17);
+        assert_eq!(a.len(), 18);
         assert_eq!(&a[..6], ["3", "10", "failedReason", "boom", "failed", "1"]);
         assert_eq!(
             (a[10].as_str(), a[11].as_str(), a[12].as_str()),
             ("5", "60", "")
         );
         assert_eq!((a[13].as_str(), a[14].as_str()), ("3", "[\"x\"]"));
+        assert_eq!(a[17], "2");
     }
 }
