@@ -10,7 +10,9 @@
 #     ours      fetch-worker run --processor noop --until-drained, with REDIS_JOB_URL
 #               (db 1), QUEUE_NAME, BULL_PREFIX=bull, JOB_CONCURRENCY=C, and REDIS_CACHE_URL
 #               on the same Redis (db 0): whatever it writes there counts in its µs/job
-#   at each concurrency of CONCURRENCY (default "1 16 64"), one run each.
+#   at each concurrency of CONCURRENCY (default "1 16 64"), one run each (RUNS=R: R rounds,
+#   interleaved, and the summary shows medians; the figures on a 2-core machine vary by
+#   ±30% from run to run in jobs/s, much less in µs/job).
 #   Reported per run: jobs/s, and Redis CPU per job in µs. Per concurrency: ours/node,
 #   ours/official and ours/max(node, official). The goal: ours >= 1.5 x max(peers) at 64.
 #
@@ -36,6 +38,8 @@
 #                    / N. It covers everything Redis did during the drain, the watcher's
 #                    polls included: ~25 µs of Redis CPU each (a round trip to an idle
 #                    Redis, measured here), a few dozen per drain: < 0.1 µs/job.
+#   - `busy` is Redis CPU time over drain time: near 100% means Redis was the bottleneck,
+#     and then jobs/s can only grow by spending fewer µs of Redis per job.
 #   - The node and official peers also print their own view (Worker.run to the N-th
 #     completion); it is shown as `self jobs/s`, a cross-check only. `wall s` is the whole
 #     process, launch to exit.
@@ -56,7 +60,7 @@
 #   bench/queue.sh
 #   N=20000 CONCURRENCY="1 16 64" PEERS="node official ours" bench/queue.sh
 #   FETCH_WORKER_BIN=/path/to/fetch-worker bench/queue.sh
-#   Settings (env): N (20000), CONCURRENCY ("1 16 64"), PEERS ("node official ours"),
+#   Settings (env): N (20000), CONCURRENCY ("1 16 64"), RUNS (1), PEERS ("node official ours"),
 #   FETCH_WORKER_BIN, QUEUE_NAME (bench), DRAIN_TIMEOUT_S (600), POLL_MS (1),
 #   REDIS_SERVER (redis-server), NO_BUILD (unset).
 #   Output: a table on stdout, also written to bench/out/queue-<UTC timestamp>.txt.
@@ -73,6 +77,7 @@ OFFICIAL_BIN="$OFFICIAL_DIR/target/release/official-rs-drain"
 N=${N:-20000}
 CONCURRENCY=${CONCURRENCY:-"1 16 64"}
 PEERS=${PEERS:-"node official ours"}
+RUNS=${RUNS:-1}
 QUEUE_NAME=${QUEUE_NAME:-bench}
 BULL_PREFIX=bull
 DRAIN_TIMEOUT_S=${DRAIN_TIMEOUT_S:-600}
@@ -87,6 +92,7 @@ die() {
 }
 
 [[ "$N" =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer, got '$N'"
+[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, got '$RUNS'"
 for c in $CONCURRENCY; do
   [[ "$c" =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must list positive integers, got '$c'"
 done
@@ -176,14 +182,15 @@ json_field() {
     console.log(v === undefined ? "" : v);' "$1" "$2"
 }
 
-declare -A JPS US SELF WALL
+declare -A JPS_ALL US_ALL JPS US
 FAILURES=()
 LOG=()
 
-# run_peer PEER CONCURRENCY: fill, watch, drain; records JPS/US/SELF/WALL[PEER,C].
+# run_peer PEER CONCURRENCY RUN: fill, watch, drain; appends to JPS_ALL/US_ALL[PEER,C].
 run_peer() {
-  local peer=$1 c=$2 tag="$1 c=$2"
-  local out="$WORK/$peer-$c"
+  local peer=$1 c=$2 run=$3 tag="$1 c=$2"
+  ((RUNS == 1)) || tag="$tag run $run"
+  local out="$WORK/$peer-$c-$run"
   local common=(env REDIS_URL="$REDIS_URL" QUEUE_NAME="$QUEUE_NAME" BULL_PREFIX="$BULL_PREFIX" N="$N")
 
   rcli FLUSHALL >/dev/null
@@ -222,7 +229,6 @@ run_peer() {
   t0=$(date +%s%N)
   timeout --kill-after=5 "$((DRAIN_TIMEOUT_S + 10))" "${cmd[@]}" >"$out.drain" 2>"$out.drain.err" || rc=$?
   t1=$(date +%s%N)
-  WALL[$peer,$c]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
 
   # The queue should already be empty; give the watcher a moment to see it.
   waited=0
@@ -256,24 +262,42 @@ run_peer() {
     FAILURES+=("$tag: $failed jobs failed")
     return
   fi
-  JPS[$peer,$c]=$(json_field "$out.watch" jobs_per_s)
-  US[$peer,$c]=$(json_field "$out.watch" redis_us_per_job)
-  SELF[$peer,$c]=$(json_field "$out.drain" jobs_per_s)
-  local note=""
+  local jps us self wall note=""
+  jps=$(json_field "$out.watch" jobs_per_s)
+  us=$(json_field "$out.watch" redis_us_per_job)
+  self=$(json_field "$out.drain" jobs_per_s)
+  wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
+  JPS_ALL[$peer,$c]+="$jps "
+  US_ALL[$peer,$c]+="$us "
   [[ "$completed" == 0 ]] || note="  (!) $completed jobs kept in completed: removeOnComplete not honoured"
-  LOG+=("$(printf '%-9s %5s %10.0f %10.1f %13.1f %12s %6s %7s   %s%s' "$peer" "$c" "${JPS[$peer,$c]}" \
-    "$(json_field "$out.watch" elapsed_ms)" "${US[$peer,$c]}" "${SELF[$peer,$c]:--}" \
-    "$(json_field "$out.watch" polls)" "${WALL[$peer,$c]}" "$load" "$note")")
-  echo "queue.sh: $tag: ${JPS[$peer,$c]} jobs/s, ${US[$peer,$c]} µs Redis CPU/job" >&2
+  local elapsed busy
+  elapsed=$(json_field "$out.watch" elapsed_ms)
+  busy=$(awk -v cpu="$(json_field "$out.watch" redis_cpu_ms)" -v ms="$elapsed" 'BEGIN { printf "%.0f%%", 100 * cpu / ms }')
+  LOG+=("$(printf '%-9s %5s %4s %10.0f %10.1f %13.1f %6s %12s %6s %7s   %s%s' "$peer" "$c" "$run" "$jps" \
+    "$elapsed" "$us" "$busy" "${self:--}" "$(json_field "$out.watch" polls)" "$wall" "$load" "$note")")
+  echo "queue.sh: $tag: $jps jobs/s, $us µs Redis CPU/job" >&2
+}
+
+median() { # median of the numbers given ("" when none)
+  (($#)) || { echo ""; return; }
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 # ---------------------------------------------------------------- runs
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-for c in $CONCURRENCY; do
-  for peer in $PEERS; do
-    run_peer "$peer" "$c"
+for run in $(seq "$RUNS"); do
+  for c in $CONCURRENCY; do
+    for peer in $PEERS; do
+      run_peer "$peer" "$c" "$run"
+    done
   done
+done
+for key in "${!JPS_ALL[@]}"; do
+  # shellcheck disable=SC2086 # word splitting wanted: the lists are space-separated numbers
+  JPS[$key]=$(median ${JPS_ALL[$key]})
+  # shellcheck disable=SC2086
+  US[$key]=$(median ${US_ALL[$key]})
 done
 
 # ---------------------------------------------------------------- report
@@ -297,17 +321,20 @@ versions() {
 }
 
 report() {
-  echo "bench/queue.sh  $STAMP  N=$N  concurrency: $CONCURRENCY  peers: $PEERS"
+  echo "bench/queue.sh  $STAMP  N=$N  concurrency: $CONCURRENCY  peers: $PEERS  runs: $RUNS"
   echo "$(versions)"
   echo "machine: $(nproc) cores; Redis on 127.0.0.1:$PORT --save '' --appendonly no, db $REDIS_DB"
   echo "jobs/s and µs/job are measured from Redis (first claim -> queue empty; INFO cpu delta / N)"
   echo
   # (%14s: the µ takes two bytes and one column)
-  printf '%-9s %5s %10s %10s %14s %12s %6s %7s   %s\n' peer conc "jobs/s" "drain ms" "redis µs/job" "self jobs/s" polls "wall s" "load before"
+  printf '%-9s %5s %4s %10s %10s %14s %6s %12s %6s %7s   %s\n' peer conc run "jobs/s" "drain ms" "redis µs/job" busy \
+    "self jobs/s" polls "wall s" "load before"
   local line
   for line in "${LOG[@]}"; do echo "$line"; done
   echo
-  printf '%5s %10s %10s %10s %10s %14s %10s\n' conc node official ours ours/node ours/official ours/max
+  ((RUNS == 1)) || echo "medians of $RUNS runs:"
+  echo "      --------- jobs/s ---------   ------------ ours/ ------------   ---- Redis µs/job ----"
+  printf '%5s %8s %9s %8s   %9s %10s %10s   %6s %8s %6s\n' conc node official ours node official "max(peers)" node official ours
   local c max best goal_line=""
   for c in $CONCURRENCY; do
     local n=${JPS[node,$c]:-} o=${JPS[official,$c]:-} u=${JPS[ours,$c]:-}
@@ -315,8 +342,9 @@ report() {
     for best in "$n" "$o"; do
       if [[ -n "$best" ]] && { [[ -z "$max" ]] || awk -v a="$best" -v b="$max" 'BEGIN { exit !(a > b) }'; }; then max=$best; fi
     done
-    printf '%5s %10s %10s %10s %10s %14s %10s\n' "$c" "$(num "$n" %.0f)" "$(num "$o" %.0f)" "$(num "$u" %.0f)" \
-      "$(ratio "$u" "$n")" "$(ratio "$u" "$o")" "$(ratio "$u" "$max")"
+    printf '%5s %8s %9s %8s   %9s %10s %10s   %6s %8s %6s\n' "$c" "$(num "$n" %.0f)" "$(num "$o" %.0f)" "$(num "$u" %.0f)" \
+      "$(ratio "$u" "$n")" "$(ratio "$u" "$o")" "$(ratio "$u" "$max")" \
+      "$(num "${US[node,$c]:-}" %.1f)" "$(num "${US[official,$c]:-}" %.1f)" "$(num "${US[ours,$c]:-}" %.1f)"
     if [[ "$c" == 64 && -n "$u" && -n "$max" ]]; then
       local r
       r=$(ratio "$u" "$max")
