@@ -52,6 +52,7 @@
 #
 # BUILDS (each skipped with NO_BUILD=1)
 #   node      npm ci in bench/peers/node when node_modules is missing or older than the lock
+#             (falls back to `npm install --no-save`, see below)
 #   official  cargo build --release in bench/official-rs (its own target/ there)
 #   ours      cargo build --release in the repo root, unless FETCH_WORKER_BIN is given
 #   (On a small shared machine: CARGO_BUILD_JOBS=1 is passed through to cargo.)
@@ -110,7 +111,14 @@ done
 if [[ -z "$NO_BUILD" ]]; then
   if [[ ! -d "$NODE_PEER/node_modules" || "$NODE_PEER/package-lock.json" -nt "$NODE_PEER/node_modules/.package-lock.json" ]]; then
     echo "queue.sh: npm ci in bench/peers/node" >&2
-    (cd "$NODE_PEER" && npm ci --no-audit --no-fund >&2) || die "npm ci in bench/peers/node failed"
+    # The registry this project reaches lacks msgpackr-extract's prebuilt binaries for other
+    # platforms (darwin, win32, linux-arm), so the lock cannot list them and `npm ci` calls it
+    # out of sync. `npm install --no-save` then installs the same locked versions and leaves
+    # the lock alone.
+    if ! (cd "$NODE_PEER" && npm ci --no-audit --no-fund >&2); then
+      echo "queue.sh: npm ci refused the lock; npm install --no-save (same locked versions)" >&2
+      (cd "$NODE_PEER" && npm install --no-save --no-audit --no-fund >&2) || die "installing bench/peers/node failed"
+    fi
   fi
   if has_peer official; then
     echo "queue.sh: cargo build --release in bench/official-rs" >&2
