@@ -17,6 +17,11 @@ use tokio::sync::{mpsc, oneshot};
 /// The most entries sent in one pipeline.
 const BATCH: usize = 256;
 
+/// How long the writer waits for more entries before sending a small batch. Results become
+/// visible at most this much later; in exchange a worker at concurrency 1 sends one pipeline
+/// per few dozen jobs instead of one command per job.
+const LINGER: Duration = Duration::from_millis(2);
+
 enum Message {
     Store(String, String),
     Flush(oneshot::Sender<()>),
@@ -83,6 +88,15 @@ async fn write_results(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        if batch.len() < BATCH && !matches!(batch.last(), Some(Message::Flush(_))) {
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+        }
         let mut pipe = redis::pipe();
         let mut waiting = Vec::new();
         for message in batch.drain(..) {
