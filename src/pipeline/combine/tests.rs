@@ -1,0 +1,1 @@
+//! Group-level tests of the combine pass.
