@@ -54,10 +54,18 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Redis URL of the queue (BullMQ keys live in this database).
-    #[arg(long, env = "REDIS_JOB_URL", default_value = "redis://127.0.0.1:6379/1")]
+    #[arg(
+        long,
+        env = "REDIS_JOB_URL",
+        default_value = "redis://127.0.0.1:6379/1"
+    )]
     pub redis_job_url: String,
     /// Redis URL of the app's cache, where job results are written with a TTL.
-    #[arg(long, env = "REDIS_CACHE_URL", default_value = "redis://127.0.0.1:6379/0")]
+    #[arg(
+        long,
+        env = "REDIS_CACHE_URL",
+        default_value = "redis://127.0.0.1:6379/0"
+    )]
     pub redis_cache_url: String,
     /// Queue name.
     #[arg(long, env = "QUEUE_NAME", default_value = "fetch")]
@@ -202,8 +210,9 @@ impl RunConfig {
                 .map(|s| {
                     let value: serde_json::Value = serde_json::from_str(s)
                         .map_err(|e| invalid(name, &format!("not JSON: {e}")))?;
-                    KeepJobs::from_option(&value)
-                        .ok_or_else(|| invalid(name, "expected true, false, a count or {age,count}"))
+                    KeepJobs::from_option(&value).ok_or_else(|| {
+                        invalid(name, "expected true, false, a count or {age,count}")
+                    })
                 })
                 .transpose()
         };

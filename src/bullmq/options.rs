@@ -66,7 +66,11 @@ pub struct KeepJobs {
 
 impl KeepJobs {
     /// Keep everything.
-    pub const ALL: KeepJobs = KeepJobs { count: -1, age: None, limit: None };
+    pub const ALL: KeepJobs = KeepJobs {
+        count: -1,
+        age: None,
+        limit: None,
+    };
 
     /// Reads a `removeOnComplete`/`removeOnFail` option value: `true` (delete at once), `false`
     /// (keep all), a number N (keep N), or `{age, count?, limit?}`.
@@ -76,7 +80,11 @@ impl KeepJobs {
     /// `None` when the value has none of those shapes.
     pub fn from_option(value: &Value) -> Option<KeepJobs> {
         match value {
-            Value::Bool(true) => Some(KeepJobs { count: 0, age: None, limit: None }),
+            Value::Bool(true) => Some(KeepJobs {
+                count: 0,
+                age: None,
+                limit: None,
+            }),
             Value::Bool(false) => Some(Self::ALL),
             Value::Number(n) => n.as_f64().map(|n| KeepJobs {
                 count: n.max(-1.0) as i64,

@@ -20,11 +20,12 @@
 //! - rd5900 (payment names): col 0 → col 1; any 1-field line, even an empty one, → empty name.
 //! - blpr (phones): lines of 4+ fields whose col 1 is exactly 11 characters map col 3 `ORNO`
 //!   → col 1. When col 3 contains `"=""…"""`, the text inside the first such wrapper is the
-//!   key (legacy's regex search `"=""(.+?)"""`); otherwise the raw field is.
+//!   key (legacy's regex search `"=""(.+?)"""`); otherwise the raw field is. The pass keeps
+//!   only keys that some rd5000 line can look up ([`Lookups::keep_phones_for`]).
 //!
 //! Lines longer than the configured limit are skipped and counted rather than split.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::files::FileType;
 use super::lines::{Lines, decode, py_strip};
@@ -76,7 +77,8 @@ impl SkipReason {
 pub struct TableStats {
     /// Lines in the file.
     pub lines: u64,
-    /// Distinct keys in the table built from it.
+    /// Distinct keys in the table built from it (for blpr: only the keys kept, see
+    /// [`Lookups::keep_phones_for`]).
     pub entries: u64,
     /// Lines that were not valid UTF-8 and were decoded with replacement characters.
     pub lossy_lines: u64,
@@ -100,9 +102,21 @@ pub struct Lookups {
     pub payment_names: HashMap<String, String>,
     /// blpr: ORNO → phone.
     pub phones: HashMap<String, String>,
+    /// When set, blpr entries with other keys are not kept (see [`Lookups::keep_phones_for`]).
+    phone_keys: Option<HashSet<String>>,
 }
 
 impl Lookups {
+    /// Keeps only blpr entries whose key is one of `keys` (load blpr after calling this).
+    ///
+    /// The phone table is only ever looked up by rd5000 transaction numbers, and blpr is the
+    /// store's whole loyalty history (tens of thousands of lines per day, almost all keys
+    /// distinct). Passing the group's transaction numbers gives exactly the lookups the full
+    /// table would give, first occurrence still winning, without storing the history.
+    pub fn keep_phones_for(&mut self, keys: HashSet<String>) {
+        self.phone_keys = Some(keys);
+    }
+
     /// Adds one reference file's lines to its table.
     ///
     /// `new_branch` selects the rd5500 new-layout rules. rd5000 is not a reference type and
@@ -159,7 +173,7 @@ impl Lookups {
                 let name = fields.next().unwrap_or_default();
                 first_wins(&mut self.payment_names, key, name);
             }
-            FileType::Blpr => add_phone(&mut self.phones, line),
+            FileType::Blpr => add_phone(&mut self.phones, self.phone_keys.as_ref(), line),
         }
         Ok(())
     }
@@ -206,25 +220,43 @@ fn add_name(table: &mut HashMap<String, String>, line: &str) {
 }
 
 fn add_payment(table: &mut HashMap<String, String>, line: &str) -> Result<(), SkipReason> {
-    let fields: Vec<&str> = line.split(',').collect();
-    match fields.len() {
+    let mut paycode = "";
+    let mut transno = "";
+    let mut count = 0;
+    for (i, field) in line.split(',').enumerate() {
+        match i {
+            11 => paycode = field,
+            20 => transno = field,
+            _ => {}
+        }
+        count = i + 1;
+    }
+    match count {
         n if n < 11 => Err(SkipReason::Rd5800Under11Fields),
         n if n < 20 => Err(SkipReason::Rd5800Under20Fields),
         20 => Err(SkipReason::Rd5800Exactly20Fields),
         _ => {
-            first_wins(table, fields[20], fields[11]);
+            first_wins(table, transno, paycode);
             Ok(())
         }
     }
 }
 
-fn add_phone(table: &mut HashMap<String, String>, line: &str) {
-    let fields: Vec<&str> = line.split(',').collect();
-    if fields.len() <= 3 || fields[1].chars().count() != 11 {
+fn add_phone(table: &mut HashMap<String, String>, keep: Option<&HashSet<String>>, line: &str) {
+    // blpr is by far the largest input (cumulative history), so no per-line allocation here.
+    let mut fields = line.split(',');
+    let (Some(_), Some(phone), Some(_), Some(orno)) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return;
+    };
+    if phone.chars().count() != 11 {
         return;
     }
-    let key = excel_wrapped_inner(fields[3]).unwrap_or(fields[3]);
-    first_wins(table, key, fields[1]);
+    let key = excel_wrapped_inner(orno).unwrap_or(orno);
+    if keep.is_none_or(|keys| keys.contains(key)) {
+        first_wins(table, key, phone);
+    }
 }
 
 /// The text of the first `"=""…"""` wrapper in `field`, as legacy's regex `"=""(.+?)"""`
@@ -232,18 +264,21 @@ fn add_phone(table: &mut HashMap<String, String>, line: &str) {
 pub fn excel_wrapped_inner(field: &str) -> Option<&str> {
     const OPEN: &str = "\"=\"\"";
     const CLOSE: &str = "\"\"\"";
-    let mut from = 0;
-    while let Some(found) = field[from..].find(OPEN) {
-        let start = from + found + OPEN.len();
-        let rest = &field[start..];
-        // `.+?` needs at least one character before the closing quotes.
-        if let Some(first) = rest.chars().next() {
-            let skip = first.len_utf8();
-            if let Some(end) = rest[skip..].find(CLOSE) {
-                return Some(&rest[..skip + end]);
-            }
+    // Both markers start with a quote, so only quote positions need checking.
+    for (open, _) in field.match_indices('"') {
+        if !field[open..].starts_with(OPEN) {
+            continue;
         }
-        from = from + found + 1;
+        let start = open + OPEN.len();
+        let rest = &field[start..];
+        // `.+?` needs at least one character before the closing quotes (none left: no match).
+        let skip = rest.chars().next()?.len_utf8();
+        if let Some((end, _)) = rest[skip..]
+            .match_indices('"')
+            .find(|&(i, _)| rest[skip + i..].starts_with(CLOSE))
+        {
+            return Some(&rest[..skip + end]);
+        }
     }
     None
 }
@@ -399,6 +434,16 @@ mod tests {
         assert_eq!(excel_wrapped_inner("\"=\"\"\"\"\"\""), Some("\""));
         assert_eq!(excel_wrapped_inner("0001"), None);
         assert_eq!(excel_wrapped_inner("\"=\"\"Ñ\"\"\""), Some("Ñ"));
+    }
+
+    #[test]
+    fn phones_can_be_limited_to_wanted_keys_with_first_occurrence_still_winning() {
+        let mut l = Lookups::default();
+        l.keep_phones_for(["K".to_string()].into_iter().collect());
+        let data = "S,09111111111,T,J,1,B\nS,09222222222,T,K,1,B\nS,09333333333,T,K,1,B\n";
+        l.load(FileType::Blpr, data.as_bytes(), false, 1 << 20);
+        assert_eq!(l.phones.len(), 1);
+        assert_eq!(l.phones["K"], "09222222222");
     }
 
     #[test]

@@ -88,7 +88,7 @@ mod lookups;
 mod sink;
 mod typed;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -485,6 +485,8 @@ pub fn combine_group<S: RowSink>(
             continue;
         };
         if file_type == FileType::Rd5000 {
+            // rd5000 comes first in `FileType::ALL`, so blpr is not loaded yet.
+            lookups.keep_phones_for(transaction_numbers(&data, options.max_line_bytes));
             rd5000 = Some((data, choice.file_name.clone()));
         } else {
             let stats = lookups.load(file_type, &data, new_branch, options.max_line_bytes);
@@ -599,6 +601,20 @@ fn walk_rd5000<S: RowSink>(
         }
     }
     Ok(())
+}
+
+/// The non-empty TRANSNO values of rd5000: the only keys the phone table is looked up by.
+fn transaction_numbers(data: &[u8], max_line_bytes: usize) -> HashSet<String> {
+    Lines::new(data)
+        .filter(|line| line.len() <= max_line_bytes)
+        .filter_map(|line| {
+            let (text, _) = decode(line);
+            let transno = text
+                .split(',')
+                .nth(legacy::SELECTED[legacy::slot::TRANSNO])?;
+            (!transno.is_empty()).then(|| transno.to_string())
+        })
+        .collect()
 }
 
 /// Reads the file a group uses for `file_type`, choosing among several candidates.
