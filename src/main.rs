@@ -70,6 +70,7 @@ fn combine(args: CombineArgs) -> anyhow::Result<()> {
             .write_csv(std::io::BufWriter::new(file))
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    eprintln!("{report}");
+    // The summary is informational: a closed stderr must not fail (or panic) a finished run.
+    let _ = writeln!(std::io::stderr().lock(), "{report}");
     Ok(())
 }
