@@ -761,6 +761,74 @@ mod tests {
     }
 
     #[test]
+    fn quoted_names_are_wrapped_without_inner_escaping() {
+        let l = lookups_with(
+            &[(FileType::Rd5500, "\"REPP\"\"13\",\"EXT\"\"E PLATTER\",X")],
+            false,
+        );
+        let line = rd5000("\"REPP\"\"13\"", "1", "16:00", "", "");
+        let mut b = RowBuilder::default();
+        b.build(&context(&l, false), &Selected::from_line(&line))
+            .unwrap();
+        let fields: Vec<&str> = b.row().split(',').collect();
+        assert_eq!(fields[2], "\"REPP\"\"13\"");
+        assert_eq!(fields[18], "\"\"EXT\"\"E PLATTER\"\"");
+    }
+
+    #[test]
+    fn payment_and_phone_need_a_transaction_number() {
+        let mut pay = vec![""; 23];
+        pay[11] = "9";
+        let pay = pay.join(",");
+        // An empty TRANSNO key exists in rd5800, rd5900 and blpr, but is never looked up.
+        let l = lookups_with(
+            &[
+                (FileType::Rd5800, &pay),
+                (FileType::Rd5900, "\n9,CARD"),
+                (FileType::Blpr, "T,09123456789,X,,1,B"),
+            ],
+            false,
+        );
+        assert!(l.payment_codes.contains_key("") && l.phones.contains_key(""));
+        let line = rd5000("X", "1", "10:00", "", "");
+        let mut b = RowBuilder::default();
+        let found = b
+            .build(&context(&l, false), &Selected::from_line(&line))
+            .unwrap();
+        assert!(b.row().ends_with(",Breakfast,,,,BR"));
+        assert_eq!(found.payment_code, None);
+    }
+
+    #[test]
+    fn payment_name_is_empty_when_the_code_is_unknown() {
+        let mut pay = vec![""; 23];
+        pay[11] = "77";
+        pay[20] = "T1";
+        let l = lookups_with(&[(FileType::Rd5800, &pay.join(","))], false);
+        let line = rd5000("X", "1", "10:00", "", "T1");
+        let mut b = RowBuilder::default();
+        b.build(&context(&l, false), &Selected::from_line(&line))
+            .unwrap();
+        assert!(
+            b.row().ends_with(",T1,,,,\"Take-Out\",Breakfast,77,,,BR"),
+            "{}",
+            b.row()
+        );
+    }
+
+    #[test]
+    fn pos_and_branch_come_from_the_file_name() {
+        let l = Lookups::default();
+        let line = rd5000("X", "1", "10:00", "", "");
+        let mut b = RowBuilder::default();
+        b.build(&context(&l, false), &Selected::from_line(&line))
+            .unwrap();
+        // rd5000 col 0 is "0001" and col 39 is empty; the file name says POS 1, branch BR.
+        assert!(b.row().starts_with("1,"));
+        assert!(b.row().ends_with(",BR"));
+    }
+
+    #[test]
     fn header_line_is_rejected_by_the_hour_parse() {
         let header = "STORE_NUM,TRANSDATE,INVOICE,CAS_CODE,ITE_CODE,QUANTITY,UNT_PRIC,AMOUNT,\
             DISCOUNT,SCHARGE,DT,DEP_CODE,DATE,TIME,CUS_CODE,TRN_CODE,ORNUM,TAG,DISC_CODE,SRNO,\

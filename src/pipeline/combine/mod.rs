@@ -6,7 +6,7 @@
 //! groups by name, [`files`]). [`combine_group`] reads the group's reference files (rd5500
 //! items, rd1800 departments, discount, rd5800 payments, rd5900 payment names, blpr phones)
 //! into [`Lookups`], then walks rd5000 **bottom-to-top**, as legacy did, and turns every line
-//! into the legacy 27-column row ([`legacy`]) and, from the same line and tables, a typed
+//! into the legacy 27-column row (`legacy` module) and, from the same line and tables, a typed
 //! [`Transaction`]. Both go to a [`RowSink`]; lines whose DATE is not the file name's date go to
 //! [`RowSink::monitor`] instead. A [`GroupReport`] says which files were used and why, and what
 //! was rejected. The rules are those of docs/pos-formats.md §2–3; each module names its own.
@@ -29,7 +29,7 @@
 //! # Memory and streaming
 //!
 //! Reference files are read whole and become hash tables (they are what a row is completed
-//! from). rd5000 is read into one buffer and walked backwards in place ([`lines::RevLines`]):
+//! from). rd5000 is read into one buffer and walked backwards in place (`lines::RevLines`):
 //! no per-line `String`s, no index of line offsets; each line is decoded, turned into a row in
 //! a reused buffer and handed to the sink before the next. Peak memory is therefore the
 //! reference tables plus the rd5000 file's bytes (tens of MB at most in practice), plus, when
