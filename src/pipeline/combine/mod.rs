@@ -34,6 +34,8 @@
 //! a reused buffer and handed to the sink before the next. Peak memory is therefore the
 //! reference tables plus the rd5000 file's bytes (tens of MB at most in practice), plus, when
 //! typed records are wanted, one small counter per distinct line for [`Transaction::row_key`].
+//! The phone table keeps only the group's transaction numbers ([`Lookups::keep_phones_for`]),
+//! so blpr, the store's whole loyalty history, is scanned but not stored.
 //! [`CombineOptions::max_file_bytes`] turns a runaway file into an error instead of an
 //! allocation failure, and [`CombineOptions::max_line_bytes`] rejects absurd lines.
 //!
@@ -45,12 +47,12 @@
 //!   serialized as a string); a float would already change `9.333`.
 //! - Invalid UTF-8 is decoded per line with replacement characters and counted
 //!   ([`GroupReport::lossy_lines`], [`TableStats::lossy_lines`]). Legacy read strictly and
-//!   crashed on the first bad byte of any file; replacing keeps the day's sales, and the bytes
-//!   that are replaced sit in names, not in amounts or codes.
+//!   crashed on the first bad byte of any file; replacing keeps the day's sales (in the
+//!   samples, non-ASCII text only ever appears in names).
 //!
 //! # Deliberate differences from legacy
 //!
-//! In the legacy CSV rows (byte-identical to legacy on every well-formed input):
+//! In the legacy CSV rows (otherwise byte-identical to legacy's, as the sample test checks):
 //!
 //! - One file per type is chosen by most data rows, ties to the latest `HH-MM`
 //!   ([`files::pick`]); legacy used whichever file `os.listdir` listed last.
@@ -544,7 +546,7 @@ fn walk_rd5000<S: RowSink>(
     let mut builder = RowBuilder::default();
     for raw in RevLines::new(data) {
         let this_line = line_no;
-        line_no -= 1;
+        line_no = line_no.saturating_sub(1);
         report.lines += 1;
         let occurrence = if typed {
             let hash = fnv1a64(raw);
