@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use fetch_worker::config::{Cli, CombineArgs, Command, RunArgs, RunConfig};
+use fetch_worker::config::{Cli, CombineArgs, CombineFormat, Command, RunArgs, RunConfig};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -63,8 +63,48 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `fetch-worker combine`: owned by the combine module's author.
+/// `fetch-worker combine`: every group of a directory into legacy CSV or JSON lines.
 fn combine(args: CombineArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("combine is not built yet")
+    use fetch_worker::pipeline::combine::{
+        CombineOptions, JsonlWriter, LegacyCsvWriter, MonitorLog, NewBranches, combine_dir,
+    };
+    use std::io::Write;
+
+    let new_branches = match &args.new_branches {
+        Some(arg) => NewBranches::from_arg(arg).context("reading --new-branches")?,
+        None => NewBranches::default(),
+    };
+    let options = CombineOptions {
+        new_branches,
+        ..CombineOptions::default()
+    };
+    let out: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let out = std::io::BufWriter::with_capacity(1 << 16, out);
+    let (report, monitor): (_, MonitorLog) = match args.format {
+        CombineFormat::LegacyCsv => {
+            let mut sink = LegacyCsvWriter::new(out).context("writing the header")?;
+            let report = combine_dir(&args.dir, &options, &mut sink)?;
+            (report, sink.finish().context("flushing the output")?.1)
+        }
+        CombineFormat::Jsonl => {
+            let mut sink = JsonlWriter::new(out);
+            let report = combine_dir(&args.dir, &options, &mut sink)?;
+            (report, sink.finish().context("flushing the output")?.1)
+        }
+    };
+    if let Some(path) = &args.monitor {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        monitor
+            .write_csv(std::io::BufWriter::new(file))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    // The summary is informational: a closed stderr must not fail (or panic) a finished run.
+    let _ = writeln!(std::io::stderr().lock(), "{report}");
+    Ok(())
 }

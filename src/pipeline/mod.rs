@@ -2,3 +2,4 @@
 //! combiner did, import typed transactions. It knows nothing about Redis or BullMQ.
 
 pub mod combine;
+pub mod record;

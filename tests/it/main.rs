@@ -1,7 +1,7 @@
-//! Integration tests: one binary, theme modules. Every test runs against a real
-//! `redis-server` started by the harness (see `support`).
+//! Integration tests: one binary, theme modules. Every test runs against real servers started
+//! by the harness (see `support`) or the built binary.
 
+mod combine;
 mod scripts;
 mod support;
-
 mod worker;

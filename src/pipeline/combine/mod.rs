@@ -1,1 +1,691 @@
 //! The legacy combiner, reimplemented: one (branch, pos, date)'s export files into rows.
+//!
+//! # Brief overview
+//!
+//! A *group* is the exports of one branch, POS and business date ([`FileSet`] sorts files into
+//! groups by name, [`files`]). [`combine_group`] reads the group's reference files (rd5500
+//! items, rd1800 departments, discount, rd5800 payments, rd5900 payment names, blpr phones)
+//! into [`Lookups`], then walks rd5000 **bottom-to-top**, as legacy did, and turns every line
+//! into the legacy 27-column row (`legacy` module) and, from the same line and tables, a typed
+//! [`Transaction`]. Both go to a [`RowSink`]; lines whose DATE is not the file name's date go to
+//! [`RowSink::monitor`] instead. A [`GroupReport`] says which files were used and why, and what
+//! was rejected. The rules are those of docs/pos-formats.md §2–3; each module names its own.
+//!
+//! ```no_run
+//! use fetch_worker::pipeline::combine::{CollectSink, CombineOptions, FileSet, combine_group};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The files downloaded for one (branch, pos, date), in any order.
+//! let paths = ["dl/a_BMC_1_rd5000_2026-02-09_20-00_.csv", "dl/a_BMC_1_rd5500_2026-02-09_20-00_.csv"];
+//! let set = FileSet::from_paths(paths);
+//! let mut sink = CollectSink::default();
+//! for group in &set.groups {
+//!     let report = combine_group(group, &CombineOptions::default(), &mut sink)?;
+//!     eprintln!("{report}");
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Memory and streaming
+//!
+//! Reference files are read whole and become hash tables (they are what a row is completed
+//! from). rd5000 is read into one buffer and walked backwards in place (`lines::RevLines`):
+//! no per-line `String`s, no index of line offsets; each line is decoded, turned into a row in
+//! a reused buffer and handed to the sink before the next. Peak memory is therefore the
+//! reference tables plus the rd5000 file's bytes (tens of MB at most in practice), plus, when
+//! typed records are wanted, one small counter per distinct line for [`Transaction::row_key`].
+//! The phone table keeps only the group's transaction numbers ([`Lookups::keep_phones_for`]),
+//! so blpr, the store's whole loyalty history, is scanned but not stored.
+//! [`CombineOptions::max_file_bytes`] turns a runaway file into an error instead of an
+//! allocation failure, and [`CombineOptions::max_line_bytes`] rejects absurd lines.
+//!
+//! # Choices
+//!
+//! - Dates are [`chrono::NaiveDate`]: a plain calendar date, well maintained, with serde
+//!   support, and what the BSON crate converts from for the importer.
+//! - Money is [`rust_decimal::Decimal`], parsed exactly from the export text (scale kept,
+//!   serialized as a string); a float would already change `9.333`.
+//! - Invalid UTF-8 is decoded per line with replacement characters and counted
+//!   ([`GroupReport::lossy_lines`], [`TableStats::lossy_lines`]). Legacy read strictly and
+//!   crashed on the first bad byte of any file; replacing keeps the day's sales (in the
+//!   samples, non-ASCII text only ever appears in names).
+//!
+//! # Deliberate differences from legacy
+//!
+//! In the legacy CSV rows (otherwise byte-identical to legacy's, as the sample test checks):
+//!
+//! - One file per type is chosen by most data rows, ties to the latest `HH-MM`
+//!   ([`files::pick`]); legacy used whichever file `os.listdir` listed last.
+//! - File names must end in `.csv` and carry a numeric POS, a real `YYYY-MM-DD` date and a
+//!   known type; others are reported as ignored (legacy grouped some of them and then read
+//!   them as empty).
+//! - An rd5800 line with exactly 20 fields is skipped and counted; legacy aborted the whole
+//!   run on it.
+//! - Invalid UTF-8 is replaced (above); legacy aborted.
+//! - Lines longer than [`CombineOptions::max_line_bytes`] (default 1 MiB) are rejected.
+//! - The hour of TIME accepts only ASCII digits; Python's `int()` also took other Unicode
+//!   decimal digits.
+//! - New branches given on the command line or in a file are trimmed; legacy compared the
+//!   file's lines verbatim.
+//!
+//! In the typed [`Transaction`] only (the legacy row keeps legacy's behaviour):
+//!
+//! - `productName` is looked up by the raw item code. Legacy looked it up by the escaped code,
+//!   so an item code of 2+ characters starting with `0` (`0123`) never found its name.
+//! - For new-layout branches, the department taken from rd5500 follows that raw-code lookup
+//!   too, so such items also get their `departmentCode`/`departmentName`.
+//! - `discountName` is looked up by the raw discount code (legacy: the escaped one).
+//! - An item code whose rd5500 line has one field, or (new layout) no department, gives no name
+//!   or department in the record; legacy dropped such rows, so this only arises for codes the
+//!   legacy lookup could not see.
+//!
+//! Kept as legacy has it, although it looks wrong: PHONE NUMBER is blpr's `ORNO` matched
+//! against rd5000's `TRANSNO`. In the samples nothing matches either way, so we do not guess
+//! which pairing was meant.
+
+pub mod files;
+mod legacy;
+mod lines;
+mod lookups;
+mod sink;
+mod typed;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+pub use files::{
+    ChoiceReason, ExportFile, FileChoice, FileSet, FileType, Group, GroupKey, IgnoredFile,
+};
+pub use legacy::{HEADER, RejectReason};
+pub use lookups::{ItemEntry, Lookups, SkipReason, TableStats};
+pub use sink::{CollectSink, JsonlWriter, LegacyCsvWriter, MonitorEntry, MonitorLog, RowSink};
+
+use crate::pipeline::record::{Transaction, fnv1a64, row_key};
+use legacy::{GroupContext, RowBuilder, Selected};
+use lines::{Lines, RevLines, decode};
+
+/// The branches legacy's `settings/newBranches.txt` lists: their exports use the newer layout.
+pub const LEGACY_NEW_BRANCHES: [&str; 4] = ["BPAG", "BGRAN", "BETA", "BTAB"];
+
+/// Why a combine pass failed. Per-line problems are never errors: they are counted in the
+/// report.
+#[derive(Debug, thiserror::Error)]
+pub enum CombineError {
+    /// A file could not be read.
+    #[error("reading {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// A file is larger than [`CombineOptions::max_file_bytes`].
+    #[error("{} is larger than the {limit}-byte limit", path.display())]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit it broke.
+        limit: u64,
+    },
+    /// A directory could not be listed.
+    #[error("listing {}", path.display())]
+    ListDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The sink failed.
+    #[error("writing the combined rows")]
+    Sink(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl CombineError {
+    /// Whether retrying later could help: I/O and sink failures may be passing; a file over
+    /// the size limit will still be over it.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, CombineError::FileTooLarge { .. })
+    }
+}
+
+/// Branch codes whose exports use the newer layout (docs/pos-formats.md §3.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBranches(BTreeSet<String>);
+
+impl Default for NewBranches {
+    /// Legacy's four: BPAG, BGRAN, BETA, BTAB.
+    fn default() -> Self {
+        Self::from_codes(LEGACY_NEW_BRANCHES)
+    }
+}
+
+impl NewBranches {
+    /// The given codes, trimmed; empty ones are left out.
+    pub fn from_codes<I, S>(codes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self(
+            codes
+                .into_iter()
+                .map(|c| lines::py_strip(c.as_ref()).to_string())
+                .filter(|c| !c.is_empty())
+                .collect(),
+        )
+    }
+
+    /// Reads `--new-branches`: the path of a file with one code per line (legacy's
+    /// `newBranches.txt`) when such a file exists, otherwise a comma-separated list.
+    ///
+    /// # Errors
+    ///
+    /// [`CombineError::Read`] when the file exists but cannot be read.
+    pub fn from_arg(arg: &str) -> Result<Self, CombineError> {
+        let path = Path::new(arg);
+        if !path.is_file() {
+            return Ok(Self::from_codes(arg.split(',')));
+        }
+        let data = std::fs::read(path).map_err(|source| CombineError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self::from_codes(Lines::new(&data).map(|l| decode(l).0)))
+    }
+
+    /// Whether `branch` uses the newer layout.
+    pub fn contains(&self, branch: &str) -> bool {
+        self.0.contains(branch)
+    }
+
+    /// The codes, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+/// Settings of a combine pass.
+#[derive(Debug, Clone)]
+pub struct CombineOptions {
+    /// Branches with the newer file layout.
+    pub new_branches: NewBranches,
+    /// Largest file read, in bytes (default 1 GiB); a larger one is
+    /// [`CombineError::FileTooLarge`].
+    pub max_file_bytes: u64,
+    /// Longest line processed, in bytes (default 1 MiB); a longer one is rejected and counted.
+    /// Real export lines are a few hundred bytes.
+    pub max_line_bytes: usize,
+}
+
+impl Default for CombineOptions {
+    fn default() -> Self {
+        Self {
+            new_branches: NewBranches::default(),
+            max_file_bytes: 1 << 30,
+            max_line_bytes: 1 << 20,
+        }
+    }
+}
+
+/// A rejected rd5000 line, for diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RejectedLine {
+    /// 1-based line number in the rd5000 file.
+    pub line: u64,
+    /// Why.
+    pub reason: RejectReason,
+}
+
+/// How many rejected lines a [`GroupReport`] lists individually.
+const REJECTED_SAMPLES: usize = 20;
+
+/// What combining one group did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupReport {
+    /// The group.
+    pub key: GroupKey,
+    /// The file used for each type present, and why.
+    pub files: Vec<FileChoice>,
+    /// Types with no file (their lookups stay empty; without rd5000 there are no rows).
+    pub missing: Vec<FileType>,
+    /// What each reference file contributed.
+    pub tables: BTreeMap<FileType, TableStats>,
+    /// rd5000 lines read, header included.
+    pub lines: u64,
+    /// Rows given to the sink.
+    pub rows: u64,
+    /// Lines whose DATE differs from the file name's date.
+    pub monitor_rows: u64,
+    /// Rejected rd5000 lines by reason.
+    pub rejected: BTreeMap<RejectReason, u64>,
+    /// The first rejected lines (in processing order, so bottom-up).
+    pub rejected_lines: Vec<RejectedLine>,
+    /// rd5000 lines that were not valid UTF-8 (decoded with replacement characters).
+    pub lossy_lines: u64,
+    /// Non-empty money or quantity fields of kept rows that are not numbers (`None` in the
+    /// typed record; the legacy row carries the text).
+    pub bad_numbers: u64,
+}
+
+impl GroupReport {
+    fn new(key: GroupKey) -> Self {
+        Self {
+            key,
+            files: Vec::new(),
+            missing: Vec::new(),
+            tables: BTreeMap::new(),
+            lines: 0,
+            rows: 0,
+            monitor_rows: 0,
+            rejected: BTreeMap::new(),
+            rejected_lines: Vec::new(),
+            lossy_lines: 0,
+            bad_numbers: 0,
+        }
+    }
+
+    fn reject(&mut self, line: u64, reason: RejectReason) {
+        *self.rejected.entry(reason).or_default() += 1;
+        if self.rejected_lines.len() < REJECTED_SAMPLES {
+            self.rejected_lines.push(RejectedLine { line, reason });
+        }
+    }
+
+    /// Rejected lines, all reasons.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+impl fmt::Display for GroupReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} lines, {} rows, {} monitor, {} rejected",
+            self.key,
+            self.lines,
+            self.rows,
+            self.monitor_rows,
+            self.rejected_total()
+        )?;
+        write_reasons(f, self.rejected.iter().map(|(r, n)| (r.describe(), *n)))?;
+        if self.lossy_lines > 0 {
+            write!(f, ", {} lines not UTF-8", self.lossy_lines)?;
+        }
+        if self.bad_numbers > 0 {
+            write!(f, ", {} non-numeric amounts", self.bad_numbers)?;
+        }
+        for choice in &self.files {
+            write!(f, "\n    {choice}")?;
+        }
+        if !self.missing.is_empty() {
+            let names: Vec<&str> = self.missing.iter().map(|t| t.name()).collect();
+            write!(f, "\n    missing: {}", names.join(", "))?;
+        }
+        for (file_type, stats) in &self.tables {
+            let skipped: u64 = stats.skipped.values().sum();
+            if skipped > 0 || stats.lossy_lines > 0 {
+                write!(f, "\n    {file_type}: {skipped} lines skipped")?;
+                write_reasons(f, stats.skipped.iter().map(|(r, n)| (r.describe(), *n)))?;
+                if stats.lossy_lines > 0 {
+                    write!(f, ", {} lines not UTF-8", stats.lossy_lines)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_reasons<'a>(
+    f: &mut fmt::Formatter<'_>,
+    reasons: impl Iterator<Item = (&'a str, u64)>,
+) -> fmt::Result {
+    let parts: Vec<String> = reasons.map(|(r, n)| format!("{r}: {n}")).collect();
+    if parts.is_empty() {
+        Ok(())
+    } else {
+        write!(f, " ({})", parts.join("; "))
+    }
+}
+
+/// What combining a set of files did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CombineReport {
+    /// One report per group, in output order.
+    pub groups: Vec<GroupReport>,
+    /// Files that belonged to no group.
+    pub ignored: Vec<IgnoredFile>,
+}
+
+impl CombineReport {
+    /// Rows given to the sink, all groups.
+    pub fn rows(&self) -> u64 {
+        self.groups.iter().map(|g| g.rows).sum()
+    }
+
+    /// Monitor lines, all groups.
+    pub fn monitor_rows(&self) -> u64 {
+        self.groups.iter().map(|g| g.monitor_rows).sum()
+    }
+
+    /// Rejected lines by reason, all groups.
+    pub fn rejected(&self) -> BTreeMap<RejectReason, u64> {
+        let mut total = BTreeMap::new();
+        for (reason, n) in self.groups.iter().flat_map(|g| &g.rejected) {
+            *total.entry(*reason).or_default() += n;
+        }
+        total
+    }
+}
+
+impl fmt::Display for CombineReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rejected = self.rejected();
+        write!(
+            f,
+            "combined {} groups: {} rows, {} monitor rows, {} lines rejected",
+            self.groups.len(),
+            self.rows(),
+            self.monitor_rows(),
+            rejected.values().sum::<u64>()
+        )?;
+        write_reasons(f, rejected.iter().map(|(r, n)| (r.describe(), *n)))?;
+        for ignored in &self.ignored {
+            write!(
+                f,
+                "\n  ignored {}: {}",
+                ignored.path.display(),
+                ignored.reason
+            )?;
+        }
+        for group in &self.groups {
+            write!(f, "\n  {group}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Combines every group of the export files in `dir`, in ascending (branch, pos, date) order.
+///
+/// # Errors
+///
+/// [`CombineError::ListDir`] when the directory cannot be listed, or the first error of
+/// [`combine_group`].
+pub fn combine_dir<S: RowSink>(
+    dir: &Path,
+    options: &CombineOptions,
+    sink: S,
+) -> Result<CombineReport, CombineError> {
+    let list_error = |source| CombineError::ListDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(list_error)? {
+        let path = entry.map_err(list_error)?.path();
+        if path.is_file() {
+            paths.push(path);
+        }
+    }
+    combine_paths(paths, options, sink)
+}
+
+/// Combines the groups the given files form (see [`FileSet::from_paths`]).
+///
+/// The importer passes the files downloaded for one (branch, pos, date); they form one group.
+///
+/// # Errors
+///
+/// The first error of [`combine_group`].
+pub fn combine_paths<I, P, S>(
+    paths: I,
+    options: &CombineOptions,
+    mut sink: S,
+) -> Result<CombineReport, CombineError>
+where
+    I: IntoIterator<Item = P>,
+    P: AsRef<Path>,
+    S: RowSink,
+{
+    let set = FileSet::from_paths(paths);
+    let mut groups = Vec::with_capacity(set.groups.len());
+    for group in &set.groups {
+        groups.push(combine_group(group, options, &mut sink)?);
+    }
+    Ok(CombineReport {
+        groups,
+        ignored: set.ignored,
+    })
+}
+
+/// Combines one group: builds its lookups, then sends every rd5000 line's row (bottom-to-top)
+/// to `sink`.
+///
+/// # Errors
+///
+/// [`CombineError::Read`] or [`CombineError::FileTooLarge`] for a file of the group, and
+/// [`CombineError::Sink`] when the sink fails. Bad lines are not errors; they are counted in the
+/// returned report.
+pub fn combine_group<S: RowSink>(
+    group: &Group,
+    options: &CombineOptions,
+    mut sink: S,
+) -> Result<GroupReport, CombineError> {
+    let key = &group.key;
+    let mut report = GroupReport::new(key.clone());
+    let new_branch = options.new_branches.contains(&key.branch);
+
+    let mut lookups = Lookups::default();
+    let mut rd5000 = None;
+    for file_type in FileType::ALL {
+        let Some((data, choice)) = choose(file_type, group, options)? else {
+            report.missing.push(file_type);
+            continue;
+        };
+        if file_type == FileType::Rd5000 {
+            // rd5000 comes first in `FileType::ALL`, so blpr is not loaded yet.
+            lookups.keep_phones_for(transaction_numbers(&data, options.max_line_bytes));
+            rd5000 = Some((data, choice.file_name.clone()));
+        } else {
+            let stats = lookups.load(file_type, &data, new_branch, options.max_line_bytes);
+            report.tables.insert(file_type, stats);
+        }
+        report.files.push(choice);
+    }
+    let Some((data, file_name)) = rd5000 else {
+        return Ok(report);
+    };
+
+    let ctx = GroupContext {
+        branch: &key.branch,
+        pos_text: &key.pos_text,
+        date_text: &key.date_text,
+        new_branch,
+        lookups: &lookups,
+    };
+    walk_rd5000(
+        &ctx,
+        key,
+        &data,
+        &file_name,
+        options,
+        &mut sink,
+        &mut report,
+    )?;
+    Ok(report)
+}
+
+/// The row pass over rd5000, last line first.
+fn walk_rd5000<S: RowSink>(
+    ctx: &GroupContext<'_>,
+    key: &GroupKey,
+    data: &[u8],
+    file_name: &str,
+    options: &CombineOptions,
+    sink: &mut S,
+    report: &mut GroupReport,
+) -> Result<(), CombineError> {
+    let typed = sink.wants_transactions();
+    let sink_error = |e: S::Error| CombineError::Sink(Box::new(e));
+
+    // Line numbers count from the top, and a row key's occurrence number counts identical
+    // lines above it, so one forward pass first counts lines and (for row keys) hashes.
+    let mut remaining: HashMap<u64, u32> = HashMap::new();
+    let mut line_no: u64 = 0;
+    for line in Lines::new(data) {
+        line_no += 1;
+        if typed {
+            *remaining.entry(fnv1a64(line)).or_default() += 1;
+        }
+    }
+
+    let mut builder = RowBuilder::default();
+    for raw in RevLines::new(data) {
+        let this_line = line_no;
+        line_no = line_no.saturating_sub(1);
+        report.lines += 1;
+        let occurrence = if typed {
+            let hash = fnv1a64(raw);
+            let count = remaining.entry(hash).or_insert(1);
+            *count = count.saturating_sub(1);
+            Some((hash, *count))
+        } else {
+            None
+        };
+        if raw.len() > options.max_line_bytes {
+            report.reject(this_line, RejectReason::LineTooLong);
+            continue;
+        }
+        let (text, lossy) = decode(raw);
+        if lossy {
+            report.lossy_lines += 1;
+        }
+        let selected = Selected::from_line(&text);
+        let found = match builder.build(ctx, &selected) {
+            Ok(found) => found,
+            Err(reason) => {
+                report.reject(this_line, reason);
+                continue;
+            }
+        };
+        let row_date = builder.row_date();
+        if row_date != ctx.date_text {
+            report.monitor_rows += 1;
+            let entry = MonitorEntry {
+                pos: &key.pos_text,
+                branch: &key.branch,
+                date: ctx.date_text,
+                source_file: file_name,
+                line: this_line,
+                row_date,
+            };
+            sink.monitor(&entry).map_err(sink_error)?;
+            continue;
+        }
+        sink.legacy_row(builder.row().as_bytes())
+            .map_err(sink_error)?;
+        report.rows += 1;
+        if let Some((hash, occurrence)) = occurrence {
+            let source = typed::Source {
+                pos: key.pos,
+                date: key.date,
+                file_name,
+                line: this_line,
+                row_key: row_key(&key.branch, key.pos, key.date, hash, occurrence),
+            };
+            let record: Transaction =
+                typed::transaction(ctx, &selected, &found, source, &mut report.bad_numbers);
+            sink.transaction(record).map_err(sink_error)?;
+        }
+    }
+    Ok(())
+}
+
+/// The non-empty TRANSNO values of rd5000: the only keys the phone table is looked up by.
+fn transaction_numbers(data: &[u8], max_line_bytes: usize) -> HashSet<String> {
+    Lines::new(data)
+        .filter(|line| line.len() <= max_line_bytes)
+        .filter_map(|line| {
+            let (text, _) = decode(line);
+            let transno = text
+                .split(',')
+                .nth(legacy::SELECTED[legacy::slot::TRANSNO])?;
+            (!transno.is_empty()).then(|| transno.to_string())
+        })
+        .collect()
+}
+
+/// Reads the file a group uses for `file_type`, choosing among several candidates.
+fn choose(
+    file_type: FileType,
+    group: &Group,
+    options: &CombineOptions,
+) -> Result<Option<(Vec<u8>, FileChoice)>, CombineError> {
+    let Some(candidates) = group.files.get(&file_type).filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    if let [only] = candidates.as_slice() {
+        let data = read_file(&only.path, options.max_file_bytes)?;
+        let choice = FileChoice {
+            file_type,
+            file_name: only.file_name.clone(),
+            path: only.path.clone(),
+            data_rows: None,
+            reason: ChoiceReason::Only,
+        };
+        return Ok(Some((data, choice)));
+    }
+    let mut counted = Vec::with_capacity(candidates.len());
+    for candidate in candidates {
+        let data = read_file(&candidate.path, options.max_file_bytes)?;
+        counted.push((candidate, files::count_data_rows(file_type, &data)));
+    }
+    let Some((best, reason)) = files::pick(&counted) else {
+        return Ok(None);
+    };
+    let (winner, rows) = counted[best];
+    let data = read_file(&winner.path, options.max_file_bytes)?;
+    let choice = FileChoice {
+        file_type,
+        file_name: winner.file_name.clone(),
+        path: winner.path.clone(),
+        data_rows: Some(rows),
+        reason,
+    };
+    Ok(Some((data, choice)))
+}
+
+/// Reads a whole file, refusing one over `limit` bytes before allocating for it.
+fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, CombineError> {
+    let read_error = |source| CombineError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let size = file.metadata().map_err(read_error)?.len();
+    if size > limit {
+        return Err(CombineError::FileTooLarge {
+            path: path.to_path_buf(),
+            limit,
+        });
+    }
+    let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    // `take` also bounds a file that grows while we read it.
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(read_error)?;
+    if data.len() as u64 > limit {
+        return Err(CombineError::FileTooLarge {
+            path: path.to_path_buf(),
+            limit,
+        });
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests;
