@@ -2,4 +2,5 @@
 //! combiner did, import typed transactions. It knows nothing about Redis or BullMQ.
 
 pub mod combine;
+pub mod import;
 pub mod record;

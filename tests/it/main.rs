@@ -2,6 +2,7 @@
 //! by the harness (see `support`) or the built binary.
 
 mod combine;
+mod import;
 mod scripts;
 mod support;
 mod worker;

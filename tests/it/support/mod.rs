@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod mongo;
 pub mod redis_server;
 
 use std::sync::Arc;
