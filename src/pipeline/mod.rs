@@ -2,3 +2,6 @@
 //! combiner did, import typed transactions. It knows nothing about Redis or BullMQ.
 
 pub mod combine;
+pub mod day;
+pub mod fetch;
+pub mod storage;
