@@ -8,7 +8,8 @@
 //! ```json
 //! [{"fault": "status", "status": 500, "target": "download", "path": "rd5000", "times": 2},
 //!  {"fault": "delay", "ms": 1500, "target": "list"},
-//!  {"fault": "truncate"}, {"fault": "reset", "times": 1}, {"fault": "html"},
+//!  {"fault": "truncate"}, {"fault": "chunked"}, {"fault": "reset", "times": 1},
+//!  {"fault": "html"},
 //!  {"fault": "error_body"}, {"fault": "list_body", "body": "../x,a_B_1_..."}]
 //! ```
 //!
@@ -51,6 +52,9 @@ pub enum Fault {
     },
     /// Declare the full `Content-Length`, send half of the body, then close the connection.
     Truncate,
+    /// Send the normal body without `Content-Length` (chunked, in 4 KiB pieces), as a
+    /// streaming server would: the client cannot know the size in advance.
+    Chunked,
     /// Reset the connection (TCP RST) without answering.
     Reset,
 }

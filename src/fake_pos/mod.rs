@@ -351,6 +351,7 @@ async fn handle(
         }
         Some(Fault::Delay { .. }) => normal,
         Some(Fault::Truncate) => truncated(normal).await,
+        Some(Fault::Chunked) => chunked(normal).await,
         Some(Fault::Reset) => {
             reset.store(true, Ordering::SeqCst);
             return Err(ResetByFault);
@@ -381,6 +382,23 @@ async fn truncated(response: Response<Body>) -> Response<Body> {
             }
         }
     });
+    Response::from_parts(parts, StreamBody::new(frames).boxed())
+}
+
+/// The same response streamed in 4 KiB frames without `Content-Length`, so hyper sends it
+/// with chunked transfer encoding.
+async fn chunked(response: Response<Body>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    parts.headers.remove(CONTENT_LENGTH);
+    let pieces: Vec<Result<Frame<Bytes>, io::Error>> = (0..bytes.len())
+        .step_by(4096)
+        .map(|at| Ok(Frame::data(bytes.slice(at..(at + 4096).min(bytes.len())))))
+        .collect();
+    let frames = futures_util::stream::iter(pieces);
     Response::from_parts(parts, StreamBody::new(frames).boxed())
 }
 
