@@ -3,7 +3,8 @@
 //!
 //! # Decisions (the legacy code leaves these open)
 //!
-//! The body is classified in this order; the first rule that matches decides:
+//! A leading UTF-8 byte-order mark is dropped first (PHP scripts saved with one print it).
+//! Then the body is classified in this order; the first rule that matches decides:
 //!
 //! 1. **Empty** (only whitespace and commas): the day has no files, `Ok` with an empty list.
 //! 2. **HTML** (`<!doctype html` or `<html`, any case): a transient [`ListBodyError::Html`].
@@ -157,6 +158,7 @@ pub fn parse_list(
     pos: PosNo,
     date: BusinessDate,
 ) -> Result<Listing, ListBodyError> {
+    let body = body.strip_prefix('\u{feff}').unwrap_or(body);
     let lower = body.to_ascii_lowercase();
     let body_snippet = || snippet(body.trim(), 120);
     if lower.contains("<!doctype html") || lower.contains("<html") {
@@ -266,6 +268,13 @@ mod tests {
         let listing = parse(&format!(" {RD5000} ,\n{RD5500},, \r\n")).expect("list");
         assert_eq!(names(&listing), [RD5000, RD5500]);
         assert!(listing.skipped.is_empty());
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_ignored() {
+        let listing = parse(&format!("\u{feff}{RD5000},{RD5500}")).expect("list");
+        assert_eq!(names(&listing), [RD5000, RD5500]);
+        assert!(parse("\u{feff}").expect("empty").is_empty());
     }
 
     #[test]

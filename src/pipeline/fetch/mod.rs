@@ -226,6 +226,10 @@ impl PosClient {
     ///
     /// A [`FetchError`]: transient for network trouble, 5xx, HTML, error text; permanent for a
     /// hostile reference or an oversized body.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
     pub async fn list(
         &self,
         branch: &Branch,
@@ -243,6 +247,12 @@ impl PosClient {
     ///
     /// A [`FetchError`] after the last attempt; nothing is left in storage for this try
     /// (an earlier complete copy, if any, is kept).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe as far as storage goes: dropping the future drops the raw writer, which
+    /// discards the partial file (see [`RawWriter`]). A file committed just before the drop
+    /// stays.
     pub async fn download(
         &self,
         file: &FileRef,
@@ -541,6 +551,30 @@ mod tests {
         ] {
             let err = FetchOptions::new(list, base).expect_err(base);
             assert!(err.is_permanent());
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever directories a reference has, its URL stays below the base and ends with
+        /// the reference unchanged (no encoding, no normalisation).
+        #[test]
+        fn file_urls_stay_below_the_base(
+            dirs in proptest::collection::vec("[a-zA-Z0-9_.-]{1,6}", 0..4),
+            base in "(/|/x/|/x/y/)",
+        ) {
+            let mut reference = dirs.join("/");
+            if !reference.is_empty() {
+                reference.push('/');
+            }
+            reference.push_str("a_BETA_1_rd5000_2026-02-09_20-00_.csv");
+            let base_url = format!("http://127.0.0.1:9{base}");
+            let client = FetchOptions::new("http://127.0.0.1:9/list", &base_url)
+                .and_then(PosClient::new)
+                .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            if let Ok(file) = FileRef::parse(&reference) {
+                let url = client.file_url(&file);
+                proptest::prop_assert_eq!(url.as_str(), format!("{base_url}{reference}"));
+            }
         }
     }
 

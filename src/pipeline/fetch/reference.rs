@@ -438,6 +438,23 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Anything accepted is plainly harmless, whatever the input.
+        #[test]
+        fn accepted_references_are_harmless(
+            s in "[a-zA-Z0-9_./%:~ -]{0,12}(a_BETA_1_rd5000_2026-02-09_20-00_.csv)?",
+        ) {
+            if let Ok(r) = FileRef::parse(&s) {
+                let ok = |c: char| c.is_ascii_alphanumeric() || "_-./".contains(c);
+                proptest::prop_assert!(r.as_str().chars().all(ok));
+                proptest::prop_assert!(!r.as_str().contains(".."));
+                proptest::prop_assert!(!r.as_str().starts_with('/'));
+                proptest::prop_assert!(r.as_str().split('/').all(|seg| !seg.is_empty() && !seg.starts_with('.')));
+                proptest::prop_assert!(r.as_str().ends_with(r.name().as_str()));
+            }
+        }
+    }
+
     #[test]
     fn membership_compares_branch_pos_and_date() {
         let n = PosFileName::parse(GOOD).expect("valid");
