@@ -7,7 +7,7 @@
 //!
 //! # Choices where the legacy code and the spec are silent
 //!
-//! - **References** are validated before any use ([`FileRef`]; rules in [`reference`]). Only
+//! - **References** are validated before any use ([`FileRef`]; rules in [`reference`](mod@reference)). Only
 //!   `A-Z a-z 0-9 _ - . /` pass, so a reference needs no URL encoding and is appended to the
 //!   base URL exactly as listed, as the Python fetcher did. (The Node port encoded the whole
 //!   item with `encodeURIComponent`, which would turn a `/` in a relative path into `%2F`.)
