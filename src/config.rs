@@ -4,6 +4,7 @@
 //! variable of that name. Defaults are stated only here. Nothing outside this module reads the
 //! environment.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub enum Command {
     Run(RunArgs),
     /// Combine a directory of POS export files into legacy CSV rows or typed transactions.
     Combine(CombineArgs),
+    /// Serve a directory of POS export files like the legacy POS server, with injectable faults.
+    FakePos(FakePosArgs),
 }
 
 /// The processor a worker runs for every job.
@@ -143,6 +146,130 @@ pub struct CombineArgs {
     pub monitor: Option<PathBuf>,
 }
 
+/// Settings of the fetch half of the pipeline: the POS server, timeouts, limits, retries and
+/// raw storage. Meant to be flattened into `run` (`#[command(flatten)]`) when the job handler
+/// lands; validated by [`FetchConfig::from_args`].
+#[derive(Debug, Clone, Args)]
+pub struct FetchArgs {
+    /// The list endpoint: a form POST of branch, pos and date answers with file references.
+    #[arg(long, env = "POS_LIST_URL", default_value = crate::pipeline::fetch::LEGACY_LIST_URL)]
+    pub pos_list_url: String,
+    /// The download base: a file's URL is this followed by its reference (a `/` is added when
+    /// missing).
+    #[arg(
+        long,
+        env = "POS_FILE_BASE_URL",
+        default_value = crate::pipeline::fetch::LEGACY_FILE_BASE_URL
+    )]
+    pub pos_file_base_url: String,
+    /// Root directory of raw files: `<root>/<branch>/<date>/pos<pos>/<file name>`.
+    #[arg(long, env = "RAW_STORAGE_PATH", default_value = "./raw")]
+    pub raw_storage_path: PathBuf,
+    /// The longest wait for a connection to the POS server (ms).
+    #[arg(long, env = "POS_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub pos_connect_timeout_ms: u64,
+    /// The longest one list attempt may take, body included (ms). The Node app's name and
+    /// default.
+    #[arg(long, env = "POS_LIST_TIMEOUT_MS", default_value_t = 20_000)]
+    pub pos_list_timeout_ms: u64,
+    /// The longest one file download attempt may take, body included (ms); the legacy
+    /// fetcher's 60 s.
+    #[arg(long, env = "POS_DOWNLOAD_TIMEOUT_MS", default_value_t = 60_000)]
+    pub pos_download_timeout_ms: u64,
+    /// The largest file accepted (bytes); a larger one fails the job without retry.
+    #[arg(long, env = "POS_MAX_FILE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub pos_max_file_bytes: u64,
+    /// Tries of the list call and of each download on transient errors, the first included.
+    #[arg(long, env = "POS_FETCH_ATTEMPTS", default_value_t = 3)]
+    pub pos_fetch_attempts: u32,
+    /// The wait after the first failed try (ms); doubled after each further one.
+    #[arg(long, env = "POS_FETCH_BACKOFF_MS", default_value_t = 200)]
+    pub pos_fetch_backoff_ms: u64,
+    /// The longest wait between tries (ms).
+    #[arg(long, env = "POS_FETCH_MAX_BACKOFF_MS", default_value_t = 5_000)]
+    pub pos_fetch_max_backoff_ms: u64,
+}
+
+/// Validated fetch settings.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    /// Options of the POS client.
+    pub options: crate::pipeline::fetch::FetchOptions,
+    /// Root of local raw storage.
+    pub raw_storage_path: PathBuf,
+}
+
+impl FetchConfig {
+    /// Validates and types the raw flags.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] names the first bad value.
+    pub fn from_args(args: FetchArgs) -> Result<Self, ConfigError> {
+        use crate::pipeline::fetch::{FetchError, FetchOptions, RetryPolicy};
+        let invalid = |name: &'static str, reason: &str| ConfigError::Invalid {
+            name,
+            reason: reason.to_string(),
+        };
+        for (name, value) in [
+            ("POS_CONNECT_TIMEOUT_MS", args.pos_connect_timeout_ms),
+            ("POS_LIST_TIMEOUT_MS", args.pos_list_timeout_ms),
+            ("POS_DOWNLOAD_TIMEOUT_MS", args.pos_download_timeout_ms),
+            ("POS_MAX_FILE_BYTES", args.pos_max_file_bytes),
+        ] {
+            if value == 0 {
+                return Err(invalid(name, "must be greater than 0"));
+            }
+        }
+        if args.pos_fetch_attempts == 0 {
+            return Err(invalid("POS_FETCH_ATTEMPTS", "must be at least 1"));
+        }
+        if args.raw_storage_path.as_os_str().is_empty() {
+            return Err(invalid("RAW_STORAGE_PATH", "must not be empty"));
+        }
+        let mut options = FetchOptions::new(&args.pos_list_url, &args.pos_file_base_url).map_err(
+            |e| match e {
+                FetchError::Config { name, reason } => ConfigError::Invalid { name, reason },
+                other => invalid("POS_LIST_URL/POS_FILE_BASE_URL", &other.to_string()),
+            },
+        )?;
+        options.connect_timeout = Duration::from_millis(args.pos_connect_timeout_ms);
+        options.list_timeout = Duration::from_millis(args.pos_list_timeout_ms);
+        options.download_timeout = Duration::from_millis(args.pos_download_timeout_ms);
+        options.max_file_size = args.pos_max_file_bytes;
+        options.retry = RetryPolicy {
+            attempts: args.pos_fetch_attempts,
+            initial_backoff: Duration::from_millis(args.pos_fetch_backoff_ms),
+            max_backoff: Duration::from_millis(
+                args.pos_fetch_max_backoff_ms.max(args.pos_fetch_backoff_ms),
+            ),
+        };
+        Ok(FetchConfig {
+            options,
+            raw_storage_path: args.raw_storage_path,
+        })
+    }
+}
+
+/// Flags of `fetch-worker fake-pos`.
+#[derive(Debug, Args)]
+pub struct FakePosArgs {
+    /// Directory of export files to serve (`a_<BRANCH>_<POS>_<type>_<YYYY-MM-DD>_<HH-MM>_.csv`).
+    #[arg(long, env = "FAKE_POS_DIR")]
+    pub dir: PathBuf,
+    /// Port to listen on; 0 picks a free one (the address is printed on standard output).
+    #[arg(long, env = "FAKE_POS_PORT", default_value_t = 0)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "FAKE_POS_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Fault rules at start, as JSON (one rule or an array), e.g.
+    /// `[{"fault":"status","status":500,"target":"download","times":2}]`. Change them later
+    /// with `POST /__faults`.
+    #[arg(long, env = "FAKE_POS_FAULTS")]
+    pub faults: Option<String>,
+}
+
 /// A validation failure of the command line or environment.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -239,5 +366,59 @@ impl RunConfig {
             until_drained: args.until_drained,
             log_format: args.log_format,
         })
+    }
+}
+
+#[cfg(test)]
+mod fetch_config_tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<FetchConfig, ConfigError> {
+        #[derive(Debug, Parser)]
+        struct Probe {
+            #[command(flatten)]
+            fetch: FetchArgs,
+        }
+        let mut argv = vec!["probe"];
+        argv.extend_from_slice(args);
+        let probe = Probe::try_parse_from(argv).map_err(|e| ConfigError::Invalid {
+            name: "argv",
+            reason: e.to_string(),
+        })?;
+        FetchConfig::from_args(probe.fetch)
+    }
+
+    #[test]
+    fn defaults_are_the_legacy_server_and_documented_limits() {
+        let c = parse(&[]).expect("defaults");
+        assert_eq!(
+            c.options.list_url.as_str(),
+            crate::pipeline::fetch::LEGACY_LIST_URL
+        );
+        assert_eq!(
+            c.options.file_base_url.as_str(),
+            crate::pipeline::fetch::LEGACY_FILE_BASE_URL
+        );
+        assert_eq!(c.raw_storage_path, PathBuf::from("./raw"));
+        assert_eq!(c.options.retry.attempts, 3);
+        assert_eq!(c.options.retry.initial_backoff, Duration::from_millis(200));
+        assert_eq!(c.options.list_timeout, Duration::from_secs(20));
+        assert_eq!(c.options.download_timeout, Duration::from_secs(60));
+        assert_eq!(c.options.max_file_size, 64 << 20);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (args, name) in [
+            (&["--pos-fetch-attempts", "0"][..], "POS_FETCH_ATTEMPTS"),
+            (&["--pos-list-timeout-ms", "0"][..], "POS_LIST_TIMEOUT_MS"),
+            (&["--pos-list-url", "ftp://x/"][..], "POS_LIST_URL"),
+            (&["--pos-file-base-url", "nope"][..], "POS_FILE_BASE_URL"),
+        ] {
+            match parse(args) {
+                Err(ConfigError::Invalid { name: got, .. }) => assert_eq!(got, name, "{args:?}"),
+                Ok(_) => panic!("{args:?} accepted"),
+            }
+        }
     }
 }

@@ -7,12 +7,15 @@
 //! - [`pipeline`]: fetch, combine and import of one (branch, pos, date). It knows nothing about
 //!   Redis keys.
 //! - [`processors`]: the small processors used by tests, benchmarks and the demo.
+//! - [`fake_pos`]: a fake of the legacy POS server with injectable faults, for tests and the
+//!   `fake-pos` subcommand.
 //! - [`config`]: the command line and environment, validated into typed settings.
 //! - [`telemetry`] and [`shutdown`]: logging and the signal future.
 #![warn(missing_docs)]
 
 pub mod bullmq;
 pub mod config;
+pub mod fake_pos;
 pub mod pipeline;
 pub mod processors;
 pub mod shutdown;

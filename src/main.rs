@@ -2,13 +2,16 @@
 
 use anyhow::Context;
 use clap::Parser;
-use fetch_worker::config::{Cli, CombineArgs, CombineFormat, Command, RunArgs, RunConfig};
+use fetch_worker::config::{
+    Cli, CombineArgs, CombineFormat, Command, FakePosArgs, RunArgs, RunConfig,
+};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Run(args) => run(args),
         Command::Combine(args) => combine(args),
+        Command::FakePos(args) => fake_pos(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -107,4 +110,39 @@ fn combine(args: CombineArgs) -> anyhow::Result<()> {
     // The summary is informational: a closed stderr must not fail (or panic) a finished run.
     let _ = writeln!(std::io::stderr().lock(), "{report}");
     Ok(())
+}
+
+/// `fetch-worker fake-pos`: serves a directory like the legacy POS server until SIGINT/SIGTERM.
+fn fake_pos(args: FakePosArgs) -> anyhow::Result<()> {
+    use fetch_worker::fake_pos::{FakePos, Faults};
+    use std::io::Write;
+
+    fetch_worker::telemetry::init(fetch_worker::config::LogFormat::Pretty);
+    anyhow::ensure!(
+        args.dir.is_dir(),
+        "--dir {} is not a directory",
+        args.dir.display()
+    );
+    let rules = match &args.faults {
+        Some(spec) => Faults::parse_rules(spec).context("--faults")?,
+        None => Vec::new(),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let addr = std::net::SocketAddr::new(args.host, args.port);
+        let server = FakePos::start(&args.dir, addr, Faults::with_rules(rules))
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let mut out = std::io::stdout();
+        writeln!(
+            out,
+            "fake-pos listening on {} (list: {})",
+            server.base_url(),
+            server.list_url()
+        )?;
+        out.flush()?;
+        fetch_worker::shutdown::signal().await;
+        server.stop().await;
+        Ok(())
+    })
 }

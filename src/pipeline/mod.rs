@@ -2,5 +2,8 @@
 //! combiner did, import typed transactions. It knows nothing about Redis or BullMQ.
 
 pub mod combine;
+pub mod day;
+pub mod fetch;
 pub mod import;
 pub mod record;
+pub mod storage;

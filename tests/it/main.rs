@@ -2,6 +2,7 @@
 //! by the harness (see `support`) or the built binary.
 
 mod combine;
+mod fetch;
 mod import;
 mod scripts;
 mod support;
