@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Consume jobs from the queue until SIGTERM/SIGINT (or until drained).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Combine a directory of POS export files into legacy CSV rows or typed transactions.
     Combine(CombineArgs),
     /// Serve a directory of POS export files like the legacy POS server, with injectable faults.
@@ -42,6 +42,15 @@ pub enum ProcessorKind {
     /// Fails with `data.message`; non-retryable when `data.fatal` is true; succeeds from attempt
     /// `data.succeedOnAttempt` on, when given.
     Fail,
+}
+
+/// Where raw downloads are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StorageKind {
+    /// Files under RAW_STORAGE_PATH.
+    Local,
+    /// GridFS in the app's MongoDB.
+    Gridfs,
 }
 
 /// Log output format.
@@ -107,9 +116,34 @@ pub struct RunArgs {
     /// Worker default for jobs without `removeOnFail` (same forms as `--remove-on-complete`).
     #[arg(long, env = "REMOVE_ON_FAIL")]
     pub remove_on_fail: Option<String>,
-    /// The processor to run.
-    #[arg(long, value_enum, env = "PROCESSOR", default_value = "noop")]
-    pub processor: ProcessorKind,
+    /// A test processor to run instead of the POS pipeline (the default).
+    #[arg(long, value_enum, env = "PROCESSOR")]
+    pub processor: Option<ProcessorKind>,
+    /// MongoDB of the app (transactions, filerecords, monitorentries); the database is the
+    /// URI's path, `biggs` when it has none.
+    #[arg(long, env = "MONGO_URI", default_value = "mongodb://127.0.0.1:27017/biggs")]
+    pub mongo_uri: String,
+    /// Where raw downloads are kept: `local` (RAW_STORAGE_PATH) or `gridfs` (MongoDB).
+    #[arg(long, value_enum, env = "STORAGE", default_value = "local")]
+    pub storage: StorageKind,
+    /// Branches using the newer file layout: a file of codes, or a comma-separated list
+    /// (default: BPAG, BGRAN, BETA, BTAB, the legacy settings).
+    #[arg(long, env = "NEW_BRANCHES")]
+    pub new_branches: Option<String>,
+    /// Keys of the app's cached query results in the cache database, deleted after each import
+    /// (a `SCAN MATCH` glob; empty disables it).
+    #[arg(long, env = "CACHE_INVALIDATE_PATTERN", default_value = "cache:*")]
+    pub cache_invalidate_pattern: String,
+    /// How long a day's import lease lasts without renewal (ms): after a worker dies mid-import,
+    /// the day can be imported again once this has passed.
+    #[arg(long, env = "IMPORT_LEASE_MS", default_value_t = 120_000)]
+    pub import_lease_ms: u64,
+    /// Transactions written per MongoDB round trip.
+    #[arg(long, env = "IMPORT_BATCH_SIZE", default_value_t = 1000)]
+    pub import_batch_size: usize,
+    /// Settings of the POS server and raw storage.
+    #[command(flatten)]
+    pub fetch: FetchArgs,
     /// Exit once the queue has no waiting, prioritized, delayed or active jobs left.
     #[arg(long)]
     pub until_drained: bool,
@@ -294,8 +328,22 @@ pub struct RunConfig {
     pub worker: WorkerOptions,
     /// TTL of results written into the cache.
     pub result_ttl: Duration,
-    /// The processor.
-    pub processor: ProcessorKind,
+    /// A test processor, or `None` for the POS pipeline.
+    pub processor: Option<ProcessorKind>,
+    /// MongoDB URI.
+    pub mongo_uri: String,
+    /// Raw storage.
+    pub storage: StorageKind,
+    /// `NEW_BRANCHES` as given.
+    pub new_branches: Option<String>,
+    /// Cache keys to delete after imports (`None`: do not).
+    pub cache_invalidate_pattern: Option<String>,
+    /// POS server and raw storage settings.
+    pub fetch: FetchConfig,
+    /// Import lease duration.
+    pub import_lease: Duration,
+    /// Transactions per import batch.
+    pub import_batch_size: usize,
     /// Exit when the queue is drained.
     pub until_drained: bool,
     /// Log format.
@@ -309,6 +357,12 @@ impl RunConfig {
     ///
     /// [`ConfigError::Invalid`] names the first bad value.
     pub fn from_args(args: RunArgs) -> Result<Self, ConfigError> {
+        if !args.mongo_uri.starts_with("mongodb://") && !args.mongo_uri.starts_with("mongodb+srv://") {
+            return Err(ConfigError::Invalid {
+                name: "MONGO_URI",
+                reason: "not a mongodb:// or mongodb+srv:// URI".into(),
+            });
+        }
         let invalid = |name: &'static str, reason: &str| ConfigError::Invalid {
             name,
             reason: reason.to_string(),
@@ -363,6 +417,13 @@ impl RunConfig {
             worker,
             result_ttl: Duration::from_secs(args.result_ttl_seconds),
             processor: args.processor,
+            mongo_uri: args.mongo_uri,
+            storage: args.storage,
+            new_branches: args.new_branches,
+            cache_invalidate_pattern: Some(args.cache_invalidate_pattern).filter(|p| !p.is_empty()),
+            fetch: FetchConfig::from_args(args.fetch)?,
+            import_lease: Duration::from_millis(args.import_lease_ms),
+            import_batch_size: args.import_batch_size.max(1),
             until_drained: args.until_drained,
             log_format: args.log_format,
         })

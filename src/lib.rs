@@ -16,6 +16,7 @@
 pub mod bullmq;
 pub mod config;
 pub mod fake_pos;
+pub mod handler;
 pub mod pipeline;
 pub mod processors;
 pub mod shutdown;

@@ -22,8 +22,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(args: RunArgs) -> anyhow::Result<()> {
-    let config = RunConfig::from_args(args).context("configuration")?;
+fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
+    let config = RunConfig::from_args(*args).context("configuration")?;
     fetch_worker::telemetry::init(config.log_format);
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(serve(config))
@@ -35,17 +35,25 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
     use fetch_worker::processors::{Fail, Noop, Sleep};
     use std::sync::Arc;
 
-    let processor: Arc<dyn Processor> = match config.processor {
-        ProcessorKind::Noop => Arc::new(Noop),
-        ProcessorKind::Sleep => Arc::new(Sleep),
-        ProcessorKind::Fail => Arc::new(Fail),
-    };
     let cache_client =
         redis::Client::open(config.redis_cache_url.as_str()).context("REDIS_CACHE_URL")?;
     let cache_con = cache_client
         .get_connection_manager()
         .await
         .context("connecting to the cache database")?;
+    let processor: Arc<dyn Processor> = match config.processor {
+        Some(ProcessorKind::Noop) => Arc::new(Noop),
+        Some(ProcessorKind::Sleep) => Arc::new(Sleep),
+        Some(ProcessorKind::Fail) => Arc::new(Fail),
+        None => {
+            let handler =
+                fetch_worker::handler::FetchHandler::from_config(&config, cache_con.clone())
+                    .await
+                    .context("setting up the POS pipeline")?;
+            // The processor is the shared handler: each job holds a clone of the Arc.
+            Arc::new(Arc::new(handler))
+        }
+    };
     let results = ResultCache::new(cache_con, &config.worker.queue, config.result_ttl);
     tracing::info!(
         queue = %config.worker.queue,

@@ -77,6 +77,8 @@ pub struct JobContext {
     pub data: Value,
     /// Attempts ended before this one.
     pub attempts_made: u32,
+    /// The job's `opts.attempts` (0 or 1: this is the only attempt).
+    pub attempts: u32,
     /// Progress and log handle.
     pub handle: JobHandle,
 }

@@ -486,6 +486,7 @@ async fn attempt(inner: &Arc<Inner>, job: &Job) -> Option<Result<Json, ProcessEr
         name: job.name.clone(),
         data: job.data.clone(),
         attempts_made: job.attempts_made,
+        attempts: job.opts.attempts,
         handle: JobHandle {
             keys: inner.keys.clone(),
             con: inner.con.clone(),

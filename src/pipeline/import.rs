@@ -42,11 +42,12 @@ use rust_decimal::Decimal;
 
 use super::record::Transaction;
 
-/// How long a day's import lease lasts without renewal. Renewed with every batch.
-const LEASE: Duration = Duration::from_secs(120);
+/// How long a day's import lease lasts without renewal, by default. Renewed with every batch;
+/// after a crash the day can be imported again once it has run out.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 
-/// Rows written per round trip.
-pub const BATCH_SIZE: usize = 1000;
+/// Rows written per round trip, by default.
+pub const DEFAULT_BATCH_SIZE: usize = 1000;
 
 /// An error of the importer.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +142,7 @@ pub struct FileRecord {
 pub struct Importer {
     db: Database,
     owner: String,
+    lease: Duration,
 }
 
 impl Importer {
@@ -149,7 +151,14 @@ impl Importer {
         Importer {
             db,
             owner: owner.into(),
+            lease: DEFAULT_LEASE,
         }
+    }
+
+    /// Sets how long a day's lease lasts without renewal.
+    pub fn with_lease(mut self, lease: Duration) -> Importer {
+        self.lease = lease.max(Duration::from_millis(100));
+        self
     }
 
     /// The database.
@@ -293,7 +302,7 @@ impl Importer {
 
     async fn take_lease(&self, id: &str, import_id: &str) -> Result<(), ImportError> {
         let now = DateTime::now().timestamp_millis();
-        let until = now + LEASE.as_millis() as i64;
+        let until = now + self.lease.as_millis() as i64;
         let lock = doc! {"_id": id, "owner": &self.owner, "importId": import_id, "untilMs": until};
         // A free day: create the lease. An expired one (its holder crashed): take it over.
         match self.locks().insert_one(lock.clone()).await {
@@ -381,7 +390,7 @@ impl DayImport<'_> {
     }
 
     async fn renew(&self) -> Result<(), ImportError> {
-        let until = DateTime::now().timestamp_millis() + LEASE.as_millis() as i64;
+        let until = DateTime::now().timestamp_millis() + self.importer.lease.as_millis() as i64;
         let res = self
             .importer
             .locks()

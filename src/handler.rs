@@ -1,0 +1,626 @@
+//! The `fetch-job` processor: the one place that names both a BullMQ job and a POS day.
+//!
+//! For a job `{branch, pos, date}` it lists the day's files, downloads them into raw storage,
+//! combines them with the legacy rules, imports the typed transactions into MongoDB, clears
+//! the app's cached query results, and returns a summary. Errors are sorted once, here:
+//! bad job data and hostile listings fail the job at once; network and database trouble is
+//! retried with the job's backoff; when the last attempt of a listing or download fails, a
+//! monitor entry records it for a person to look at.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::bullmq::{JobContext, ProcessError, Processor};
+use crate::pipeline::combine::{
+    CombineOptions, GroupReport, MonitorEntry, NewBranches, RowSink, combine_paths,
+};
+use crate::pipeline::day::{Branch, BusinessDate, PosNo};
+use crate::pipeline::fetch::{FetchError, PosClient, StoredFile};
+use crate::pipeline::import::{Day, FileRecord, FileStatus, Importer};
+use crate::pipeline::record::Transaction;
+use crate::pipeline::storage::RawStorage;
+
+/// Turns raw storage locations into local paths the combine pass can read.
+pub trait Materialize: Send + Sync {
+    /// A local path holding `file`'s bytes (the stored path itself for local storage; a copy in
+    /// `scratch` for remote stores).
+    fn local_path<'a>(
+        &'a self,
+        file: &'a StoredFile,
+        scratch: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<PathBuf, String>>;
+}
+
+/// Local storage: the stored path is already local.
+#[derive(Debug, Default)]
+pub struct LocalFiles;
+
+impl Materialize for LocalFiles {
+    fn local_path<'a>(
+        &'a self,
+        file: &'a StoredFile,
+        _scratch: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<PathBuf, String>> {
+        std::future::ready(Ok(PathBuf::from(&file.location.path))).boxed()
+    }
+}
+
+/// Deletes the app's cached query results (Redis db 0) after an import, so the app does not
+/// serve totals computed before the new rows arrived. Uses `SCAN MATCH`, never `KEYS`.
+#[derive(Clone)]
+pub struct CacheInvalidation {
+    con: redis::aio::ConnectionManager,
+    pattern: String,
+}
+
+impl std::fmt::Debug for CacheInvalidation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheInvalidation")
+            .field("pattern", &self.pattern)
+            .finish()
+    }
+}
+
+impl CacheInvalidation {
+    /// Invalidates keys matching `pattern` (glob, as `SCAN MATCH`).
+    pub fn new(con: redis::aio::ConnectionManager, pattern: impl Into<String>) -> Self {
+        CacheInvalidation {
+            con,
+            pattern: pattern.into(),
+        }
+    }
+
+    /// Deletes every matching key; returns how many were deleted.
+    ///
+    /// # Errors
+    ///
+    /// Redis errors.
+    pub async fn run(&self) -> Result<u64, redis::RedisError> {
+        let mut con = self.con.clone();
+        let mut cursor: u64 = 0;
+        let mut deleted = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&self.pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut con)
+                .await?;
+            if !keys.is_empty() {
+                let n: u64 = redis::cmd("UNLINK").arg(&keys).query_async(&mut con).await?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// Everything the processor needs.
+pub struct FetchHandler {
+    /// The POS server client.
+    pub client: PosClient,
+    /// Where downloads go.
+    pub storage: Arc<dyn RawStorage>,
+    /// How stored files become local paths for the combine pass.
+    pub materialize: Arc<dyn Materialize>,
+    /// MongoDB.
+    pub importer: Importer,
+    /// Branches with the newer file layout.
+    pub new_branches: NewBranches,
+    /// The app's cache, if any.
+    pub cache: Option<CacheInvalidation>,
+    /// Rows per import batch.
+    pub batch_size: usize,
+}
+
+impl std::fmt::Debug for FetchHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchHandler").finish_non_exhaustive()
+    }
+}
+
+/// A job's validated data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobDay {
+    /// Branch code.
+    pub branch: Branch,
+    /// POS 1 or 2.
+    pub pos: PosNo,
+    /// Business date.
+    pub date: BusinessDate,
+}
+
+impl JobDay {
+    /// Reads `{branch, pos, date}`: branch letters, digits and `-`; pos 1 or 2 (number or
+    /// numeric string); date a real `YYYY-MM-DD`.
+    ///
+    /// # Errors
+    ///
+    /// A message a person understands, naming the bad field.
+    pub fn from_data(data: &Value) -> Result<JobDay, String> {
+        let obj = data
+            .as_object()
+            .ok_or_else(|| format!("job data must be an object with branch, pos and date, got {data}"))?;
+        let text = |key: &str| match obj.get(key) {
+            Some(Value::String(s)) => Ok(s.as_str()),
+            Some(other) => Err(format!("{key} must be a string, got {other}")),
+            None => Err(format!("{key} is missing")),
+        };
+        let branch = Branch::parse(text("branch")?).map_err(|e| e.to_string())?;
+        let pos = match obj.get("pos") {
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .ok_or_else(|| format!("pos must be 1 or 2, got {n}"))
+                .and_then(|n| PosNo::new(n).map_err(|e| e.to_string()))?,
+            Some(Value::String(s)) => PosNo::parse(s.trim()).map_err(|e| e.to_string())?,
+            Some(other) => return Err(format!("pos must be 1 or 2, got {other}")),
+            None => return Err("pos is missing".into()),
+        };
+        if !(1..=2).contains(&pos.get()) {
+            return Err(format!("pos must be 1 or 2, got {}", pos.get()));
+        }
+        let date = BusinessDate::parse(text("date")?).map_err(|e| e.to_string())?;
+        Ok(JobDay { branch, pos, date })
+    }
+
+    fn import_day(&self) -> Result<Day, String> {
+        let date = chrono::NaiveDate::from_ymd_opt(
+            i32::from(self.date.year()),
+            u32::from(self.date.month()),
+            u32::from(self.date.day()),
+        )
+        .ok_or("bad date")?;
+        Ok(Day {
+            branch: self.branch.as_str().to_string(),
+            pos: u16::from(self.pos.get()),
+            date,
+        })
+    }
+}
+
+impl Processor for Arc<FetchHandler> {
+    fn process(&self, job: JobContext) -> BoxFuture<'static, Result<Value, ProcessError>> {
+        let this = self.clone();
+        async move { this.run(job).await }.boxed()
+    }
+}
+
+/// Progress milestones (percent) shown in Bull Board.
+mod progress {
+    pub const LISTED: u32 = 5;
+    pub const DOWNLOADED: u32 = 50;
+    pub const COMBINING: u32 = 55;
+    pub const IMPORTED: u32 = 95;
+}
+
+/// Why the pipeline could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// MongoDB could not be reached or indexed.
+    #[error("mongodb: {0}")]
+    Mongo(String),
+    /// A setting is unusable.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl FetchHandler {
+    /// Builds the pipeline from the run settings: the POS client, raw storage, MongoDB (indexes
+    /// created here, at start-up) and the cache invalidation.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError`] naming what could not be set up.
+    pub async fn from_config(
+        config: &crate::config::RunConfig,
+        cache: redis::aio::ConnectionManager,
+    ) -> Result<FetchHandler, SetupError> {
+        use crate::config::StorageKind;
+        use crate::pipeline::storage::LocalStorage;
+
+        let client = PosClient::new(config.fetch.options.clone())
+            .map_err(|e| SetupError::Config(e.to_string()))?;
+        let mongo = mongodb::Client::with_uri_str(&config.mongo_uri)
+            .await
+            .map_err(|e| SetupError::Mongo(e.to_string()))?;
+        let db = mongo
+            .default_database()
+            .unwrap_or_else(|| mongo.database("biggs"));
+        let owner = config
+            .worker
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("fetch-worker-{}", std::process::id()));
+        let importer = Importer::new(db.clone(), owner).with_lease(config.import_lease);
+        importer
+            .ensure_indexes()
+            .await
+            .map_err(|e| SetupError::Mongo(e.to_string()))?;
+        let (storage, materialize): (Arc<dyn RawStorage>, Arc<dyn Materialize>) =
+            match config.storage {
+                StorageKind::Local => (
+                    Arc::new(
+                        LocalStorage::new(&config.fetch.raw_storage_path)
+                            .map_err(|e| SetupError::Config(format!("RAW_STORAGE_PATH: {e}")))?,
+                    ),
+                    Arc::new(LocalFiles),
+                ),
+                StorageKind::Gridfs => {
+                    return Err(SetupError::Config(
+                        "STORAGE=gridfs is not wired yet; use STORAGE=local".into(),
+                    ));
+                }
+            };
+        let new_branches = match &config.new_branches {
+            Some(arg) => NewBranches::from_arg(arg).map_err(|e| SetupError::Config(format!("NEW_BRANCHES: {e}")))?,
+            None => NewBranches::default(),
+        };
+        Ok(FetchHandler {
+            client,
+            storage,
+            materialize,
+            importer,
+            new_branches,
+            cache: config
+                .cache_invalidate_pattern
+                .as_ref()
+                .map(|p| CacheInvalidation::new(cache, p.clone())),
+            batch_size: config.import_batch_size,
+        })
+    }
+
+    async fn run(&self, job: JobContext) -> Result<Value, ProcessError> {
+        let started = Instant::now();
+        let day = JobDay::from_data(&job.data)
+            .map_err(|e| ProcessError::permanent(format!("invalid job data: {e}")))?;
+        let mday = day
+            .import_day()
+            .map_err(|e| ProcessError::permanent(format!("invalid job data: {e}")))?;
+        let last_attempt = job.attempts_made + 1 >= job.attempts.max(1);
+        let report_to = Reporter { job: &job, day: &day };
+
+        // 1. List.
+        report_to.log(format!(
+            "listing files for {} pos {} on {}",
+            day.branch, day.pos, day.date
+        ))
+        .await;
+        let listing = match self.client.list(&day.branch, day.pos, day.date).await {
+            Ok(l) => l,
+            Err(e) => {
+                let err = fetch_error("listing failed", &e);
+                if last_attempt || !err.retryable {
+                    self.monitor(&mday, &format!("listing failed: {e}")).await;
+                }
+                report_to.log(format!("listing failed: {e}")).await;
+                return Err(err);
+            }
+        };
+        for s in &listing.skipped {
+            report_to.log(format!("skipped listed item {:?}: {:?}", s.reference, s.reason)).await;
+        }
+        report_to.progress(progress::LISTED).await;
+        if listing.files.is_empty() {
+            report_to.log("no files listed for this day".into()).await;
+            return Ok(json!({
+                "branch": day.branch.as_str(), "pos": day.pos.get(), "date": day.date.to_string(),
+                "files": [], "rows": {"parsed": 0, "imported": 0, "rejected": 0, "dateMismatch": 0},
+                "note": "no files", "durationMs": started.elapsed().as_millis() as u64,
+            }));
+        }
+        report_to.log(format!("{} file(s) listed", listing.files.len())).await;
+
+        // 2. Download.
+        let total = listing.files.len() as u32;
+        let mut stored = Vec::with_capacity(listing.files.len());
+        for (i, file) in listing.files.iter().enumerate() {
+            match self.client.download(file, self.storage.as_ref()).await {
+                Ok(s) => {
+                    report_to.log(format!(
+                        "downloaded {} ({} bytes, sha256 {})",
+                        s.file_name, s.size, s.sha256
+                    ))
+                    .await;
+                    let record = FileRecord {
+                        filename: s.file_name.clone(),
+                        file_type: file.name().file_type().to_string(),
+                        provider: s.location.provider.clone(),
+                        path: s.location.path.clone(),
+                        size: s.size,
+                        checksum: s.sha256.clone(),
+                    };
+                    self.importer
+                        .record_file(&mday, &record)
+                        .await
+                        .map_err(|e| ProcessError::retryable(format!("recording {}: {e}", s.file_name)))?;
+                    stored.push((file.name().file_type().to_string(), s));
+                }
+                Err(e) => {
+                    let err = fetch_error(&format!("download of {} failed", file.as_str()), &e);
+                    if last_attempt || !err.retryable {
+                        self.monitor(&mday, &format!("download failed: {}: {e}", file.as_str()))
+                            .await;
+                    }
+                    report_to.log(format!("download of {} failed: {e}", file.as_str())).await;
+                    return Err(err);
+                }
+            }
+            let pct = progress::LISTED
+                + (progress::DOWNLOADED - progress::LISTED) * (i as u32 + 1) / total;
+            report_to.progress(pct).await;
+        }
+        let names: Vec<String> = stored.iter().map(|(_, s)| s.file_name.clone()).collect();
+
+        // 3. Combine (blocking, on its own thread) and 4. import, as batches arrive.
+        report_to.progress(progress::COMBINING).await;
+        let scratch = std::env::temp_dir().join(format!("fetch-worker-{}", uuid::Uuid::new_v4()));
+        let outcome = self
+            .combine_and_import(&day, &mday, &stored, &scratch, &report_to)
+            .await;
+        let _ = tokio::fs::remove_dir_all(&scratch).await;
+        let (report, written, removed) = match outcome {
+            Ok(v) => v,
+            Err(err) => {
+                let _ = self
+                    .importer
+                    .mark_files(&mday, &names, FileStatus::Error, Some(&err.message))
+                    .await;
+                return Err(err);
+            }
+        };
+        self.importer
+            .mark_files(&mday, &names, FileStatus::Parsed, None)
+            .await
+            .map_err(|e| ProcessError::retryable(format!("updating file records: {e}")))?;
+        if report.monitor_rows > 0 {
+            let rd5000 = report
+                .files
+                .iter()
+                .find(|f| f.file_type.to_string() == "rd5000")
+                .map(|f| f.file_name.clone())
+                .unwrap_or_default();
+            self.monitor(
+                &mday,
+                &format!("date mismatch rows={} for {rd5000}", report.monitor_rows),
+            )
+            .await;
+        }
+        report_to.log(format!(
+            "imported {written} row(s), removed {removed} stale row(s); rejected {} line(s), {} date mismatch(es)",
+            report.rejected_total(),
+            report.monitor_rows
+        ))
+        .await;
+        report_to.progress(progress::IMPORTED).await;
+
+        // 5. The app's cache.
+        if let Some(cache) = &self.cache {
+            match cache.run().await {
+                Ok(n) => report_to.log(format!("cleared {n} cached query result(s)")).await,
+                Err(e) => report_to.log(format!("could not clear cached query results: {e}")).await,
+            }
+        }
+        report_to.progress(100).await;
+
+        let files: Vec<Value> = stored
+            .iter()
+            .map(|(file_type, s)| {
+                let used = report.files.iter().find(|c| c.file_name == s.file_name);
+                let rows = match used {
+                    None => 0,
+                    Some(c) if c.file_type.to_string() == "rd5000" => report.rows,
+                    Some(c) => report.tables.get(&c.file_type).map(|t| t.lines).unwrap_or(0),
+                };
+                json!({"name": s.file_name, "type": file_type, "rows": rows, "sha256": s.sha256})
+            })
+            .collect();
+        Ok(json!({
+            "branch": day.branch.as_str(),
+            "pos": day.pos.get(),
+            "date": day.date.to_string(),
+            "files": files,
+            "rows": {
+                "parsed": report.rows + report.monitor_rows,
+                "imported": written,
+                "rejected": report.rejected_total(),
+                "dateMismatch": report.monitor_rows,
+            },
+            "durationMs": started.elapsed().as_millis() as u64,
+        }))
+    }
+
+    async fn combine_and_import(
+        &self,
+        day: &JobDay,
+        mday: &Day,
+        stored: &[(String, StoredFile)],
+        scratch: &std::path::Path,
+        report_to: &Reporter<'_>,
+    ) -> Result<(GroupReport, u64, u64), ProcessError> {
+        let mut paths = Vec::with_capacity(stored.len());
+        for (_, s) in stored {
+            let p = self
+                .materialize
+                .local_path(s, scratch)
+                .await
+                .map_err(|e| ProcessError::retryable(format!("reading {} back: {e}", s.file_name)))?;
+            paths.push(p);
+        }
+        let mut import = self.importer.begin(mday).await.map_err(import_error)?;
+        let (tx, mut rx) = mpsc::channel::<Vec<Transaction>>(2);
+        let options = CombineOptions {
+            new_branches: self.new_branches.clone(),
+            ..CombineOptions::default()
+        };
+        let batch_size = self.batch_size.max(1);
+        let combine = tokio::task::spawn_blocking(move || {
+            let mut sink = BatchSink {
+                tx,
+                batch: Vec::with_capacity(batch_size),
+                size: batch_size,
+            };
+            let report = combine_paths(&paths, &options, &mut sink);
+            let rest = std::mem::take(&mut sink.batch);
+            if !rest.is_empty() {
+                let _ = sink.tx.blocking_send(rest);
+            }
+            report
+        });
+        let mut batches = 0u32;
+        let mut write_error = None;
+        while let Some(batch) = rx.recv().await {
+            if write_error.is_some() {
+                continue;
+            }
+            if let Err(e) = import.write(&batch).await {
+                write_error = Some(e);
+                continue;
+            }
+            batches += 1;
+            let pct = (progress::COMBINING + 5 * batches).min(progress::IMPORTED - 1);
+            report_to.progress(pct).await;
+        }
+        let report = match combine.await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                let retry = e.is_transient();
+                let msg = format!("combine failed: {e}");
+                return Err(if retry {
+                    ProcessError::retryable(msg)
+                } else {
+                    ProcessError::permanent(msg)
+                });
+            }
+            Err(e) => return Err(ProcessError::retryable(format!("combine task failed: {e}"))),
+        };
+        if let Some(e) = write_error {
+            return Err(import_error(e));
+        }
+        let group = report
+            .groups
+            .into_iter()
+            .find(|g| g.key.branch == day.branch.as_str() && g.key.pos == u16::from(day.pos.get()))
+            .ok_or_else(|| ProcessError::permanent("no export files of this day could be read"))?;
+        report_to.log(format!("combined {} row(s) in {batches} batch(es)", group.rows)).await;
+        let (written, removed) = import.finish().await.map_err(import_error)?;
+        Ok((group, written, removed))
+    }
+
+    async fn monitor(&self, day: &Day, note: &str) {
+        if let Err(e) = self.importer.monitor(day, note).await {
+            tracing::warn!(error.message = %e, "could not write a monitor entry");
+        }
+    }
+}
+
+/// Log lines and progress of one job, also written to the worker's own log with the job's
+/// fields.
+struct Reporter<'a> {
+    job: &'a JobContext,
+    day: &'a JobDay,
+}
+
+impl Reporter<'_> {
+    async fn log(&self, line: String) {
+        let d = self.day;
+        tracing::info!(job_id = %self.job.id, branch = %d.branch, pos = %d.pos, date = %d.date, "{line}");
+        if let Err(e) = self.job.handle.log(&line).await {
+            tracing::warn!(error.message = %e, "could not add a job log line");
+        }
+    }
+
+    async fn progress(&self, pct: u32) {
+        if let Err(e) = self.job.handle.progress(&json!(pct)).await {
+            tracing::warn!(error.message = %e, "could not update progress");
+        }
+    }
+}
+
+fn fetch_error(context: &str, e: &FetchError) -> ProcessError {
+    let msg = format!("{context}: {e}");
+    if e.is_transient() {
+        ProcessError::retryable(msg)
+    } else {
+        ProcessError::permanent(msg)
+    }
+}
+
+fn import_error(e: crate::pipeline::import::ImportError) -> ProcessError {
+    let msg = format!("import failed: {e}");
+    if e.is_transient() {
+        ProcessError::retryable(msg)
+    } else {
+        ProcessError::permanent(msg)
+    }
+}
+
+/// Hands the combine pass's typed rows to the async importer in batches.
+struct BatchSink {
+    tx: mpsc::Sender<Vec<Transaction>>,
+    batch: Vec<Transaction>,
+    size: usize,
+}
+
+/// The importer went away (it failed); the combine pass stops.
+#[derive(Debug, thiserror::Error)]
+#[error("the importer stopped")]
+struct ImporterGone;
+
+impl RowSink for BatchSink {
+    type Error = ImporterGone;
+
+    fn legacy_row(&mut self, _row: &[u8]) -> Result<(), ImporterGone> {
+        Ok(())
+    }
+
+    fn transaction(&mut self, transaction: Transaction) -> Result<(), ImporterGone> {
+        self.batch.push(transaction);
+        if self.batch.len() >= self.size {
+            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(self.size));
+            self.tx.blocking_send(full).map_err(|_| ImporterGone)?;
+        }
+        Ok(())
+    }
+
+    fn monitor(&mut self, _entry: &MonitorEntry<'_>) -> Result<(), ImporterGone> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_data_is_validated_with_readable_reasons() {
+        let ok = JobDay::from_data(&json!({"branch": "AYALA-FRN", "pos": 1, "date": "2026-02-09"})).unwrap();
+        assert_eq!(ok.branch.as_str(), "AYALA-FRN");
+        assert_eq!(JobDay::from_data(&json!({"branch": "B", "pos": "2", "date": "2026-02-09"})).unwrap().pos.get(), 2);
+        for (data, needle) in [
+            (json!({"pos": 1, "date": "2026-02-09"}), "branch is missing"),
+            (json!({"branch": "A/B", "pos": 1, "date": "2026-02-09"}), "branch"),
+            (json!({"branch": "A_B", "pos": 1, "date": "2026-02-09"}), "branch"),
+            (json!({"branch": "A", "pos": 3, "date": "2026-02-09"}), "pos must be 1 or 2"),
+            (json!({"branch": "A", "pos": 0, "date": "2026-02-09"}), "POS"),
+            (json!({"branch": "A", "pos": 1.5, "date": "2026-02-09"}), "pos must be 1 or 2"),
+            (json!({"branch": "A", "pos": true, "date": "2026-02-09"}), "pos must be 1 or 2"),
+            (json!({"branch": "A", "pos": 1, "date": "2026-02-30"}), "date"),
+            (json!({"branch": "A", "pos": 1, "date": "09-02-2026"}), "date"),
+            (json!("BMC"), "must be an object"),
+        ] {
+            let err = JobDay::from_data(&data).unwrap_err();
+            assert!(err.contains(needle), "{data}: {err}");
+        }
+    }
+}
