@@ -20,6 +20,8 @@ describe(`QueueEvents (worker=${s.WORKER}, bullmq ${version})`, () => {
     const delayedJob = await h.queue.add('fetch-job', { ms: 100 }, { delay: 300 });
     await h.waitForEvent((e) => e.event === 'completed' && e.jobId === delayedJob.id, { message: 'delayed job completed' });
     await h.waitForEvent((e) => e.event === 'drained', { message: 'drained after the first job' });
+    await s.sleep(1500); // idle for longer than DRAIN_DELAY_MS: polling must not emit more
+    assert.equal(h.events.filter({ event: 'drained' }).length, 1, 'drained is emitted once when the queue empties, not while idle');
 
     // 2. A job whose worker is SIGKILLed mid-run: stalled → waiting (prev active) → active on another worker.
     const stalledJob = await h.queue.add('fetch-job', { ms: 1500 });

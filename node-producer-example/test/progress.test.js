@@ -64,4 +64,12 @@ describe(`progress and logs (worker=${s.WORKER}, bullmq ${version})`, () => {
     assert.deepEqual(await h.queue.getJobLogs(job.id, 0, 0, false), { logs: ['slept 20 ms'], count: 2 });
     assert.equal(await h.db.llen(h.key(`${job.id}:logs`)), 2);
   });
+
+  it('keepLogs trims the log list to the newest lines', async (t) => {
+    const h = await s.setup(t, redis);
+    h.startWorker({ processor: 'sleep' });
+    const job = await h.queue.add('fetch-job', { ms: 5 }, { keepLogs: 1 });
+    await s.withTimeout(job.waitUntilFinished(h.queueEvents), 10000, 'waitUntilFinished');
+    assert.deepEqual(await h.queue.getJobLogs(job.id), { logs: ['slept 5 ms'], count: 1 });
+  });
 });

@@ -54,6 +54,32 @@ describe(`results (worker=${s.WORKER}, bullmq ${version})`, () => {
     assert.deepEqual((await h.job(b.id)).returnvalue, { processed: true, echo: {} });
   });
 
+  it('custom string job ids work like numeric ones, cache key included', async (t) => {
+    const h = await s.setup(t, redis);
+    h.startWorker({ processor: 'noop' });
+    const jobId = 'B01-3-2024-05-01';
+    const job = await h.queue.add('fetch-job', { branch: 'B01' }, { jobId });
+    assert.equal(job.id, jobId);
+    assert.deepEqual(await s.withTimeout(job.waitUntilFinished(h.queueEvents), 10000, 'waitUntilFinished'), { processed: true, echo: { branch: 'B01' } });
+    assert.equal(await (await h.job(jobId)).getState(), 'completed');
+    const cached = await h.waitUntil(() => h.cache.get(`fetch-worker:result:${h.queueName}:${jobId}`), { message: 'cache entry for the custom id' });
+    assert.equal(JSON.parse(cached).status, 'completed');
+  });
+
+  it('an idle worker picks up a new job at once (marker wake-up, not the DRAIN_DELAY_MS poll)', async (t) => {
+    const h = await s.setup(t, redis);
+    h.startWorker({ processor: 'noop', env: { DRAIN_DELAY_MS: '5000' } });
+    await h.waitUntil(async () => (await h.queue.getWorkers()).length === 1, { message: 'worker up' });
+    for (let i = 0; i < 3; i++) {
+      await s.sleep(700); // let the worker block on the marker
+      const job = await h.queue.add('fetch-job', { i });
+      await s.withTimeout(job.waitUntilFinished(h.queueEvents), 10000, `job ${i}`);
+      const stored = await h.job(job.id);
+      const latency = stored.processedOn - stored.timestamp;
+      assert.ok(latency < 1000, `job ${i} picked up ${latency} ms after add (a 5 s poll would be up to 5000)`);
+    }
+  });
+
   it('a thrown error sets failedReason and stacktrace, emits failed, and rejects waitUntilFinished', async (t) => {
     const h = await s.setup(t, redis);
     h.startWorker({ processor: 'fail' });

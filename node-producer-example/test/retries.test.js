@@ -105,6 +105,16 @@ describe(`retries and backoff (worker=${s.WORKER}, bullmq ${version})`, () => {
     assert.equal(stored.failedReason, 'failed by request', 'default failure message');
   });
 
+  it('stackTraceLimit keeps only the newest stack traces', async (t) => {
+    const h = await s.setup(t, redis);
+    h.startWorker({ processor: 'fail' });
+    const limited = await h.queue.add('fetch-job', {}, { attempts: 3, backoff: undefined, stackTraceLimit: 2 });
+    const none = await h.queue.add('fetch-job', {}, { attempts: 2, backoff: undefined, stackTraceLimit: 0 });
+    await h.waitForCounts({ failed: 2 });
+    assert.equal((await h.job(limited.id)).stacktrace.length, 2, 'limit 2 after 3 failures');
+    assert.deepEqual((await h.job(none.id)).stacktrace, [], 'limit 0 keeps none');
+  });
+
   it('a non-retryable failure fails at once: attemptsMade 1, no delayed, no retries-exhausted', async (t) => {
     const h = await s.setup(t, redis);
     h.startWorker({ processor: 'fail' });
@@ -129,5 +139,19 @@ describe(`retries and backoff (worker=${s.WORKER}, bullmq ${version})`, () => {
     const ex = await h.waitForEvent((e) => e.event === 'retries-exhausted' && e.jobId === job.id, { message: 'retries-exhausted' });
     assert.equal(ex.attemptsMade, '1');
     assert.deepEqual(names(h, job.id), ['added', 'waiting', 'active', 'failed', 'retries-exhausted']);
+  });
+
+  it('a failed job retried from Node (Bull Board\'s "retry") runs again and completes', async (t) => {
+    const h = await s.setup(t, redis);
+    h.startWorker({ processor: 'fail' });
+    const job = await h.queue.add('fetch-job', { message: 'first run fails', succeedOnAttempt: 2 }, { attempts: 1 });
+    await assert.rejects(s.withTimeout(job.waitUntilFinished(h.queueEvents), 10000, 'first run'), /first run fails/);
+    await (await h.job(job.id)).retry('failed');
+    await h.waitForEvent((e) => e.event === 'completed' && e.jobId === job.id, { message: 'completed after retry' });
+    const stored = await h.job(job.id);
+    assert.deepEqual(stored.returnvalue, { succeededOnAttempt: 2 }, 'attemptsMade survives a retry without reset');
+    assert.equal(stored.attemptsMade, 2);
+    assert.equal(await stored.getState(), 'completed');
+    assert.equal(h.events.filter({ event: 'waiting', jobId: job.id }).at(-1).prev, 'failed');
   });
 });
