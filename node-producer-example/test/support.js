@@ -1,0 +1,488 @@
+'use strict';
+// Test harness for the interop suite: a private redis-server per test file, a unique queue per
+// test, workers under test (the Rust binary, or the Node reference worker with WORKER=node),
+// an event recorder on QueueEvents, and bounded waits whose failures say what was seen.
+//
+// Env: WORKER=rust|node (default rust), FETCH_WORKER_BIN (default ../target/debug/fetch-worker
+// relative to node-producer-example), BULLMQ_MAJOR=5|6, TEST_LOG=1 (stream worker/redis logs).
+
+const { execFile, spawn } = require('node:child_process');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { before, after } = require('node:test');
+const IORedis = require('ioredis');
+const { bullmq, major, version } = require('../src/bullmq');
+const { createQueue, createQueueEvents } = require('../src/queue');
+
+const EXAMPLE_DIR = path.resolve(__dirname, '..');
+const WORKER_SCRIPT = path.join(EXAMPLE_DIR, 'scripts', 'worker.js');
+const WORKER = process.env.WORKER === 'node' ? 'node' : 'rust';
+const FETCH_WORKER_BIN = path.resolve(EXAMPLE_DIR, process.env.FETCH_WORKER_BIN || '../target/debug/fetch-worker');
+const TEST_LOG = Boolean(process.env.TEST_LOG);
+const PREFIX = 'bull';
+
+/** Short timings so stalled recovery and backoff happen within seconds. */
+const FAST_ENV = Object.freeze({
+  LOCK_DURATION_MS: '2000',
+  STALLED_INTERVAL_MS: '1000',
+  DRAIN_DELAY_MS: '1000',
+  SHUTDOWN_TIMEOUT_MS: '10000',
+});
+
+/** Every event name BullMQ writes to the `events` stream that these tests care about. */
+const EVENT_NAMES = [
+  'added', 'waiting', 'active', 'progress', 'completed', 'failed', 'retries-exhausted', 'delayed',
+  'stalled', 'drained', 'removed', 'duplicated', 'paused', 'resumed', 'waiting-children',
+];
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------------------------------------
+// Child processes: every one is registered so it dies with the test process, whatever happens.
+
+const children = new Set();
+
+function killAllChildren() {
+  for (const child of children) {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+process.on('exit', killAllChildren);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(signal, () => {
+    killAllChildren();
+    process.exit(130);
+  });
+}
+
+/**
+ * Spawns a tracked child. Keeps the last lines of its output for diagnostics and resolves
+ * `exited` with `{code, signal}` when it ends.
+ */
+function spawnTracked(label, command, args, options) {
+  const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  const lines = [];
+  const collect = (stream) => {
+    let partial = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk) => {
+      const parts = (partial + chunk).split('\n');
+      partial = parts.pop();
+      for (const line of parts) {
+        lines.push(line);
+        if (lines.length > 300) lines.shift();
+        if (TEST_LOG) process.stderr.write(`[${label}] ${line}\n`);
+      }
+    });
+  };
+  collect(child.stdout);
+  collect(child.stderr);
+  const exited = new Promise((resolve) => {
+    child.on('error', (err) => {
+      lines.push(`spawn error: ${err.message}`);
+      children.delete(child);
+      resolve({ code: null, signal: null, error: err });
+    });
+    child.on('exit', (code, signal) => {
+      children.delete(child);
+      resolve({ code, signal });
+    });
+  });
+  return { child, exited, lines };
+}
+
+/** Resolves `promise`, or rejects with `message` after `ms`. */
+async function withTimeout(promise, ms, message) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${message} (timed out after ${ms} ms)`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Polls `probe` (sync or async) until it returns a truthy value, which is returned. Throws after
+ * `timeout` ms with `message` plus whatever `describe()` says about the current state.
+ */
+async function waitUntil(probe, { timeout = 10000, interval = 50, message = 'condition', describe } = {}) {
+  const deadline = Date.now() + timeout;
+  let lastError;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value) return value;
+      lastError = undefined;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() >= deadline) {
+      let detail = lastError ? `\nlast probe error: ${lastError.stack || lastError}` : '';
+      if (describe) {
+        try {
+          detail += `\n${await describe()}`;
+        } catch (err) {
+          detail += `\n(could not describe state: ${err.message})`;
+        }
+      }
+      throw new Error(`timed out after ${timeout} ms waiting for ${message}${detail}`);
+    }
+    await sleep(interval);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A private redis-server on a free port, with AOF on so a restart keeps the data. */
+class RedisServer {
+  static async start() {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fetch-worker-redis-'));
+    const server = new RedisServer(dir);
+    for (let attempt = 1; ; attempt++) {
+      server.port = await freePort();
+      try {
+        await server.spawn();
+        return server;
+      } catch (err) {
+        if (attempt >= 3) throw err;
+      }
+    }
+  }
+
+  constructor(dir) {
+    this.dir = dir;
+    this.port = 0;
+    this.proc = null;
+  }
+
+  url(db) {
+    return `redis://127.0.0.1:${this.port}/${db}`;
+  }
+
+  async spawn() {
+    const args = [
+      '--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir,
+      '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--maxmemory-policy', 'noeviction',
+      '--logfile', '',
+    ];
+    this.proc = spawnTracked(`redis:${this.port}`, 'redis-server', args, { cwd: this.dir });
+    const { exited, lines } = this.proc;
+    let gone = null;
+    exited.then((e) => (gone = e));
+    await waitUntil(async () => {
+      if (gone) throw new Error(`redis-server exited early (${JSON.stringify(gone)}):\n${lines.join('\n')}`);
+      return (await ping(this.port)) === '+PONG';
+    }, { timeout: 10000, message: `redis-server on port ${this.port} to answer PING` }).catch((err) => {
+      if (!gone) this.proc.child.kill('SIGKILL');
+      throw err;
+    });
+  }
+
+  /** SIGTERM (redis flushes the AOF and exits), bounded; SIGKILL if it does not go. */
+  async stop() {
+    if (!this.proc) return;
+    const { child, exited } = this.proc;
+    this.proc = null;
+    child.kill('SIGTERM');
+    try {
+      await withTimeout(exited, 10000, 'redis-server to exit after SIGTERM');
+    } catch {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  }
+
+  async restart() {
+    await this.stop();
+    await this.spawn();
+  }
+
+  async destroy() {
+    await this.stop();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** One raw PING over a socket; resolves to the reply line or null. */
+function ping(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let reply = '';
+    const done = (value) => {
+      socket.destroy();
+      resolve(value);
+    };
+    socket.setTimeout(500, () => done(null));
+    socket.on('error', () => done(null));
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (d) => {
+      reply += d;
+      if (reply.includes('\r\n')) done(reply.trim());
+    });
+  });
+}
+
+/**
+ * Registers file-level hooks that start one redis-server before the tests and destroy it after.
+ * Returns a holder whose `server` is set once `before` has run.
+ */
+function useRedis() {
+  const holder = { server: null };
+  before(async () => {
+    holder.server = await RedisServer.start();
+  });
+  after(async () => {
+    if (holder.server) await holder.server.destroy();
+  });
+  return holder;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workers
+
+let workerSeq = 0;
+
+/**
+ * Spawns a worker on a queue: the Rust binary, or the Node reference worker when
+ * `kind` (default: env WORKER) is 'node'. Both get the same command line and environment.
+ */
+function startWorker({ redis, queueName, processor = 'noop', kind = WORKER, name, env = {}, args = [] }) {
+  const workerName = name || `${kind}-${++workerSeq}`;
+  const fullEnv = {
+    ...process.env,
+    ...FAST_ENV,
+    REDIS_JOB_URL: redis.url(1),
+    REDIS_CACHE_URL: redis.url(0),
+    QUEUE_NAME: queueName,
+    BULL_PREFIX: PREFIX,
+    WORKER_NAME: workerName,
+    ...env,
+  };
+  const argv = ['run', '--processor', processor, ...args];
+  let command;
+  let commandArgs;
+  if (kind === 'node') {
+    command = process.execPath;
+    commandArgs = [WORKER_SCRIPT, ...argv];
+  } else {
+    if (!fs.existsSync(FETCH_WORKER_BIN)) {
+      throw new Error(
+        `fetch-worker binary not found at ${FETCH_WORKER_BIN}: build it (cargo build), ` +
+        'point FETCH_WORKER_BIN at it, or run the suite with WORKER=node',
+      );
+    }
+    command = FETCH_WORKER_BIN;
+    commandArgs = argv;
+  }
+  const proc = spawnTracked(workerName, command, commandArgs, { env: fullEnv, cwd: EXAMPLE_DIR });
+  let exit = null;
+  proc.exited.then((e) => (exit = e));
+  return {
+    kind,
+    name: workerName,
+    pid: proc.child.pid,
+    exited: proc.exited,
+    get exit() {
+      return exit;
+    },
+    logs: () => proc.lines.slice(),
+    kill(signal = 'SIGKILL') {
+      if (!exit) proc.child.kill(signal);
+    },
+    /** Sends `signal` and waits (bounded) for the exit; returns `{code, signal}`. */
+    async stop(signal = 'SIGTERM', timeout = 15000) {
+      if (!exit) proc.child.kill(signal);
+      return withTimeout(proc.exited, timeout, `worker ${workerName} (pid ${proc.child.pid}) to exit after ${signal}`);
+    },
+  };
+}
+
+/**
+ * Runs one of this package's CLIs (scripts/<name>.js) against a harness's queue; resolves to
+ * `{code, stdout, stderr}`. Killed (and reported) after `timeout` ms.
+ */
+function runScript(h, script, args = [], { input, env = {}, timeout = 20000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = execFile(process.execPath, [path.join(EXAMPLE_DIR, 'scripts', script), ...args], {
+      cwd: EXAMPLE_DIR,
+      timeout,
+      killSignal: 'SIGKILL',
+      env: { ...process.env, REDIS_JOB_URL: h.redis.url(1), QUEUE_NAME: h.queueName, BULL_PREFIX: PREFIX, ...env },
+    }, (err, stdout, stderr) => {
+      children.delete(child);
+      if (err && err.killed) {
+        reject(new Error(`${script} ${args.join(' ')} did not finish within ${timeout} ms\nstderr: ${stderr}`));
+      } else {
+        resolve({ code: err ? err.code : 0, stdout, stderr });
+      }
+    });
+    children.add(child);
+    if (input !== undefined) child.stdin.end(input);
+    else child.stdin.end();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+/** Records every QueueEvents event of a queue, in stream order. */
+class EventRecorder {
+  constructor(queueEvents) {
+    this.entries = [];
+    for (const event of EVENT_NAMES) {
+      queueEvents.on(event, (args, id) => {
+        if (event === 'drained') {
+          // QueueEvents emits drained with the stream id only.
+          this.entries.push({ event, streamId: args, at: streamMs(args) });
+        } else {
+          this.entries.push({ event, ...args, streamId: id, at: streamMs(id) });
+        }
+      });
+    }
+  }
+
+  /** Entries matching an event name and/or job id. */
+  filter({ event, jobId } = {}) {
+    return this.entries.filter((e) => (!event || e.event === event) && (jobId === undefined || e.jobId === String(jobId)));
+  }
+
+  /** Event names for one job, in order. */
+  namesFor(jobId) {
+    return this.filter({ jobId }).map((e) => e.event);
+  }
+
+  tail(n = 40) {
+    return this.entries.slice(-n).map((e) => JSON.stringify(e)).join('\n');
+  }
+}
+
+function streamMs(id) {
+  return Number(String(id).split('-')[0]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-test harness
+
+let queueSeq = 0;
+
+/**
+ * Sets up one test: a unique queue on the file's redis-server, a Queue with the app's defaults,
+ * a QueueEvents replaying the stream from its start, raw clients on db 1 (queue) and db 0
+ * (cache), and worker spawning. Everything is torn down in `t.after`, even on failure.
+ */
+async function setup(t, redisHolder) {
+  const redis = redisHolder.server || redisHolder;
+  const queueName = `it-${process.pid}-${++queueSeq}-${Math.random().toString(36).slice(2, 8)}`;
+  const overrides = { redisUrl: redis.url(1), queueName, prefix: PREFIX };
+  const queue = createQueue(overrides);
+  const queueEvents = createQueueEvents(overrides, { lastEventId: '0-0', blockingTimeout: 1000 });
+  const db = new IORedis(redis.url(1), { maxRetriesPerRequest: null });
+  const cache = new IORedis(redis.url(0), { maxRetriesPerRequest: null });
+  for (const emitter of [queue, queueEvents, db, cache]) emitter.on('error', () => {});
+  const events = new EventRecorder(queueEvents);
+  const workers = [];
+
+  const h = {
+    redis,
+    queueName,
+    queue,
+    queueEvents,
+    events,
+    db,
+    cache,
+    workers,
+    bullmq,
+    major,
+    version,
+    /** `bull:<queue>:<suffix>` */
+    key: (suffix) => `${PREFIX}:${queueName}:${suffix}`,
+    startWorker(opts = {}) {
+      const worker = startWorker({ redis, queueName, ...opts });
+      workers.push(worker);
+      return worker;
+    },
+    job: (id) => bullmq.Job.fromId(queue, String(id)),
+    counts: () => queue.getJobCounts('wait', 'paused', 'active', 'prioritized', 'delayed', 'completed', 'failed'),
+    async describe() {
+      const parts = [];
+      try {
+        parts.push(`counts: ${JSON.stringify(await h.counts())}`);
+      } catch (err) {
+        parts.push(`counts: unavailable (${err.message})`);
+      }
+      parts.push(`last events:\n${events.tail()}`);
+      for (const w of workers) {
+        parts.push(`worker ${w.name} (${w.kind}, pid ${w.pid}, exit ${JSON.stringify(w.exit)}) last log lines:\n${w.logs().slice(-25).join('\n')}`);
+      }
+      return parts.join('\n');
+    },
+    /** waitUntil with this test's state appended to the failure message. */
+    waitUntil(probe, opts = {}) {
+      return waitUntil(probe, { describe: h.describe, ...opts });
+    },
+    /** Waits until an event matching `pred` was recorded; returns it. */
+    waitForEvent(pred, { timeout = 10000, message = 'event' } = {}) {
+      return h.waitUntil(() => events.entries.find(pred), { timeout, message });
+    },
+    /** Waits until the job counts include `expected` (e.g. {completed: 3, failed: 0}). */
+    waitForCounts(expected, { timeout = 15000 } = {}) {
+      return h.waitUntil(async () => {
+        const counts = await h.counts();
+        return Object.entries(expected).every(([k, v]) => counts[k] === v) && counts;
+      }, { timeout, message: `job counts ${JSON.stringify(expected)}` });
+    },
+  };
+
+  t.after(async () => {
+    for (const w of workers) w.kill('SIGKILL');
+    await Promise.allSettled(workers.map((w) => withTimeout(w.exited, 5000, `worker ${w.name} to die`)));
+    await Promise.allSettled([
+      withTimeout(queueEvents.close(), 5000, 'QueueEvents.close'),
+      withTimeout(queue.close(), 5000, 'Queue.close'),
+    ]);
+    db.disconnect();
+    cache.disconnect();
+  });
+
+  await withTimeout(queueEvents.waitUntilReady(), 10000, 'QueueEvents to connect');
+  await withTimeout(queue.waitUntilReady(), 10000, 'Queue to connect');
+  return h;
+}
+
+module.exports = {
+  WORKER,
+  FETCH_WORKER_BIN,
+  FAST_ENV,
+  PREFIX,
+  RedisServer,
+  useRedis,
+  setup,
+  startWorker,
+  runScript,
+  waitUntil,
+  withTimeout,
+  sleep,
+};
