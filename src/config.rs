@@ -121,7 +121,11 @@ pub struct RunArgs {
     pub processor: Option<ProcessorKind>,
     /// MongoDB of the app (transactions, filerecords, monitorentries); the database is the
     /// URI's path, `biggs` when it has none.
-    #[arg(long, env = "MONGO_URI", default_value = "mongodb://127.0.0.1:27017/biggs")]
+    #[arg(
+        long,
+        env = "MONGO_URI",
+        default_value = "mongodb://127.0.0.1:27017/biggs"
+    )]
     pub mongo_uri: String,
     /// Where raw downloads are kept: `local` (RAW_STORAGE_PATH) or `gridfs` (MongoDB).
     #[arg(long, value_enum, env = "STORAGE", default_value = "local")]
@@ -357,7 +361,9 @@ impl RunConfig {
     ///
     /// [`ConfigError::Invalid`] names the first bad value.
     pub fn from_args(args: RunArgs) -> Result<Self, ConfigError> {
-        if !args.mongo_uri.starts_with("mongodb://") && !args.mongo_uri.starts_with("mongodb+srv://") {
+        if !args.mongo_uri.starts_with("mongodb://")
+            && !args.mongo_uri.starts_with("mongodb+srv://")
+        {
             return Err(ConfigError::Invalid {
                 name: "MONGO_URI",
                 reason: "not a mongodb:// or mongodb+srv:// URI".into(),

@@ -95,7 +95,10 @@ impl CacheInvalidation {
                 .query_async(&mut con)
                 .await?;
             if !keys.is_empty() {
-                let n: u64 = redis::cmd("UNLINK").arg(&keys).query_async(&mut con).await?;
+                let n: u64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut con)
+                    .await?;
                 deleted += n;
             }
             if next == 0 {
@@ -149,9 +152,9 @@ impl JobDay {
     ///
     /// A message a person understands, naming the bad field.
     pub fn from_data(data: &Value) -> Result<JobDay, String> {
-        let obj = data
-            .as_object()
-            .ok_or_else(|| format!("job data must be an object with branch, pos and date, got {data}"))?;
+        let obj = data.as_object().ok_or_else(|| {
+            format!("job data must be an object with branch, pos and date, got {data}")
+        })?;
         let text = |key: &str| match obj.get(key) {
             Some(Value::String(s)) => Ok(s.as_str()),
             Some(other) => Err(format!("{key} must be a string, got {other}")),
@@ -263,7 +266,8 @@ impl FetchHandler {
                 }
             };
         let new_branches = match &config.new_branches {
-            Some(arg) => NewBranches::from_arg(arg).map_err(|e| SetupError::Config(format!("NEW_BRANCHES: {e}")))?,
+            Some(arg) => NewBranches::from_arg(arg)
+                .map_err(|e| SetupError::Config(format!("NEW_BRANCHES: {e}")))?,
             None => NewBranches::default(),
         };
         Ok(FetchHandler {
@@ -288,14 +292,18 @@ impl FetchHandler {
             .import_day()
             .map_err(|e| ProcessError::permanent(format!("invalid job data: {e}")))?;
         let last_attempt = job.attempts_made + 1 >= job.attempts.max(1);
-        let report_to = Reporter { job: &job, day: &day };
+        let report_to = Reporter {
+            job: &job,
+            day: &day,
+        };
 
         // 1. List.
-        report_to.log(format!(
-            "listing files for {} pos {} on {}",
-            day.branch, day.pos, day.date
-        ))
-        .await;
+        report_to
+            .log(format!(
+                "listing files for {} pos {} on {}",
+                day.branch, day.pos, day.date
+            ))
+            .await;
         let listing = match self.client.list(&day.branch, day.pos, day.date).await {
             Ok(l) => l,
             Err(e) => {
@@ -308,7 +316,12 @@ impl FetchHandler {
             }
         };
         for s in &listing.skipped {
-            report_to.log(format!("skipped listed item {:?}: {:?}", s.reference, s.reason)).await;
+            report_to
+                .log(format!(
+                    "skipped listed item {:?}: {:?}",
+                    s.reference, s.reason
+                ))
+                .await;
         }
         report_to.progress(progress::LISTED).await;
         if listing.files.is_empty() {
@@ -319,7 +332,9 @@ impl FetchHandler {
                 "note": "no files", "durationMs": started.elapsed().as_millis() as u64,
             }));
         }
-        report_to.log(format!("{} file(s) listed", listing.files.len())).await;
+        report_to
+            .log(format!("{} file(s) listed", listing.files.len()))
+            .await;
 
         // 2. Download.
         let total = listing.files.len() as u32;
@@ -327,11 +342,12 @@ impl FetchHandler {
         for (i, file) in listing.files.iter().enumerate() {
             match self.client.download(file, self.storage.as_ref()).await {
                 Ok(s) => {
-                    report_to.log(format!(
-                        "downloaded {} ({} bytes, sha256 {})",
-                        s.file_name, s.size, s.sha256
-                    ))
-                    .await;
+                    report_to
+                        .log(format!(
+                            "downloaded {} ({} bytes, sha256 {})",
+                            s.file_name, s.size, s.sha256
+                        ))
+                        .await;
                     let record = FileRecord {
                         filename: s.file_name.clone(),
                         file_type: file.name().file_type().to_string(),
@@ -343,7 +359,9 @@ impl FetchHandler {
                     self.importer
                         .record_file(&mday, &record)
                         .await
-                        .map_err(|e| ProcessError::retryable(format!("recording {}: {e}", s.file_name)))?;
+                        .map_err(|e| {
+                            ProcessError::retryable(format!("recording {}: {e}", s.file_name))
+                        })?;
                     stored.push((file.name().file_type().to_string(), s));
                 }
                 Err(e) => {
@@ -352,7 +370,9 @@ impl FetchHandler {
                         self.monitor(&mday, &format!("download failed: {}: {e}", file.as_str()))
                             .await;
                     }
-                    report_to.log(format!("download of {} failed: {e}", file.as_str())).await;
+                    report_to
+                        .log(format!("download of {} failed: {e}", file.as_str()))
+                        .await;
                     return Err(err);
                 }
             }
@@ -407,8 +427,16 @@ impl FetchHandler {
         // 5. The app's cache.
         if let Some(cache) = &self.cache {
             match cache.run().await {
-                Ok(n) => report_to.log(format!("cleared {n} cached query result(s)")).await,
-                Err(e) => report_to.log(format!("could not clear cached query results: {e}")).await,
+                Ok(n) => {
+                    report_to
+                        .log(format!("cleared {n} cached query result(s)"))
+                        .await
+                }
+                Err(e) => {
+                    report_to
+                        .log(format!("could not clear cached query results: {e}"))
+                        .await
+                }
             }
         }
         report_to.progress(100).await;
@@ -420,7 +448,11 @@ impl FetchHandler {
                 let rows = match used {
                     None => 0,
                     Some(c) if c.file_type.to_string() == "rd5000" => report.rows,
-                    Some(c) => report.tables.get(&c.file_type).map(|t| t.lines).unwrap_or(0),
+                    Some(c) => report
+                        .tables
+                        .get(&c.file_type)
+                        .map(|t| t.lines)
+                        .unwrap_or(0),
                 };
                 json!({"name": s.file_name, "type": file_type, "rows": rows, "sha256": s.sha256})
             })
@@ -450,11 +482,9 @@ impl FetchHandler {
     ) -> Result<(GroupReport, u64, u64), ProcessError> {
         let mut paths = Vec::with_capacity(stored.len());
         for (_, s) in stored {
-            let p = self
-                .materialize
-                .local_path(s, scratch)
-                .await
-                .map_err(|e| ProcessError::retryable(format!("reading {} back: {e}", s.file_name)))?;
+            let p = self.materialize.local_path(s, scratch).await.map_err(|e| {
+                ProcessError::retryable(format!("reading {} back: {e}", s.file_name))
+            })?;
             paths.push(p);
         }
         let mut import = self.importer.begin(mday).await.map_err(import_error)?;
@@ -512,7 +542,12 @@ impl FetchHandler {
             .into_iter()
             .find(|g| g.key.branch == day.branch.as_str() && g.key.pos == u16::from(day.pos.get()))
             .ok_or_else(|| ProcessError::permanent("no export files of this day could be read"))?;
-        report_to.log(format!("combined {} row(s) in {batches} batch(es)", group.rows)).await;
+        report_to
+            .log(format!(
+                "combined {} row(s) in {batches} batch(es)",
+                group.rows
+            ))
+            .await;
         let (written, removed) = import.finish().await.map_err(import_error)?;
         Ok((group, written, removed))
     }
@@ -604,19 +639,50 @@ mod tests {
 
     #[test]
     fn job_data_is_validated_with_readable_reasons() {
-        let ok = JobDay::from_data(&json!({"branch": "AYALA-FRN", "pos": 1, "date": "2026-02-09"})).unwrap();
+        let ok = JobDay::from_data(&json!({"branch": "AYALA-FRN", "pos": 1, "date": "2026-02-09"}))
+            .unwrap();
         assert_eq!(ok.branch.as_str(), "AYALA-FRN");
-        assert_eq!(JobDay::from_data(&json!({"branch": "B", "pos": "2", "date": "2026-02-09"})).unwrap().pos.get(), 2);
+        assert_eq!(
+            JobDay::from_data(&json!({"branch": "B", "pos": "2", "date": "2026-02-09"}))
+                .unwrap()
+                .pos
+                .get(),
+            2
+        );
         for (data, needle) in [
             (json!({"pos": 1, "date": "2026-02-09"}), "branch is missing"),
-            (json!({"branch": "A/B", "pos": 1, "date": "2026-02-09"}), "branch"),
-            (json!({"branch": "A_B", "pos": 1, "date": "2026-02-09"}), "branch"),
-            (json!({"branch": "A", "pos": 3, "date": "2026-02-09"}), "pos must be 1 or 2"),
-            (json!({"branch": "A", "pos": 0, "date": "2026-02-09"}), "POS"),
-            (json!({"branch": "A", "pos": 1.5, "date": "2026-02-09"}), "pos must be 1 or 2"),
-            (json!({"branch": "A", "pos": true, "date": "2026-02-09"}), "pos must be 1 or 2"),
-            (json!({"branch": "A", "pos": 1, "date": "2026-02-30"}), "date"),
-            (json!({"branch": "A", "pos": 1, "date": "09-02-2026"}), "date"),
+            (
+                json!({"branch": "A/B", "pos": 1, "date": "2026-02-09"}),
+                "branch",
+            ),
+            (
+                json!({"branch": "A_B", "pos": 1, "date": "2026-02-09"}),
+                "branch",
+            ),
+            (
+                json!({"branch": "A", "pos": 3, "date": "2026-02-09"}),
+                "pos must be 1 or 2",
+            ),
+            (
+                json!({"branch": "A", "pos": 0, "date": "2026-02-09"}),
+                "POS",
+            ),
+            (
+                json!({"branch": "A", "pos": 1.5, "date": "2026-02-09"}),
+                "pos must be 1 or 2",
+            ),
+            (
+                json!({"branch": "A", "pos": true, "date": "2026-02-09"}),
+                "pos must be 1 or 2",
+            ),
+            (
+                json!({"branch": "A", "pos": 1, "date": "2026-02-30"}),
+                "date",
+            ),
+            (
+                json!({"branch": "A", "pos": 1, "date": "09-02-2026"}),
+                "date",
+            ),
             (json!("BMC"), "must be an object"),
         ] {
             let err = JobDay::from_data(&data).unwrap_err();

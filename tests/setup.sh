@@ -14,6 +14,11 @@ if ! command -v redis-server >/dev/null 2>&1; then
   ($SUDO systemctl stop redis-server 2>/dev/null || $SUDO service redis-server stop 2>/dev/null) || true
 fi
 
+if ! python3 -c "import nx_27017" >/dev/null 2>&1; then
+  echo "setup: installing the MongoDB-wire server nx-27017 (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check nx-27017
+fi
+
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "setup: node and npm are required (Node 20)" >&2
   exit 1

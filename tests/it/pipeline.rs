@@ -32,7 +32,8 @@ fn samples() -> PathBuf {
 
 /// Rows of `expected.csv` per (branch, date): what the legacy combiner wrote for each day.
 fn expected_rows() -> BTreeMap<(String, String), u64> {
-    let text = std::fs::read_to_string(root().join("tests/fixtures/legacy-samples/expected.csv")).unwrap();
+    let text =
+        std::fs::read_to_string(root().join("tests/fixtures/legacy-samples/expected.csv")).unwrap();
     let mut counts = BTreeMap::new();
     for line in text.lines().skip(1) {
         let fields: Vec<&str> = line.split(',').collect();
@@ -58,17 +59,31 @@ impl Env {
         let redis = RedisServer::start();
         let mongo = TestMongo::start();
         let db_name = TestMongo::unique_db(label);
-        let pos = FakePos::start(samples(), "127.0.0.1:0".parse().unwrap(), Faults::new()).await.unwrap();
+        let pos = FakePos::start(samples(), "127.0.0.1:0".parse().unwrap(), Faults::new())
+            .await
+            .unwrap();
         let queue = TestQueue::new(&redis, label).await;
-        Env { redis, mongo, db_name, pos, raw: tempfile::tempdir().unwrap(), queue }
+        Env {
+            redis,
+            mongo,
+            db_name,
+            pos,
+            raw: tempfile::tempdir().unwrap(),
+            queue,
+        }
     }
 
     async fn handler(&self) -> Arc<FetchHandler> {
         let mut options = FetchOptions::new(&self.pos.list_url(), &self.pos.base_url()).unwrap();
         options.list_timeout = Duration::from_secs(2);
         options.download_timeout = Duration::from_secs(2);
-        options.retry = RetryPolicy { attempts: 2, initial_backoff: Duration::from_millis(20), max_backoff: Duration::from_millis(50) };
-        let importer = Importer::new(self.mongo.database(&self.db_name).await, "test").with_lease(Duration::from_secs(2));
+        options.retry = RetryPolicy {
+            attempts: 2,
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(50),
+        };
+        let importer = Importer::new(self.mongo.database(&self.db_name).await, "test")
+            .with_lease(Duration::from_secs(2));
         importer.ensure_indexes().await.unwrap();
         Arc::new(FetchHandler {
             client: PosClient::new(options).unwrap(),
@@ -85,7 +100,9 @@ impl Env {
         let mut opts = self.queue.options();
         opts.concurrency = concurrency;
         let handler = self.handler().await;
-        let worker = Worker::connect(&self.queue.url, opts, Arc::new(handler), None).await.unwrap();
+        let worker = Worker::connect(&self.queue.url, opts, Arc::new(handler), None)
+            .await
+            .unwrap();
         tokio::time::timeout(Duration::from_secs(120), worker.run(std::future::pending()))
             .await
             .expect("pipeline did not drain within 120 s")
@@ -106,7 +123,11 @@ impl Env {
             .output()
             .expect("node must be installed and node-producer-example set up (npm ci)");
         assert!(out.status.success(), "enqueue.js failed");
-        String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     async fn db(&self) -> mongodb::Database {
@@ -114,12 +135,28 @@ impl Env {
     }
 
     async fn count(&self, filter: Document) -> u64 {
-        self.db().await.collection::<Document>("transactions").count_documents(filter).await.unwrap()
+        self.db()
+            .await
+            .collection::<Document>("transactions")
+            .count_documents(filter)
+            .await
+            .unwrap()
     }
 
     async fn monitor_notes(&self) -> Vec<String> {
-        let docs: Vec<Document> = self.db().await.collection("monitorentries").find(doc! {}).await.unwrap().try_collect().await.unwrap();
-        docs.iter().map(|d| d.get_str("note").unwrap_or("").to_string()).collect()
+        let docs: Vec<Document> = self
+            .db()
+            .await
+            .collection("monitorentries")
+            .find(doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        docs.iter()
+            .map(|d| d.get_str("note").unwrap_or("").to_string())
+            .collect()
     }
 }
 
@@ -143,29 +180,88 @@ fn day_filter(branch: &str, date: &str) -> Document {
 async fn every_sample_day_is_imported_and_rerunning_changes_nothing() {
     let mut env = Env::start("e2e").await;
     let expected = expected_rows();
-    let jobs: Vec<Value> = expected.keys().map(|(b, d)| job(b, d, fast_retries())).collect();
+    let jobs: Vec<Value> = expected
+        .keys()
+        .map(|(b, d)| job(b, d, fast_retries()))
+        .collect();
     let ids = env.enqueue(&jobs);
     assert_eq!(ids.len(), expected.len());
     let summary = env.drain(3).await;
-    assert_eq!((summary.completed, summary.failed), (expected.len() as u64, 0));
+    assert_eq!(
+        (summary.completed, summary.failed),
+        (expected.len() as u64, 0)
+    );
     for ((branch, date), rows) in &expected {
-        assert_eq!(env.count(day_filter(branch, date)).await, *rows, "{branch} {date}");
+        assert_eq!(
+            env.count(day_filter(branch, date)).await,
+            *rows,
+            "{branch} {date}"
+        );
     }
     let total: u64 = expected.values().sum();
     assert_eq!(env.count(doc! {}).await, total);
-    let records: Vec<Document> = env.db().await.collection("filerecords").find(doc! {}).await.unwrap().try_collect().await.unwrap();
-    assert_eq!(records.len(), std::fs::read_dir(samples()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".csv")).count());
-    assert!(records.iter().all(|r| r.get_str("status") == Ok("parsed")), "all file records parsed");
+    let records: Vec<Document> = env
+        .db()
+        .await
+        .collection("filerecords")
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        records.len(),
+        std::fs::read_dir(samples())
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".csv"))
+            .count()
+    );
+    assert!(
+        records.iter().all(|r| r.get_str("status") == Ok("parsed")),
+        "all file records parsed"
+    );
 
     // The return value of one job, as Node would read it.
     let (branch, date) = expected.keys().next().unwrap().clone();
-    let rv: Value = serde_json::from_str(&env.queue.hget(&ids[0], "returnvalue").await.unwrap()).unwrap();
-    assert_eq!((rv["branch"].as_str(), rv["date"].as_str(), rv["pos"].as_u64()), (Some(branch.as_str()), Some(date.as_str()), Some(1)));
-    assert_eq!(rv["rows"]["imported"].as_u64(), expected.get(&(branch.clone(), date.clone())).copied());
+    let rv: Value =
+        serde_json::from_str(&env.queue.hget(&ids[0], "returnvalue").await.unwrap()).unwrap();
+    assert_eq!(
+        (
+            rv["branch"].as_str(),
+            rv["date"].as_str(),
+            rv["pos"].as_u64()
+        ),
+        (Some(branch.as_str()), Some(date.as_str()), Some(1))
+    );
+    assert_eq!(
+        rv["rows"]["imported"].as_u64(),
+        expected.get(&(branch.clone(), date.clone())).copied()
+    );
     assert_eq!(rv["rows"]["dateMismatch"], 0);
-    assert!(rv["files"].as_array().unwrap().iter().all(|f| f["sha256"].as_str().map(str::len) == Some(64)));
-    assert!(env.queue.lrange(&env.queue.keys.logs(&ids[0])).await.iter().any(|l| l.starts_with("imported ")));
-    assert_eq!(env.queue.hget(&ids[0], "progress").await.as_deref(), Some("100"));
+    assert!(
+        rv["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["sha256"].as_str().map(str::len) == Some(64))
+    );
+    assert!(
+        env.queue
+            .lrange(&env.queue.keys.logs(&ids[0]))
+            .await
+            .iter()
+            .any(|l| l.starts_with("imported "))
+    );
+    assert_eq!(
+        env.queue.hget(&ids[0], "progress").await.as_deref(),
+        Some("100")
+    );
 
     // Again, as duplicate jobs: nothing changes.
     env.enqueue(&jobs);
@@ -173,7 +269,11 @@ async fn every_sample_day_is_imported_and_rerunning_changes_nothing() {
     assert_eq!(summary.completed, expected.len() as u64);
     assert_eq!(env.count(doc! {}).await, total);
     for ((branch, date), rows) in &expected {
-        assert_eq!(env.count(day_filter(branch, date)).await, *rows, "{branch} {date} after re-run");
+        assert_eq!(
+            env.count(day_filter(branch, date)).await,
+            *rows,
+            "{branch} {date} after re-run"
+        );
     }
     assert!(env.monitor_notes().await.is_empty());
 }
@@ -186,31 +286,91 @@ async fn faults_end_as_retry_then_success_or_monitor_entry() {
     let mut env = Env::start("faults").await;
     let expected = expected_rows();
     let f = env.pos.faults();
-    // The POS client tries twice per call, so three failures fail one job attempt.
-    f.add(FaultRule::new(Fault::Html).on(Target::List).path("GOA").times(3));
-    f.add(FaultRule::new(Fault::Status { status: 500 }).on(Target::Download).path("a_EME_1_rd5500").times(3));
-    f.add(FaultRule::new(Fault::Truncate).on(Target::Download).path("a_IRIGA_1_rd5000").times(3));
-    f.add(FaultRule::new(Fault::Reset).on(Target::Download).path("a_MAGS_1_blpr").times(3));
-    f.add(FaultRule::new(Fault::Delay { ms: 3000 }).on(Target::Download).path("a_OLA_1_rd1800").times(3));
-    f.add(FaultRule::new(Fault::Status { status: 500 }).on(Target::Download).path("a_BRLN_1_rd5800"));
-    let days = [("GOA", "2026-02-09"), ("EME", "2026-02-09"), ("IRIGA", "2026-02-09"), ("MAGS", "2026-02-09"), ("OLA", "2026-02-09"), ("BRLN", "2026-02-09"), ("NOPE", "2026-02-09")];
-    let ids = env.enqueue(&days.iter().map(|(b, d)| job(b, d, fast_retries())).collect::<Vec<_>>());
+    // The POS client tries twice per call, so three failures fail one job attempt. The list
+    // call carries the day in its form body, so its fault runs with that job alone.
+    f.add(FaultRule::new(Fault::Html).on(Target::List).times(3));
+    let goa = env.enqueue(&[job("GOA", "2026-02-09", fast_retries())]);
+    assert_eq!(env.drain(1).await.completed, 1);
+    assert_eq!(
+        env.queue.hget(&goa[0], "atm").await.as_deref(),
+        Some("2"),
+        "GOA: one failed attempt, then success"
+    );
+    assert_eq!(
+        env.count(day_filter("GOA", "2026-02-09")).await,
+        expected[&("GOA".to_string(), "2026-02-09".to_string())]
+    );
+    f.add(
+        FaultRule::new(Fault::Status { status: 500 })
+            .on(Target::Download)
+            .path("a_EME_1_rd5500")
+            .times(3),
+    );
+    f.add(
+        FaultRule::new(Fault::Truncate)
+            .on(Target::Download)
+            .path("a_IRIGA_1_rd5000")
+            .times(3),
+    );
+    f.add(
+        FaultRule::new(Fault::Reset)
+            .on(Target::Download)
+            .path("a_MAGS_1_blpr")
+            .times(3),
+    );
+    f.add(
+        FaultRule::new(Fault::Delay { ms: 3000 })
+            .on(Target::Download)
+            .path("a_OLA_1_rd1800")
+            .times(3),
+    );
+    f.add(
+        FaultRule::new(Fault::Status { status: 500 })
+            .on(Target::Download)
+            .path("a_BRLN_1_rd5800"),
+    );
+    let days = [
+        ("EME", "2026-02-09"),
+        ("IRIGA", "2026-02-09"),
+        ("MAGS", "2026-02-09"),
+        ("OLA", "2026-02-09"),
+        ("BRLN", "2026-02-09"),
+        ("NOPE", "2026-02-09"),
+    ];
+    let ids = env.enqueue(
+        &days
+            .iter()
+            .map(|(b, d)| job(b, d, fast_retries()))
+            .collect::<Vec<_>>(),
+    );
     let summary = env.drain(2).await;
-    assert_eq!((summary.completed, summary.failed), (6, 1));
+    assert_eq!((summary.completed, summary.failed), (5, 1));
     for (i, (branch, date)) in days.iter().enumerate() {
         let atm = env.queue.hget(&ids[i], "atm").await;
         match *branch {
             "BRLN" => {
                 assert_eq!(atm.as_deref(), Some("3"), "BRLN used all attempts");
-                assert!(env.queue.hget(&ids[i], "failedReason").await.unwrap().contains("rd5800"));
+                assert!(
+                    env.queue
+                        .hget(&ids[i], "failedReason")
+                        .await
+                        .unwrap()
+                        .contains("rd5800")
+                );
                 assert_eq!(env.count(day_filter(branch, date)).await, 0);
             }
             "NOPE" => {
-                let rv: Value = serde_json::from_str(&env.queue.hget(&ids[i], "returnvalue").await.unwrap()).unwrap();
+                let rv: Value =
+                    serde_json::from_str(&env.queue.hget(&ids[i], "returnvalue").await.unwrap())
+                        .unwrap();
                 assert_eq!(rv["note"], "no files");
             }
             _ => {
-                assert_eq!(atm.as_deref(), Some("2"), "{branch}: one failed attempt, then success");
+                assert_eq!(
+                    atm.as_deref(),
+                    Some("2"),
+                    "{branch}: one failed attempt, then success"
+                );
                 let rows = expected[&(branch.to_string(), date.to_string())];
                 assert_eq!(env.count(day_filter(branch, date)).await, rows, "{branch}");
             }
@@ -218,7 +378,10 @@ async fn faults_end_as_retry_then_success_or_monitor_entry() {
     }
     let notes = env.monitor_notes().await;
     assert_eq!(notes.len(), 1, "{notes:?}");
-    assert!(notes[0].starts_with("download failed: a_BRLN_1_rd5800"), "{notes:?}");
+    assert!(
+        notes[0].starts_with("download failed: a_BRLN_1_rd5800"),
+        "{notes:?}"
+    );
 }
 
 /// Bad job data fails at once, without retries, with a reason a person understands; hostile
@@ -233,7 +396,12 @@ async fn bad_data_and_hostile_listings_fail_at_once() {
         json!({"name": "fetch-job", "data": {"pos": 1}, "opts": fast_retries()}),
     ];
     let ids = env.enqueue(&bad);
-    env.pos.faults().add(FaultRule::new(Fault::ListBody { body: "a_B_1_rd5000_2025-01-01_..%2F_.csv,../x,/etc/passwd".into() }).on(Target::List));
+    env.pos.faults().add(
+        FaultRule::new(Fault::ListBody {
+            body: "a_B_1_rd5000_2025-01-01_..%2F_.csv,../x,/etc/passwd".into(),
+        })
+        .on(Target::List),
+    );
     let hostile = env.enqueue(&[job("BMC", "2026-02-09", fast_retries())]);
     let summary = env.drain(1).await;
     assert_eq!(summary.failed, 5);
@@ -242,13 +410,30 @@ async fn bad_data_and_hostile_listings_fail_at_once() {
         let reason = env.queue.hget(id, "failedReason").await.unwrap();
         assert!(reason.starts_with("invalid job data: "), "{reason}");
     }
-    assert!(env.queue.hget(&ids[1], "failedReason").await.unwrap().contains("pos must be 1 or 2"));
-    assert_eq!(env.queue.hget(&hostile[0], "atm").await.as_deref(), Some("1"));
+    assert!(
+        env.queue
+            .hget(&ids[1], "failedReason")
+            .await
+            .unwrap()
+            .contains("pos must be 1 or 2")
+    );
+    assert_eq!(
+        env.queue.hget(&hostile[0], "atm").await.as_deref(),
+        Some("1")
+    );
     let reason = env.queue.hget(&hostile[0], "failedReason").await.unwrap();
     assert!(reason.starts_with("listing failed"), "{reason}");
-    assert_eq!(std::fs::read_dir(env.raw.path()).unwrap().count(), 0, "nothing stored");
+    assert_eq!(
+        std::fs::read_dir(env.raw.path()).unwrap().count(),
+        0,
+        "nothing stored"
+    );
     assert_eq!(env.count(doc! {}).await, 0);
-    assert_eq!(env.monitor_notes().await.len(), 1, "the refused listing is recorded");
+    assert_eq!(
+        env.monitor_notes().await.len(),
+        1,
+        "the refused listing is recorded"
+    );
     // Not one download was attempted.
     assert_eq!(env.pos.count(Target::Download), 0);
 }
@@ -260,7 +445,11 @@ async fn a_worker_killed_during_import_leaves_exactly_the_expected_rows() {
     let env = Env::start("kill").await;
     let (branch, date) = ("OLA", "2026-02-09");
     let rows = expected_rows()[&(branch.to_string(), date.to_string())];
-    env.enqueue(&[job(branch, date, json!({"attempts": 5, "backoff": {"type": "fixed", "delay": 300}}))]);
+    env.enqueue(&[job(
+        branch,
+        date,
+        json!({"attempts": 5, "backoff": {"type": "fixed", "delay": 300}}),
+    )]);
     let spawn = |name: &str| {
         Command::new(env!("CARGO_BIN_EXE_fetch-worker"))
             .arg("run")
@@ -286,22 +475,36 @@ async fn a_worker_killed_during_import_leaves_exactly_the_expected_rows() {
     let db = env.db().await;
     let coll = db.collection::<Document>("transactions");
     // Kill while the import is part way (50 rows per batch, 29 batches).
-    eventually(60, "the first worker is part way through the import", || {
-        let coll = coll.clone();
-        async move { coll.count_documents(doc! {}).await.unwrap_or(0) > 0 }
-    })
+    eventually(
+        60,
+        "the first worker is part way through the import",
+        || {
+            let coll = coll.clone();
+            async move { coll.count_documents(doc! {}).await.unwrap_or(0) > 0 }
+        },
+    )
     .await;
     first.kill().unwrap();
     first.wait().unwrap();
     let at_kill = env.count(doc! {}).await;
-    assert!(at_kill < rows, "the kill landed after the import finished ({at_kill} rows)");
+    assert!(
+        at_kill < rows,
+        "the kill landed after the import finished ({at_kill} rows)"
+    );
     let mut second = spawn("survivor");
     let completed = env.queue.keys.completed.clone();
     let probe = env.queue.con.clone();
     eventually(60, "the job completed on the second worker", || {
         let mut con = probe.clone();
         let key = completed.clone();
-        async move { redis::cmd("ZCARD").arg(key).query_async::<u64>(&mut con).await.unwrap_or(0) == 1 }
+        async move {
+            redis::cmd("ZCARD")
+                .arg(key)
+                .query_async::<u64>(&mut con)
+                .await
+                .unwrap_or(0)
+                == 1
+        }
     })
     .await;
     second.kill().unwrap();
