@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use fetch_worker::bullmq::{RunSummary, Worker};
 use fetch_worker::fake_pos::{FakePos, Fault, FaultRule, Faults, Target};
-use fetch_worker::handler::{FetchHandler, LocalFiles};
+use fetch_worker::handler::{CacheInvalidation, FetchHandler, LocalFiles};
 use fetch_worker::pipeline::combine::NewBranches;
 use fetch_worker::pipeline::fetch::{FetchOptions, PosClient, RetryPolicy};
 use fetch_worker::pipeline::import::Importer;
@@ -74,6 +74,10 @@ impl Env {
     }
 
     async fn handler(&self) -> Arc<FetchHandler> {
+        self.handler_with_cache(None).await
+    }
+
+    async fn handler_with_cache(&self, cache: Option<CacheInvalidation>) -> Arc<FetchHandler> {
         let mut options = FetchOptions::new(&self.pos.list_url(), &self.pos.base_url()).unwrap();
         options.list_timeout = Duration::from_secs(2);
         options.download_timeout = Duration::from_secs(2);
@@ -91,7 +95,7 @@ impl Env {
             materialize: Arc::new(LocalFiles),
             importer,
             new_branches: NewBranches::default(),
-            cache: None,
+            cache,
             batch_size: 1000,
         })
     }
@@ -511,4 +515,57 @@ async fn a_worker_killed_during_import_leaves_exactly_the_expected_rows() {
     second.wait().unwrap();
     assert_eq!(env.count(day_filter(branch, date)).await, rows);
     assert_eq!(env.count(doc! {}).await, rows);
+}
+
+/// After an import the app's cached query results (keys matching the pattern in db 0) are
+/// deleted with SCAN; other keys, and the job's own result entry, stay.
+#[tokio::test]
+async fn an_import_clears_the_apps_cached_results() {
+    let env = Env::start("cache").await;
+    let client = redis::Client::open(env.redis.url(0)).unwrap();
+    let mut c0 = client.get_multiplexed_async_connection().await.unwrap();
+    for i in 0..1200 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("cache:report:{i}"))
+            .arg("stale")
+            .query_async(&mut c0)
+            .await
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg("session:abc")
+        .arg("keep")
+        .query_async(&mut c0)
+        .await
+        .unwrap();
+    let ids = env.enqueue(&[job("BMC", "2026-02-09", fast_retries())]);
+    let cache = CacheInvalidation::new(client.get_connection_manager().await.unwrap(), "cache:*");
+    let handler = env.handler_with_cache(Some(cache)).await;
+    let worker = Worker::connect(&env.queue.url, env.queue.options(), Arc::new(handler), None)
+        .await
+        .unwrap();
+    let summary = tokio::time::timeout(Duration::from_secs(60), worker.run(std::future::pending()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.completed, 1);
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut c0)
+        .await
+        .unwrap();
+    assert_eq!(left, vec!["session:abc".to_string()]);
+    let mut q = env.queue.con.clone();
+    let logs: Vec<String> = redis::cmd("LRANGE")
+        .arg(env.queue.keys.logs(&ids[0]))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut q)
+        .await
+        .unwrap();
+    assert!(
+        logs.iter()
+            .any(|l| l == "cleared 1200 cached query result(s)"),
+        "{logs:?}"
+    );
 }
