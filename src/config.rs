@@ -154,6 +154,9 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, env = "LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
+    /// Address of `/health` and `/metrics` (`host:port`; port 0 picks one; empty disables).
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: String,
 }
 
 /// Output format of `fetch-worker combine`.
@@ -352,6 +355,8 @@ pub struct RunConfig {
     pub until_drained: bool,
     /// Log format.
     pub log_format: LogFormat,
+    /// Where `/health` and `/metrics` are served, if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl RunConfig {
@@ -403,6 +408,15 @@ impl RunConfig {
                 })
                 .transpose()
         };
+        let metrics_addr = match args.metrics_addr.trim() {
+            "" => None,
+            text => Some(text.parse().map_err(|_| {
+                invalid(
+                    "METRICS_ADDR",
+                    "expected host:port, for example 0.0.0.0:9464",
+                )
+            })?),
+        };
         let worker = WorkerOptions {
             prefix: args.bull_prefix,
             queue: args.queue_name,
@@ -432,6 +446,7 @@ impl RunConfig {
             import_batch_size: args.import_batch_size.max(1),
             until_drained: args.until_drained,
             log_format: args.log_format,
+            metrics_addr,
         })
     }
 }

@@ -125,6 +125,8 @@ pub struct FetchHandler {
     pub cache: Option<CacheInvalidation>,
     /// Rows per import batch.
     pub batch_size: usize,
+    /// Metrics, if exported.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for FetchHandler {
@@ -194,8 +196,14 @@ impl JobDay {
 
 impl Processor for Arc<FetchHandler> {
     fn process(&self, job: JobContext) -> BoxFuture<'static, Result<Value, ProcessError>> {
+        use tracing::Instrument;
         let this = self.clone();
-        async move { this.run(job).await }.boxed()
+        // Every log line of the job carries the day, beside the worker's job span.
+        let data = &job.data;
+        let field = |k: &str| data.get(k).map(|v| v.to_string()).unwrap_or_default();
+        let span = tracing::info_span!("day", branch = %field("branch"), pos = %field("pos"),
+            date = %field("date"));
+        async move { this.run(job).await }.instrument(span).boxed()
     }
 }
 
@@ -281,6 +289,7 @@ impl FetchHandler {
                 .as_ref()
                 .map(|p| CacheInvalidation::new(cache, p.clone())),
             batch_size: config.import_batch_size,
+            metrics: None,
         })
     }
 
@@ -340,7 +349,14 @@ impl FetchHandler {
         let total = listing.files.len() as u32;
         let mut stored = Vec::with_capacity(listing.files.len());
         for (i, file) in listing.files.iter().enumerate() {
-            match self.client.download(file, self.storage.as_ref()).await {
+            let downloaded = self.client.download(file, self.storage.as_ref()).await;
+            if let Some(m) = &self.metrics {
+                m.download(
+                    downloaded.is_ok(),
+                    downloaded.as_ref().map(|s| s.size).unwrap_or(0),
+                );
+            }
+            match downloaded {
                 Ok(s) => {
                     report_to
                         .log(format!(
@@ -399,6 +415,9 @@ impl FetchHandler {
                 return Err(err);
             }
         };
+        if let Some(m) = &self.metrics {
+            m.rows_imported(written);
+        }
         self.importer
             .mark_files(&mday, &names, FileStatus::Parsed, None)
             .await

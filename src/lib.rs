@@ -17,6 +17,8 @@ pub mod bullmq;
 pub mod config;
 pub mod fake_pos;
 pub mod handler;
+pub mod metrics;
+pub mod ops;
 pub mod pipeline;
 pub mod processors;
 pub mod shutdown;

@@ -41,19 +41,54 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
         .get_connection_manager()
         .await
         .context("connecting to the cache database")?;
+    let metrics = Arc::new(fetch_worker::metrics::Metrics::new());
+    let mut mongo = None;
     let processor: Arc<dyn Processor> = match config.processor {
         Some(ProcessorKind::Noop) => Arc::new(Noop),
         Some(ProcessorKind::Sleep) => Arc::new(Sleep),
         Some(ProcessorKind::Fail) => Arc::new(Fail),
         None => {
-            let handler =
+            let mut handler =
                 fetch_worker::handler::FetchHandler::from_config(&config, cache_con.clone())
                     .await
                     .context("setting up the POS pipeline")?;
+            handler.metrics = Some(metrics.clone());
+            mongo = Some(handler.importer.database().clone());
             // The processor is the shared handler: each job holds a clone of the Arc.
             Arc::new(Arc::new(handler))
         }
     };
+    let stop_ops = tokio_util::sync::CancellationToken::new();
+    let listener = match config.metrics_addr {
+        None => None,
+        // Several workers on one host (local scaling, tests) share the default address: the
+        // first serves it, the others run without an ops endpoint and say so.
+        Some(addr) => match fetch_worker::ops::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                tracing::warn!(%addr, "METRICS_ADDR in use: /health and /metrics are off for this worker");
+                None
+            }
+            Err(e) => return Err(e).with_context(|| format!("binding METRICS_ADDR {addr}")),
+        },
+    };
+    if let Some(listener) = listener {
+        let queue_con = redis::Client::open(config.redis_job_url.as_str())
+            .context("REDIS_JOB_URL")?
+            .get_connection_manager()
+            .await
+            .context("connecting to the queue database")?;
+        let health = fetch_worker::ops::Health {
+            redis: queue_con,
+            mongo,
+        };
+        tokio::spawn(fetch_worker::ops::serve(
+            listener,
+            health,
+            metrics.clone(),
+            stop_ops.clone(),
+        ));
+    }
     let results = ResultCache::new(cache_con, &config.worker.queue, config.result_ttl);
     tracing::info!(
         queue = %config.worker.queue,
@@ -69,8 +104,10 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
         Some(results),
     )
     .await
-    .context("connecting to the queue database")?;
+    .context("connecting to the queue database")?
+    .with_observer(metrics);
     worker.run(fetch_worker::shutdown::signal()).await?;
+    stop_ops.cancel();
     Ok(())
 }
 

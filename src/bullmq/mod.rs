@@ -10,11 +10,13 @@
 //! - [`lock`] and [`stalled`]: lock renewal and stalled recovery.
 //! - [`processor`]: the trait the work plugs into.
 //! - [`results`]: final outcomes written to the app's cache database.
+//! - [`observer`]: hooks for metrics.
 
 pub mod error;
 pub mod job;
 pub mod keys;
 pub mod lock;
+pub mod observer;
 mod options;
 pub mod processor;
 pub mod results;
@@ -26,6 +28,7 @@ pub mod worker;
 pub use error::{Error, ScriptCode};
 pub use job::{Backoff, Job, JobOptions};
 pub use keys::QueueKeys;
+pub use observer::{AttemptOutcome, Observer};
 pub use options::{KeepJobs, WorkerOptions};
 pub use processor::{JobContext, JobHandle, ProcessError, Processor};
 pub use results::ResultCache;

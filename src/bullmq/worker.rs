@@ -24,6 +24,7 @@ use super::error::Error;
 use super::job::Job;
 use super::keys::QueueKeys;
 use super::lock::{LockTable, renew_locks};
+use super::observer::{AttemptOutcome, Observer};
 use super::options::{KeepJobs, WorkerOptions};
 use super::processor::{JobContext, JobHandle, ProcessError, Processor};
 use super::results::ResultCache;
@@ -97,6 +98,8 @@ struct Inner {
     task_ended: Notify,
     /// Outcome counters.
     counters: Counters,
+    /// Who else wants to know (metrics), if anyone.
+    observer: Option<Arc<dyn Observer>>,
 }
 
 /// A BullMQ worker for one queue.
@@ -134,10 +137,24 @@ impl Worker {
                 abort_jobs: CancellationToken::new(),
                 task_ended: Notify::new(),
                 counters: Counters::default(),
+                observer: None,
                 opts,
             }),
             client,
         })
+    }
+
+    /// Reports every attempt's outcome and duration to `observer` (metrics).
+    ///
+    /// # Panics
+    ///
+    /// Never in practice: it is called before the worker runs, while this handle is the only
+    /// owner of its state; a second owner makes it a no-op rather than a panic.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Worker {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.observer = Some(observer);
+        }
+        self
     }
 
     /// Runs until `shutdown` resolves (or, with `until_drained`, until the queue is empty).
@@ -451,17 +468,22 @@ async fn run_slot(inner: &Arc<Inner>, mut job: Job, claim: ClaimArgs) {
     loop {
         let span = tracing::info_span!("job", queue = %inner.opts.queue, job_id = %job.id,
             attempt = job.attempts_made + 1);
+        let started = std::time::Instant::now();
         let result = {
-            let _enter = span.enter();
-            tracing::debug!(name = %job.name, "job claimed");
-            drop(_enter);
-            attempt(inner, &job).await
+            use tracing::Instrument;
+            span.in_scope(|| tracing::debug!(name = %job.name, "job claimed"));
+            attempt(inner, &job).instrument(span.clone()).await
         };
         let Some(result) = result else {
             // Aborted at shutdown: the lock stays tracked so the job is handed back.
             return;
         };
-        let next = finish(inner, &job, result, &claim).await;
+        let next = {
+            use tracing::Instrument;
+            finish(inner, &job, result, &claim, started.elapsed())
+                .instrument(span)
+                .await
+        };
         inner.locks.untrack(&job.id);
         match next {
             Some(next_job) => {
@@ -554,6 +576,7 @@ async fn finish(
     job: &Job,
     result: Result<Json, ProcessError>,
     claim: &ClaimArgs,
+    took: Duration,
 ) -> Option<Job> {
     let fetch_next = !inner.stop_claiming.is_cancelled();
     let keys = &inner.keys;
@@ -628,7 +651,7 @@ async fn finish(
         };
         match res {
             Ok((next, fin)) => {
-                inner.record(job, &result, fin).await;
+                inner.record(job, &result, fin, took);
                 return match next {
                     Claim::Job(j) => Some(*j),
                     _ => None,
@@ -660,8 +683,16 @@ enum Final {
 }
 
 impl Inner {
-    async fn record(&self, job: &Job, result: &Result<Json, ProcessError>, fin: Final) {
+    fn record(&self, job: &Job, result: &Result<Json, ProcessError>, fin: Final, took: Duration) {
         let c = &self.counters;
+        let outcome = match &fin {
+            Final::Completed => AttemptOutcome::Completed,
+            Final::Failed(_) => AttemptOutcome::Failed,
+            Final::Retried => AttemptOutcome::Retried,
+        };
+        if let Some(o) = &self.observer {
+            o.attempt_finished(outcome, took);
+        }
         match (fin, result) {
             (Final::Completed, Ok(value)) => {
                 c.completed.fetch_add(1, Ordering::Relaxed);
@@ -700,6 +731,9 @@ async fn release_all(inner: &Inner) {
         {
             Ok(()) => {
                 inner.counters.released.fetch_add(1, Ordering::Relaxed);
+                if let Some(o) = &inner.observer {
+                    o.attempt_finished(AttemptOutcome::Released, Duration::ZERO);
+                }
                 tracing::info!(job_id = %id, "job handed back to the queue");
             }
             Err(e) => {

@@ -4,6 +4,7 @@
 mod combine;
 mod fetch;
 mod import;
+mod ops;
 mod pipeline;
 mod scripts;
 mod support;

@@ -97,6 +97,7 @@ impl Env {
             new_branches: NewBranches::default(),
             cache,
             batch_size: 1000,
+            metrics: None,
         })
     }
 

@@ -78,6 +78,11 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// Stops the server (a test of what happens without Redis).
+    pub fn stop_for_test(&mut self) {
+        self.stop();
+    }
+
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
