@@ -3,6 +3,7 @@
 
 mod combine;
 mod fetch;
+mod gridfs;
 mod import;
 mod scripts;
 mod support;
