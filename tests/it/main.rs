@@ -3,6 +3,7 @@
 
 mod combine;
 mod fetch;
+mod gridfs;
 mod import;
 mod ops;
 mod pipeline;

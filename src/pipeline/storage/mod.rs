@@ -4,8 +4,8 @@
 //! good (size, length, checksum), so the trait is shaped as **begin → write chunks →
 //! commit or abort**: nothing is visible under the final name until [`RawWriter::commit`], and
 //! [`RawWriter::abort`] (or dropping the writer) leaves nothing behind. [`LocalStorage`] does
-//! this with a temporary file and a rename; a GridFS store fits the same shape (open an upload
-//! stream, write chunks, close it or abort it). The trait uses boxed futures so it stays
+//! this with a temporary file and a rename, [`GridFsStorage`] with a GridFS upload stream whose
+//! files document is written only when it is closed. The trait uses boxed futures so it stays
 //! object-safe: the fetcher takes a `&dyn RawStorage` and does not care which one it has.
 //!
 //! A file is keyed by its validated [`PosFileName`] alone. Branch, POS and date come from the
@@ -13,6 +13,7 @@
 //! server other than a validated name reaches a storage path. The key is
 //! [`raw_key`]: `<branch>/<date>/pos<pos>/<file name>`.
 
+pub mod gridfs;
 mod local;
 
 use std::io;
@@ -23,15 +24,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::pipeline::fetch::PosFileName;
 
+pub use gridfs::GridFsStorage;
 pub use local::LocalStorage;
 
 /// Where a committed raw file is, in the shape the app's `FileRecord.storage` has
 /// (`{type, path}`; here `provider` is that `type`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StorageLocation {
-    /// `local` (a file path) or, later, `gridfs`.
+    /// `local` (a file path) or `gridfs` (a file id).
     pub provider: String,
-    /// For `local`, the absolute file path; for other providers, their own identifier.
+    /// For `local`, the absolute file path; for `gridfs`, the file's ObjectId in hex.
     pub path: String,
 }
 
