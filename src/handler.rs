@@ -51,6 +51,24 @@ impl Materialize for LocalFiles {
     }
 }
 
+/// GridFS: files are copied into the job's scratch directory for the combine pass.
+impl Materialize for crate::pipeline::storage::GridFsStorage {
+    fn local_path<'a>(
+        &'a self,
+        file: &'a StoredFile,
+        scratch: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<PathBuf, String>> {
+        async move {
+            let dest = scratch.join(&file.file_name);
+            self.copy_to_path(&file.location, &dest)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(dest)
+        }
+        .boxed()
+    }
+}
+
 /// Deletes the app's cached query results (Redis db 0) after an import, so the app does not
 /// serve totals computed before the new rows arrived. Uses `SCAN MATCH`, never `KEYS`.
 #[derive(Clone)]
@@ -268,9 +286,11 @@ impl FetchHandler {
                     Arc::new(LocalFiles),
                 ),
                 StorageKind::Gridfs => {
-                    return Err(SetupError::Config(
-                        "STORAGE=gridfs is not wired yet; use STORAGE=local".into(),
+                    let store = Arc::new(crate::pipeline::storage::GridFsStorage::new(
+                        db.clone(),
+                        None,
                     ));
+                    (store.clone(), store)
                 }
             };
         let new_branches = match &config.new_branches {

@@ -78,6 +78,16 @@ impl Env {
     }
 
     async fn handler_with_cache(&self, cache: Option<CacheInvalidation>) -> Arc<FetchHandler> {
+        let local = Arc::new(LocalStorage::new(self.raw.path()).unwrap());
+        self.handler_with(cache, local, Arc::new(LocalFiles)).await
+    }
+
+    async fn handler_with(
+        &self,
+        cache: Option<CacheInvalidation>,
+        storage: Arc<dyn fetch_worker::pipeline::storage::RawStorage>,
+        materialize: Arc<dyn fetch_worker::handler::Materialize>,
+    ) -> Arc<FetchHandler> {
         let mut options = FetchOptions::new(&self.pos.list_url(), &self.pos.base_url()).unwrap();
         options.list_timeout = Duration::from_secs(2);
         options.download_timeout = Duration::from_secs(2);
@@ -91,8 +101,8 @@ impl Env {
         importer.ensure_indexes().await.unwrap();
         Arc::new(FetchHandler {
             client: PosClient::new(options).unwrap(),
-            storage: Arc::new(LocalStorage::new(self.raw.path()).unwrap()),
-            materialize: Arc::new(LocalFiles),
+            storage,
+            materialize,
             importer,
             new_branches: NewBranches::default(),
             cache,
@@ -568,5 +578,54 @@ async fn an_import_clears_the_apps_cached_results() {
         logs.iter()
             .any(|l| l == "cleared 1200 cached query result(s)"),
         "{logs:?}"
+    );
+}
+
+/// With GridFS raw storage (what scaled workers share), a day is imported the same way and its
+/// file records point into GridFS.
+#[tokio::test]
+async fn gridfs_storage_imports_the_same_rows() {
+    let env = Env::start("gridfs").await;
+    let (branch, date) = ("BETA", "2026-02-09");
+    let rows = expected_rows()[&(branch.to_string(), date.to_string())];
+    env.enqueue(&[job(branch, date, fast_retries())]);
+    let store = Arc::new(fetch_worker::pipeline::storage::GridFsStorage::new(
+        env.db().await,
+        None,
+    ));
+    let handler = env.handler_with(None, store.clone(), store).await;
+    let worker = Worker::connect(&env.queue.url, env.queue.options(), Arc::new(handler), None)
+        .await
+        .unwrap();
+    let summary = tokio::time::timeout(Duration::from_secs(60), worker.run(std::future::pending()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.completed, 1);
+    assert_eq!(env.count(day_filter(branch, date)).await, rows);
+    let records: Vec<Document> = env
+        .db()
+        .await
+        .collection("filerecords")
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 7);
+    for r in &records {
+        let storage = r.get_document("storage").unwrap();
+        assert_eq!(storage.get_str("provider").unwrap(), "gridfs");
+        assert_eq!(
+            storage.get_str("path").unwrap().len(),
+            24,
+            "an ObjectId in hex"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(env.raw.path()).unwrap().count(),
+        0,
+        "nothing on local disk"
     );
 }
