@@ -12,7 +12,7 @@
 
 const { parseArgs } = require('node:util');
 const IORedis = require('ioredis');
-const { bullmq } = require('../src/bullmq');
+const { bullmq, version } = require('../src/bullmq');
 const { settings, connectionOptions, createQueue } = require('../src/queue');
 
 /** name → [default, parser]. Defaults match the Rust binary's. */
@@ -152,7 +152,7 @@ async function main() {
     prefix: config.BULL_PREFIX,
   });
   const log = makeLogger(config.LOG_FORMAT, { queue: queueSettings.queueName, worker: config.WORKER_NAME || `node-${process.pid}` });
-  const cache = new IORedis(config.REDIS_CACHE_URL, { maxRetriesPerRequest: null, lazyConnect: false });
+  const cache = new IORedis(config.REDIS_CACHE_URL, { maxRetriesPerRequest: null });
   cache.on('error', (err) => log('warn', 'cache connection error', { error: err.message }));
 
   const worker = new bullmq.Worker(queueSettings.queueName, PROCESSORS[config.PROCESSOR], {
@@ -231,7 +231,7 @@ async function main() {
   await worker.waitUntilReady();
   log('info', 'worker started', {
     processor: config.PROCESSOR,
-    bullmq: require('../src/bullmq').version,
+    bullmq: version,
     concurrency: config.JOB_CONCURRENCY,
   });
 }

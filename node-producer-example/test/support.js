@@ -53,7 +53,13 @@ function killAllChildren() {
     }
   }
 }
-process.on('exit', killAllChildren);
+/** Temp dirs of redis-servers; removed at exit even if an `after` hook never ran. */
+const tempDirs = new Set();
+
+process.on('exit', () => {
+  killAllChildren();
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
+});
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.once(signal, () => {
     killAllChildren();
@@ -160,6 +166,7 @@ function freePort() {
 class RedisServer {
   static async start() {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fetch-worker-redis-'));
+    tempDirs.add(dir);
     const server = new RedisServer(dir);
     for (let attempt = 1; ; attempt++) {
       server.port = await freePort();
@@ -223,6 +230,7 @@ class RedisServer {
   async destroy() {
     await this.stop();
     fs.rmSync(this.dir, { recursive: true, force: true });
+    tempDirs.delete(this.dir);
   }
 }
 
