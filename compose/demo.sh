@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# The demo on embedded defaults: starts its own redis-server, enqueues one `fetch-job` per
-# (branch, pos, date) of the legacy sample days with Node BullMQ (as the app's /missing route
-# does), runs three fetch-worker processes on the queue, shows progress, prints a summary,
-# and stops everything it started (also on Ctrl-C).
+# The demo, on a fresh machine, without Docker: it starts Redis, the MongoDB-wire server
+# (nx-27017), the fake POS server serving the legacy sample exports, the Express producer
+# (with Bull Board) and three fetch-worker processes; posts a /missing request for the sample
+# days as the app would; shows progress while the jobs run; prints a summary (jobs by outcome,
+# rows per branch) and where to open Bull Board; then keeps the stack up until Ctrl-C and
+# stops everything it started.
+#
+#   DEMO_EXIT=1            exit after the summary instead of waiting for Ctrl-C (CI)
+#   DEMO_BROWSER_TEST=1    after the summary, run the Bull Board browser check (CI)
+#   DEMO_PORT=3000         the producer's port (Bull Board at /admin/queues)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -11,49 +17,114 @@ bash tests/setup.sh >/dev/null
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done
+  trap - EXIT INT TERM
+  echo
+  echo "stopping the demo"
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
   [ -n "${redis_port:-}" ] && redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
   rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "demo: $2 did not start (see $work)" >&2; exit 1; }
+
+redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' --appendonly no \
   --maxmemory-policy noeviction --daemonize yes --logfile "$work/redis.log" >/dev/null
-until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
+wait_port "$redis_port" redis-server
+
+mongo_port=$(free_port)
+python3 tests/support/nx_mongo.py --port "$mongo_port" --data-dir "$work/mongo" \
+  --pid-file "$work/mongo.pid" --log-file "$work/mongo.log" >/dev/null 2>&1 &
+pids+=($!)
+wait_port "$mongo_port" "the MongoDB-wire server"
+
+pos_port=$(free_port)
+./target/debug/fetch-worker fake-pos --dir tests/fixtures/legacy-samples/input --port "$pos_port" \
+  >"$work/fakepos.out" 2>"$work/fakepos.log" &
+pids+=($!)
+wait_port "$pos_port" "the fake POS server"
+
 export REDIS_JOB_URL="redis://127.0.0.1:$redis_port/1"
 export REDIS_CACHE_URL="redis://127.0.0.1:$redis_port/0"
+export MONGO_URI="mongodb://127.0.0.1:$mongo_port/biggs"
 export QUEUE_NAME=fetch BULL_PREFIX=bull
-echo "redis-server on port $redis_port (queue in db 1, results in db 0)"
+export BOARD_USER=${BOARD_USER:-admin} BOARD_PASSWORD=${BOARD_PASSWORD:-demo}
 
-# One job per sample day, shaped like the app's: {branch, pos, date}.
-spec=$(ls tests/fixtures/legacy-samples/input 2>/dev/null | sed -n 's/^a_\([A-Z0-9-]*\)_\([12]\)_rd5000_\([0-9-]*\)_.*/\1 \2 \3/p' | sort -u |
-  awk 'BEGIN{printf "["} {if (NR>1) printf ","; printf "{\"name\":\"fetch-job\",\"data\":{\"branch\":\"%s\",\"pos\":%s,\"date\":\"%s\"}}", $1, $2, $3} END{print "]"}')
-[ "$spec" = "[]" ] && spec='[{"name":"fetch-job","data":{"branch":"BMC","pos":1,"date":"2026-02-09"}}]'
-count=$(node -e 'console.log(JSON.parse(process.argv[1]).length)' "$spec")
-(cd node-producer-example && node scripts/enqueue.js --spec "$spec" >/dev/null)
-echo "enqueued $count fetch-job(s) with Node BullMQ"
+app_port=${DEMO_PORT:-$(free_port)}
+(cd node-producer-example && PORT="$app_port" BRANCHES=../tests/fixtures/legacy-samples/branches.txt \
+  exec node src/server.js) >"$work/producer.log" 2>&1 &
+pids+=($!)
+wait_port "$app_port" "the producer"
 
+metrics_ports=()
 for n in 1 2 3; do
+  metrics_ports+=("$(free_port)")
   WORKER_NAME="demo-$n" JOB_CONCURRENCY=2 RUST_LOG=fetch_worker=warn \
-    ./target/debug/fetch-worker run --processor noop --until-drained &
+    POS_LIST_URL="http://127.0.0.1:$pos_port/fetch_list2.php" \
+    POS_FILE_BASE_URL="http://127.0.0.1:$pos_port/" \
+    RAW_STORAGE_PATH="$work/raw" STORAGE=local METRICS_ADDR="127.0.0.1:${metrics_ports[$((n-1))]}" \
+    ./target/debug/fetch-worker run >"$work/worker-$n.log" 2>&1 &
   pids+=($!)
 done
-echo "started 3 workers (processor: noop until the POS pipeline lands)"
+echo "started: redis :$redis_port, mongo (nx-27017) :$mongo_port, fake POS :$pos_port, producer :$app_port, 3 workers"
+
+# The sample days, in the app's branches_missing shape.
+body=$(ls tests/fixtures/legacy-samples/input | sed -n 's/^a_\([A-Z0-9-]*\)_\([12]\)_rd5000_\([0-9-]*\)_.*/\1 \2 \3/p' | sort -u |
+  python3 -c '
+import json, sys
+missing = {}
+for line in sys.stdin:
+    branch, pos, date = line.split()
+    missing.setdefault(branch, {}).setdefault(pos, []).append(date)
+print(json.dumps({"branches_missing": missing}))')
+answer=$(curl -s -X POST -H 'content-type: application/json' --data "$body" "http://127.0.0.1:$app_port/missing")
+count=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["count"])' "$answer")
+echo "POST /missing -> 202, $count fetch-job(s) enqueued"
 
 counts() {
-  local w a c f
-  w=$(redis-cli -p "$redis_port" -n 1 llen bull:fetch:wait)
-  a=$(redis-cli -p "$redis_port" -n 1 llen bull:fetch:active)
-  c=$(redis-cli -p "$redis_port" -n 1 zcard bull:fetch:completed)
-  f=$(redis-cli -p "$redis_port" -n 1 zcard bull:fetch:failed)
-  echo "waiting=$w active=$a completed=$c failed=$f"
+  local r="redis-cli -p $redis_port -n 1"
+  echo "waiting=$($r llen bull:fetch:wait) active=$($r llen bull:fetch:active) delayed=$($r zcard bull:fetch:delayed) completed=$($r zcard bull:fetch:completed) failed=$($r zcard bull:fetch:failed)"
 }
-for p in "${pids[@]}"; do
-  while kill -0 "$p" 2>/dev/null; do echo "  $(counts)"; sleep 0.5; done
+for _ in $(seq 1 600); do
+  line=$(counts)
+  echo "  $line"
+  case "$line" in
+    *"waiting=0 active=0 delayed=0"*) break ;;
+  esac
+  sleep 1
 done
-pids=()
-echo "summary: $(counts)"
-first=$(redis-cli -p "$redis_port" -n 1 zrange bull:fetch:completed 0 0)
-echo "job $first returned: $(redis-cli -p "$redis_port" -n 1 hget "bull:fetch:$first" returnvalue)"
-echo "cached result (db 0): $(redis-cli -p "$redis_port" -n 0 get "fetch-worker:result:fetch:$first")"
+
+echo
+echo "== summary"
+echo "jobs: $(counts)"
+echo "rows per branch (MongoDB transactions):"
+python3 - "$MONGO_URI" <<'PY'
+import sys, pymongo
+db = pymongo.MongoClient(sys.argv[1]).get_default_database()
+rows = {}
+for doc in db.transactions.find({}, {"branch": 1}):
+    rows[doc["branch"]] = rows.get(doc["branch"], 0) + 1
+for branch in sorted(rows):
+    print(f"  {branch:<10} {rows[branch]:>6}")
+print(f"  {'total':<10} {sum(rows.values()):>6}")
+print(f"file records: {db.filerecords.count_documents({})}, monitor entries: {db.monitorentries.count_documents({})}")
+PY
+echo
+echo "Bull Board: http://127.0.0.1:$app_port/admin/queues  (user $BOARD_USER, password $BOARD_PASSWORD)"
+echo "Worker health and metrics: curl http://127.0.0.1:${metrics_ports[0]}/health  (and /metrics; workers 2, 3 on :${metrics_ports[1]}, :${metrics_ports[2]})"
+
+if [ "${DEMO_BROWSER_TEST:-0}" = 1 ]; then
+  echo "== browser check (headless Chromium on Bull Board)"
+  (cd node-producer-example && BOARD_URL="http://127.0.0.1:$app_port/admin/queues" \
+    BOARD_USER="$BOARD_USER" BOARD_PASSWORD="$BOARD_PASSWORD" EXPECT_COMPLETED="$count" \
+    SCREENSHOT="$root/target/artifacts/bull-board.png" node --test test/browser/)
+fi
+
+if [ "${DEMO_EXIT:-0}" != 1 ] && [ -t 0 ]; then
+  echo "press Ctrl-C to stop the demo"
+  while true; do sleep 3600; done
+fi
