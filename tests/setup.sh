@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need and is missing on this machine: Debian's
-# redis-server, the Node peers (npm ci), and the Rust build. Safe to run again.
+# redis-server and docker-compose, the Node peers (npm ci), and the Rust build. Safe to run
+# again.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -12,6 +13,15 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
   # Debian starts a system instance on 6379; our tests start their own, so stop it.
   ($SUDO systemctl stop redis-server 2>/dev/null || $SUDO service redis-server stop 2>/dev/null) || true
+fi
+
+if ! command -v docker-compose >/dev/null 2>&1; then
+  # Validates compose/docker-compose.yml (`config` needs no Docker engine; without its
+  # recommends, so no docker.io daemon comes along).
+  echo "setup: installing docker-compose (apt)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
 fi
 
 if ! python3 -c "import nx_27017" >/dev/null 2>&1; then
