@@ -43,7 +43,7 @@ pids+=($!)
 wait_port "$mongo_port" "the MongoDB-wire server"
 
 pos_port=$(free_port)
-./target/debug/fetch-worker fake-pos --dir tests/fixtures/legacy-samples/input --port "$pos_port" \
+./target/release/fetch-worker fake-pos --dir tests/fixtures/legacy-samples/input --port "$pos_port" \
   >"$work/fakepos.out" 2>"$work/fakepos.log" &
 pids+=($!)
 wait_port "$pos_port" "the fake POS server"
@@ -67,7 +67,7 @@ for n in 1 2 3; do
     POS_LIST_URL="http://127.0.0.1:$pos_port/fetch_list2.php" \
     POS_FILE_BASE_URL="http://127.0.0.1:$pos_port/" \
     RAW_STORAGE_PATH="$work/raw" STORAGE=local METRICS_ADDR="127.0.0.1:${metrics_ports[$((n-1))]}" \
-    ./target/debug/fetch-worker run >"$work/worker-$n.log" 2>&1 &
+    ./target/release/fetch-worker run >"$work/worker-$n.log" 2>&1 &
   pids+=($!)
 done
 echo "started: redis :$redis_port, mongo (nx-27017) :$mongo_port, fake POS :$pos_port, producer :$app_port, 3 workers"

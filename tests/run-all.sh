@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting and lints, Rust unit and integration tests (real
-# redis-server), then the Node BullMQ interop suite against bullmq@5 and bullmq@6 with the
-# Rust binary as the worker; then the compose file and the image's release build.
+# The whole test suite (what CI runs): formatting and lints; Rust unit and integration tests
+# against real redis-server, nx-27017 and the fake POS server; the Node BullMQ interop suite
+# against bullmq@5 and bullmq@6 with the Rust binary as the worker; the compose file and the
+# image's build command; then the demo end to end with a headless-Chromium check of Bull Board.
+# Everything is built once, in release, with the image's own cargo command.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -11,13 +13,15 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --quiet --all-targets -- -D warnings
-echo "== cargo test"
-cargo test --quiet 2>&1 | tee /tmp/fetch-worker-cargo-test.log
+echo "== cargo test (release)"
+cargo test --quiet --release --locked
 echo "== node interop (bullmq@5 and bullmq@6, Rust worker)"
-export FETCH_WORKER_BIN="$root/target/debug/fetch-worker"
+export FETCH_WORKER_BIN="$root/target/release/fetch-worker"
 (cd node-producer-example && npm run --silent test:all)
 echo "== compose config"
 bash compose/check-config.sh
-echo "== release build (compose/Dockerfile's command)"
+echo "== image build command (compose/Dockerfile)"
 bash compose/check-dockerfile.sh
+echo "== demo, with the Bull Board browser check"
+DEMO_EXIT=1 DEMO_BROWSER_TEST=1 bash compose/demo.sh
 echo "all suites passed"

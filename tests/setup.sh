@@ -40,5 +40,14 @@ if [ ! -d node-producer-example/node_modules ] || \
   (cd node-producer-example && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-echo "setup: cargo build"
-cargo build --quiet --bins
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing chromium (apt; the Bull Board browser check drives it headless)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+# One build profile for everything (tests, demo, interop, the image): the release build, with
+# exactly the command compose/Dockerfile runs.
+echo "setup: cargo build --release --locked --bin fetch-worker"
+cargo build --quiet --release --locked --bin fetch-worker
