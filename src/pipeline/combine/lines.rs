@@ -13,10 +13,15 @@
 //! other bytes are not valid UTF-8. Lines are then decoded one by one (see [`decode`]): a
 //! valid line borrows the file's bytes, so the common case allocates nothing.
 //!
-//! The legacy combiner walks rd5000 and every reference file bottom-to-top; [`RevLines`]
-//! yields the same lines as [`Lines`] in reverse order without first collecting them.
+//! The legacy combiner walks rd5000 and every reference file bottom-to-top; [`RevLineRanges`]
+//! yields the same lines as [`LineRanges`] in reverse order without first collecting them.
+//!
+//! Fast paths, each equal to the general rule (and tested against it below): a file with no
+//! break other than LF is split with SIMD `memchr` instead of byte by byte ([`Breaks`]), and a
+//! file that is valid UTF-8 as a whole is validated once instead of line by line ([`Text`]).
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// Bytes that can end a line break: the last byte of every break sequence.
 const fn break_end_table() -> [bool; 256] {
@@ -98,17 +103,170 @@ fn break_ending_at(data: &[u8], end: usize) -> usize {
     }
 }
 
-/// The lines of `data` in file order, as Python's `splitlines()` gives them.
+/// How the line breaks of a file are searched for.
+///
+/// Python's `splitlines` breaks on ten different sequences, so the general search looks at
+/// every byte. Export files only ever use LF (the samples have no other break at all), and
+/// when a file has no byte sequence that could start another break, the breaks of the
+/// general search are exactly its LF bytes. [`Breaks::of`] checks that once per file with
+/// SIMD scans, and the line iterators then jump from LF to LF with `memchr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breaks {
+    /// No break other than LF occurs anywhere in the file: every LF byte is a break of
+    /// length 1 and nothing else is a break.
+    LfOnly,
+    /// Some other break may occur: look at every byte.
+    Any,
+}
+
+impl Breaks {
+    /// Which search finds the breaks of `data`.
+    ///
+    /// [`break_starting_at`] is non-zero only at CR, LF, VT, FF, FS, GS, RS, or at `C2`/`E2`
+    /// followed by the rest of NEL, LINE SEPARATOR or PARAGRAPH SEPARATOR. So when the file has
+    /// no CR, VT, FF, FS, GS or RS byte, and no `C2`/`E2` byte starts one of those three
+    /// sequences, a break starts at `i` exactly when `data[i]` is LF, and it is one byte long
+    /// (a CRLF needs a CR). The same holds for [`break_ending_at`]: a break ends before `end`
+    /// exactly when `data[end - 1]` is LF. Non-ASCII text (names with `Ñ`, `’`) only costs
+    /// the check of its few `C2`/`E2` bytes.
+    pub fn of(data: &[u8]) -> Self {
+        let lf_only = memchr::memchr3(b'\r', 0x0b, 0x0c, data).is_none()
+            && memchr::memchr3(0x1c, 0x1d, 0x1e, data).is_none()
+            && memchr::memchr2_iter(0xc2, 0xe2, data).all(|i| break_starting_at(data, i) == 0);
+        if lf_only { Breaks::LfOnly } else { Breaks::Any }
+    }
+}
+
+/// The byte ranges of the lines of `data` in file order, as Python's `splitlines()` gives
+/// them (without their breaks).
 #[derive(Debug, Clone)]
-pub struct Lines<'a> {
+pub struct LineRanges<'a> {
     data: &'a [u8],
     pos: usize,
+    breaks: Breaks,
 }
+
+impl<'a> LineRanges<'a> {
+    /// Lines of a whole file's bytes.
+    pub fn new(data: &'a [u8]) -> Self {
+        Self::with_breaks(data, Breaks::of(data))
+    }
+
+    /// Lines of a whole file's bytes whose [`Breaks`] are already known. `breaks` must be
+    /// [`Breaks::of`]`(data)` or [`Breaks::Any`] (which is always correct, only slower).
+    pub fn with_breaks(data: &'a [u8], breaks: Breaks) -> Self {
+        Self {
+            data,
+            pos: 0,
+            breaks,
+        }
+    }
+}
+
+impl Iterator for LineRanges<'_> {
+    type Item = Range<usize>;
+
+    fn next(&mut self) -> Option<Range<usize>> {
+        let data = self.data;
+        let start = self.pos;
+        if start >= data.len() {
+            return None;
+        }
+        let found = match self.breaks {
+            Breaks::LfOnly => memchr::memchr(b'\n', &data[start..]).map(|i| (start + i, 1)),
+            Breaks::Any => (start..data.len()).find_map(|i| {
+                if BREAK_START[data[i] as usize] {
+                    let len = break_starting_at(data, i);
+                    (len > 0).then_some((i, len))
+                } else {
+                    None
+                }
+            }),
+        };
+        Some(match found {
+            Some((at, len)) => {
+                self.pos = at + len;
+                start..at
+            }
+            None => {
+                self.pos = data.len();
+                start..data.len()
+            }
+        })
+    }
+}
+
+/// The byte ranges of the lines of `data` last to first: exactly [`LineRanges`] reversed.
+///
+/// It walks the buffer backwards, so reversing a file costs no per-line allocation and no
+/// index of line offsets.
+#[derive(Debug, Clone)]
+pub struct RevLineRanges<'a> {
+    data: &'a [u8],
+    /// One past the last byte of the next line to yield.
+    end: usize,
+    /// False once the first line of the file has been yielded (or the file is empty).
+    more: bool,
+    breaks: Breaks,
+}
+
+impl<'a> RevLineRanges<'a> {
+    /// Reversed lines of a whole file's bytes whose [`Breaks`] are already known (as
+    /// [`LineRanges::with_breaks`]).
+    pub fn with_breaks(data: &'a [u8], breaks: Breaks) -> Self {
+        // The break that ends the file closes its last line; it does not open an empty one.
+        let end = data.len() - break_ending_at(data, data.len());
+        Self {
+            data,
+            end,
+            more: !data.is_empty(),
+            breaks,
+        }
+    }
+}
+
+impl Iterator for RevLineRanges<'_> {
+    type Item = Range<usize>;
+
+    fn next(&mut self) -> Option<Range<usize>> {
+        if !self.more {
+            return None;
+        }
+        let data = self.data;
+        let end = self.end;
+        // `(start of the line, length of the break before it)`.
+        let found = match self.breaks {
+            Breaks::LfOnly => memchr::memrchr(b'\n', &data[..end]).map(|i| (i + 1, 1)),
+            Breaks::Any => (1..=end).rev().find_map(|i| {
+                if BREAK_END[data[i - 1] as usize] {
+                    let len = break_ending_at(data, i);
+                    (len > 0).then_some((i, len))
+                } else {
+                    None
+                }
+            }),
+        };
+        Some(match found {
+            Some((start, len)) => {
+                self.end = start - len;
+                start..end
+            }
+            None => {
+                self.more = false;
+                0..end
+            }
+        })
+    }
+}
+
+/// The lines of `data` in file order, as Python's `splitlines()` gives them.
+#[derive(Debug, Clone)]
+pub struct Lines<'a>(LineRanges<'a>);
 
 impl<'a> Lines<'a> {
     /// Lines of a whole file's bytes.
     pub fn new(data: &'a [u8]) -> Self {
-        Self { data, pos: 0 }
+        Self(LineRanges::new(data))
     }
 }
 
@@ -116,76 +274,152 @@ impl<'a> Iterator for Lines<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        let data = self.data;
-        if self.pos >= data.len() {
-            return None;
-        }
-        let start = self.pos;
-        let mut i = start;
-        while i < data.len() {
-            if BREAK_START[data[i] as usize] {
-                let len = break_starting_at(data, i);
-                if len > 0 {
-                    self.pos = i + len;
-                    return Some(&data[start..i]);
-                }
-            }
-            i += 1;
-        }
-        self.pos = data.len();
-        Some(&data[start..])
+        let range = self.0.next()?;
+        Some(&self.0.data[range])
     }
 }
 
-/// The lines of `data` last to first: exactly [`Lines`] reversed.
+/// A whole file: its bytes, how to find its line breaks, and its text when all of it is
+/// valid UTF-8.
 ///
-/// It walks the buffer backwards, so reversing a file costs no per-line allocation and no
-/// index of line offsets.
-#[derive(Debug, Clone)]
-pub struct RevLines<'a> {
+/// [`Text::line`] decodes one line exactly as [`decode`] does, but validates the file once
+/// instead of line by line. That is the same answer: when the whole file is valid UTF-8,
+/// every line of it is too, because lines are cut only at the start and end of break
+/// sequences, which are whole characters (ASCII bytes, or `C2 85` / `E2 80 A8` / `E2 80 A9`
+/// starting with a lead byte), hence character boundaries. When the file is not valid, each
+/// line is decoded on its own as before.
+#[derive(Debug, Clone, Copy)]
+pub struct Text<'a> {
     data: &'a [u8],
-    /// One past the last byte of the next line to yield.
-    end: usize,
-    /// False once the first line of the file has been yielded (or the file is empty).
-    more: bool,
+    text: Option<&'a str>,
+    breaks: Breaks,
 }
 
-impl<'a> RevLines<'a> {
-    /// Reversed lines of a whole file's bytes.
+impl<'a> Text<'a> {
+    /// Validates and scans `data` once.
     pub fn new(data: &'a [u8]) -> Self {
-        // The break that ends the file closes its last line; it does not open an empty one.
-        let end = data.len() - break_ending_at(data, data.len());
         Self {
             data,
-            end,
-            more: !data.is_empty(),
+            text: std::str::from_utf8(data).ok(),
+            breaks: Breaks::of(data),
+        }
+    }
+
+    /// The line ranges, first to last.
+    pub fn lines(&self) -> LineRanges<'a> {
+        LineRanges::with_breaks(self.data, self.breaks)
+    }
+
+    /// The line ranges, last to first.
+    pub fn rev_lines(&self) -> RevLineRanges<'a> {
+        RevLineRanges::with_breaks(self.data, self.breaks)
+    }
+
+    /// The bytes of a line.
+    pub fn bytes(&self, line: Range<usize>) -> &'a [u8] {
+        &self.data[line]
+    }
+
+    /// A line decoded as [`decode`] would decode [`Text::bytes`]: the text and whether it
+    /// was lossy.
+    pub fn line(&self, line: Range<usize>) -> (Cow<'a, str>, bool) {
+        // `get` cannot fail for a line range of a valid file (see the type's notes); falling
+        // back to `decode` keeps even a wrong range from panicking.
+        match self.text.and_then(|text| text.get(line.clone())) {
+            Some(text) => (Cow::Borrowed(text), false),
+            None => decode(&self.data[line]),
         }
     }
 }
 
-impl<'a> Iterator for RevLines<'a> {
-    type Item = &'a [u8];
+/// The fields of `line` split on `,`: exactly `line.split(',')`, found eight bytes at a time
+/// ([`find_byte`]).
+///
+/// A comma is one ASCII byte, and no byte of a multi-byte UTF-8 character is ASCII, so the
+/// comma bytes of the text are exactly its comma characters and every cut is a character
+/// boundary. Export fields are a few bytes long (40 of them in a 190-byte rd5000 line), too
+/// short for `memchr`'s per-call set-up to pay off. Measured on the samples: `memchr`, a byte
+/// loop, and a variant that flags all commas of a word at once were all slower.
+pub fn fields(line: &str) -> Fields<'_> {
+    Fields {
+        line,
+        start: 0,
+        done: false,
+    }
+}
 
-    fn next(&mut self) -> Option<&'a [u8]> {
-        if !self.more {
+/// Iterator of [`fields`].
+#[derive(Debug)]
+pub struct Fields<'a> {
+    line: &'a str,
+    /// Where the next field starts.
+    start: usize,
+    /// Whether the last field (after the last comma) has been yielded.
+    done: bool,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = &'a str;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a str> {
+        if self.done {
             return None;
         }
-        let data = self.data;
-        let end = self.end;
-        let mut i = end;
-        while i > 0 {
-            if BREAK_END[data[i - 1] as usize] {
-                let len = break_ending_at(data, i);
-                if len > 0 {
-                    self.end = i - len;
-                    return Some(&data[i..end]);
-                }
+        let start = self.start;
+        match find_byte(b',', self.line.as_bytes(), start) {
+            Some(comma) => {
+                self.start = comma + 1;
+                Some(&self.line[start..comma])
             }
-            i -= 1;
+            None => {
+                self.done = true;
+                Some(&self.line[start..])
+            }
         }
-        self.more = false;
-        Some(&data[..end])
     }
+}
+
+/// `fields(line).nth(n)`, without slicing out the fields before it.
+///
+/// Field `n` exists exactly when the line has at least `n` commas; it runs from just after the
+/// `n`-th comma to the next comma or the end.
+pub fn nth_field(line: &str, n: usize) -> Option<&str> {
+    let bytes = line.as_bytes();
+    let mut start = 0;
+    for _ in 0..n {
+        start = find_byte(b',', bytes, start)? + 1;
+    }
+    let end = find_byte(b',', bytes, start).unwrap_or(bytes.len());
+    Some(&line[start..end])
+}
+
+/// The position of the first `needle` in `haystack[from..]`, as an index into `haystack`.
+///
+/// Reads eight bytes as one little-endian `u64` (the first byte in the lowest bits) and uses
+/// the classic zero-byte test on `word ^ needle * 0x01…01`, in which exactly the bytes equal
+/// to `needle` are zero. In `(x - 0x01…01) & !x & 0x80…80` the lowest set bit always belongs
+/// to the first zero byte: a byte above a zero one may be flagged falsely by the borrow, a
+/// byte below it never is. So its `trailing_zeros() / 8` is the first match. The last
+/// 0–7 bytes are compared one by one.
+#[inline]
+pub fn find_byte(needle: u8, haystack: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let pattern = ONES * u64::from(needle);
+    let rest = haystack.get(from..)?;
+    let mut words = rest.chunks_exact(8);
+    let mut offset = from;
+    for word in &mut words {
+        let x = u64::from_le_bytes(word.try_into().ok()?) ^ pattern;
+        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zeros != 0 {
+            return Some(offset + (zeros.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    let tail = words.remainder();
+    tail.iter().position(|&b| b == needle).map(|i| offset + i)
 }
 
 /// Decodes one line as UTF-8, replacing invalid sequences with U+FFFD.
@@ -221,6 +455,47 @@ mod tests {
 
     fn lines(data: &[u8]) -> Vec<&[u8]> {
         Lines::new(data).collect()
+    }
+
+    fn slices(data: &[u8], ranges: impl Iterator<Item = Range<usize>>) -> Vec<&[u8]> {
+        ranges.map(|r| &data[r]).collect()
+    }
+
+    /// The reversed lines, with the search [`Breaks::of`] picks.
+    fn rev_lines(data: &[u8]) -> Vec<&[u8]> {
+        slices(data, RevLineRanges::with_breaks(data, Breaks::of(data)))
+    }
+
+    /// Lines with the general, byte-by-byte search, forwards and backwards.
+    fn general(data: &[u8]) -> (Vec<&[u8]>, Vec<&[u8]>) {
+        (
+            slices(data, LineRanges::with_breaks(data, Breaks::Any)),
+            slices(data, RevLineRanges::with_breaks(data, Breaks::Any)),
+        )
+    }
+
+    /// Export-like bytes: mostly text, commas and LF, sometimes another break or a byte that
+    /// starts or ends a multi-byte one.
+    fn export_bytes() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![
+                8 => Just(b'a'),
+                4 => Just(b','),
+                4 => Just(b'\n'),
+                1 => Just(b'\r'),
+                1 => Just(0x0b_u8),
+                1 => Just(0x1e_u8),
+                1 => Just(0x1f_u8),
+                2 => Just(0xc2_u8),
+                2 => Just(0x85_u8),
+                2 => Just(0xe2_u8),
+                2 => Just(0x80_u8),
+                2 => Just(0xa8_u8),
+                1 => Just(0xa9_u8),
+                2 => any::<u8>(),
+            ],
+            0..96,
+        )
     }
 
     #[test]
@@ -278,8 +553,50 @@ mod tests {
         let data = b"h\r\na\rb\n\nc\xc2\x85d\xe2\x80\xa9e\r";
         let mut forward = lines(data);
         forward.reverse();
-        let backward: Vec<&[u8]> = RevLines::new(data).collect();
-        assert_eq!(backward, forward);
+        assert_eq!(rev_lines(data), forward);
+    }
+
+    #[test]
+    fn lf_only_needs_every_other_break_to_be_absent() {
+        assert_eq!(Breaks::of(b""), Breaks::LfOnly);
+        assert_eq!(Breaks::of(b"a,b\nc\n"), Breaks::LfOnly);
+        // Non-ASCII text, and the lead bytes of NEL / U+2028 without the rest of them.
+        assert_eq!(
+            Breaks::of("Ñ’\u{2027}\u{202a}\n".as_bytes()),
+            Breaks::LfOnly
+        );
+        assert_eq!(Breaks::of(b"x\xc2\n\xe2\x80\n\x85\xa8"), Breaks::LfOnly);
+        for other in [
+            &b"\r"[..],
+            b"\x0b",
+            b"\x0c",
+            b"\x1c",
+            b"\x1d",
+            b"\x1e",
+            "\u{85}".as_bytes(),
+            "\u{2028}".as_bytes(),
+            "\u{2029}".as_bytes(),
+        ] {
+            let mut data = b"a\nb".to_vec();
+            data.extend_from_slice(other);
+            assert_eq!(Breaks::of(&data), Breaks::Any, "break {other:?}");
+        }
+    }
+
+    #[test]
+    fn text_decodes_like_decode() {
+        let valid = "a\nÑ\u{2028}b\r\n".as_bytes();
+        let text = Text::new(valid);
+        let got: Vec<_> = text.lines().map(|r| text.line(r)).collect();
+        let expected: Vec<_> = Lines::new(valid).map(decode).collect();
+        assert_eq!(got, expected);
+        let invalid = b"ok\nbad\xff\n\xc3\n";
+        let text = Text::new(invalid);
+        let got: Vec<_> = text.rev_lines().map(|r| text.line(r)).collect();
+        let mut expected: Vec<_> = Lines::new(invalid).map(decode).collect();
+        expected.reverse();
+        assert_eq!(got, expected);
+        assert_eq!(got.iter().filter(|(_, lossy)| *lossy).count(), 2);
     }
 
     #[test]
@@ -290,6 +607,62 @@ mod tests {
         let (text, lossy) = decode("Ñ".as_bytes());
         assert_eq!(text, "Ñ");
         assert!(!lossy);
+    }
+
+    #[test]
+    fn fields_split_like_str_split() {
+        for line in ["", ",", "a", "a,b", ",a,,b,", "Ñ,’,\"=\"\"0\"\"\""] {
+            assert_eq!(
+                fields(line).collect::<Vec<_>>(),
+                line.split(',').collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn fields_of_long_lines_with_commas_at_word_edges() {
+        for len in 0..40 {
+            for step in 1..10 {
+                let line: String = (0..len)
+                    .map(|i| if i % step == 0 { ',' } else { 'x' })
+                    .collect();
+                assert_eq!(
+                    fields(&line).collect::<Vec<_>>(),
+                    line.split(',').collect::<Vec<_>>(),
+                    "{line:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn find_byte_finds_the_first_match_in_every_position() {
+        for len in 0..24 {
+            for at in 0..len {
+                let mut data = vec![b'a'; len];
+                data[at] = b',';
+                // A second match later, and bytes that differ from ',' by one (borrows).
+                if at + 3 < len {
+                    data[at + 3] = b',';
+                }
+                if at > 0 {
+                    data[at - 1] = b',' + 1;
+                }
+                for from in 0..=at {
+                    assert_eq!(
+                        find_byte(b',', &data, from),
+                        Some(at),
+                        "{data:?} from {from}"
+                    );
+                }
+                assert_eq!(
+                    find_byte(b',', &data, at + 1),
+                    (at + 3 < len).then_some(at + 3)
+                );
+            }
+            assert_eq!(find_byte(b',', &vec![b'-'; len], 0), None);
+        }
+        assert_eq!(find_byte(b',', b"ab", 3), None);
     }
 
     #[test]
@@ -312,8 +685,73 @@ mod tests {
         )) {
             let mut forward = lines(&data);
             forward.reverse();
-            let backward: Vec<&[u8]> = RevLines::new(&data).collect();
-            prop_assert_eq!(backward, forward);
+            prop_assert_eq!(rev_lines(&data), forward);
+        }
+
+        /// The `memchr` search of LF-only files finds exactly the lines the general search
+        /// finds, both ways; and whatever [`Breaks::of`] says, the lines are the general ones.
+        #[test]
+        fn fast_search_matches_general_search(data in export_bytes()) {
+            let (forward, mut backward) = general(&data);
+            prop_assert_eq!(&lines(&data), &forward);
+            backward.reverse();
+            prop_assert_eq!(&backward, &forward);
+            prop_assert_eq!(rev_lines(&data), general(&data).1);
+            if Breaks::of(&data) == Breaks::LfOnly {
+                let split: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+                let expected = match split.split_last() {
+                    Some(([], rest)) => rest.to_vec(),
+                    _ => split,
+                };
+                prop_assert_eq!(forward, expected);
+            }
+        }
+
+        /// LF-only, often: the cases where the fast search is actually taken.
+        #[test]
+        fn fast_search_matches_general_search_on_lf_only_files(data in proptest::collection::vec(
+            prop_oneof![Just(b'a'), Just(b'\n'), Just(0xc2_u8), Just(0xe2_u8), Just(0x80_u8),
+                Just(0x85_u8), Just(0xa8_u8), Just(0x1f_u8)],
+            0..64,
+        )) {
+            let (forward, backward) = general(&data);
+            prop_assert_eq!(lines(&data), forward);
+            prop_assert_eq!(rev_lines(&data), backward);
+        }
+
+        #[test]
+        fn fields_match_str_split(line in "[a,Ñ’\"=\u{2c}\u{12c}\u{ac}\u{0}\u{7f}\u{80}]{0,80}") {
+            prop_assert_eq!(fields(&line).collect::<Vec<_>>(), line.split(',').collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn nth_field_matches_str_split(line in "[a,Ñ’]{0,60}", n in 0..20_usize) {
+            prop_assert_eq!(nth_field(&line, n), line.split(',').nth(n));
+        }
+
+        #[test]
+        fn find_byte_matches_position(
+            haystack in proptest::collection::vec(any::<u8>(), 0..40),
+            needle in any::<u8>(),
+            from in 0..48_usize,
+        ) {
+            let expected = haystack
+                .get(from..)
+                .and_then(|rest| rest.iter().position(|&b| b == needle))
+                .map(|i| from + i);
+            prop_assert_eq!(find_byte(needle, &haystack, from), expected);
+        }
+
+        /// [`Text::line`] gives what [`decode`] gives for every line, valid file or not.
+        #[test]
+        fn text_lines_decode_like_each_line(data in prop_oneof![
+            export_bytes(),
+            "[a,Ñ’\n\r\u{85}\u{2028}]{0,40}".prop_map(String::into_bytes),
+        ]) {
+            let text = Text::new(&data);
+            let got: Vec<_> = text.lines().map(|r| text.line(r)).collect();
+            let expected: Vec<_> = Lines::new(&data).map(decode).collect();
+            prop_assert_eq!(got, expected);
         }
 
         #[test]
