@@ -20,8 +20,9 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::ControlFlow;
 
-use super::lines::{fields, is_py_space, nth_field, py_strip};
+use super::lines::{for_each_field, is_py_space, nth_field, py_strip};
 use super::lookups::{ItemEntry, Lookups};
 use crate::pipeline::record::Daypart;
 
@@ -279,12 +280,16 @@ impl<'l> Selected<'l> {
     pub fn from_line(line: &'l str) -> Self {
         let mut raw = [""; 18];
         let mut present = 0;
-        for (column, field) in fields(line).enumerate().take(SLOT_OF_COLUMN.len()) {
-            if let Some(slot) = SLOT_OF_COLUMN[column] {
+        for_each_field(line, |column, field| {
+            let Some(&slot) = SLOT_OF_COLUMN.get(column) else {
+                return ControlFlow::Break(());
+            };
+            if let Some(slot) = slot {
                 raw[usize::from(slot)] = field;
                 present = usize::from(slot) + 1;
             }
-        }
+            ControlFlow::Continue(())
+        });
         Self { raw, present }
     }
 }

@@ -10,8 +10,9 @@
 //! We split the bytes before decoding them. Every multi-byte break (`C2 85`, `E2 80 A8`,
 //! `E2 80 A9`) starts with a byte that can never be a UTF-8 continuation byte, so splitting
 //! the bytes finds exactly the breaks that decoding first would find, even in a file whose
-//! other bytes are not valid UTF-8. Lines are then decoded one by one (see [`decode`]): a
-//! valid line borrows the file's bytes, so the common case allocates nothing.
+//! other bytes are not valid UTF-8. Lines are then decoded one by one (see [`decode`]; [`Text`]
+//! does it for a whole file): a valid line borrows the file's bytes, so the common case
+//! allocates nothing.
 //!
 //! The legacy combiner walks rd5000 and every reference file bottom-to-top; [`RevLineRanges`]
 //! yields the same lines as [`LineRanges`] in reverse order without first collecting them.
@@ -19,9 +20,12 @@
 //! Fast paths, each equal to the general rule (and tested against it below): a file with no
 //! break other than LF is split with SIMD `memchr` instead of byte by byte ([`Breaks`]), and a
 //! file that is valid UTF-8 as a whole is validated once instead of line by line ([`Text`]).
+//!
+//! The module also splits lines into fields the legacy way, `line.split(',')`, eight bytes at
+//! a time: [`for_each_field`], [`leading_fields`] and [`nth_field`].
 
 use std::borrow::Cow;
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 
 /// Bytes that can end a line break: the last byte of every break sequence.
 const fn break_end_table() -> [bool; 256] {
@@ -109,7 +113,8 @@ fn break_ending_at(data: &[u8], end: usize) -> usize {
 /// every byte. Export files only ever use LF (the samples have no other break at all), and
 /// when a file has no byte sequence that could start another break, the breaks of the
 /// general search are exactly its LF bytes. [`Breaks::of`] checks that once per file with
-/// SIMD scans, and the line iterators then jump from LF to LF with `memchr`.
+/// SIMD scans, and the line iterators then jump from LF to LF with one `memchr` iterator per
+/// file (measured: a little cheaper than a `memchr` call per line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Breaks {
     /// No break other than LF occurs anywhere in the file: every LF byte is a break of
@@ -142,8 +147,10 @@ impl Breaks {
 #[derive(Debug, Clone)]
 pub struct LineRanges<'a> {
     data: &'a [u8],
+    /// Where the next line starts.
     pos: usize,
-    breaks: Breaks,
+    /// For [`Breaks::LfOnly`], the file's LF bytes, all of them breaks, in order.
+    newlines: Option<memchr::Memchr<'a>>,
 }
 
 impl<'a> LineRanges<'a> {
@@ -158,7 +165,7 @@ impl<'a> LineRanges<'a> {
         Self {
             data,
             pos: 0,
-            breaks,
+            newlines: (breaks == Breaks::LfOnly).then(|| memchr::memchr_iter(b'\n', data)),
         }
     }
 }
@@ -172,9 +179,10 @@ impl Iterator for LineRanges<'_> {
         if start >= data.len() {
             return None;
         }
-        let found = match self.breaks {
-            Breaks::LfOnly => memchr::memchr(b'\n', &data[start..]).map(|i| (start + i, 1)),
-            Breaks::Any => (start..data.len()).find_map(|i| {
+        let found = match &mut self.newlines {
+            // Each LF is a break and starts after the previous one, which ended the last line.
+            Some(newlines) => newlines.next().map(|at| (at, 1)),
+            None => (start..data.len()).find_map(|i| {
                 if BREAK_START[data[i] as usize] {
                     let len = break_starting_at(data, i);
                     (len > 0).then_some((i, len))
@@ -207,7 +215,8 @@ pub struct RevLineRanges<'a> {
     end: usize,
     /// False once the first line of the file has been yielded (or the file is empty).
     more: bool,
-    breaks: Breaks,
+    /// For [`Breaks::LfOnly`], the LF bytes before the file's final break, last first.
+    newlines: Option<std::iter::Rev<memchr::Memchr<'a>>>,
 }
 
 impl<'a> RevLineRanges<'a> {
@@ -220,7 +229,7 @@ impl<'a> RevLineRanges<'a> {
             data,
             end,
             more: !data.is_empty(),
-            breaks,
+            newlines: (breaks == Breaks::LfOnly).then(|| memchr::memrchr_iter(b'\n', &data[..end])),
         }
     }
 }
@@ -235,9 +244,10 @@ impl Iterator for RevLineRanges<'_> {
         let data = self.data;
         let end = self.end;
         // `(start of the line, length of the break before it)`.
-        let found = match self.breaks {
-            Breaks::LfOnly => memchr::memrchr(b'\n', &data[..end]).map(|i| (i + 1, 1)),
-            Breaks::Any => (1..=end).rev().find_map(|i| {
+        let found = match &mut self.newlines {
+            // Each LF is a break and ends before the next one, which started the last line.
+            Some(newlines) => newlines.next().map(|at| (at + 1, 1)),
+            None => (1..=end).rev().find_map(|i| {
                 if BREAK_END[data[i - 1] as usize] {
                     let len = break_ending_at(data, i);
                     (len > 0).then_some((i, len))
@@ -332,66 +342,130 @@ impl<'a> Text<'a> {
     }
 }
 
-/// The fields of `line` split on `,`: exactly `line.split(',')`, found eight bytes at a time
-/// ([`find_byte`]).
+/// Calls `f` with each field of `line` split on `,` and its column (0, 1, …), in order,
+/// until `f` breaks: exactly the fields of `line.split(',')`.
 ///
 /// A comma is one ASCII byte, and no byte of a multi-byte UTF-8 character is ASCII, so the
 /// comma bytes of the text are exactly its comma characters and every cut is a character
-/// boundary. Export fields are a few bytes long (40 of them in a 190-byte rd5000 line), too
-/// short for `memchr`'s per-call set-up to pay off. Measured on the samples: `memchr`, a byte
-/// loop, and a variant that flags all commas of a word at once were all slower.
-pub fn fields(line: &str) -> Fields<'_> {
-    Fields {
-        line,
-        start: 0,
-        done: false,
-    }
-}
-
-/// Iterator of [`fields`].
-#[derive(Debug)]
-pub struct Fields<'a> {
-    line: &'a str,
-    /// Where the next field starts.
-    start: usize,
-    /// Whether the last field (after the last comma) has been yielded.
-    done: bool,
-}
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = &'a str;
-
-    #[inline]
-    fn next(&mut self) -> Option<&'a str> {
-        if self.done {
-            return None;
+/// boundary (this holds for all the splitting functions here).
+///
+/// Export fields are short (40 of them in a 190-byte rd5000 line), too short for a `memchr`
+/// call per field to pay off. Here each 8-byte word of the line is read once and gives all its
+/// commas at once ([`byte_flags`]), and `f` is inlined into the loop: the fastest way measured
+/// for lines of many short fields (rd5000). For the first few fields of a line,
+/// [`leading_fields`] is faster.
+#[inline]
+pub fn for_each_field<'a>(line: &'a str, mut f: impl FnMut(usize, &'a str) -> ControlFlow<()>) {
+    let bytes = line.as_bytes();
+    let mut column = 0;
+    let mut start = 0;
+    let mut word_at = 0;
+    while word_at < bytes.len() {
+        let mut commas = byte_flags(b',', load_word(bytes, word_at));
+        while commas != 0 {
+            let comma = word_at + (commas.trailing_zeros() / 8) as usize;
+            // The lowest flag is this comma's: clear it.
+            commas &= commas - 1;
+            if f(column, &line[start..comma]).is_break() {
+                return;
+            }
+            column += 1;
+            start = comma + 1;
         }
-        let start = self.start;
-        match find_byte(b',', self.line.as_bytes(), start) {
+        word_at += 8;
+    }
+    let _ = f(column, &line[start..]);
+}
+
+/// The first `N` fields of `line` (`""` past its last field) and how many it has, counting at
+/// most `N`: `line.split(',')` for lines that only need their first few fields.
+///
+/// Searches comma by comma ([`find_byte`]), which skips long fields (blpr's phones and
+/// Excel-wrapped numbers) a word at a time and stops at the `N`-th comma. Measured on the
+/// reference files, faster there than [`for_each_field`], `str::split` or `memchr`.
+pub fn leading_fields<const N: usize>(line: &str) -> ([&str; N], usize) {
+    let bytes = line.as_bytes();
+    let mut fields = [""; N];
+    let mut start = 0;
+    for (count, field) in fields.iter_mut().enumerate() {
+        match find_byte(b',', bytes, start) {
             Some(comma) => {
-                self.start = comma + 1;
-                Some(&self.line[start..comma])
+                *field = &line[start..comma];
+                start = comma + 1;
             }
             None => {
-                self.done = true;
-                Some(&self.line[start..])
+                *field = &line[start..];
+                return (fields, count + 1);
             }
         }
     }
+    (fields, N)
 }
 
-/// `fields(line).nth(n)`, without slicing out the fields before it.
+/// `line.split(',').nth(n)`.
 ///
-/// Field `n` exists exactly when the line has at least `n` commas; it runs from just after the
-/// `n`-th comma to the next comma or the end.
+/// Field `n` runs from just after the `n`-th comma (or the start, for field 0) to the next
+/// comma or the end. Words are read as in [`for_each_field`], but a word whose commas all
+/// come before the `n`-th is skipped by counting its flags: TRANSNO is field 37 of 40.
 pub fn nth_field(line: &str, n: usize) -> Option<&str> {
     let bytes = line.as_bytes();
-    let mut start = 0;
-    for _ in 0..n {
-        start = find_byte(b',', bytes, start)? + 1;
+    // Commas in the words before `word_at`, while the start is not found yet.
+    let mut passed = 0;
+    let mut start = (n == 0).then_some(0);
+    let mut word_at = 0;
+    while word_at < bytes.len() {
+        let mut commas = byte_flags(b',', load_word(bytes, word_at));
+        if start.is_none() {
+            let count = commas.count_ones() as usize;
+            if passed + count < n {
+                passed += count;
+                word_at += 8;
+                continue;
+            }
+            // Clear the flags of the commas before the `n`-th; the lowest left is the `n`-th.
+            for _ in passed + 1..n {
+                commas &= commas - 1;
+            }
+            start = Some(word_at + (commas.trailing_zeros() / 8) as usize + 1);
+            commas &= commas - 1;
+        }
+        if let (Some(start), true) = (start, commas != 0) {
+            let end = word_at + (commas.trailing_zeros() / 8) as usize;
+            return Some(&line[start..end]);
+        }
+        word_at += 8;
     }
-    let end = find_byte(b',', bytes, start).unwrap_or(bytes.len());
-    Some(&line[start..end])
+    start.map(|start| &line[start..])
+}
+
+/// Bytes `at..at + 8` of `bytes` as a little-endian `u64` (byte `at` in the lowest bits); past
+/// the end, zero bytes (callers never look for a zero byte).
+#[inline]
+fn load_word(bytes: &[u8], at: usize) -> u64 {
+    let rest = bytes.get(at..).unwrap_or_default();
+    if let Some(word) = rest.first_chunk::<8>() {
+        return u64::from_le_bytes(*word);
+    }
+    let mut word = [0; 8];
+    for (to, from) in word.iter_mut().zip(rest) {
+        *to = *from;
+    }
+    u64::from_le_bytes(word)
+}
+
+/// For each byte of `word` equal to `needle`, its high bit (`0x80`), and nothing else.
+///
+/// In `x = word ^ needle * 0x01…01` exactly the matching bytes are zero. For each byte,
+/// `(x & 0x7f) + 0x7f` has its high bit set exactly when the low seven bits of the byte are
+/// not all zero, and never carries into the next byte (at most `0xfe`); or-ing `x` adds the
+/// bytes whose own high bit is set. So the high bit of the complement is set exactly for the
+/// zero bytes of `x`. Exact for every byte, unlike the cheaper test in [`find_byte`], which
+/// is only exact for the first match.
+#[inline]
+fn byte_flags(needle: u8, word: u64) -> u64 {
+    const LOW7: u64 = u64::from_le_bytes([0x7f; 8]);
+    let x = word ^ (u64::from_le_bytes([0x01; 8]) * u64::from(needle));
+    !(((x & LOW7) + LOW7) | x | LOW7)
 }
 
 /// The position of the first `needle` in `haystack[from..]`, as an index into `haystack`.
@@ -612,11 +686,51 @@ mod tests {
     #[test]
     fn fields_split_like_str_split() {
         for line in ["", ",", "a", "a,b", ",a,,b,", "Ñ,’,\"=\"\"0\"\"\""] {
-            assert_eq!(
-                fields(line).collect::<Vec<_>>(),
-                line.split(',').collect::<Vec<_>>()
-            );
+            assert_eq!(field_list(line), line.split(',').collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn byte_flags_flag_exactly_the_matching_bytes() {
+        // Every byte value next to matches and to the values one off the needle.
+        for needle in [b',', b'"', 0x01, 0x7f, 0x80, 0xff] {
+            for other in 0..=255_u8 {
+                let bytes = [
+                    other,
+                    needle,
+                    other,
+                    needle.wrapping_add(1),
+                    needle,
+                    other,
+                    needle.wrapping_sub(1),
+                    other,
+                ];
+                let expected = bytes.iter().enumerate().fold(0, |flags, (i, &b)| {
+                    if b == needle {
+                        flags | 0x80 << (8 * i)
+                    } else {
+                        flags
+                    }
+                });
+                assert_eq!(byte_flags(needle, u64::from_le_bytes(bytes)), expected);
+            }
+        }
+    }
+
+    fn field_list(line: &str) -> Vec<&str> {
+        each_field(line)
+            .into_iter()
+            .map(|(_, field)| field)
+            .collect()
+    }
+
+    fn each_field(line: &str) -> Vec<(usize, &str)> {
+        let mut all = Vec::new();
+        for_each_field(line, |column, field| {
+            all.push((column, field));
+            ControlFlow::Continue(())
+        });
+        all
     }
 
     #[test]
@@ -626,11 +740,8 @@ mod tests {
                 let line: String = (0..len)
                     .map(|i| if i % step == 0 { ',' } else { 'x' })
                     .collect();
-                assert_eq!(
-                    fields(&line).collect::<Vec<_>>(),
-                    line.split(',').collect::<Vec<_>>(),
-                    "{line:?}"
-                );
+                let expected: Vec<&str> = line.split(',').collect();
+                assert_eq!(field_list(&line), expected, "{line:?}");
             }
         }
     }
@@ -721,11 +832,30 @@ mod tests {
 
         #[test]
         fn fields_match_str_split(line in "[a,Ñ’\"=\u{2c}\u{12c}\u{ac}\u{0}\u{7f}\u{80}]{0,80}") {
-            prop_assert_eq!(fields(&line).collect::<Vec<_>>(), line.split(',').collect::<Vec<_>>());
+            prop_assert_eq!(field_list(&line), line.split(',').collect::<Vec<_>>());
+            let split: Vec<&str> = line.split(',').collect();
+            let (first, count) = leading_fields::<3>(&line);
+            prop_assert_eq!(count, split.len().min(3));
+            for (i, field) in first.iter().enumerate() {
+                prop_assert_eq!(*field, split.get(i).copied().unwrap_or(""));
+            }
         }
 
         #[test]
-        fn nth_field_matches_str_split(line in "[a,Ñ’]{0,60}", n in 0..20_usize) {
+        fn for_each_field_matches_str_split(line in "[a,Ñ’\u{0}\u{80}]{0,80}", stop in 0..30_usize) {
+            let expected: Vec<(usize, &str)> = line.split(',').enumerate().collect();
+            prop_assert_eq!(each_field(&line), expected.clone());
+            // Breaking stops right after the field that broke.
+            let mut seen = Vec::new();
+            for_each_field(&line, |column, field| {
+                seen.push((column, field));
+                if column == stop { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            });
+            prop_assert_eq!(seen, expected.into_iter().take(stop + 1).collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn nth_field_matches_str_split(line in "[a,,Ñ’]{0,100}", n in 0..48_usize) {
             prop_assert_eq!(nth_field(&line, n), line.split(',').nth(n));
         }
 

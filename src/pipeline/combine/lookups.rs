@@ -27,11 +27,12 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::files::FileType;
-use super::lines::{Text, fields, find_byte, py_strip};
+use super::lines::{Text, find_byte, leading_fields, py_strip};
 
 /// Text taken from a reference file: borrowed from the file's bytes, or owned when its line
 /// was not valid UTF-8 and had to be decoded into a new string.
@@ -197,9 +198,8 @@ impl<'a> Lookups<'a> {
             FileType::Discount => add_name(&mut self.discounts, line, keep),
             FileType::Rd5800 => return add_payment(&mut self.payment_codes, line, keep),
             FileType::Rd5900 => {
-                let mut fields = fields(line);
-                let key = fields.next().unwrap_or_default();
-                let name = fields.next().unwrap_or_default();
+                // A missing name is empty.
+                let ([key, name], _) = leading_fields(line);
                 first_wins(&mut self.payment_names, key, || keep(name), keep);
             }
             FileType::Blpr => add_phone(&mut self.phones, self.phone_keys.as_ref(), line, keep),
@@ -214,8 +214,9 @@ fn first_wins<'l, 'a, V>(
     value: impl FnOnce() -> V,
     keep: &Keep<'l, 'a>,
 ) {
-    if !table.contains_key(key) {
-        table.insert(keep(key), value());
+    // `keep` copies only text from lines that were not valid UTF-8; otherwise it is free.
+    if let Entry::Vacant(slot) = table.entry(keep(key)) {
+        slot.insert(value());
     }
 }
 
@@ -225,39 +226,40 @@ fn add_item<'l, 'a>(
     new_branch: bool,
     keep: &Keep<'l, 'a>,
 ) {
-    // Only fields 0, 1, 3 and 12 are read, and only whether there are 2+, 4+ or 13+ fields.
-    let mut picked = [""; 13];
-    let mut count = 0;
-    for (i, field) in fields(py_strip(line)).take(picked.len()).enumerate() {
-        picked[i] = field;
-        count = i + 1;
-    }
-    let key = picked[0];
-    if items.contains_key(key) {
-        // The first line of a key wins; look before allocating anything.
+    let line = py_strip(line);
+    // Only fields 0, 1, 3 and 12 are read, and only whether there are 2+, 4+ or 13+ fields;
+    // old-layout branches read no department, so their lines are split up to field 1 only.
+    let (key, name, department, count) = if new_branch {
+        let (fields, count) = leading_fields::<13>(line);
+        let department = match count {
+            13 => Some(fields[12]),
+            4.. => Some(fields[3]),
+            _ => None,
+        };
+        (fields[0], fields[1], department, count)
+    } else {
+        let ([key, name], count) = leading_fields(line);
+        (key, name, None, count)
+    };
+    if count < 2 && key.is_empty() {
+        // A blank line is no entry at all.
         return;
     }
-    let named = |department: Option<&'l str>| ItemEntry::Named {
-        name: keep(picked[1]),
-        department: department.map(keep),
+    let entry = || match count {
+        2.. => ItemEntry::Named {
+            name: keep(name),
+            department: department.map(keep),
+        },
+        _ => ItemEntry::Bare,
     };
-    let entry = match count {
-        13 if new_branch => named(Some(picked[12])),
-        n if n > 3 && new_branch => named(Some(picked[3])),
-        n if n >= 2 => named(None),
-        _ if !key.is_empty() => ItemEntry::Bare,
-        _ => return,
-    };
-    items.insert(keep(key), entry);
+    first_wins(items, key, entry, keep);
 }
 
 fn add_name<'l, 'a>(table: &mut Table<'a, Field<'a>>, line: &'l str, keep: &Keep<'l, 'a>) {
-    let mut fields = fields(line);
-    let key = fields.next().unwrap_or_default();
-    match fields.next() {
-        Some(name) => first_wins(table, key, || keep(name), keep),
-        None if !key.is_empty() => first_wins(table, key, || Cow::Borrowed(""), keep),
-        None => {}
+    match leading_fields(line) {
+        ([key, name], 2) => first_wins(table, key, || keep(name), keep),
+        ([key, _], _) if !key.is_empty() => first_wins(table, key, || Cow::Borrowed(""), keep),
+        _ => {}
     }
 }
 
@@ -266,18 +268,9 @@ fn add_payment<'l, 'a>(
     line: &'l str,
     keep: &Keep<'l, 'a>,
 ) -> Result<(), SkipReason> {
-    let mut paycode = "";
-    let mut transno = "";
     // Only whether there are fewer than 11, fewer than 20, exactly 20 or more fields matters.
-    let mut count = 0;
-    for (i, field) in fields(line).take(21).enumerate() {
-        match i {
-            11 => paycode = field,
-            20 => transno = field,
-            _ => {}
-        }
-        count = i + 1;
-    }
+    let (fields, count) = leading_fields::<21>(line);
+    let (paycode, transno) = (fields[11], fields[20]);
     match count {
         n if n < 11 => Err(SkipReason::Rd5800Under11Fields),
         n if n < 20 => Err(SkipReason::Rd5800Under20Fields),
@@ -298,10 +291,7 @@ fn add_phone<'l, 'a>(
     // blpr is by far the largest input (cumulative history), so the key test, which drops
     // almost every line, comes first. The tests are independent, so their order does not
     // change which lines are kept.
-    let mut fields = fields(line);
-    let (Some(_), Some(phone), Some(_), Some(orno)) =
-        (fields.next(), fields.next(), fields.next(), fields.next())
-    else {
+    let ([_, phone, _, orno], 4) = leading_fields(line) else {
         return;
     };
     let key = excel_wrapped_inner(orno).unwrap_or(orno);
