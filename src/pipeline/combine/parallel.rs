@@ -1,10 +1,10 @@
 //! Several groups combined at once, their output delivered in group order.
 //!
 //! Groups share nothing: each reads its own files and builds its own lookups. So a pass over
-//! many groups (the CLI over a download directory) runs [`combine_group`](super::combine_group) on worker threads,
-//! each into a [`Recorded`] sink, and the calling thread replays every group's recorded calls
-//! into the real sink in group order. The real sink therefore sees exactly the calls of the
-//! sequential pass, in the same order:
+//! many groups (the CLI over a download directory) combines them on worker threads, each into
+//! a [`Recorded`] sink, and the calling thread replays every group's recorded calls into the
+//! real sink in group order. The real sink therefore sees exactly the calls of the sequential
+//! pass, in the same order:
 //!
 //! - rows, records and monitor entries of one group are recorded in call order and replayed
 //!   in that order;
@@ -12,7 +12,13 @@
 //! - on an error the pass stops at the first failing group *in group order*: the groups
 //!   before it have been replayed, nothing after it is. A group's read error happens before
 //!   that group produces anything, and a sink error is raised by the real sink during replay
-//!   at the same call as in the sequential pass, so the sink sees the same calls either way.
+//!   at the same call as in the sequential pass, so the sink sees the same calls either way;
+//! - a panic in a group is caught on its worker and resumed on the calling thread when that
+//!   group's turn comes.
+//!
+//! Measured on the samples (17 groups, 2 cores): about 1.5 times faster in wall time for
+//! about 15% more CPU time (thread start-up, a second allocator arena). When no thread can be
+//! started, the groups are combined on the calling thread.
 //!
 //! At most [`WINDOW_PER_WORKER`] groups per worker are handed out ahead of the replay, which
 //! bounds the memory held by recorded output however unevenly the groups are sized.
@@ -62,10 +68,12 @@ pub fn combine_groups<S: RowSink>(
     let (done_tx, done_rx) = mpsc::channel::<(usize, Outcome)>();
 
     std::thread::scope(|scope| {
+        let mut started = 0;
         for _ in 0..workers {
             let done_tx = done_tx.clone();
             let job_rx = &job_rx;
-            scope.spawn(move || {
+            let worker = std::thread::Builder::new().name("combine".into());
+            let spawned = worker.spawn_scoped(scope, move || {
                 let mut buffers = FileBuffers::default();
                 // The job channel closes when the calling thread returns (done, or stopped by
                 // an error or a panic): that ends the worker after its current group.
@@ -80,15 +88,25 @@ pub fn combine_groups<S: RowSink>(
                     }
                 }
             });
+            started += usize::from(spawned.is_ok());
         }
         drop(done_tx);
+        if started == 0 {
+            // No thread could be started: combine here, one group after the other.
+            let mut buffers = FileBuffers::default();
+            return groups
+                .iter()
+                .map(|group| combine_group_with(group, options, &mut *sink, &mut buffers))
+                .collect();
+        }
+        let workers = started;
 
         // Moved in here so that every way out of this closure closes it.
         let job_tx = job_tx;
         let mut handed_out = 0;
         let mut hand_out = |up_to: usize| {
             while handed_out < up_to.min(groups.len()) {
-                // Cannot fail: the workers, which hold the receiver, outlive this closure.
+                // Cannot fail: the receiver lives outside the scope.
                 let _ = job_tx.send(handed_out);
                 handed_out += 1;
             }
@@ -99,7 +117,9 @@ pub fn combine_groups<S: RowSink>(
         let mut finished = BTreeMap::new();
         while reports.len() < groups.len() {
             // Every handed-out group sends exactly one outcome, and a group is handed out
-            // before the replay waits for it, so this cannot run dry.
+            // before the replay waits for it. So the channel only runs dry if every worker
+            // died outside `catch_unwind`, and then the scope panics on joining them: an
+            // incomplete list of reports never gets out.
             let Ok((index, outcome)) = done_rx.recv() else {
                 break;
             };
