@@ -18,9 +18,11 @@
 //! Names are wrapped in `"` with no inner escaping; daypart, payment and phone are not.
 //! Failures that made legacy raise (and drop the row) are [`RejectReason`]s.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::ops::ControlFlow;
 
-use super::lines::{is_py_space, py_strip};
+use super::lines::{for_each_field, is_py_space, nth_field, py_strip};
 use super::lookups::{ItemEntry, Lookups};
 use crate::pipeline::record::Daypart;
 
@@ -231,13 +233,37 @@ pub fn order_type_name(code: &str) -> Option<&'static str> {
 
 /// The rd1800 key legacy derives from a DEPARTMENT CODE: strip, remove every `="`, then every
 /// `"`, strip again.
-pub fn department_key(code: &str) -> std::borrow::Cow<'_, str> {
+///
+/// Every row's code is escaped (`"=""52"""`), so this runs once per row and avoids the two
+/// intermediate strings of the literal recipe. Matches of `="` cannot overlap (an `=` is not a
+/// `"`), so the recipe removes exactly the quotes and the `=` signs directly before a quote,
+/// all ASCII. When the characters kept are one run, as in `"=""52"""`, the key is a slice of
+/// the code; otherwise it is collected.
+pub fn department_key(code: &str) -> Cow<'_, str> {
     let stripped = py_strip(code);
     if !stripped.contains('"') {
-        return std::borrow::Cow::Borrowed(stripped);
+        return Cow::Borrowed(stripped);
     }
-    let cleaned = stripped.replace("=\"", "").replace('"', "");
-    std::borrow::Cow::Owned(py_strip(&cleaned).to_string())
+    let bytes = stripped.as_bytes();
+    let removed =
+        |i: usize| bytes[i] == b'"' || (bytes[i] == b'=' && bytes.get(i + 1) == Some(&b'"'));
+    let Some(first) = (0..bytes.len()).find(|&i| !removed(i)) else {
+        return Cow::Borrowed("");
+    };
+    // The last kept byte ends a character: the removed bytes around it are ASCII.
+    let end = (first..bytes.len())
+        .rev()
+        .find(|&i| !removed(i))
+        .map_or(first, |i| i + 1);
+    if (first..end).all(|i| !removed(i)) {
+        return Cow::Borrowed(py_strip(&stripped[first..end]));
+    }
+    let cleaned: String = stripped
+        .char_indices()
+        .filter(|&(i, _)| !removed(i))
+        .map(|(_, c)| c)
+        .collect();
+    Cow::Owned(py_strip(&cleaned).to_string())
 }
 
 /// The raw selected fields of one rd5000 line.
@@ -254,12 +280,16 @@ impl<'l> Selected<'l> {
     pub fn from_line(line: &'l str) -> Self {
         let mut raw = [""; 18];
         let mut present = 0;
-        for (column, field) in line.split(',').enumerate().take(SLOT_OF_COLUMN.len()) {
-            if let Some(slot) = SLOT_OF_COLUMN[column] {
+        for_each_field(line, |column, field| {
+            let Some(&slot) = SLOT_OF_COLUMN.get(column) else {
+                return ControlFlow::Break(());
+            };
+            if let Some(slot) = slot {
                 raw[usize::from(slot)] = field;
                 present = usize::from(slot) + 1;
             }
-        }
+            ControlFlow::Continue(())
+        });
         Self { raw, present }
     }
 }
@@ -276,7 +306,7 @@ pub struct GroupContext<'a> {
     /// Whether the branch uses the new layout (rd5500 departments).
     pub new_branch: bool,
     /// The group's reference tables.
-    pub lookups: &'a Lookups,
+    pub lookups: &'a Lookups<'a>,
 }
 
 /// What the legacy lookups found for a row, for the typed record to reuse.
@@ -351,10 +381,10 @@ impl RowBuilder {
             Some(ItemEntry::Named { name, department }) => {
                 let department = match (ctx.new_branch, department) {
                     (false, _) => None,
-                    (true, Some(d)) => Some(d.as_str()),
+                    (true, Some(d)) => Some(d.as_ref()),
                     (true, None) => return Err(RejectReason::ItemWithoutDepartment),
                 };
-                (Some(name.as_str()), department)
+                (Some(name.as_ref()), department)
             }
         };
         let department_name = {
@@ -365,7 +395,7 @@ impl RowBuilder {
             if code.is_empty() {
                 None
             } else {
-                lookups.departments.get(code.as_ref()).map(String::as_str)
+                lookups.departments.get(code.as_ref()).map(AsRef::as_ref)
             }
         };
         let discount_name = lookups.discounts.get(self.value(slot::DISCOUNT_CODE));
@@ -382,9 +412,9 @@ impl RowBuilder {
         let (payment_code, payment_name, phone) = if transno.is_empty() {
             (None, None, None)
         } else {
-            let code = lookups.payment_codes.get(transno).map(String::as_str);
-            let name = code.and_then(|c| lookups.payment_names.get(c).map(String::as_str));
-            let phone = lookups.phones.get(transno).map(String::as_str);
+            let code = lookups.payment_codes.get(transno).map(AsRef::as_ref);
+            let name = code.and_then(|c| lookups.payment_names.get(c).map(AsRef::as_ref));
+            let phone = lookups.phones.get(transno).map(AsRef::as_ref);
             (code, name, phone)
         };
 
@@ -404,7 +434,7 @@ impl RowBuilder {
         row.push(',');
         push_quoted(&mut row, department_name);
         row.push(',');
-        push_quoted(&mut row, discount_name.map(String::as_str));
+        push_quoted(&mut row, discount_name.map(AsRef::as_ref));
         row.push(',');
         push_quoted(&mut row, type_name);
         row.push(',');
@@ -425,7 +455,7 @@ impl RowBuilder {
     /// Field 8 of the built row as legacy reads it back (`line.split(",")[8].strip()`): the
     /// DATE the monitor check compares with the file name's date.
     pub fn row_date(&self) -> &str {
-        py_strip(self.row.split(',').nth(slot::DATE).unwrap_or_default())
+        py_strip(nth_field(&self.row, slot::DATE).unwrap_or_default())
     }
 }
 
@@ -553,6 +583,17 @@ mod tests {
         assert_eq!(department_key("\"=\"\"\"\"\""), "");
     }
 
+    proptest::proptest! {
+        /// The slicing version gives what the literal recipe gives.
+        #[test]
+        fn department_key_matches_the_literal_recipe(code in "[ \"=a5Ñ\u{a0}]{0,12}") {
+            let stripped = py_strip(&code);
+            let cleaned = stripped.replace("=\"", "").replace('"', "");
+            let key = department_key(&code);
+            proptest::prop_assert_eq!(key.as_ref(), py_strip(&cleaned));
+        }
+    }
+
     #[test]
     fn short_rows_are_padded_and_padding_is_not_escaped() {
         let s = Selected::from_line("1,x,0001,y,I");
@@ -572,7 +613,7 @@ mod tests {
         assert_eq!(fields[26], "BR");
     }
 
-    fn context(lookups: &Lookups, new_branch: bool) -> GroupContext<'_> {
+    fn context<'a>(lookups: &'a Lookups<'a>, new_branch: bool) -> GroupContext<'a> {
         GroupContext {
             branch: "BR",
             pos_text: "1",
@@ -605,7 +646,7 @@ mod tests {
         f.join(",")
     }
 
-    fn lookups_with(entries: &[(FileType, &str)], new_branch: bool) -> Lookups {
+    fn lookups_with<'a>(entries: &[(FileType, &'a str)], new_branch: bool) -> Lookups<'a> {
         let mut l = Lookups::default();
         for (t, data) in entries {
             l.load(*t, data.as_bytes(), new_branch, 1 << 20);
@@ -804,7 +845,8 @@ mod tests {
         let mut pay = vec![""; 23];
         pay[11] = "77";
         pay[20] = "T1";
-        let l = lookups_with(&[(FileType::Rd5800, &pay.join(","))], false);
+        let pay = pay.join(",");
+        let l = lookups_with(&[(FileType::Rd5800, &pay)], false);
         let line = rd5000("X", "1", "10:00", "", "T1");
         let mut b = RowBuilder::default();
         b.build(&context(&l, false), &Selected::from_line(&line))

@@ -25,25 +25,46 @@
 //!
 //! Lines longer than the configured limit are skipped and counted rather than split.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::files::FileType;
-use super::lines::{Lines, decode, py_strip};
+use super::lines::{Text, find_byte, leading_fields, py_strip};
+
+/// Text taken from a reference file: borrowed from the file's bytes, or owned when its line
+/// was not valid UTF-8 and had to be decoded into a new string.
+pub type Field<'a> = Cow<'a, str>;
+
+/// A lookup table: export code → value, both borrowed from the file where possible.
+///
+/// Borrowing saves two allocations (and two frees) per line; rd5500 alone has thousands of
+/// lines per group. FxHash rather than the default SipHash: the keys are short codes from our
+/// own export files, hashed once or twice per line, so hashing speed matters and flood
+/// resistance does not. `Cow<str>` hashes and compares as its text, so tables are looked up
+/// with a plain `&str`.
+pub type Table<'a, V> = FxHashMap<Field<'a>, V>;
 
 /// What rd5500 says about one item code.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ItemEntry {
+pub enum ItemEntry<'a> {
     /// A 1-field line: legacy stored an empty string, and any row that found it failed.
     Bare,
     /// A line with a name.
     Named {
         /// `ITE_DESC`.
-        name: String,
+        name: Field<'a>,
         /// The department for new-layout branches (`CATEG_ID`, or `DEP_CODE` on 4–12 field
         /// lines); `None` for old-layout branches and for 2–3 field lines.
-        department: Option<String>,
+        department: Option<Field<'a>>,
     },
 }
+
+/// Turns a piece of the line being added into a [`Field`] that outlives the line: borrowed
+/// when the line borrows the file, copied when the line is a decoded copy.
+type Keep<'l, 'a> = dyn Fn(&'l str) -> Field<'a>;
 
 /// Why a reference line was left out of its table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -86,35 +107,35 @@ pub struct TableStats {
     pub skipped: BTreeMap<SkipReason, u64>,
 }
 
-/// The six lookup tables of one group. A missing reference file leaves its table empty, as
-/// in legacy.
+/// The six lookup tables of one group, borrowing the reference files' bytes (`'a`). A missing
+/// reference file leaves its table empty, as in legacy.
 #[derive(Debug, Clone, Default)]
-pub struct Lookups {
+pub struct Lookups<'a> {
     /// rd5500: item code → entry.
-    pub items: HashMap<String, ItemEntry>,
+    pub items: Table<'a, ItemEntry<'a>>,
     /// rd1800: department code → name.
-    pub departments: HashMap<String, String>,
+    pub departments: Table<'a, Field<'a>>,
     /// discount: discount code → name.
-    pub discounts: HashMap<String, String>,
+    pub discounts: Table<'a, Field<'a>>,
     /// rd5800: transaction number → payment code.
-    pub payment_codes: HashMap<String, String>,
+    pub payment_codes: Table<'a, Field<'a>>,
     /// rd5900: payment code → name.
-    pub payment_names: HashMap<String, String>,
+    pub payment_names: Table<'a, Field<'a>>,
     /// blpr: ORNO → phone.
-    pub phones: HashMap<String, String>,
+    pub phones: Table<'a, Field<'a>>,
     /// When set, blpr entries with other keys are not kept (see [`Lookups::keep_phones_for`]).
-    phone_keys: Option<HashSet<String>>,
+    phone_keys: Option<FxHashSet<Field<'a>>>,
 }
 
-impl Lookups {
+impl<'a> Lookups<'a> {
     /// Keeps only blpr entries whose key is one of `keys` (load blpr after calling this).
     ///
     /// The phone table is only ever looked up by rd5000 transaction numbers, and blpr is the
     /// store's whole loyalty history (tens of thousands of lines per day, almost all keys
     /// distinct). Passing the group's transaction numbers gives exactly the lookups the full
     /// table would give, first occurrence still winning, without storing the history.
-    pub fn keep_phones_for(&mut self, keys: HashSet<String>) {
-        self.phone_keys = Some(keys);
+    pub fn keep_phones_for<K: Into<Field<'a>>>(&mut self, keys: impl IntoIterator<Item = K>) {
+        self.phone_keys = Some(keys.into_iter().map(Into::into).collect());
     }
 
     /// Adds one reference file's lines to its table.
@@ -124,22 +145,30 @@ impl Lookups {
     pub fn load(
         &mut self,
         file_type: FileType,
-        data: &[u8],
+        data: &'a [u8],
         new_branch: bool,
         max_line_bytes: usize,
     ) -> TableStats {
         let mut stats = TableStats::default();
-        for raw in Lines::new(data) {
+        let file = Text::new(data);
+        for line in file.lines() {
             stats.lines += 1;
-            if raw.len() > max_line_bytes {
+            if line.len() > max_line_bytes {
                 *stats.skipped.entry(SkipReason::LineTooLong).or_default() += 1;
                 continue;
             }
-            let (text, lossy) = decode(raw);
+            let (text, lossy) = file.line(line);
             if lossy {
                 stats.lossy_lines += 1;
             }
-            if let Err(reason) = self.add_line(file_type, &text, new_branch) {
+            let added = match text {
+                Cow::Borrowed(line) => self.add_line(file_type, line, new_branch, &Cow::Borrowed),
+                Cow::Owned(line) => {
+                    let copy = |s: &str| Cow::Owned(s.to_owned());
+                    self.add_line(file_type, &line, new_branch, &copy)
+                }
+            };
+            if let Err(reason) = added {
                 *stats.skipped.entry(reason).or_default() += 1;
             }
         }
@@ -155,108 +184,134 @@ impl Lookups {
         stats
     }
 
-    fn add_line(
+    fn add_line<'l>(
         &mut self,
         file_type: FileType,
-        line: &str,
+        line: &'l str,
         new_branch: bool,
+        keep: &Keep<'l, 'a>,
     ) -> Result<(), SkipReason> {
         match file_type {
             FileType::Rd5000 => {}
-            FileType::Rd5500 => add_item(&mut self.items, line, new_branch),
-            FileType::Rd1800 => add_name(&mut self.departments, line),
-            FileType::Discount => add_name(&mut self.discounts, line),
-            FileType::Rd5800 => return add_payment(&mut self.payment_codes, line),
+            FileType::Rd5500 => add_item(&mut self.items, line, new_branch, keep),
+            FileType::Rd1800 => add_name(&mut self.departments, line, keep),
+            FileType::Discount => add_name(&mut self.discounts, line, keep),
+            FileType::Rd5800 => return add_payment(&mut self.payment_codes, line, keep),
             FileType::Rd5900 => {
-                let mut fields = line.split(',');
-                let key = fields.next().unwrap_or_default();
-                let name = fields.next().unwrap_or_default();
-                first_wins(&mut self.payment_names, key, name);
+                // A missing name is empty.
+                let ([key, name], _) = leading_fields(line);
+                first_wins(&mut self.payment_names, key, || keep(name), keep);
             }
-            FileType::Blpr => add_phone(&mut self.phones, self.phone_keys.as_ref(), line),
+            FileType::Blpr => add_phone(&mut self.phones, self.phone_keys.as_ref(), line, keep),
         }
         Ok(())
     }
 }
 
-fn first_wins(table: &mut HashMap<String, String>, key: &str, value: &str) {
-    if !table.contains_key(key) {
-        table.insert(key.to_string(), value.to_string());
+fn first_wins<'l, 'a, V>(
+    table: &mut Table<'a, V>,
+    key: &'l str,
+    value: impl FnOnce() -> V,
+    keep: &Keep<'l, 'a>,
+) {
+    // `keep` copies only text from lines that were not valid UTF-8; otherwise it is free.
+    if let Entry::Vacant(slot) = table.entry(keep(key)) {
+        slot.insert(value());
     }
 }
 
-fn add_item(items: &mut HashMap<String, ItemEntry>, line: &str, new_branch: bool) {
-    let fields: Vec<&str> = py_strip(line).split(',').collect();
-    let key = fields[0];
-    let entry = match fields.len() {
-        n if n > 12 && new_branch => ItemEntry::Named {
-            name: fields[1].to_string(),
-            department: Some(fields[12].to_string()),
-        },
-        n if n > 3 && new_branch => ItemEntry::Named {
-            name: fields[1].to_string(),
-            department: Some(fields[3].to_string()),
-        },
-        n if n >= 2 => ItemEntry::Named {
-            name: fields[1].to_string(),
-            department: None,
-        },
-        _ if !key.is_empty() => ItemEntry::Bare,
-        _ => return,
+fn add_item<'l, 'a>(
+    items: &mut Table<'a, ItemEntry<'a>>,
+    line: &'l str,
+    new_branch: bool,
+    keep: &Keep<'l, 'a>,
+) {
+    let line = py_strip(line);
+    // Only fields 0, 1, 3 and 12 are read, and only whether there are 2+, 4+ or 13+ fields;
+    // old-layout branches read no department, so their lines are split up to field 1 only.
+    let (key, name, department, count) = if new_branch {
+        let (fields, count) = leading_fields::<13>(line);
+        let department = match count {
+            13 => Some(fields[12]),
+            4.. => Some(fields[3]),
+            _ => None,
+        };
+        (fields[0], fields[1], department, count)
+    } else {
+        let ([key, name], count) = leading_fields(line);
+        (key, name, None, count)
     };
-    if !items.contains_key(key) {
-        items.insert(key.to_string(), entry);
+    if count < 2 && key.is_empty() {
+        // A blank line is no entry at all.
+        return;
+    }
+    let entry = || match count {
+        2.. => ItemEntry::Named {
+            name: keep(name),
+            department: department.map(keep),
+        },
+        _ => ItemEntry::Bare,
+    };
+    first_wins(items, key, entry, keep);
+}
+
+fn add_name<'l, 'a>(table: &mut Table<'a, Field<'a>>, line: &'l str, keep: &Keep<'l, 'a>) {
+    match leading_fields(line) {
+        ([key, name], 2) => first_wins(table, key, || keep(name), keep),
+        ([key, _], _) if !key.is_empty() => first_wins(table, key, || Cow::Borrowed(""), keep),
+        _ => {}
     }
 }
 
-fn add_name(table: &mut HashMap<String, String>, line: &str) {
-    let mut fields = line.split(',');
-    let key = fields.next().unwrap_or_default();
-    match fields.next() {
-        Some(name) => first_wins(table, key, name),
-        None if !key.is_empty() => first_wins(table, key, ""),
-        None => {}
-    }
-}
-
-fn add_payment(table: &mut HashMap<String, String>, line: &str) -> Result<(), SkipReason> {
-    let mut paycode = "";
-    let mut transno = "";
-    let mut count = 0;
-    for (i, field) in line.split(',').enumerate() {
-        match i {
-            11 => paycode = field,
-            20 => transno = field,
-            _ => {}
-        }
-        count = i + 1;
-    }
+fn add_payment<'l, 'a>(
+    table: &mut Table<'a, Field<'a>>,
+    line: &'l str,
+    keep: &Keep<'l, 'a>,
+) -> Result<(), SkipReason> {
+    // Only whether there are fewer than 11, fewer than 20, exactly 20 or more fields matters.
+    let (fields, count) = leading_fields::<21>(line);
+    let (paycode, transno) = (fields[11], fields[20]);
     match count {
         n if n < 11 => Err(SkipReason::Rd5800Under11Fields),
         n if n < 20 => Err(SkipReason::Rd5800Under20Fields),
         20 => Err(SkipReason::Rd5800Exactly20Fields),
         _ => {
-            first_wins(table, transno, paycode);
+            first_wins(table, transno, || keep(paycode), keep);
             Ok(())
         }
     }
 }
 
-fn add_phone(table: &mut HashMap<String, String>, keep: Option<&HashSet<String>>, line: &str) {
-    // blpr is by far the largest input (cumulative history), so no per-line allocation here.
-    let mut fields = line.split(',');
-    let (Some(_), Some(phone), Some(_), Some(orno)) =
-        (fields.next(), fields.next(), fields.next(), fields.next())
-    else {
+fn add_phone<'l, 'a>(
+    table: &mut Table<'a, Field<'a>>,
+    wanted: Option<&FxHashSet<Field<'a>>>,
+    line: &'l str,
+    keep: &Keep<'l, 'a>,
+) {
+    // blpr is by far the largest input (cumulative history), so the key test, which drops
+    // almost every line, comes first. The tests are independent, so their order does not
+    // change which lines are kept.
+    let ([_, phone, _, orno], 4) = leading_fields(line) else {
         return;
     };
+    let key = excel_wrapped_inner(orno).unwrap_or(orno);
+    if wanted.is_some_and(|keys| !keys.contains(key)) {
+        return;
+    }
     if phone.chars().count() != 11 {
         return;
     }
-    let key = excel_wrapped_inner(orno).unwrap_or(orno);
-    if keep.is_none_or(|keys| keys.contains(key)) {
-        first_wins(table, key, phone);
-    }
+    first_wins(table, key, || keep(phone), keep);
+}
+
+/// Where the `"` bytes of `bytes` are, first to last.
+fn quote_positions(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let at = find_byte(b'"', bytes, from)?;
+        from = at + 1;
+        Some(at)
+    })
 }
 
 /// The text of the first `"=""…"""` wrapper in `field`, as legacy's regex `"=""(.+?)"""`
@@ -264,18 +319,20 @@ fn add_phone(table: &mut HashMap<String, String>, keep: Option<&HashSet<String>>
 pub fn excel_wrapped_inner(field: &str) -> Option<&str> {
     const OPEN: &str = "\"=\"\"";
     const CLOSE: &str = "\"\"\"";
-    // Both markers start with a quote, so only quote positions need checking.
-    for (open, _) in field.match_indices('"') {
-        if !field[open..].starts_with(OPEN) {
+    // Both markers start with a quote, so only quote positions need checking. A quote is an
+    // ASCII byte, so quote bytes are quote characters and slicing at them is safe.
+    let bytes = field.as_bytes();
+    for open in quote_positions(bytes) {
+        if !bytes[open..].starts_with(OPEN.as_bytes()) {
             continue;
         }
         let start = open + OPEN.len();
         let rest = &field[start..];
         // `.+?` needs at least one character before the closing quotes (none left: no match).
         let skip = rest.chars().next()?.len_utf8();
-        if let Some((end, _)) = rest[skip..]
-            .match_indices('"')
-            .find(|&(i, _)| rest[skip + i..].starts_with(CLOSE))
+        let after = &rest.as_bytes()[skip..];
+        if let Some(end) =
+            quote_positions(after).find(|&i| after[i..].starts_with(CLOSE.as_bytes()))
         {
             return Some(&rest[..skip + end]);
         }
@@ -286,14 +343,15 @@ pub fn excel_wrapped_inner(field: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    fn load(file_type: FileType, data: &str, new_branch: bool) -> (Lookups, TableStats) {
+    fn load(file_type: FileType, data: &str, new_branch: bool) -> (Lookups<'_>, TableStats) {
         let mut l = Lookups::default();
         let stats = l.load(file_type, data.as_bytes(), new_branch, 1 << 20);
         (l, stats)
     }
 
-    fn named(name: &str, department: Option<&str>) -> ItemEntry {
+    fn named<'a>(name: &'a str, department: Option<&'a str>) -> ItemEntry<'a> {
         ItemEntry::Named {
             name: name.into(),
             department: department.map(Into::into),
@@ -316,11 +374,8 @@ mod tests {
             f[20] = "T1";
             f.join(",")
         };
-        let (l, _) = load(
-            FileType::Rd5800,
-            &format!("{}\n{}\n", row("CASH"), row("CARD")),
-            false,
-        );
+        let payments = format!("{}\n{}\n", row("CASH"), row("CARD"));
+        let (l, _) = load(FileType::Rd5800, &payments, false);
         assert_eq!(l.payment_codes["T1"], "CASH");
         let (l, _) = load(
             FileType::Blpr,
@@ -409,7 +464,7 @@ mod tests {
                     TEMP,0912345678Ñ,T,D,1,B\n\
                     TEMP,09123456789,T\n";
         let (l, _) = load(FileType::Blpr, data, false);
-        let mut keys: Vec<&str> = l.phones.keys().map(String::as_str).collect();
+        let mut keys: Vec<&str> = l.phones.keys().map(AsRef::as_ref).collect();
         keys.sort_unstable();
         // 11 characters, not 11 bytes: the Ñ line counts.
         assert_eq!(keys, ["C", "D"]);
@@ -436,10 +491,38 @@ mod tests {
         assert_eq!(excel_wrapped_inner("\"=\"\"Ñ\"\"\""), Some("Ñ"));
     }
 
+    /// The straightforward search, as first written: the reference for the faster one.
+    fn reference_excel_wrapped_inner(field: &str) -> Option<&str> {
+        for (open, _) in field.match_indices('"') {
+            if !field[open..].starts_with("\"=\"\"") {
+                continue;
+            }
+            let rest = &field[open + 4..];
+            let skip = rest.chars().next()?.len_utf8();
+            if let Some((end, _)) = rest[skip..]
+                .match_indices('"')
+                .find(|&(i, _)| rest[skip + i..].starts_with("\"\"\""))
+            {
+                return Some(&rest[..skip + end]);
+            }
+        }
+        None
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn excel_wrapper_search_matches_the_reference(field in "[\"=0Ñ]{0,16}") {
+            proptest::prop_assert_eq!(
+                excel_wrapped_inner(&field),
+                reference_excel_wrapped_inner(&field)
+            );
+        }
+    }
+
     #[test]
     fn phones_can_be_limited_to_wanted_keys_with_first_occurrence_still_winning() {
         let mut l = Lookups::default();
-        l.keep_phones_for(["K".to_string()].into_iter().collect());
+        l.keep_phones_for(["K".to_string()]);
         let data = "S,09111111111,T,J,1,B\nS,09222222222,T,K,1,B\nS,09333333333,T,K,1,B\n";
         l.load(FileType::Blpr, data.as_bytes(), false, 1 << 20);
         assert_eq!(l.phones.len(), 1);
@@ -452,5 +535,235 @@ mod tests {
         let stats = l.load(FileType::Rd1800, b"1,OK\n22222,TOO LONG\n", false, 8);
         assert_eq!(l.departments.len(), 1);
         assert_eq!(stats.skipped[&SkipReason::LineTooLong], 1);
+    }
+
+    /// The tables as first written: every line split with `str::split` into owned strings,
+    /// found byte by byte and decoded one by one, all tests in the original order. The fast
+    /// paths above must build exactly these tables and statistics.
+    mod reference {
+        use std::collections::{HashMap, HashSet};
+
+        use super::super::super::lines::{Breaks, LineRanges, decode, py_strip};
+        use super::super::{
+            Field, FileType, ItemEntry, Lookups, SkipReason, Table, TableStats, excel_wrapped_inner,
+        };
+
+        /// An item: `None` for a bare entry, else the name and department.
+        pub type Item = Option<(String, Option<String>)>;
+
+        /// The table a file type builds, owned.
+        #[derive(Debug, Default, PartialEq)]
+        pub struct Tables {
+            pub items: HashMap<String, Item>,
+            pub names: HashMap<String, String>,
+        }
+
+        fn first_wins(table: &mut HashMap<String, String>, key: &str, value: &str) {
+            if !table.contains_key(key) {
+                table.insert(key.to_string(), value.to_string());
+            }
+        }
+
+        pub fn load(
+            file_type: FileType,
+            data: &[u8],
+            new_branch: bool,
+            max_line_bytes: usize,
+            keep: Option<&HashSet<String>>,
+        ) -> (Tables, TableStats) {
+            let mut tables = Tables::default();
+            let mut stats = TableStats::default();
+            for range in LineRanges::with_breaks(data, Breaks::Any) {
+                let raw = &data[range];
+                stats.lines += 1;
+                if raw.len() > max_line_bytes {
+                    *stats.skipped.entry(SkipReason::LineTooLong).or_default() += 1;
+                    continue;
+                }
+                let (text, lossy) = decode(raw);
+                if lossy {
+                    stats.lossy_lines += 1;
+                }
+                if let Err(reason) = add(&mut tables, file_type, &text, new_branch, keep) {
+                    *stats.skipped.entry(reason).or_default() += 1;
+                }
+            }
+            stats.entries = match file_type {
+                FileType::Rd5500 => tables.items.len(),
+                _ => tables.names.len(),
+            } as u64;
+            (tables, stats)
+        }
+
+        fn add(
+            tables: &mut Tables,
+            file_type: FileType,
+            line: &str,
+            new_branch: bool,
+            keep: Option<&HashSet<String>>,
+        ) -> Result<(), SkipReason> {
+            let names = &mut tables.names;
+            match file_type {
+                FileType::Rd5000 => {}
+                FileType::Rd5500 => {
+                    let fields: Vec<&str> = py_strip(line).split(',').collect();
+                    let key = fields[0];
+                    let entry = match fields.len() {
+                        n if n > 12 && new_branch => Some((fields[1], Some(fields[12]))),
+                        n if n > 3 && new_branch => Some((fields[1], Some(fields[3]))),
+                        n if n >= 2 => Some((fields[1], None)),
+                        _ if !key.is_empty() => None,
+                        _ => return Ok(()),
+                    };
+                    let entry = entry.map(|(n, d)| (n.to_string(), d.map(str::to_string)));
+                    tables.items.entry(key.to_string()).or_insert(entry);
+                }
+                FileType::Rd1800 | FileType::Discount => {
+                    let mut fields = line.split(',');
+                    let key = fields.next().unwrap_or_default();
+                    match fields.next() {
+                        Some(name) => first_wins(names, key, name),
+                        None if !key.is_empty() => first_wins(names, key, ""),
+                        None => {}
+                    }
+                }
+                FileType::Rd5800 => {
+                    let fields: Vec<&str> = line.split(',').collect();
+                    match fields.len() {
+                        n if n < 11 => return Err(SkipReason::Rd5800Under11Fields),
+                        n if n < 20 => return Err(SkipReason::Rd5800Under20Fields),
+                        20 => return Err(SkipReason::Rd5800Exactly20Fields),
+                        _ => first_wins(names, fields[20], fields[11]),
+                    }
+                }
+                FileType::Rd5900 => {
+                    let mut fields = line.split(',');
+                    let key = fields.next().unwrap_or_default();
+                    first_wins(names, key, fields.next().unwrap_or_default());
+                }
+                FileType::Blpr => {
+                    let fields: Vec<&str> = line.split(',').collect();
+                    if fields.len() < 4 || fields[1].chars().count() != 11 {
+                        return Ok(());
+                    }
+                    let key = excel_wrapped_inner(fields[3]).unwrap_or(fields[3]);
+                    if keep.is_none_or(|keys| keys.contains(key)) {
+                        first_wins(names, key, fields[1]);
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        /// The same shape, from real lookups.
+        pub fn of(lookups: &Lookups<'_>, file_type: FileType) -> Tables {
+            let owned = |table: &Table<'_, Field<'_>>| {
+                table
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            };
+            let names = match file_type {
+                FileType::Rd1800 => owned(&lookups.departments),
+                FileType::Discount => owned(&lookups.discounts),
+                FileType::Rd5800 => owned(&lookups.payment_codes),
+                FileType::Rd5900 => owned(&lookups.payment_names),
+                FileType::Blpr => owned(&lookups.phones),
+                FileType::Rd5000 | FileType::Rd5500 => HashMap::new(),
+            };
+            let items = lookups
+                .items
+                .iter()
+                .map(|(k, v)| {
+                    let item = match v {
+                        ItemEntry::Bare => None,
+                        ItemEntry::Named { name, department } => {
+                            Some((name.to_string(), department.as_ref().map(|d| d.to_string())))
+                        }
+                    };
+                    (k.to_string(), item)
+                })
+                .collect();
+            Tables { items, names }
+        }
+    }
+
+    /// Reference-file text: lines of comma-separated tokens that hit every rule (field counts
+    /// around 4, 11, 13, 20, 21; repeated keys; quotes and Excel wrappers; 11-character phones;
+    /// non-ASCII and invalid bytes; every kind of line break).
+    fn reference_file() -> impl Strategy<Value = Vec<u8>> {
+        let field = prop_oneof![
+            Just(b"".to_vec()),
+            Just(b"K1".to_vec()),
+            Just(b"K2".to_vec()),
+            Just(b" K1 ".to_vec()),
+            Just(b"09123456789".to_vec()),
+            Just("0912345678\u{d1}".as_bytes().to_vec()),
+            Just(b"\"=\"\"K1\"\"\"".to_vec()),
+            Just(b"\"=\"\"\"\"\"".to_vec()),
+            Just("N\u{a0}\u{2019}".as_bytes().to_vec()),
+            Just(vec![0xff, b'x']),
+            Just(vec![0xc2]),
+        ];
+        let line = (
+            proptest::collection::vec(field, 0..6),
+            0..24_usize,
+            any::<bool>(),
+        )
+            .prop_map(|(mut fields, count, repeat_key)| {
+                // Pad to a chosen field count with short fields.
+                while fields.len() < count {
+                    fields.push(if repeat_key {
+                        b"K2".to_vec()
+                    } else {
+                        b"x".to_vec()
+                    });
+                }
+                fields.join(&b","[..])
+            });
+        let line_break = prop_oneof![
+            6 => Just(b"\n".to_vec()),
+            1 => Just(b"\r\n".to_vec()),
+            1 => Just(b"\r".to_vec()),
+            1 => Just("\u{2028}".as_bytes().to_vec()),
+            1 => Just(b"\x1e".to_vec()),
+        ];
+        proptest::collection::vec((line, line_break), 0..12).prop_map(|lines| {
+            lines
+                .into_iter()
+                .flat_map(|(line, line_break)| [line, line_break])
+                .flatten()
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Every table, and its statistics, equal the straightforward reference.
+        #[test]
+        fn tables_match_the_reference(
+            data in reference_file(),
+            which in 1..FileType::ALL.len(),
+            new_branch in any::<bool>(),
+            short_limit in any::<bool>(),
+            filter in any::<bool>(),
+        ) {
+            let file_type = FileType::ALL[which];
+            let max_line_bytes = if short_limit { 40 } else { 1 << 20 };
+            let keys: std::collections::HashSet<String> =
+                ["K1".to_string(), String::new()].into_iter().collect();
+            let keep = filter.then_some(&keys);
+            let (expected, expected_stats) =
+                reference::load(file_type, &data, new_branch, max_line_bytes, keep);
+
+            let mut lookups = Lookups::default();
+            if filter {
+                lookups.keep_phones_for(keys.iter().cloned());
+            }
+            let stats = lookups.load(file_type, &data, new_branch, max_line_bytes);
+            prop_assert_eq!(reference::of(&lookups, file_type), expected);
+            prop_assert_eq!(stats, expected_stats);
+        }
     }
 }

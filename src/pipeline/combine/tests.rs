@@ -527,3 +527,156 @@ fn arbitrary_bytes_in_each_file_type() {
             .unwrap();
     }
 }
+
+/// Records every sink call, in order, so passes can be compared call for call.
+#[derive(Debug, Default)]
+struct CallLog {
+    wants_transactions: bool,
+    calls: Vec<String>,
+    /// Fail on this call (0-based) instead of recording it.
+    fail_at: Option<usize>,
+}
+
+impl CallLog {
+    fn record(&mut self, call: String) -> std::io::Result<()> {
+        if self.fail_at == Some(self.calls.len()) {
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.calls.push(call);
+        Ok(())
+    }
+}
+
+impl RowSink for CallLog {
+    type Error = std::io::Error;
+
+    fn wants_transactions(&self) -> bool {
+        self.wants_transactions
+    }
+
+    fn legacy_row(&mut self, row: &[u8]) -> std::io::Result<()> {
+        self.record(format!("row {}", String::from_utf8_lossy(row)))
+    }
+
+    fn transaction(&mut self, transaction: Transaction) -> std::io::Result<()> {
+        self.record(format!("record {}", transaction.row_key))
+    }
+
+    fn monitor(&mut self, e: &MonitorEntry<'_>) -> std::io::Result<()> {
+        self.record(format!(
+            "monitor {} {} {} {} {} {}",
+            e.pos, e.branch, e.date, e.source_file, e.line, e.row_date
+        ))
+    }
+}
+
+/// Five groups of different sizes (branches B0..B4) with rows, monitor lines and lookups.
+fn several_groups(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut paths = Vec::new();
+    for (i, branch) in ["B0", "B1", "B2", "B3", "B4"].into_iter().enumerate() {
+        for (file_type, mut data) in base_files() {
+            if file_type == FileType::Rd5000 {
+                for k in 0..i * 7 {
+                    let transno = format!("{:08}", k % 3);
+                    let date = if k % 5 == 4 { "2026-02-08" } else { DATE };
+                    data.extend_from_slice(rd5000_line("CHM1", "12:00", date, &transno).as_bytes());
+                    data.push(b'\n');
+                }
+            }
+            let path = dir.join(name(branch, file_type, "20-00"));
+            std::fs::write(&path, data).unwrap();
+            paths.push(path);
+        }
+    }
+    paths
+}
+
+fn with_threads(threads: usize) -> CombineOptions {
+    CombineOptions {
+        threads: NonZeroUsize::new(threads),
+        ..CombineOptions::default()
+    }
+}
+
+#[test]
+fn parallel_passes_make_the_sequential_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = several_groups(dir.path());
+    for wants_transactions in [true, false] {
+        let run = |threads: usize| {
+            let mut sink = CallLog {
+                wants_transactions,
+                ..CallLog::default()
+            };
+            let report = combine_paths(&paths, &with_threads(threads), &mut sink).unwrap();
+            (report, sink.calls)
+        };
+        let (report, calls) = run(1);
+        assert_eq!(report.groups.len(), 5);
+        assert!(report.monitor_rows() > 0 && report.rows() > 0);
+        for threads in [2, 3, 8] {
+            assert_eq!(
+                run(threads),
+                (report.clone(), calls.clone()),
+                "{threads} threads"
+            );
+        }
+    }
+}
+
+#[test]
+fn parallel_passes_over_the_samples_match_the_sequential_pass() {
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/legacy-samples/input");
+    let run = |threads: usize| {
+        let mut sink = CollectSink::default();
+        let report = combine_dir(&input, &with_threads(threads), &mut sink).unwrap();
+        (report, sink)
+    };
+    let sequential = run(1);
+    assert_eq!(sequential.0.groups.len(), 17);
+    assert_eq!(run(2), sequential);
+    assert_eq!(run(4), sequential);
+}
+
+#[test]
+fn a_parallel_pass_stops_at_the_first_failing_group_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = several_groups(dir.path());
+    // B1's rd5000 disappears between listing and reading.
+    let vanished = dir.path().join(name("B1", FileType::Rd5000, "20-00"));
+    std::fs::remove_file(&vanished).unwrap();
+    let mut expected = CallLog::default();
+    let b0: Vec<_> = paths
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("_B0_"))
+        .collect();
+    combine_paths(b0, &with_threads(1), &mut expected).unwrap();
+    for threads in [1, 2, 5] {
+        let mut sink = CallLog::default();
+        let err = combine_paths(&paths, &with_threads(threads), &mut sink).unwrap_err();
+        assert!(
+            matches!(&err, CombineError::Read { path, .. } if *path == vanished),
+            "{err:?}"
+        );
+        assert_eq!(sink.calls, expected.calls, "{threads} threads");
+    }
+}
+
+#[test]
+fn a_parallel_pass_stops_at_the_sink_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = several_groups(dir.path());
+    let mut all = CallLog::default();
+    combine_paths(&paths, &with_threads(1), &mut all).unwrap();
+    for fail_at in [0, 1, all.calls.len() / 2, all.calls.len() - 1] {
+        for threads in [1, 2, 4] {
+            let mut sink = CallLog {
+                fail_at: Some(fail_at),
+                ..CallLog::default()
+            };
+            let err = combine_paths(&paths, &with_threads(threads), &mut sink).unwrap_err();
+            assert!(matches!(err, CombineError::Sink(_)));
+            assert_eq!(sink.calls, all.calls[..fail_at], "{threads} threads");
+        }
+    }
+}

@@ -129,7 +129,9 @@ pub fn transaction(
     // up the escaped code, found nothing. A bare entry or a new-layout item without a
     // department simply contributes nothing here (legacy had dropped rows that hit them).
     let (product_name, item_department) = match lookups.items.get(raw[slot::ITEM]) {
-        Some(ItemEntry::Named { name, department }) => (Some(name.clone()), department.as_deref()),
+        Some(ItemEntry::Named { name, department }) => {
+            (Some(name.to_string()), department.as_deref())
+        }
         Some(ItemEntry::Bare) | None => (None, None),
     };
     let department_code = match item_department {
@@ -141,10 +143,16 @@ pub fn transaction(
         if key.is_empty() {
             None
         } else {
-            lookups.departments.get(key.as_ref()).cloned()
+            lookups
+                .departments
+                .get(key.as_ref())
+                .map(|name| name.to_string())
         }
     };
-    let discount_name = lookups.discounts.get(raw[slot::DISCOUNT_CODE]).cloned();
+    let discount_name = lookups
+        .discounts
+        .get(raw[slot::DISCOUNT_CODE])
+        .map(|name| name.to_string());
     let order_type_name = order_type_name(raw[slot::TYPE]).map(str::to_string);
 
     Transaction {
