@@ -4,7 +4,8 @@
 // an event recorder on QueueEvents, and bounded waits whose failures say what was seen.
 //
 // Env: WORKER=rust|node (default rust), FETCH_WORKER_BIN (default ../target/debug/fetch-worker
-// relative to node-producer-example), BULLMQ_MAJOR=5|6, TEST_LOG=1 (stream worker/redis logs).
+// relative to node-producer-example), BULLMQ_MAJOR=5|6, TEST_LOG=1 (stream worker/redis logs),
+// MONGO_URI (a real MongoDB for the app tests instead of nx-27017).
 
 const { execFile, spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -269,6 +270,123 @@ function useRedis() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// MongoDB (the app tests): MONGO_URI when set (a real MongoDB), otherwise the MongoDB-wire server
+// nx-27017 (pip install nx-27017) on a free port, started through ../tests/support/nx_mongo.py,
+// which patches Decimal128 in.
+
+const NX_LAUNCHER = path.resolve(EXAMPLE_DIR, '..', 'tests', 'support', 'nx_mongo.py');
+
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+function listening(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const done = (value) => {
+      socket.destroy();
+      resolve(value);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.on('error', () => done(false));
+    socket.on('connect', () => done(true));
+  });
+}
+
+/** `mongodb://hosts[/db][?options]` with the database replaced by `db`. */
+function mongoUriWithDb(uri, db) {
+  const m = /^(mongodb(?:\+srv)?:\/\/[^/?]+)(\/[^?]*)?(\?.*)?$/.exec(uri);
+  if (!m) throw new Error(`not a mongodb:// URI: ${uri}`);
+  return `${m[1]}/${db}${m[3] || ''}`;
+}
+
+class MongoServer {
+  static async start() {
+    if (process.env.MONGO_URI) return new MongoServer({ uri: process.env.MONGO_URI, real: true });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fetch-worker-mongo-'));
+    tempDirs.add(dir);
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const server = new MongoServer({ uri: `mongodb://127.0.0.1:${port}`, real: false, dir, port });
+      try {
+        await server.spawn();
+        return server;
+      } catch (err) {
+        if (attempt >= 3) throw err;
+      }
+    }
+  }
+
+  constructor({ uri, real, dir = null, port = 0 }) {
+    this.uri = uri;
+    this.real = real;
+    this.dir = dir;
+    this.port = port;
+    this.proc = null;
+    this.seq = 0;
+  }
+
+  async spawn() {
+    const data = path.join(this.dir, `data-${this.port}`);
+    const args = [
+      NX_LAUNCHER, '--port', String(this.port), '--data-dir', data,
+      '--pid-file', path.join(this.dir, `nx-${this.port}.pid`), '--log-file', path.join(this.dir, `nx-${this.port}.log`),
+    ];
+    this.proc = spawnTracked(`nx-27017:${this.port}`, 'python3', args, { cwd: this.dir });
+    const { exited, lines } = this.proc;
+    let gone = null;
+    exited.then((e) => (gone = e));
+    await waitUntil(async () => {
+      if (gone) throw new Error(`nx-27017 exited early (${JSON.stringify(gone)}; is it installed? pip install nx-27017):\n${lines.join('\n')}`);
+      return listening(this.port);
+    }, { timeout: 30000, interval: 100, message: `nx-27017 on port ${this.port} to accept connections` }).catch((err) => {
+      if (!gone) this.proc.child.kill('SIGKILL');
+      throw err;
+    });
+  }
+
+  /** A database name unique to this call (tests never share one). */
+  uniqueDbName(label = 'app') {
+    return `fw_${label}_${process.pid}_${++this.seq}`;
+  }
+
+  /** The URI with `db` as its database. */
+  uriFor(db) {
+    return mongoUriWithDb(this.uri, db);
+  }
+
+  async destroy() {
+    if (this.proc) {
+      const { child, exited } = this.proc;
+      this.proc = null;
+      child.kill('SIGTERM');
+      try {
+        await withTimeout(exited, 5000, 'nx-27017 to exit after SIGTERM');
+      } catch {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    }
+    if (this.dir) {
+      fs.rmSync(this.dir, { recursive: true, force: true });
+      tempDirs.delete(this.dir);
+    }
+  }
+}
+
+/**
+ * Registers file-level hooks that start one MongoDB (or take MONGO_URI) before the tests and
+ * stop it after. Returns a holder whose `server` is set once `before` has run.
+ */
+function useMongo() {
+  const holder = { server: null };
+  before(async () => {
+    holder.server = await MongoServer.start();
+  });
+  after(async () => {
+    if (holder.server) await holder.server.destroy();
+  });
+  return holder;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Workers
 
 let workerSeq = 0;
@@ -487,6 +605,9 @@ module.exports = {
   PREFIX,
   RedisServer,
   useRedis,
+  MongoServer,
+  useMongo,
+  freePort,
   setup,
   startWorker,
   runScript,

@@ -1,0 +1,497 @@
+'use strict';
+// The Express app (src/app.js, src/server.js) against a real redis-server and a MongoDB-wire
+// server (nx-27017, or MONGO_URI): what POST /missing writes to Redis, what GET /missing
+// computes from `transactions`, GET /jobs/:id through a job's life with the worker under test,
+// Bull Board behind basic auth, /health, and the server's start-up and SIGTERM.
+
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { MongoClient } = require('mongodb');
+const s = require('./support');
+const { version } = require('../src/bullmq');
+const { createQueue } = require('../src/queue');
+const { createApp } = require('../src/app');
+const { silent } = require('../src/log');
+const { config: serverConfig } = require('../src/server');
+const { LEGACY_BRANCHES } = require('../src/branches');
+
+const redis = s.useRedis();
+const mongo = s.useMongo();
+
+const EXAMPLE_DIR = path.resolve(__dirname, '..');
+const BOARD_AUTH = Object.freeze({ user: 'admin', password: 'pa:ss word' });
+const midnight = (day) => new Date(`${day}T00:00:00Z`);
+const basic = (user, password) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+
+/** One MongoClient for the file (the app's and the tests' handle on the databases). */
+let client;
+
+/** Listens on a free loopback port; closed (bounded) after the test. */
+async function serve(t, app) {
+  const server = await new Promise((resolve, reject) => {
+    const srv = app.listen(0, '127.0.0.1', () => resolve(srv));
+    srv.on('error', reject);
+  });
+  t.after(() => new Promise((resolve) => {
+    server.close(resolve);
+    server.closeAllConnections();
+  }));
+  const base = `http://127.0.0.1:${server.address().port}`;
+  return {
+    base,
+    /** fetch relative to the app; resolves to {status, headers, body (JSON when JSON, else text)}. */
+    async request(method, url, { json, body, headers = {} } = {}) {
+      const init = { method, headers: { ...headers } };
+      if (json !== undefined) {
+        init.body = JSON.stringify(json);
+        init.headers['content-type'] = 'application/json';
+      } else if (body !== undefined) {
+        init.body = body;
+      }
+      const res = await fetch(base + url, { ...init, signal: AbortSignal.timeout(20000) });
+      const text = await res.text();
+      const isJson = (res.headers.get('content-type') || '').includes('application/json');
+      return { status: res.status, headers: res.headers, body: isJson ? JSON.parse(text) : text };
+    },
+  };
+}
+
+/** A harness (unique queue) plus the app on it, listening, with its own database. */
+async function appHarness(t, { branches = ['BMC', 'BIA', 'AYALA-FRN'], boardAuth = null, queue } = {}) {
+  const h = await s.setup(t, redis);
+  const dbName = mongo.server.uniqueDbName();
+  const mongoDb = client.db(dbName);
+  t.after(() => mongoDb.dropDatabase().catch(() => {}));
+  const app = createApp({ queue: queue || h.queue, mongoDb, branches, boardAuth, log: silent });
+  const http = await serve(t, app);
+  return { h, mongoDb, dbName, http };
+}
+
+/** Every job hash of the queue, by id: {name, data, opts} parsed. */
+async function jobHashes(h, ids) {
+  const out = {};
+  for (const id of ids) {
+    const hash = await h.db.hgetall(h.key(id));
+    out[id] = { name: hash.name, data: JSON.parse(hash.data), opts: JSON.parse(hash.opts) };
+  }
+  return out;
+}
+
+describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_URI ? 'MONGO_URI' : 'nx-27017'})`, () => {
+  // Inside the suite, so it runs after the file-level hooks started MongoDB.
+  before(async () => {
+    client = new MongoClient(mongo.server.uri, { serverSelectionTimeoutMS: 10000 });
+    await client.connect();
+  });
+  after(async () => {
+    if (client) await client.close();
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // POST /missing
+
+  it('POST /missing enqueues one fetch-job per (branch, pos, date) with attempts 3 and exponential backoff', async (t) => {
+    const { h, http } = await appHarness(t);
+    const body = {
+      branches_missing: {
+        BMC: { 1: ['2026-02-09', '2026-02-10'], 2: ['2026-02-10'] },
+        'AYALA-FRN': { 2: ['2024-02-29', '2024-02-29'] }, // listed twice: one job
+        BIA: { 1: [] },
+      },
+      files: ['ignored by this route'],
+    };
+    const res = await http.request('POST', '/missing', { json: body });
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    assert.equal(res.body.count, 4);
+    assert.equal(res.body.jobIds.length, 4);
+    assert.equal(new Set(res.body.jobIds).size, 4, 'distinct ids');
+
+    const hashes = await jobHashes(h, res.body.jobIds);
+    assert.deepEqual(res.body.jobIds.map((id) => hashes[id].data), [
+      { branch: 'BMC', pos: 1, date: '2026-02-09' },
+      { branch: 'BMC', pos: 1, date: '2026-02-10' },
+      { branch: 'BMC', pos: 2, date: '2026-02-10' },
+      { branch: 'AYALA-FRN', pos: 2, date: '2024-02-29' },
+    ]);
+    for (const id of res.body.jobIds) {
+      assert.equal(hashes[id].name, 'fetch-job');
+      assert.equal(typeof hashes[id].data.pos, 'number', 'pos is a Number in the job data');
+      assert.equal(hashes[id].opts.attempts, 3);
+      assert.deepEqual(hashes[id].opts.backoff, { type: 'exponential', delay: 1000 });
+    }
+    assert.deepEqual((await h.db.lrange(h.key('wait'), 0, -1)).sort(), res.body.jobIds.slice().sort(), 'all waiting');
+    assert.deepEqual(await h.counts(), { wait: 4, paused: 0, active: 0, prioritized: 0, delayed: 0, completed: 0, failed: 0 });
+  });
+
+  it('POST /missing answers 400 with a clear message on bad bodies and enqueues nothing', async (t) => {
+    const { h, http } = await appHarness(t);
+    const bm = (x) => ({ branches_missing: x });
+    const cases = [
+      ['no body', { body: undefined }, /application\/json/],
+      ['text/plain', { body: 'branches_missing', headers: { 'content-type': 'text/plain' } }, /application\/json/],
+      ['invalid JSON', { body: '{"branches_missing": {', headers: { 'content-type': 'application/json' } }, /not valid JSON/],
+      ['an array', { json: [] }, /must be a JSON object/],
+      ['no branches_missing', { json: { missing: {} } }, /branches_missing is required/],
+      ['branches_missing an array', { json: bm([]) }, /branches_missing must be an object/],
+      ['branches_missing a string', { json: bm('BMC') }, /branches_missing must be an object/],
+      ['branch with a space', { json: bm({ 'B MC': { 1: ['2026-02-09'] } }) }, /branch code "B MC"/],
+      ['branch with a colon', { json: bm({ 'BMC:1': { 1: ['2026-02-09'] } }) }, /branch code "BMC:1"/],
+      ['branch with a slash', { json: bm({ '../x': { 1: ['2026-02-09'] } }) }, /branch code/],
+      ['empty branch', { json: bm({ '': { 1: ['2026-02-09'] } }) }, /branch code ""/],
+      ['positions an array', { json: bm({ BMC: [['2026-02-09']] }) }, /BMC must be an object/],
+      ['pos 3', { json: bm({ BMC: { 3: ['2026-02-09'] } }) }, /POS must be "1" or "2", got "3"/],
+      ['pos 01', { json: bm({ BMC: { '01': ['2026-02-09'] } }) }, /POS must be "1" or "2", got "01"/],
+      ['dates a string', { json: bm({ BMC: { 1: '2026-02-09' } }) }, /must be an array of YYYY-MM-DD dates/],
+      ['Feb 30', { json: bm({ BMC: { 1: ['2026-02-30'] } }) }, /"2026-02-30" is not a real YYYY-MM-DD date/],
+      ['Feb 29 of a common year', { json: bm({ BMC: { 2: ['2025-02-29'] } }) }, /"2025-02-29" is not a real/],
+      ['slashes', { json: bm({ BMC: { 1: ['2026/02/09'] } }) }, /"2026\/02\/09" is not a real/],
+      ['with a time', { json: bm({ BMC: { 1: ['2026-02-09T00:00:00Z'] } }) }, /is not a real/],
+      ['a number', { json: bm({ BMC: { 1: [20260209] } }) }, /20260209 is not a real/],
+      ['month 13', { json: bm({ BMC: { 1: ['2026-13-01'] } }) }, /is not a real/],
+      // One bad date after good ones: nothing at all is enqueued.
+      ['good then bad', { json: bm({ BMC: { 1: ['2026-02-09'] }, BIA: { 1: ['2026-02-09', 'yesterday'] } }) }, /"yesterday" is not a real/],
+    ];
+    for (const [label, req, pattern] of cases) {
+      const res = await http.request('POST', '/missing', req);
+      assert.equal(res.status, 400, `${label}: ${JSON.stringify(res.body)}`);
+      assert.match(res.body.error, pattern, label);
+    }
+
+    // More than 10,000 jobs: 5,001 distinct days on both POS of one branch.
+    const start = Date.UTC(2000, 0, 1);
+    const days = Array.from({ length: 5001 }, (_, i) => new Date(start + i * 86400000).toISOString().slice(0, 10));
+    const big = await http.request('POST', '/missing', { json: bm({ BMC: { 1: days, 2: days } }) });
+    assert.equal(big.status, 400);
+    assert.match(big.body.error, /too many jobs: at most 10000/);
+
+    assert.equal(await h.db.exists(h.key('id')), 0, 'no job id was ever taken');
+    assert.equal(await h.db.llen(h.key('wait')), 0);
+
+    // Exactly 10,000 is allowed.
+    const max = await http.request('POST', '/missing', { json: bm({ BMC: { 1: days.slice(0, 5000), 2: days.slice(0, 5000) } }) });
+    assert.equal(max.status, 202, JSON.stringify(max.body).slice(0, 200));
+    assert.equal(max.body.count, 10000);
+    assert.equal(await h.db.llen(h.key('wait')), 10000);
+
+    // Nothing to do is not an error: the empty GET /missing answer can be POSTed as it is.
+    const empty = await http.request('POST', '/missing', { json: bm({}) });
+    assert.equal(empty.status, 202);
+    assert.deepEqual(empty.body, { jobIds: [], count: 0 });
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // GET /missing
+
+  it('GET /missing answers every branch × POS × day less the days with transactions', async (t) => {
+    const { h, http, mongoDb } = await appHarness(t, { branches: ['BMC', 'BIA', 'AYALA-FRN'] });
+    const days = ['2026-02-27', '2026-02-28', '2026-03-01', '2026-03-02'];
+    const tx = (branch, pos, day, extra = {}) => ({ branch, pos, date: midnight(day), productName: 'x', ...extra });
+    const docs = [
+      // BMC: POS 1 has 02-27 (twice) and 03-01; POS 2 has 02-28.
+      tx('BMC', 1, '2026-02-27'), tx('BMC', 1, '2026-02-27'), tx('BMC', 1, '2026-03-01'),
+      tx('BMC', 2, '2026-02-28'),
+      // BIA: POS 2 complete, POS 1 nothing in range (a row the day before and the day after).
+      ...days.map((d) => tx('BIA', 2, d)),
+      tx('BIA', 1, '2026-02-26'), tx('BIA', 1, '2026-03-03'),
+      // AYALA-FRN: complete on both POS → left out of the answer.
+      ...days.flatMap((d) => [tx('AYALA-FRN', 1, d), tx('AYALA-FRN', 2, d)]),
+      // Not counted: a branch outside the list, POS 3, a POS stored as a string.
+      tx('OTHER', 1, '2026-02-27'), tx('BMC', 3, '2026-02-28'), tx('BMC', '2', '2026-03-02'),
+    ];
+    await mongoDb.collection('transactions').insertMany(docs);
+
+    const res = await http.request('GET', '/missing?start=2026-02-27&end=2026-03-02');
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.deepEqual(res.body, {
+      branches_missing: {
+        BMC: { 1: ['2026-02-28', '2026-03-02'], 2: ['2026-02-27', '2026-03-01', '2026-03-02'] },
+        BIA: { 1: days },
+      },
+    });
+    assert.deepEqual(Object.keys(res.body.branches_missing), ['BMC', 'BIA'], 'branches in list order');
+
+    // One day; and a range with no transactions at all.
+    const one = await http.request('GET', '/missing?start=2026-02-27&end=2026-02-27');
+    assert.deepEqual(one.body, { branches_missing: { BMC: { 2: ['2026-02-27'] }, BIA: { 1: ['2026-02-27'] } } });
+    const none = await http.request('GET', '/missing?start=2030-01-01&end=2030-01-02');
+    const both = ['2030-01-01', '2030-01-02'];
+    assert.deepEqual(none.body, {
+      branches_missing: { BMC: { 1: both, 2: both }, BIA: { 1: both, 2: both }, 'AYALA-FRN': { 1: both, 2: both } },
+    });
+
+    // The answer is a POST /missing body.
+    const post = await http.request('POST', '/missing', { json: res.body });
+    assert.equal(post.status, 202);
+    assert.equal(post.body.count, 9);
+    const data = Object.values(await jobHashes(h, post.body.jobIds)).map((j) => j.data);
+    assert.deepEqual(data.find((d) => d.branch === 'BIA' && d.date === '2026-03-01'), { branch: 'BIA', pos: 1, date: '2026-03-01' });
+  });
+
+  it('GET /missing validates start and end', async (t) => {
+    const { http } = await appHarness(t, { branches: ['BMC'] });
+    const cases = [
+      ['', /start and end are required/],
+      ['?start=2026-02-01', /start and end are required/],
+      ['?end=2026-02-01', /start and end are required/],
+      ['?start=2026-02-30&end=2026-03-01', /start "2026-02-30" is not a real YYYY-MM-DD date/],
+      ['?start=2026-02-01&end=tomorrow', /end "tomorrow" is not a real/],
+      ['?start=2026-03-02&end=2026-03-01', /end 2026-03-01 is before start 2026-03-02/],
+      ['?start=2025-01-01&end=2026-01-02', /has 367 days; at most 366/],
+      ['?start=2026-01-01&start=2026-01-02&end=2026-01-03', /once each/],
+    ];
+    for (const [query, pattern] of cases) {
+      const res = await http.request('GET', `/missing${query}`);
+      assert.equal(res.status, 400, `${query}: ${JSON.stringify(res.body)}`);
+      assert.match(res.body.error, pattern, query);
+    }
+    // 366 days (a leap year) is the widest range.
+    const year = await http.request('GET', '/missing?start=2024-01-01&end=2024-12-31');
+    assert.equal(year.status, 200);
+    assert.equal(year.body.branches_missing.BMC['1'].length, 366);
+    assert.equal(year.body.branches_missing.BMC['2'][59], '2024-02-29');
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // GET /jobs/:id
+
+  it('GET /jobs/:id shows a waiting job, then the same job completed by the worker', async (t) => {
+    const { h, http } = await appHarness(t);
+    const posted = await http.request('POST', '/missing', { json: { branches_missing: { BMC: { 2: ['2026-02-09'] } } } });
+    const [id] = posted.body.jobIds;
+
+    const waiting = await http.request('GET', `/jobs/${id}`);
+    assert.equal(waiting.status, 200);
+    assert.equal(waiting.body.id, id);
+    assert.equal(waiting.body.name, 'fetch-job');
+    assert.deepEqual(waiting.body.data, { branch: 'BMC', pos: 2, date: '2026-02-09' });
+    assert.equal(waiting.body.state, 'waiting');
+    assert.equal(waiting.body.progress, 0);
+    assert.equal(waiting.body.attemptsMade, 0);
+    assert.equal(waiting.body.attempts, 3);
+    assert.ok(Math.abs(waiting.body.timestamp - Date.now()) < 60000, 'timestamp is the enqueue time');
+    assert.equal(waiting.body.processedOn, null);
+    assert.equal(waiting.body.finishedOn, null);
+    assert.equal('returnvalue' in waiting.body, false);
+    assert.equal('failedReason' in waiting.body, false);
+
+    const worker = h.startWorker({ processor: 'noop' });
+    await h.waitForCounts({ completed: 1 });
+    const done = await http.request('GET', `/jobs/${id}`);
+    assert.equal(done.status, 200);
+    assert.equal(done.body.state, 'completed');
+    assert.equal(done.body.attemptsMade, 1);
+    assert.deepEqual(done.body.returnvalue, { processed: true, echo: { branch: 'BMC', pos: 2, date: '2026-02-09' } });
+    assert.equal(done.body.processedBy, worker.name);
+    assert.ok(done.body.processedOn >= done.body.timestamp);
+    assert.ok(done.body.finishedOn >= done.body.processedOn);
+  });
+
+  it('GET /jobs/:id shows a failed job with its reason; unknown ids are 404, malformed ones 400', async (t) => {
+    const { h, http } = await appHarness(t);
+    h.startWorker({ processor: 'fail' });
+    const job = await h.queue.add('fetch-job', { message: 'POS server answered HTML', fatal: true });
+    await h.waitForCounts({ failed: 1 });
+    const failed = await http.request('GET', `/jobs/${job.id}`);
+    assert.equal(failed.status, 200);
+    assert.equal(failed.body.state, 'failed');
+    assert.equal(failed.body.failedReason, 'POS server answered HTML');
+    assert.equal(failed.body.attemptsMade, 1, 'non-retryable: one attempt');
+    assert.equal('returnvalue' in failed.body, false);
+    assert.ok(failed.body.finishedOn >= failed.body.processedOn);
+
+    // Unknown ids, and ids naming the queue's own keys (meta hash, wait list, id counter, events stream).
+    for (const id of ['987654', 'no-such-job', 'meta', 'wait', 'id', 'events', 'completed']) {
+      const res = await http.request('GET', `/jobs/${id}`);
+      assert.equal(res.status, 404, `${id}: ${JSON.stringify(res.body)}`);
+      assert.match(res.body.error, new RegExp(`no job with id ${id}`));
+    }
+    for (const id of [`${job.id}:lock`, 'a%20b', 'x'.repeat(201)]) {
+      const res = await http.request('GET', `/jobs/${id}`);
+      assert.equal(res.status, 400, `${id}: ${JSON.stringify(res.body)}`);
+      assert.match(res.body.error, /is not 1-200 letters/);
+    }
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // Bull Board
+
+  it('Bull Board at /admin/queues needs basic auth; its API lists queue fetch with counts', async (t) => {
+    // This test's own queue is the real `fetch` on db 2 of the file's redis-server.
+    const queue = createQueue({ redisUrl: redis.server.url(2), queueName: 'fetch', prefix: s.PREFIX });
+    queue.on('error', () => {});
+    t.after(() => s.withTimeout(queue.close(), 5000, 'Queue.close'));
+    const { http } = await appHarness(t, { boardAuth: BOARD_AUTH, queue });
+    await queue.addBulk([
+      { name: 'fetch-job', data: { branch: 'BMC', pos: 1, date: '2026-02-09' } },
+      { name: 'fetch-job', data: { branch: 'BMC', pos: 2, date: '2026-02-09' } },
+    ]);
+    await queue.add('fetch-job', { branch: 'BIA', pos: 1, date: '2026-02-09' }, { delay: 600000 });
+
+    const anonymous = await http.request('GET', '/admin/queues');
+    assert.equal(anonymous.status, 401);
+    assert.match(anonymous.headers.get('www-authenticate'), /^Basic realm="Bull Board"/);
+    for (const authorization of [
+      basic('admin', 'wrong'), basic('root', BOARD_AUTH.password), basic('', ''), 'Bearer abc', 'Basic !!!', basic('admin', ''),
+    ]) {
+      const res = await http.request('GET', '/admin/queues', { headers: { authorization } });
+      assert.equal(res.status, 401, authorization);
+    }
+    const apiAnonymous = await http.request('GET', '/admin/queues/api/queues');
+    assert.equal(apiAnonymous.status, 401, 'the API is behind the same auth');
+
+    const auth = { authorization: basic(BOARD_AUTH.user, BOARD_AUTH.password) };
+    const page = await http.request('GET', '/admin/queues', { headers: auth });
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type'), /text\/html/);
+    assert.match(page.body, /<html/i);
+
+    const api = await http.request('GET', '/admin/queues/api/queues', { headers: auth });
+    assert.equal(api.status, 200, typeof api.body === 'string' ? api.body.slice(0, 300) : JSON.stringify(api.body));
+    const fetchQueue = api.body.queues.find((q) => q.name === 'fetch');
+    assert.ok(fetchQueue, `queue fetch listed: ${JSON.stringify(api.body.queues.map((q) => q.name))}`);
+    assert.equal(fetchQueue.counts.waiting, 2);
+    assert.equal(fetchQueue.counts.delayed, 1);
+    assert.equal(fetchQueue.counts.completed, 0);
+    assert.equal(fetchQueue.type, 'bullmq');
+  });
+
+  it('without credentials the board is not mounted at all', async (t) => {
+    const { http } = await appHarness(t, { boardAuth: null });
+    for (const url of ['/admin/queues', '/admin/queues/api/queues']) {
+      const res = await http.request('GET', url, { headers: { authorization: basic('admin', 'x') } });
+      assert.equal(res.status, 404, url);
+      assert.match(res.body.error, /Bull Board is disabled: set BOARD_USER and BOARD_PASSWORD/);
+    }
+    assert.throws(() => createApp({ queue: {}, mongoDb: {}, branches: ['BMC'], boardAuth: { user: 'admin', password: '' } }), /non-empty user and password/);
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // /health
+
+  it('GET /health is 200 while Redis and MongoDB answer, 503 once Redis is stopped', async (t) => {
+    const own = await s.RedisServer.start();
+    t.after(() => own.destroy());
+    const queue = createQueue({ redisUrl: own.url(1), queueName: 'fetch', prefix: s.PREFIX });
+    queue.on('error', () => {});
+    t.after(() => s.withTimeout(queue.close(), 3000, 'Queue.close').catch(() => queue.disconnect()));
+    const app = createApp({ queue, mongoDb: client.db(mongo.server.uniqueDbName()), branches: ['BMC'], log: silent, healthTimeoutMs: 1500 });
+    const http = await serve(t, app);
+
+    const up = await http.request('GET', '/health');
+    assert.equal(up.status, 200, JSON.stringify(up.body));
+    assert.deepEqual(up.body, { status: 'ok', redis: 'ok', mongo: 'ok' });
+
+    await own.stop();
+    const started = Date.now();
+    const down = await http.request('GET', '/health');
+    assert.equal(down.status, 503, JSON.stringify(down.body));
+    assert.equal(down.body.status, 'unavailable');
+    assert.match(down.body.redis, /^error: /);
+    assert.equal(down.body.mongo, 'ok');
+    assert.ok(Date.now() - started < 5000, 'answers within the health timeout');
+
+    // Routes that need Redis answer 503 too, at once.
+    const post = await http.request('POST', '/missing', { json: { branches_missing: { BMC: { 1: ['2026-02-09'] } } } });
+    assert.equal(post.status, 503);
+    assert.match(post.body.error, /Redis unavailable/);
+    const job = await http.request('GET', '/jobs/1');
+    assert.equal(job.status, 503);
+  });
+
+  it('GET /health is 503 when MongoDB does not answer', async (t) => {
+    const h = await s.setup(t, redis);
+    const deadPort = await s.freePort();
+    const dead = new MongoClient(`mongodb://127.0.0.1:${deadPort}/biggs`, { serverSelectionTimeoutMS: 300 });
+    t.after(() => dead.close());
+    const app = createApp({ queue: h.queue, mongoDb: dead.db(), branches: ['BMC'], log: silent });
+    const http = await serve(t, app);
+    const res = await http.request('GET', '/health');
+    assert.equal(res.status, 503);
+    assert.equal(res.body.redis, 'ok');
+    assert.match(res.body.mongo, /^error: /);
+    const missing = await http.request('GET', '/missing?start=2026-02-09&end=2026-02-09');
+    assert.equal(missing.status, 503);
+    assert.match(missing.body.error, /MongoDB unavailable/);
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // src/server.js
+
+  it('src/server.js reads its environment, serves, and exits 0 on SIGTERM', async (t) => {
+    const port = await s.freePort();
+    const dbName = mongo.server.uniqueDbName('server');
+    t.after(() => client.db(dbName).dropDatabase().catch(() => {}));
+    await client.db(dbName).collection('transactions').insertOne({ branch: 'XA', pos: 1, date: midnight('2026-02-09') });
+    const child = spawn(process.execPath, [path.join(EXAMPLE_DIR, 'src', 'server.js')], {
+      cwd: EXAMPLE_DIR,
+      env: {
+        ...process.env,
+        PORT: String(port),
+        REDIS_JOB_URL: redis.server.url(3),
+        QUEUE_NAME: 'fetch',
+        MONGO_URI: mongo.server.uriFor(dbName),
+        BRANCHES: 'XA, XB',
+        BOARD_USER: '',
+        BOARD_PASSWORD: '',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    t.after(() => child.kill('SIGKILL'));
+
+    await s.waitUntil(() => /listening/.test(output), { timeout: 20000, message: `server to listen\n${output}` });
+    assert.match(output, /Bull Board disabled: BOARD_USER and BOARD_PASSWORD are not set/);
+    const base = `http://127.0.0.1:${port}`;
+    const health = await fetch(`${base}/health`);
+    assert.equal(health.status, 200, await health.clone().text());
+    const missing = await (await fetch(`${base}/missing?start=2026-02-09&end=2026-02-09`)).json();
+    assert.deepEqual(missing, { branches_missing: { XA: { 2: ['2026-02-09'] }, XB: { 1: ['2026-02-09'], 2: ['2026-02-09'] } } });
+    assert.equal((await fetch(`${base}/admin/queues`)).status, 404, 'board disabled');
+
+    child.kill('SIGTERM');
+    const exit = await s.withTimeout(exited, 15000, `server to exit after SIGTERM\n${output}`);
+    assert.deepEqual(exit, { code: 0, signal: null }, output);
+    assert.match(output, /SIGTERM: shutting down/);
+    assert.match(output, /stopped/);
+  });
+
+  it('server configuration: defaults, BRANCHES as a file or a list, board credentials in pairs', () => {
+    const base = serverConfig({});
+    assert.equal(base.port, 3000);
+    assert.equal(base.mongoUri, 'mongodb://127.0.0.1:27017/biggs');
+    assert.equal(base.boardAuth, null);
+    assert.equal(base.branches.length, 28);
+    assert.deepEqual(base.branches, LEGACY_BRANCHES);
+    assert.deepEqual([base.branches[0], base.branches[27]], ['AYALA-FRN', 'ROXAS']);
+    assert.equal(base.queue.queueName, 'fetch');
+    assert.equal(base.queue.redisUrl, 'redis://127.0.0.1:6379/1');
+
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fetch-app-branches-'));
+    try {
+      const file = path.join(dir, 'branches.txt');
+      fs.writeFileSync(file, '\uFEFFBMC\r\nBIA\n\n  B-SMS  \nBMC');
+      assert.deepEqual(serverConfig({ BRANCHES: file }).branches, ['BMC', 'BIA', 'B-SMS']);
+      fs.writeFileSync(file, 'BMC\nBAD CODE\n');
+      assert.throws(() => serverConfig({ BRANCHES: file }), /branch code "BAD CODE"/);
+      fs.writeFileSync(file, '\n\n');
+      assert.throws(() => serverConfig({ BRANCHES: file }), /no branch codes/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    assert.deepEqual(serverConfig({ BRANCHES: 'BMC,BIA , ,SMNAG' }).branches, ['BMC', 'BIA', 'SMNAG']);
+    assert.throws(() => serverConfig({ BRANCHES: 'BMC,B;MC' }), /branch code "B;MC"/);
+
+    assert.deepEqual(serverConfig({ BOARD_USER: 'a', BOARD_PASSWORD: 'b' }).boardAuth, { user: 'a', password: 'b' });
+    assert.throws(() => serverConfig({ BOARD_USER: 'a' }), /BOARD_USER is set but BOARD_PASSWORD is not/);
+    assert.throws(() => serverConfig({ BOARD_PASSWORD: 'b' }), /BOARD_PASSWORD is set but BOARD_USER is not/);
+    assert.throws(() => serverConfig({ PORT: 'http' }), /PORT must be a port number/);
+    assert.equal(serverConfig({ PORT: '8080', MONGO_URI: 'mongodb://m/x' }).port, 8080);
+  });
+});
