@@ -29,24 +29,30 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "demo: $2 did not start (see $work)" >&2; exit 1; }
+# wait_port PORT WHAT [LOG]: wait for a listener; on failure show the log's tail.
+wait_port() {
+  for _ in $(seq 1 300); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "demo: $2 did not start" >&2
+  [ -n "${3:-}" ] && tail -20 "$3" >&2
+  exit 1
+}
 
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' --appendonly no \
   --maxmemory-policy noeviction --daemonize yes --logfile "$work/redis.log" >/dev/null
-wait_port "$redis_port" redis-server
+wait_port "$redis_port" redis-server "$work/redis.log"
 
 mongo_port=$(free_port)
 python3 tests/support/nx_mongo.py --port "$mongo_port" --data-dir "$work/mongo" \
   --pid-file "$work/mongo.pid" --log-file "$work/mongo.log" >/dev/null 2>&1 &
 pids+=($!)
-wait_port "$mongo_port" "the MongoDB-wire server"
+wait_port "$mongo_port" "the MongoDB-wire server" "$work/mongo.log"
 
 pos_port=$(free_port)
 ./target/release/fetch-worker fake-pos --dir tests/fixtures/legacy-samples/input --port "$pos_port" \
   >"$work/fakepos.out" 2>"$work/fakepos.log" &
 pids+=($!)
-wait_port "$pos_port" "the fake POS server"
+wait_port "$pos_port" "the fake POS server" "$work/fakepos.log"
 
 export REDIS_JOB_URL="redis://127.0.0.1:$redis_port/1"
 export REDIS_CACHE_URL="redis://127.0.0.1:$redis_port/0"
@@ -58,7 +64,7 @@ app_port=${DEMO_PORT:-$(free_port)}
 (cd node-producer-example && PORT="$app_port" BRANCHES=../tests/fixtures/legacy-samples/branches.txt \
   exec node src/server.js) >"$work/producer.log" 2>&1 &
 pids+=($!)
-wait_port "$app_port" "the producer"
+wait_port "$app_port" "the producer" "$work/producer.log"
 
 metrics_ports=()
 for n in 1 2 3; do

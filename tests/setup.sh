@@ -37,7 +37,11 @@ fi
 if [ ! -d node-producer-example/node_modules ] || \
    [ node-producer-example/package-lock.json -nt node-producer-example/node_modules ]; then
   echo "setup: npm ci (node-producer-example)"
-  (cd node-producer-example && npm ci --no-audit --no-fund --loglevel=error)
+  # npm ci refuses a lock file that cannot list other platforms' optional binaries (this
+  # registry lacks msgpackr-extract's); npm install --no-save installs the same locked versions
+  # and leaves the lock file alone.
+  (cd node-producer-example && { npm ci --no-audit --no-fund --loglevel=error 2>/dev/null ||
+    npm install --no-save --no-audit --no-fund --loglevel=error; })
 fi
 
 if ! command -v chromium >/dev/null 2>&1; then
