@@ -58,8 +58,17 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed (apt-get install redis-server)");
         self.child = Some(child);
+        // Ready means PONG: right after a restart Redis accepts connections but answers LOADING
+        // while it replays the append-only file.
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let url = self.url(0);
+        loop {
+            let pong = redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if pong.is_ok() {
+                break;
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "redis-server did not start"
