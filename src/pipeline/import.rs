@@ -9,17 +9,18 @@
 //!   `{branch, pos, date, filename}`; `status` goes `raw` → `parsed` or `error`.
 //! - `monitorentries` (`MonitorEntry`): `{branch, pos, date, note, createdAt}` for date
 //!   mismatches and for listing or download failures that used up the job's attempts.
-//! - `importlocks`: one lease per (branch, pos, date) while an import runs (`untilMs`, a
-//!   number, so expiry compares the same on every server).
+//! - `imports`: one record per (branch, pos, date): the lease of the import that runs
+//!   (`untilMs`, a number, so expiry compares the same on every server), `state` `running` or
+//!   `done`, and the last import's `importId`, `rows`, `startedAt`, `finishedAt`.
 //!
 //! # The import guarantee
 //!
-//! Importing a day runs under a lease (`importlocks`, renewed per batch), so two imports of the
-//! same day never interleave; a second one fails with a retryable error and runs later. Within
-//! the lease, every row is written under its row key as `_id` with this import's `importId`
-//! (plain inserts when the day has no rows yet, replace-upserts otherwise), and at the end the
-//! day's rows that carry another `importId` (rows that are no longer in the export) are
-//! deleted. Hence:
+//! Importing a day runs under a lease (its `imports` record, renewed per batch), so two imports
+//! of the same day never interleave; a second one fails with a retryable error and runs later.
+//! The record is written before any row, so a day without a record has no rows: its import
+//! uses plain inserts (as fast as a bare `insert_many`). Otherwise every row is replaced in
+//! place under its row key (`_id`) with this import's `importId`, and at the end the day's
+//! rows that carry another `importId` (rows no longer in the export) are deleted. Hence:
 //!
 //! - **after any import finishes, the day holds exactly one document per row of the export**,
 //!   whether the import was a first run, a retry, a duplicate job, or a re-run after a crash at
@@ -27,8 +28,7 @@
 //! - **during an import, readers never see a row twice** (`_id` is the row key), and never lose
 //!   a row that is in both the old and the new export (it is replaced in place). A first import
 //!   of a day becomes visible batch by batch; rows that disappeared from the export vanish at
-//!   the end. A reader that needs a finished day checks that the day's `filerecords` are all
-//!   `parsed`.
+//!   the end. A reader that needs a finished day checks that its `imports` record is `done`.
 
 use std::time::Duration;
 
@@ -179,7 +179,7 @@ impl Importer {
     }
 
     fn locks(&self) -> Collection<Document> {
-        self.db.collection("importlocks")
+        self.db.collection("imports")
     }
 
     /// Creates the indexes (idempotent; run at start-up).
@@ -283,39 +283,43 @@ impl Importer {
     pub async fn begin(&self, day: &Day) -> Result<DayImport<'_>, ImportError> {
         let id = day.lease_id();
         let import_id = uuid::Uuid::new_v4().to_string();
-        self.take_lease(&id, &import_id).await?;
-        let existing = self
-            .transactions()
-            .find_one(day.filter())
-            .projection(doc! {"_id": 1})
-            .await?
-            .is_some();
+        let first = self.take_lease(&id, &import_id).await?;
         Ok(DayImport {
             importer: self,
             day: day.clone(),
             lease: id,
             import_id,
-            existing,
+            existing: !first,
             written: 0,
         })
     }
 
-    async fn take_lease(&self, id: &str, import_id: &str) -> Result<(), ImportError> {
+    /// Takes the day's lease.
+    ///
+    /// # Returns
+    ///
+    /// `true` when this is the day's first import ever: its record did not exist, so no row
+    /// of the day was ever written (every import writes the record before any row).
+    async fn take_lease(&self, id: &str, import_id: &str) -> Result<bool, ImportError> {
         let now = DateTime::now().timestamp_millis();
         let until = now + self.lease.as_millis() as i64;
-        let lock = doc! {"_id": id, "owner": &self.owner, "importId": import_id, "untilMs": until};
-        // A free day: create the lease. An expired one (its holder crashed): take it over.
-        match self.locks().insert_one(lock.clone()).await {
-            Ok(_) => return Ok(()),
+        let record = doc! {
+            "_id": id, "owner": &self.owner, "importId": import_id, "untilMs": until,
+            "state": "running", "startedAt": DateTime::now(),
+        };
+        // A day never imported: create its record. A finished or crashed import (lease run
+        // out): take the record over.
+        match self.locks().insert_one(record.clone()).await {
+            Ok(_) => return Ok(true),
             Err(e) if is_duplicate_key(&e) => {}
             Err(e) => return Err(e.into()),
         }
         let taken = self
             .locks()
-            .find_one_and_replace(doc! {"_id": id, "untilMs": {"$lt": now}}, lock)
+            .find_one_and_replace(doc! {"_id": id, "untilMs": {"$lt": now}}, record)
             .await?;
         match taken {
-            Some(_) => Ok(()),
+            Some(_) => Ok(false),
             None => Err(ImportError::Busy {
                 day: id.to_string(),
             }),
@@ -330,7 +334,8 @@ pub struct DayImport<'a> {
     day: Day,
     lease: String,
     import_id: String,
-    /// Whether the day had rows before: then rows are upserted, else inserted.
+    /// Whether the day may have rows already (it was imported, or began to be, before): then
+    /// rows are upserted and rows of other imports deleted at the end; else plain inserts.
     existing: bool,
     written: u64,
 }
@@ -418,17 +423,26 @@ impl DayImport<'_> {
     /// MongoDB errors. The lease then expires by itself.
     pub async fn finish(self) -> Result<(u64, u64), ImportError> {
         self.renew().await?;
-        let mut stale = self.day.filter();
-        stale.insert("importId", doc! {"$ne": &self.import_id});
-        let removed = self
-            .importer
-            .transactions()
-            .delete_many(stale)
-            .await?
-            .deleted_count;
+        let removed = if self.existing {
+            let mut stale = self.day.filter();
+            stale.insert("importId", doc! {"$ne": &self.import_id});
+            self.importer
+                .transactions()
+                .delete_many(stale)
+                .await?
+                .deleted_count
+        } else {
+            0
+        };
         self.importer
             .locks()
-            .delete_one(doc! {"_id": &self.lease, "importId": &self.import_id})
+            .update_one(
+                doc! {"_id": &self.lease, "importId": &self.import_id},
+                doc! {"$set": {
+                    "state": "done", "untilMs": 0i64, "finishedAt": DateTime::now(),
+                    "rows": self.written as i64, "removed": removed as i64,
+                }},
+            )
             .await?;
         Ok((self.written, removed))
     }

@@ -142,7 +142,7 @@ async fn a_crashed_import_is_repaired_by_the_next_one() {
     assert!(matches!(busy, ImportError::Busy { .. }) && busy.is_transient());
 
     // The lease expires.
-    db.collection::<mongodb::bson::Document>("importlocks")
+    db.collection::<mongodb::bson::Document>("imports")
         .update_many(doc! {}, doc! {"$set": {"untilMs": 0i64}})
         .await
         .unwrap();
@@ -152,13 +152,20 @@ async fn a_crashed_import_is_repaired_by_the_next_one() {
     let mut expected: Vec<String> = rows.iter().map(|r| r.row_key.clone()).collect();
     expected.sort();
     assert_eq!(day_keys(&importer, &d).await.unwrap(), expected);
-    let locks: Vec<mongodb::bson::Document> = db
-        .collection("importlocks")
+    let records: Vec<mongodb::bson::Document> = db
+        .collection("imports")
         .find(doc! {})
         .await
         .unwrap()
         .try_collect()
         .await
         .unwrap();
-    assert!(locks.is_empty(), "lease released");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].get_str("state").unwrap(), "done");
+    let until = match records[0].get("untilMs") {
+        Some(mongodb::bson::Bson::Int64(n)) => *n,
+        Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
+        other => panic!("untilMs is {other:?}"),
+    };
+    assert_eq!(until, 0, "lease released");
 }
