@@ -34,21 +34,15 @@ local jobKey = KEYS[9]
 local jobId = ARGV[1]
 local token = ARGV[2]
 
---!include releaseLock
+--!include leaveActive
 --!include readQueueState
 --!include emitEvent
 --!include addWakeMarker
 --!include readyListFor
 
-if rcall("EXISTS", jobKey) == 0 then
-  return -1
-end
-local released = releaseLock(jobKey, stalledKey, token, jobId, tonumber(ARGV[3]))
-if released < 0 then
-  return released
-end
-if rcall("LREM", activeKey, 1, jobId) == 0 then
-  return -3
+local left = leaveActive(jobKey, activeKey, stalledKey, token, jobId, tonumber(ARGV[3]))
+if left < 0 then
+  return left
 end
 local state = readQueueState(metaKey, activeKey)
 local priority = tonumber(rcall("HGET", jobKey, "priority")) or 0

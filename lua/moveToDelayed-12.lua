@@ -52,20 +52,14 @@ local workerName = ARGV[10] ~= "" and ARGV[10] or nil
 local limitMax = tonumber(ARGV[11])
 local limitDuration = tonumber(ARGV[12])
 
---!include releaseLock
+--!include leaveActive
 --!include delayedScore
 --!include addDelayMarker
 --!include claimNextJob
 
-if rcall("EXISTS", jobKey) == 0 then
-  return -1
-end
-local released = releaseLock(jobKey, keys.stalled, token, jobId, lockDuration)
-if released < 0 then
-  return released
-end
-if rcall("LREM", keys.active, -1, jobId) == 0 then
-  return -3
+local left = leaveActive(jobKey, keys.active, keys.stalled, token, jobId, lockDuration)
+if left < 0 then
+  return left
 end
 rcall("HSET", jobKey, "failedReason", ARGV[6], "stacktrace", ARGV[7], "delay", delay)
 rcall("HINCRBY", jobKey, "atm", 1)

@@ -46,22 +46,16 @@ local pushCmd = ARGV[3] == "RPUSH" and "RPUSH" or "LPUSH"
 local jobId = ARGV[4]
 local token = ARGV[5]
 
---!include releaseLock
+--!include leaveActive
 --!include readQueueState
 --!include promoteDueJobs
 
 local state = readQueueState(metaKey, activeKey)
 promoteDueJobs(delayedKey, waitKey, pausedKey, prioritizedKey, pcKey, markerKey, eventsKey,
                baseKey, now, state)
-if rcall("EXISTS", jobKey) == 0 then
-  return -1
-end
-local released = releaseLock(jobKey, stalledKey, token, jobId, tonumber(ARGV[8]))
-if released < 0 then
-  return released
-end
-if rcall("LREM", activeKey, -1, jobId) == 0 then
-  return -3
+local left = leaveActive(jobKey, activeKey, stalledKey, token, jobId, tonumber(ARGV[8]))
+if left < 0 then
+  return left
 end
 rcall("HSET", jobKey, "failedReason", ARGV[6], "stacktrace", ARGV[7])
 state = readQueueState(metaKey, activeKey)

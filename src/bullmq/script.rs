@@ -70,6 +70,10 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
         include_str!("../../lua/includes/emitEvent.lua"),
     ),
     (
+        "leaveActive",
+        include_str!("../../lua/includes/leaveActive.lua"),
+    ),
+    (
         "promoteDueJobs",
         include_str!("../../lua/includes/promoteDueJobs.lua"),
     ),
