@@ -112,15 +112,32 @@ impl Env {
     }
 
     async fn drain(&self, concurrency: usize) -> RunSummary {
+        self.drain_with(self.handler().await, concurrency).await
+    }
+
+    /// Runs a worker with `handler` until the queue is drained (120 s at most).
+    async fn drain_with(&self, handler: Arc<FetchHandler>, concurrency: usize) -> RunSummary {
         let mut opts = self.queue.options();
         opts.concurrency = concurrency;
-        let handler = self.handler().await;
         let worker = Worker::connect(&self.queue.url, opts, Arc::new(handler), None)
             .await
             .unwrap();
         tokio::time::timeout(Duration::from_secs(120), worker.run(std::future::pending()))
             .await
             .expect("pipeline did not drain within 120 s")
+            .unwrap()
+    }
+
+    /// Every document of `collection`.
+    async fn all(&self, collection: &str) -> Vec<Document> {
+        self.db()
+            .await
+            .collection(collection)
+            .find(doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
             .unwrap()
     }
 
@@ -159,16 +176,7 @@ impl Env {
     }
 
     async fn monitor_notes(&self) -> Vec<String> {
-        let docs: Vec<Document> = self
-            .db()
-            .await
-            .collection("monitorentries")
-            .find(doc! {})
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
+        let docs = self.all("monitorentries").await;
         docs.iter()
             .map(|d| d.get_str("note").unwrap_or("").to_string())
             .collect()
@@ -215,16 +223,7 @@ async fn every_sample_day_is_imported_and_rerunning_changes_nothing() {
     }
     let total: u64 = expected.values().sum();
     assert_eq!(env.count(doc! {}).await, total);
-    let records: Vec<Document> = env
-        .db()
-        .await
-        .collection("filerecords")
-        .find(doc! {})
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let records = env.all("filerecords").await;
     assert_eq!(
         records.len(),
         std::fs::read_dir(samples())
@@ -552,13 +551,7 @@ async fn an_import_clears_the_apps_cached_results() {
     let ids = env.enqueue(&[job("BMC", "2026-02-09", fast_retries())]);
     let cache = CacheInvalidation::new(client.get_connection_manager().await.unwrap(), "cache:*");
     let handler = env.handler_with_cache(Some(cache)).await;
-    let worker = Worker::connect(&env.queue.url, env.queue.options(), Arc::new(handler), None)
-        .await
-        .unwrap();
-    let summary = tokio::time::timeout(Duration::from_secs(60), worker.run(std::future::pending()))
-        .await
-        .unwrap()
-        .unwrap();
+    let summary = env.drain_with(handler, 1).await;
     assert_eq!(summary.completed, 1);
     let left: Vec<String> = redis::cmd("KEYS")
         .arg("*")
@@ -594,25 +587,10 @@ async fn gridfs_storage_imports_the_same_rows() {
         None,
     ));
     let handler = env.handler_with(None, store.clone(), store).await;
-    let worker = Worker::connect(&env.queue.url, env.queue.options(), Arc::new(handler), None)
-        .await
-        .unwrap();
-    let summary = tokio::time::timeout(Duration::from_secs(60), worker.run(std::future::pending()))
-        .await
-        .unwrap()
-        .unwrap();
+    let summary = env.drain_with(handler, 1).await;
     assert_eq!(summary.completed, 1);
     assert_eq!(env.count(day_filter(branch, date)).await, rows);
-    let records: Vec<Document> = env
-        .db()
-        .await
-        .collection("filerecords")
-        .find(doc! {})
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let records = env.all("filerecords").await;
     assert_eq!(records.len(), 7);
     for r in &records {
         let storage = r.get_document("storage").unwrap();

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fetch_worker::bullmq::{JobContext, ProcessError, Processor, ResultCache, Worker};
+use fetch_worker::bullmq::{JobContext, ProcessError, Processor, ResultCache};
 use fetch_worker::processors::{Fail, Noop, Sleep};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
-use crate::support::{NewJob, RedisServer, TestQueue, eventually};
+use crate::support::{NewJob, RedisServer, Running, TestQueue, eventually, wait_count};
 
 /// Every job of a backlog is completed once, with its return value stored.
 #[tokio::test]
@@ -278,34 +278,10 @@ async fn shutdown_hands_back_unfinished_jobs() {
     opts.until_drained = false;
     opts.concurrency = 2;
     opts.shutdown_timeout = Duration::from_millis(800);
-    let worker = Worker::connect(&q.url, opts, Arc::new(Sleep), None)
-        .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(worker.run(async {
-        let _ = rx.await;
-    }));
-    let active = q.keys.active.clone();
+    let running = Running::start(&q.url, opts, Arc::new(Sleep), None).await;
     let mut probe = q.con.clone();
-    eventually(10, "both jobs active", || {
-        let mut con = probe.clone();
-        let key = active.clone();
-        async move {
-            redis::cmd("LLEN")
-                .arg(key)
-                .query_async::<u64>(&mut con)
-                .await
-                .unwrap()
-                == 2
-        }
-    })
-    .await;
-    tx.send(()).unwrap();
-    let summary = tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    wait_count(&probe, "LLEN", &q.keys.active, 2, 10, "both jobs active").await;
+    let summary = running.stop().await;
     assert_eq!((summary.completed, summary.released), (1, 1));
     assert!(q.hget(&quick, "finishedOn").await.is_some());
     assert_eq!(q.lrange(&q.keys.wait.clone()).await, vec![slow.clone()]);
@@ -322,32 +298,16 @@ async fn survives_a_redis_restart() {
     let mut opts = q.options();
     opts.until_drained = false;
     opts.drain_delay = Duration::from_millis(300);
-    let worker = Worker::connect(&q.url, opts, Arc::new(Noop), None)
-        .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(worker.run(async {
-        let _ = rx.await;
-    }));
-    let completed = q.keys.completed.clone();
-    let probe = q.con.clone();
-    let done = |n: u64| {
-        let key = completed.clone();
-        let probe = probe.clone();
-        move || {
-            let key = key.clone();
-            let mut con = probe.clone();
-            async move {
-                redis::cmd("ZCARD")
-                    .arg(key)
-                    .query_async::<u64>(&mut con)
-                    .await
-                    .unwrap_or(0)
-                    == n
-            }
-        }
-    };
-    eventually(10, "first job completed", done(1)).await;
+    let running = Running::start(&q.url, opts, Arc::new(Noop), None).await;
+    wait_count(
+        &q.con,
+        "ZCARD",
+        &q.keys.completed,
+        1,
+        10,
+        "first job completed",
+    )
+    .await;
     server.restart();
     // A fresh connection for the test side.
     let mut q = TestQueue {
@@ -359,27 +319,16 @@ async fn survives_a_redis_restart() {
         ..q
     };
     let after = q.add(NewJob::new(json!({}))).await;
-    let probe2 = q.con.clone();
-    let key = q.keys.completed.clone();
-    eventually(20, "job added after the restart completed", || {
-        let key = key.clone();
-        let mut con = probe2.clone();
-        async move {
-            redis::cmd("ZCARD")
-                .arg(key)
-                .query_async::<u64>(&mut con)
-                .await
-                .unwrap_or(0)
-                == 2
-        }
-    })
+    wait_count(
+        &q.con,
+        "ZCARD",
+        &q.keys.completed,
+        2,
+        20,
+        "job added after the restart completed",
+    )
     .await;
-    tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    running.stop().await;
     assert!(q.hget(&before, "returnvalue").await.is_some());
     assert!(q.hget(&after, "returnvalue").await.is_some());
 }
@@ -413,13 +362,7 @@ async fn results_reach_the_cache_and_the_worker_is_named() {
             }
         }
     }
-    let worker = Worker::connect(&q.url, opts, Arc::new(Either), Some(cache))
-        .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(worker.run(async {
-        let _ = rx.await;
-    }));
+    let running = Running::start(&q.url, opts, Arc::new(Either), Some(cache)).await;
     let mut c0 = cache_client
         .get_multiplexed_async_connection()
         .await
@@ -473,10 +416,5 @@ async fn results_reach_the_cache_and_the_worker_is_named() {
         .unwrap();
     let expected = fetch_worker::bullmq::QueueKeys::client_name("bull", &q.name, Some("rust-1"));
     assert!(list.contains(&format!("name={expected} ")), "{list}");
-    tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }

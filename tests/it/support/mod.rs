@@ -289,3 +289,61 @@ where
     }
     panic!("timed out after {secs} s waiting for: {what}");
 }
+
+/// A worker running in the background until [`Running::stop`].
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<Result<RunSummary, fetch_worker::bullmq::Error>>,
+}
+
+impl Running {
+    /// Connects a worker and runs it until stopped.
+    pub async fn start(
+        url: &str,
+        opts: WorkerOptions,
+        processor: Arc<dyn Processor>,
+        results: Option<fetch_worker::bullmq::ResultCache>,
+    ) -> Running {
+        let worker = Worker::connect(url, opts, processor, results)
+            .await
+            .unwrap();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(worker.run(async {
+            let _ = rx.await;
+        }));
+        Running { stop, run }
+    }
+
+    /// Signals shutdown and waits (10 s at most) for the worker to stop.
+    pub async fn stop(self) -> RunSummary {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.run)
+            .await
+            .expect("worker did not stop within 10 s")
+            .unwrap()
+            .unwrap()
+    }
+}
+
+/// Polls until `command key` (`LLEN`, `ZCARD`, …) answers `n`, failing after `secs` with `what`.
+pub async fn wait_count(
+    con: &MultiplexedConnection,
+    command: &str,
+    key: &str,
+    n: u64,
+    secs: u64,
+    what: &str,
+) {
+    eventually(secs, what, || {
+        let mut con = con.clone();
+        async move {
+            redis::cmd(command)
+                .arg(key)
+                .query_async::<u64>(&mut con)
+                .await
+                .unwrap_or(0)
+                == n
+        }
+    })
+    .await;
+}
