@@ -3,7 +3,7 @@
 // test, workers under test (the Rust binary, or the Node reference worker with WORKER=node),
 // an event recorder on QueueEvents, and bounded waits whose failures say what was seen.
 //
-// Env: WORKER=rust|node (default rust), FETCH_WORKER_BIN (default ../target/debug/fetch-worker
+// Env: WORKER=rust|node (default rust), FETCH_WORKER_BIN (default ../target/release/fetch-worker, else ../target/debug/fetch-worker
 // relative to node-producer-example), BULLMQ_MAJOR=5|6, TEST_LOG=1 (stream worker/redis logs),
 // MONGO_URI (a real MongoDB for the app tests instead of nx-27017).
 
@@ -20,7 +20,14 @@ const { createQueue, createQueueEvents } = require('../src/queue');
 const EXAMPLE_DIR = path.resolve(__dirname, '..');
 const WORKER_SCRIPT = path.join(EXAMPLE_DIR, 'scripts', 'worker.js');
 const WORKER = process.env.WORKER === 'node' ? 'node' : 'rust';
-const FETCH_WORKER_BIN = path.resolve(EXAMPLE_DIR, process.env.FETCH_WORKER_BIN || '../target/debug/fetch-worker');
+// The release build is what tests/setup.sh builds; a debug build is used when it is the only one.
+function defaultWorkerBin() {
+  const release = path.resolve(EXAMPLE_DIR, '../target/release/fetch-worker');
+  return fs.existsSync(release) ? release : path.resolve(EXAMPLE_DIR, '../target/debug/fetch-worker');
+}
+const FETCH_WORKER_BIN = process.env.FETCH_WORKER_BIN
+  ? path.resolve(EXAMPLE_DIR, process.env.FETCH_WORKER_BIN)
+  : defaultWorkerBin();
 const TEST_LOG = Boolean(process.env.TEST_LOG);
 const PREFIX = 'bull';
 
