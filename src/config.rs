@@ -351,8 +351,6 @@ pub struct RunConfig {
     pub import_lease: Duration,
     /// Transactions per import batch.
     pub import_batch_size: usize,
-    /// Exit when the queue is drained.
-    pub until_drained: bool,
     /// Log format.
     pub log_format: LogFormat,
     /// Where `/health` and `/metrics` are served, if anywhere.
@@ -444,7 +442,6 @@ impl RunConfig {
             fetch: FetchConfig::from_args(args.fetch)?,
             import_lease: Duration::from_millis(args.import_lease_ms),
             import_batch_size: args.import_batch_size.max(1),
-            until_drained: args.until_drained,
             log_format: args.log_format,
             metrics_addr,
         })

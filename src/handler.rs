@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::bullmq::{JobContext, ProcessError, Processor};
 use crate::pipeline::combine::{
-    CombineOptions, GroupReport, MonitorEntry, NewBranches, RowSink, combine_paths,
+    CombineOptions, FileType, GroupReport, MonitorEntry, NewBranches, RowSink, combine_paths,
 };
 use crate::pipeline::day::{Branch, BusinessDate, PosNo};
 use crate::pipeline::fetch::{FetchError, PosClient, StoredFile};
@@ -196,20 +196,6 @@ impl JobDay {
         let date = BusinessDate::parse(text("date")?).map_err(|e| e.to_string())?;
         Ok(JobDay { branch, pos, date })
     }
-
-    fn import_day(&self) -> Result<Day, String> {
-        let date = chrono::NaiveDate::from_ymd_opt(
-            i32::from(self.date.year()),
-            u32::from(self.date.month()),
-            u32::from(self.date.day()),
-        )
-        .ok_or("bad date")?;
-        Ok(Day {
-            branch: self.branch.as_str().to_string(),
-            pos: u16::from(self.pos.get()),
-            date,
-        })
-    }
 }
 
 impl Processor for Arc<FetchHandler> {
@@ -317,9 +303,9 @@ impl FetchHandler {
         let started = Instant::now();
         let day = JobDay::from_data(&job.data)
             .map_err(|e| ProcessError::permanent(format!("invalid job data: {e}")))?;
-        let mday = day
-            .import_day()
-            .map_err(|e| ProcessError::permanent(format!("invalid job data: {e}")))?;
+        let mday = Day::from_parts(&day.branch, day.pos, day.date).ok_or_else(|| {
+            ProcessError::permanent(format!("invalid job data: no calendar date {}", day.date))
+        })?;
         let last_attempt = job.attempts_made + 1 >= job.attempts.max(1);
         let report_to = Reporter {
             job: &job,
@@ -446,7 +432,7 @@ impl FetchHandler {
             let rd5000 = report
                 .files
                 .iter()
-                .find(|f| f.file_type.to_string() == "rd5000")
+                .find(|f| f.file_type == FileType::Rd5000)
                 .map(|f| f.file_name.clone())
                 .unwrap_or_default();
             self.monitor(
@@ -486,7 +472,7 @@ impl FetchHandler {
                 let used = report.files.iter().find(|c| c.file_name == s.file_name);
                 let rows = match used {
                     None => 0,
-                    Some(c) if c.file_type.to_string() == "rd5000" => report.rows,
+                    Some(c) if c.file_type == FileType::Rd5000 => report.rows,
                     Some(c) => report
                         .tables
                         .get(&c.file_type)
@@ -563,13 +549,10 @@ impl FetchHandler {
         let report = match combine.await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
-                let retry = e.is_transient();
-                let msg = format!("combine failed: {e}");
-                return Err(if retry {
-                    ProcessError::retryable(msg)
-                } else {
-                    ProcessError::permanent(msg)
-                });
+                return Err(ProcessError::new(
+                    format!("combine failed: {e}"),
+                    e.is_transient(),
+                ));
             }
             Err(e) => return Err(ProcessError::retryable(format!("combine task failed: {e}"))),
         };
@@ -622,21 +605,11 @@ impl Reporter<'_> {
 }
 
 fn fetch_error(context: &str, e: &FetchError) -> ProcessError {
-    let msg = format!("{context}: {e}");
-    if e.is_transient() {
-        ProcessError::retryable(msg)
-    } else {
-        ProcessError::permanent(msg)
-    }
+    ProcessError::new(format!("{context}: {e}"), e.is_transient())
 }
 
 fn import_error(e: crate::pipeline::import::ImportError) -> ProcessError {
-    let msg = format!("import failed: {e}");
-    if e.is_transient() {
-        ProcessError::retryable(msg)
-    } else {
-        ProcessError::permanent(msg)
-    }
+    ProcessError::new(format!("import failed: {e}"), e.is_transient())
 }
 
 /// Hands the combine pass's typed rows to the async importer in batches.

@@ -32,6 +32,16 @@ pub struct ProcessError {
 }
 
 impl ProcessError {
+    /// A failure that is retried when `retryable` (the caller's error says whether it is
+    /// transient) and fails the job at once otherwise.
+    pub fn new(message: impl Into<String>, retryable: bool) -> ProcessError {
+        ProcessError {
+            message: message.into(),
+            retryable,
+            detail: Vec::new(),
+        }
+    }
+
     /// A failure worth retrying (network, a busy server).
     pub fn retryable(message: impl Into<String>) -> ProcessError {
         ProcessError {

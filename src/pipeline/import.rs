@@ -40,6 +40,7 @@ use mongodb::options::{IndexOptions, InsertManyOptions};
 use mongodb::{Collection, Database, IndexModel};
 use rust_decimal::Decimal;
 
+use super::day::{Branch, BusinessDate, PosNo};
 use super::record::Transaction;
 
 /// How long a day's import lease lasts without renewal, by default. Renewed with every batch;
@@ -90,6 +91,21 @@ pub struct Day {
 }
 
 impl Day {
+    /// The day named by validated parts. `None` only if the date does not exist in the
+    /// calendar, which [`BusinessDate::parse`] already rules out.
+    pub fn from_parts(branch: &Branch, pos: PosNo, date: BusinessDate) -> Option<Day> {
+        let date = NaiveDate::from_ymd_opt(
+            i32::from(date.year()),
+            u32::from(date.month()),
+            u32::from(date.day()),
+        )?;
+        Some(Day {
+            branch: branch.as_str().to_string(),
+            pos: u16::from(pos.get()),
+            date,
+        })
+    }
+
     fn lease_id(&self) -> String {
         format!("{}|{}|{}", self.branch, self.pos, self.date)
     }
