@@ -52,6 +52,50 @@ async fn complete(
     scripts::move_to_finished::call(&mut q.con, &keys, now_ms(), &f, &claim_args(token)).await
 }
 
+/// An immediate retry of `id` (held with `token`) through `retryJob`.
+async fn retry(q: &mut TestQueue, id: &str, token: &str, lifo: bool, reason: &str) {
+    let keys = q.keys.clone();
+    scripts::retry_job::call(
+        &mut q.con,
+        &keys,
+        now_ms(),
+        id,
+        token,
+        lifo,
+        reason,
+        "[]",
+        30_000,
+    )
+    .await
+    .unwrap();
+}
+
+/// A backoff retry of `id` (held with `token`) through `moveToDelayed`, due `ms` after `now`.
+async fn delay(
+    q: &mut TestQueue,
+    now: u64,
+    id: &str,
+    ms: u64,
+    reason: &str,
+    fetch_next: bool,
+    token: &str,
+) -> Claim {
+    let keys = q.keys.clone();
+    scripts::move_to_delayed::call(
+        &mut q.con,
+        &keys,
+        now,
+        id,
+        ms,
+        reason,
+        "[]",
+        fetch_next,
+        &claim_args(token),
+    )
+    .await
+    .unwrap()
+}
+
 /// A claim moves the job from wait to active, locks it with the token, stamps processedOn,
 /// ats and pb, emits `active`, and leaves the wake marker for the next worker.
 #[tokio::test]
@@ -217,19 +261,7 @@ async fn retry_job_returns_job_to_wait_and_counts_the_attempt() {
     let b = q.add(NewJob::new(json!({}))).await;
     job_id(claim(&mut q, "t").await);
     let keys = q.keys.clone();
-    scripts::retry_job::call(
-        &mut q.con,
-        &keys,
-        now_ms(),
-        &a,
-        "t",
-        false,
-        "flaky",
-        "[]",
-        30_000,
-    )
-    .await
-    .unwrap();
+    retry(&mut q, &a, "t", false, "flaky").await;
     // FIFO: a went to the back, so b is next (wait is consumed from the right).
     assert_eq!(q.lrange(&keys.wait).await, vec![a.clone(), b.clone()]);
     assert_eq!(q.hget(&a, "atm").await.as_deref(), Some("1"));
@@ -240,19 +272,7 @@ async fn retry_job_returns_job_to_wait_and_counts_the_attempt() {
     );
     // LIFO retry goes to the front.
     assert_eq!(job_id(claim(&mut q, "u").await), b);
-    scripts::retry_job::call(
-        &mut q.con,
-        &keys,
-        now_ms(),
-        &b,
-        "u",
-        true,
-        "again",
-        "[]",
-        30_000,
-    )
-    .await
-    .unwrap();
+    retry(&mut q, &b, "u", true, "again").await;
     assert_eq!(q.lrange(&keys.wait).await, vec![a, b]);
 }
 
@@ -266,19 +286,7 @@ async fn move_to_delayed_packs_the_score_and_promotion_brings_it_back() {
     job_id(claim(&mut q, "t").await);
     let keys = q.keys.clone();
     let now = now_ms();
-    let next = scripts::move_to_delayed::call(
-        &mut q.con,
-        &keys,
-        now,
-        &id,
-        300,
-        "later",
-        "[]",
-        true,
-        &claim_args("t"),
-    )
-    .await
-    .unwrap();
+    let next = delay(&mut q, now, &id, 300, "later", true, "t").await;
     assert!(matches!(next, Claim::Empty));
     let score: f64 = redis::cmd("ZSCORE")
         .arg(&keys.delayed)
@@ -325,32 +333,8 @@ async fn delayed_jobs_due_together_keep_fifo_order() {
     job_id(claim(&mut q, "u").await);
     let keys = q.keys.clone();
     let now = now_ms();
-    scripts::move_to_delayed::call(
-        &mut q.con,
-        &keys,
-        now,
-        &a,
-        100,
-        "x",
-        "[]",
-        false,
-        &claim_args("t"),
-    )
-    .await
-    .unwrap();
-    scripts::move_to_delayed::call(
-        &mut q.con,
-        &keys,
-        now,
-        &b,
-        100,
-        "x",
-        "[]",
-        false,
-        &claim_args("u"),
-    )
-    .await
-    .unwrap();
+    delay(&mut q, now, &a, 100, "x", false, "t").await;
+    delay(&mut q, now, &b, 100, "x", false, "u").await;
     assert_eq!(q.zrange(&keys.delayed).await, vec![a, b]);
 }
 
@@ -532,19 +516,7 @@ async fn paused_queue_claims_nothing_and_retries_go_to_paused() {
         .await
         .unwrap();
     assert!(matches!(claim(&mut q, "u").await, Claim::Empty));
-    scripts::retry_job::call(
-        &mut q.con,
-        &keys,
-        now_ms(),
-        &a,
-        "t",
-        false,
-        "x",
-        "[]",
-        30_000,
-    )
-    .await
-    .unwrap();
+    retry(&mut q, &a, "t", false, "x").await;
     assert_eq!(q.lrange(&keys.paused).await, vec![a.clone(), b.clone()]);
     assert_eq!(q.llen(&keys.wait).await, 0);
     // A v5 resume.
