@@ -138,10 +138,30 @@ pub struct RunArgs {
     /// (a `SCAN MATCH` glob; empty disables it).
     #[arg(long, env = "CACHE_INVALIDATE_PATTERN", default_value = "cache:*")]
     pub cache_invalidate_pattern: String,
-    /// How long a day's import lease lasts without renewal (ms): after a worker dies mid-import,
-    /// the day can be imported again once this has passed.
+    /// How long a day's import lease lasts without renewal (ms). A re-run of the same job takes
+    /// the day over at once; another job waits (delayed) until the lease has run out.
     #[arg(long, env = "IMPORT_LEASE_MS", default_value_t = 120_000)]
     pub import_lease_ms: u64,
+    /// MongoDB: how long to wait for a suitable server before an operation fails (ms), unless
+    /// the URI sets `serverSelectionTimeoutMS`.
+    #[arg(
+        long,
+        env = "MONGO_SERVER_SELECTION_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub mongo_server_selection_timeout_ms: u64,
+    /// MongoDB: how long to wait for a TCP (and TLS) connection (ms), unless the URI sets
+    /// `connectTimeoutMS`.
+    #[arg(long, env = "MONGO_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub mongo_connect_timeout_ms: u64,
+    /// MongoDB: the client-side bound on any one operation (ms). The driver has no socket
+    /// timeout; past this the request is abandoned and its connection closed.
+    #[arg(long, env = "MONGO_OP_TIMEOUT_MS", default_value_t = 30_000)]
+    pub mongo_op_timeout_ms: u64,
+    /// MongoDB: `maxTimeMS` of every import write (ms): the server stops a write running longer.
+    /// A takeover of an unfinished import waits this (plus 2 s) before deleting stale rows.
+    #[arg(long, env = "MONGO_WRITE_MAX_TIME_MS", default_value_t = 10_000)]
+    pub mongo_write_max_time_ms: u64,
     /// Transactions written per MongoDB round trip.
     #[arg(long, env = "IMPORT_BATCH_SIZE", default_value_t = 1000)]
     pub import_batch_size: usize,
@@ -347,8 +367,12 @@ pub struct RunConfig {
     pub cache_invalidate_pattern: Option<String>,
     /// POS server and raw storage settings.
     pub fetch: FetchConfig,
-    /// Import lease duration.
-    pub import_lease: Duration,
+    /// Import lease and MongoDB operation bounds.
+    pub import_timeouts: crate::pipeline::import::ImportTimeouts,
+    /// MongoDB server selection timeout (when the URI does not set one).
+    pub mongo_server_selection_timeout: Duration,
+    /// MongoDB connect timeout (when the URI does not set one).
+    pub mongo_connect_timeout: Duration,
     /// Transactions per import batch.
     pub import_batch_size: usize,
     /// Log format.
@@ -376,6 +400,25 @@ impl RunConfig {
             name,
             reason: reason.to_string(),
         };
+        for (name, ms) in [
+            (
+                "MONGO_SERVER_SELECTION_TIMEOUT_MS",
+                args.mongo_server_selection_timeout_ms,
+            ),
+            ("MONGO_CONNECT_TIMEOUT_MS", args.mongo_connect_timeout_ms),
+            ("MONGO_OP_TIMEOUT_MS", args.mongo_op_timeout_ms),
+            ("MONGO_WRITE_MAX_TIME_MS", args.mongo_write_max_time_ms),
+        ] {
+            if ms < 100 {
+                return Err(invalid(name, "must be at least 100 ms"));
+            }
+        }
+        if args.mongo_write_max_time_ms >= args.mongo_op_timeout_ms {
+            return Err(invalid(
+                "MONGO_WRITE_MAX_TIME_MS",
+                "must be below MONGO_OP_TIMEOUT_MS, so the server gives up on a write before the client does",
+            ));
+        }
         if args.job_concurrency == 0 {
             return Err(invalid("JOB_CONCURRENCY", "must be at least 1"));
         }
@@ -440,7 +483,15 @@ impl RunConfig {
             new_branches: args.new_branches,
             cache_invalidate_pattern: Some(args.cache_invalidate_pattern).filter(|p| !p.is_empty()),
             fetch: FetchConfig::from_args(args.fetch)?,
-            import_lease: Duration::from_millis(args.import_lease_ms),
+            import_timeouts: crate::pipeline::import::ImportTimeouts {
+                lease: Duration::from_millis(args.import_lease_ms),
+                op_timeout: Duration::from_millis(args.mongo_op_timeout_ms),
+                write_max_time: Duration::from_millis(args.mongo_write_max_time_ms),
+            },
+            mongo_server_selection_timeout: Duration::from_millis(
+                args.mongo_server_selection_timeout_ms,
+            ),
+            mongo_connect_timeout: Duration::from_millis(args.mongo_connect_timeout_ms),
             import_batch_size: args.import_batch_size.max(1),
             log_format: args.log_format,
             metrics_addr,

@@ -22,7 +22,7 @@ use crate::pipeline::combine::{
 };
 use crate::pipeline::day::{Branch, BusinessDate, PosNo};
 use crate::pipeline::fetch::{FetchError, PosClient, StoredFile};
-use crate::pipeline::import::{Day, FileRecord, FileStatus, Importer};
+use crate::pipeline::import::{Day, FileRecord, FileStatus, ImportError, Importer};
 use crate::pipeline::record::Transaction;
 use crate::pipeline::storage::RawStorage;
 
@@ -246,8 +246,17 @@ impl FetchHandler {
 
         let client = PosClient::new(config.fetch.options.clone())
             .map_err(|e| SetupError::Config(e.to_string()))?;
-        let mongo = mongodb::Client::with_uri_str(&config.mongo_uri)
+        let mut mongo_options = mongodb::options::ClientOptions::parse(&config.mongo_uri)
             .await
+            .map_err(|e| SetupError::Mongo(e.to_string()))?;
+        // Bounded waits: a URI that sets its own timeouts keeps them.
+        mongo_options
+            .server_selection_timeout
+            .get_or_insert(config.mongo_server_selection_timeout);
+        mongo_options
+            .connect_timeout
+            .get_or_insert(config.mongo_connect_timeout);
+        let mongo = mongodb::Client::with_options(mongo_options)
             .map_err(|e| SetupError::Mongo(e.to_string()))?;
         let db = mongo
             .default_database()
@@ -257,7 +266,7 @@ impl FetchHandler {
             .name
             .clone()
             .unwrap_or_else(|| format!("fetch-worker-{}", std::process::id()));
-        let importer = Importer::new(db.clone(), owner).with_lease(config.import_lease);
+        let importer = Importer::new(db.clone(), owner).with_timeouts(config.import_timeouts);
         importer
             .ensure_indexes()
             .await
@@ -299,18 +308,38 @@ impl FetchHandler {
         })
     }
 
+    /// One attempt: the story in [`FetchHandler::attempt`]; here, what every final failure
+    /// leaves behind. A failure that ends the job (permanent, or the last attempt) writes one
+    /// monitor entry, so a person sees every day the queue gave up on.
     async fn run(&self, job: JobContext) -> Result<Value, ProcessError> {
-        let started = Instant::now();
         let day = JobDay::from_data(&job.data)
             .map_err(|e| ProcessError::permanent(format!("invalid job data: {e}")))?;
         let mday = Day::from_parts(&day.branch, day.pos, day.date).ok_or_else(|| {
             ProcessError::permanent(format!("invalid job data: no calendar date {}", day.date))
         })?;
-        let last_attempt = job.attempts_made + 1 >= job.attempts.max(1);
-        let report_to = Reporter {
-            job: &job,
-            day: &day,
-        };
+        let outcome = self.attempt(&job, &day, &mday).await;
+        if let Err(err) = &outcome {
+            let last_attempt = job.attempts_made + 1 >= job.attempts.max(1);
+            if !is_wait(err) && (last_attempt || !err.retryable) {
+                self.monitor(&mday, &err.message).await;
+            }
+        }
+        outcome
+    }
+
+    async fn attempt(
+        &self,
+        job: &JobContext,
+        day: &JobDay,
+        mday: &Day,
+    ) -> Result<Value, ProcessError> {
+        let started = Instant::now();
+        let report_to = Reporter { job, day };
+
+        // 0. A day another job is importing right now: wait for it, before downloading anything.
+        if let Err(e) = self.importer.check_free(mday, &job.id).await {
+            return Err(self.import_failure(e, mday, job, &report_to).await);
+        }
 
         // 1. List.
         report_to
@@ -323,9 +352,6 @@ impl FetchHandler {
             Ok(l) => l,
             Err(e) => {
                 let err = fetch_error("listing failed", &e);
-                if last_attempt || !err.retryable {
-                    self.monitor(&mday, &format!("listing failed: {e}")).await;
-                }
                 report_to.log(format!("listing failed: {e}")).await;
                 return Err(err);
             }
@@ -379,7 +405,7 @@ impl FetchHandler {
                         checksum: s.sha256.clone(),
                     };
                     self.importer
-                        .record_file(&mday, &record)
+                        .record_file(mday, &record)
                         .await
                         .map_err(|e| {
                             ProcessError::retryable(format!("recording {}: {e}", s.file_name))
@@ -388,10 +414,6 @@ impl FetchHandler {
                 }
                 Err(e) => {
                     let err = fetch_error(&format!("download of {} failed", file.as_str()), &e);
-                    if last_attempt || !err.retryable {
-                        self.monitor(&mday, &format!("download failed: {}: {e}", file.as_str()))
-                            .await;
-                    }
                     report_to
                         .log(format!("download of {} failed: {e}", file.as_str()))
                         .await;
@@ -408,7 +430,7 @@ impl FetchHandler {
         report_to.progress(progress::COMBINING).await;
         let scratch = std::env::temp_dir().join(format!("fetch-worker-{}", uuid::Uuid::new_v4()));
         let outcome = self
-            .combine_and_import(&day, &mday, &stored, &scratch, &report_to)
+            .combine_and_import(day, mday, &stored, &scratch, &report_to)
             .await;
         let _ = tokio::fs::remove_dir_all(&scratch).await;
         let (report, written, removed) = match outcome {
@@ -416,7 +438,7 @@ impl FetchHandler {
             Err(err) => {
                 let _ = self
                     .importer
-                    .mark_files(&mday, &names, FileStatus::Error, Some(&err.message))
+                    .mark_files(mday, &names, FileStatus::Error, Some(&err.message))
                     .await;
                 return Err(err);
             }
@@ -425,7 +447,7 @@ impl FetchHandler {
             m.rows_imported(written);
         }
         self.importer
-            .mark_files(&mday, &names, FileStatus::Parsed, None)
+            .mark_files(mday, &names, FileStatus::Parsed, None)
             .await
             .map_err(|e| ProcessError::retryable(format!("updating file records: {e}")))?;
         if report.monitor_rows > 0 {
@@ -436,7 +458,7 @@ impl FetchHandler {
                 .map(|f| f.file_name.clone())
                 .unwrap_or_default();
             self.monitor(
-                &mday,
+                mday,
                 &format!("date mismatch rows={} for {rd5000}", report.monitor_rows),
             )
             .await;
@@ -512,7 +534,19 @@ impl FetchHandler {
             })?;
             paths.push(p);
         }
-        let mut import = self.importer.begin(mday).await.map_err(import_error)?;
+        let mut import = match self.importer.begin(mday, &report_to.job.id).await {
+            Ok(import) => import,
+            Err(e) => return Err(self.import_failure(e, mday, report_to.job, report_to).await),
+        };
+        if import.fence() > 1 {
+            report_to
+                .log(format!(
+                    "importing {} as import #{} of the day",
+                    mday.record_id(),
+                    import.fence()
+                ))
+                .await;
+        }
         let (tx, mut rx) = mpsc::channel::<Vec<Transaction>>(2);
         let options = CombineOptions {
             new_branches: self.new_branches.clone(),
@@ -557,7 +591,7 @@ impl FetchHandler {
             Err(e) => return Err(ProcessError::retryable(format!("combine task failed: {e}"))),
         };
         if let Some(e) = write_error {
-            return Err(import_error(e));
+            return Err(self.import_failure(e, mday, report_to.job, report_to).await);
         }
         let group = report
             .groups
@@ -570,8 +604,44 @@ impl FetchHandler {
                 group.rows
             ))
             .await;
-        let (written, removed) = import.finish().await.map_err(import_error)?;
+        let (written, removed) = match import.finish().await {
+            Ok(done) => done,
+            Err(e) => return Err(self.import_failure(e, mday, report_to.job, report_to).await),
+        };
         Ok((group, written, removed))
+    }
+
+    /// Turns an import error into the attempt's outcome. Another job importing the day (or
+    /// having just overtaken this import) makes the job wait in `delayed` until that job's
+    /// lease runs out, without using an attempt; anything else fails the attempt.
+    async fn import_failure(
+        &self,
+        e: ImportError,
+        day: &Day,
+        job: &JobContext,
+        report_to: &Reporter<'_>,
+    ) -> ProcessError {
+        let busy = match e {
+            ImportError::Busy { .. } => e,
+            ImportError::Fenced { .. } => {
+                report_to
+                    .log(format!("{e}; checking who holds the day"))
+                    .await;
+                match self.importer.check_free(day, &job.id).await {
+                    Err(busy @ ImportError::Busy { .. }) => busy,
+                    _ => return import_error(e),
+                }
+            }
+            other => return import_error(other),
+        };
+        let ImportError::Busy { until_ms, .. } = &busy else {
+            return import_error(busy);
+        };
+        // Wake a little after the lease's end (its holder may renew it; then we wait again).
+        let until = u64::try_from(*until_ms).unwrap_or(0) + 250;
+        let reason = format!("waiting: {busy}");
+        report_to.log(reason.clone()).await;
+        wait_until(until, reason)
     }
 
     async fn monitor(&self, day: &Day, note: &str) {
@@ -608,8 +678,35 @@ fn fetch_error(context: &str, e: &FetchError) -> ProcessError {
     ProcessError::new(format!("{context}: {e}"), e.is_transient())
 }
 
-fn import_error(e: crate::pipeline::import::ImportError) -> ProcessError {
-    ProcessError::new(format!("import failed: {e}"), e.is_transient())
+fn import_error(e: ImportError) -> ProcessError {
+    ProcessError::new(
+        format!("import failed: {}", error_chain(&e)),
+        e.is_transient(),
+    )
+}
+
+/// `error: cause: cause…`, so a failure says what the driver said, not only what we tried.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The job waits in `delayed` until `until_ms`, without using an attempt.
+fn wait_until(until_ms: u64, reason: String) -> ProcessError {
+    // TEMPORARY until the processor API can delay a job: a retry.
+    let _ = until_ms;
+    ProcessError::retryable(reason)
+}
+
+/// True for the outcome of [`wait_until`].
+fn is_wait(err: &ProcessError) -> bool {
+    err.message.starts_with("waiting: ")
 }
 
 /// Hands the combine pass's typed rows to the async importer in batches.

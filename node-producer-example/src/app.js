@@ -2,7 +2,7 @@
 // The app's Express side of the `fetch` queue, testable without listening:
 //
 //   POST /missing       {branches_missing} → one `fetch-job` {branch, pos, date} per POS day
-//   GET  /missing       ?start&end → the POS days without transactions, as branches_missing
+//   GET  /missing       ?start&end → the POS days not imported (no `done` import record), as branches_missing
 //   GET  /jobs/:id      a job's state, progress, attempts, result or failure, timestamps
 //   GET  /health        Redis PING and MongoDB ping
 //   /admin/queues       Bull Board behind basic auth (only when credentials are given)
@@ -91,7 +91,7 @@ async function describeJob(job) {
  *
  * @param {object} options
  * @param {object} options.queue      a BullMQ Queue (src/queue.js createQueue)
- * @param {object} options.mongoDb    a mongodb Db (collection `transactions`)
+ * @param {object} options.mongoDb    a mongodb Db (collection `imports`, the worker's record per day)
  * @param {string[]} options.branches the branches GET /missing expects (src/branches.js)
  * @param {{user: string, password: string}|null} [options.boardAuth] Bull Board's credentials;
  *        without them the board is not mounted
@@ -137,7 +137,7 @@ function createApp({
     const range = parseRange(start, end, maxRangeDays === undefined ? {} : { maxDays: maxRangeDays });
     let present;
     try {
-      present = await presentDays(mongoDb.collection('transactions'), { branches: branchList, start: range.start, end: range.end });
+      present = await presentDays(mongoDb.collection('imports'), { branches: branchList, days: range.days });
     } catch (err) {
       throw mongoError(err);
     }

@@ -1,7 +1,8 @@
 'use strict';
 // Missing POS days: the `branches_missing` shape (docs/pos-formats.md §4.1, §5.1)
 // `{BRANCH: {"1": ["YYYY-MM-DD", …], "2": […]}}`, validated on the way in (POST /missing) and
-// computed from MongoDB's `transactions` on the way out (GET /missing).
+// computed from the worker's `imports` records on the way out (GET /missing): a day is present
+// when its import finished, not when some of its rows exist.
 
 /** The most jobs one POST /missing may enqueue. */
 const MAX_JOBS = 10000;
@@ -142,42 +143,29 @@ function dayKey(branch, pos, day) {
   return `${branch}|${pos}|${day}`;
 }
 
+/** How many record ids one `$in` query names at most. */
+const IDS_PER_QUERY = 5000;
+
 /**
- * The (branch, pos, day) keys that have at least one transaction in [start, end], for the
- * given branches and POS 1-2: one aggregation, `$match` on the date range (the `{branch, date,
- * pos}` index), `$group` by branch, pos and UTC day.
+ * The (branch, pos, day) keys whose import finished: the worker's `imports` record of the day
+ * (`_id` `BRANCH|pos|YYYY-MM-DD`, the same shape as dayKey) says `state: "done"`.
  *
- * The group key is one string (`$concat` of the branch, the POS and `$dateToString` of the
- * date) rather than a `{branch, pos, date}` document: MongoDB answers both alike, but the
- * MongoDB-wire server the tests use (nx-27017 0.8.1) returns the field paths of a document key
- * literally (`{"branch": "$branch", …}`) and nothing at all for a bare `$date` key after a
- * `$match` on dates. A transaction at any time of a day counts for that UTC day.
+ * Rows alone never make a day present: an import that crashed, was handed back or hit an
+ * outage leaves some rows and its record `running`, and such a day must be reported missing
+ * (and so enqueued again) until an import finishes it. A day being imported right now is
+ * missing too; enqueueing it again is harmless (the duplicate job waits for the running one).
  *
  * @returns {Promise<Set<string>>} dayKey(branch, pos, 'YYYY-MM-DD') of the days present
  */
-async function presentDays(collection, { branches, start, end }) {
-  const pipeline = [
-    {
-      $match: {
-        date: { $gte: start, $lt: new Date(end.getTime() + DAY_MS) },
-        branch: { $in: branches },
-        pos: { $in: POS_NUMBERS },
-      },
-    },
-    {
-      $group: {
-        _id: {
-          $concat: [
-            '$branch', '|', { $toString: '$pos' }, '|',
-            { $dateToString: { format: '%Y-%m-%d', date: '$date', timezone: 'UTC' } },
-          ],
-        },
-      },
-    },
-  ];
+async function presentDays(collection, { branches, days }) {
+  const ids = branches.flatMap((branch) => POS_NUMBERS.flatMap((pos) => days.map((day) => dayKey(branch, pos, day))));
   const present = new Set();
-  for await (const { _id: key } of collection.aggregate(pipeline, { maxTimeMS: 60000 })) {
-    if (typeof key === 'string') present.add(key);
+  for (let i = 0; i < ids.length; i += IDS_PER_QUERY) {
+    const chunk = ids.slice(i, i + IDS_PER_QUERY);
+    const cursor = collection.find({ _id: { $in: chunk }, state: 'done' }, { projection: { _id: 1 }, maxTimeMS: 60000 });
+    for await (const { _id: key } of cursor) {
+      if (typeof key === 'string') present.add(key);
+    }
   }
   return present;
 }

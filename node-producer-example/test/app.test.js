@@ -186,23 +186,30 @@ describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_
   // -------------------------------------------------------------------------------------------
   // GET /missing
 
-  it('GET /missing answers every branch × POS × day less the days with transactions', async (t) => {
+  it('GET /missing answers every branch × POS × day less the days whose import is done', async (t) => {
     const { h, http, mongoDb } = await appHarness(t, { branches: ['BMC', 'BIA', 'AYALA-FRN'] });
     const days = ['2026-02-27', '2026-02-28', '2026-03-01', '2026-03-02'];
-    const tx = (branch, pos, day, extra = {}) => ({ branch, pos, date: midnight(day), productName: 'x', ...extra });
-    const docs = [
-      // BMC: POS 1 has 02-27 (twice) and 03-01; POS 2 has 02-28.
-      tx('BMC', 1, '2026-02-27'), tx('BMC', 1, '2026-02-27'), tx('BMC', 1, '2026-03-01'),
-      tx('BMC', 2, '2026-02-28'),
-      // BIA: POS 2 complete, POS 1 nothing in range (a row the day before and the day after).
-      ...days.map((d) => tx('BIA', 2, d)),
-      tx('BIA', 1, '2026-02-26'), tx('BIA', 1, '2026-03-03'),
+    const done = (branch, pos, day) => ({ _id: `${branch}|${pos}|${day}`, state: 'done', fence: 1, untilMs: 0 });
+    const records = [
+      // BMC: POS 1 has 02-27 and 03-01 done; POS 2 has 02-28.
+      done('BMC', 1, '2026-02-27'), done('BMC', 1, '2026-03-01'), done('BMC', 2, '2026-02-28'),
+      // BIA: POS 2 complete, POS 1 nothing in range (the day before and the day after).
+      ...days.map((d) => done('BIA', 2, d)),
+      done('BIA', 1, '2026-02-26'), done('BIA', 1, '2026-03-03'),
       // AYALA-FRN: complete on both POS → left out of the answer.
-      ...days.flatMap((d) => [tx('AYALA-FRN', 1, d), tx('AYALA-FRN', 2, d)]),
-      // Not counted: a branch outside the list, POS 3, a POS stored as a string.
-      tx('OTHER', 1, '2026-02-27'), tx('BMC', 3, '2026-02-28'), tx('BMC', '2', '2026-03-02'),
+      ...days.flatMap((d) => [done('AYALA-FRN', 1, d), done('AYALA-FRN', 2, d)]),
+      // Not counted: a branch outside the list, POS 3.
+      done('OTHER', 1, '2026-02-27'), done('BMC', 3, '2026-02-28'),
+      // Half imported: a crashed import left its record running (lease run out, or still live).
+      { _id: 'BMC|2|2026-03-01', state: 'running', fence: 2, untilMs: 0 },
+      { _id: 'BMC|1|2026-02-28', state: 'running', fence: 1, untilMs: Date.now() + 600000 },
     ];
-    await mongoDb.collection('transactions').insertMany(docs);
+    await mongoDb.collection('imports').insertMany(records);
+    // Rows alone do not make a day present (the crashed imports above left some).
+    const tx = (branch, pos, day) => ({ branch, pos, date: midnight(day), productName: 'x' });
+    await mongoDb.collection('transactions').insertMany([
+      tx('BMC', 2, '2026-03-01'), tx('BMC', 1, '2026-02-28'), tx('BMC', 2, '2026-03-02'),
+    ]);
 
     const res = await http.request('GET', '/missing?start=2026-02-27&end=2026-03-02');
     assert.equal(res.status, 200, JSON.stringify(res.body));
@@ -425,7 +432,7 @@ describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_
     const port = await s.freePort();
     const dbName = mongo.server.uniqueDbName('server');
     t.after(() => client.db(dbName).dropDatabase().catch(() => {}));
-    await client.db(dbName).collection('transactions').insertOne({ branch: 'XA', pos: 1, date: midnight('2026-02-09') });
+    await client.db(dbName).collection('imports').insertOne({ _id: 'XA|1|2026-02-09', state: 'done' });
     const child = spawn(process.execPath, [path.join(EXAMPLE_DIR, 'src', 'server.js')], {
       cwd: EXAMPLE_DIR,
       env: {

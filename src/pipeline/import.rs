@@ -1,34 +1,112 @@
-//! MongoDB: typed transactions, file records and monitor entries, imported idempotently.
+//! MongoDB: typed transactions, file records and monitor entries, imported exactly once per
+//! row, under crashes, retries, duplicate jobs and slow or delayed writes.
 //!
 //! # Collections (the app's models)
 //!
 //! - `transactions` (`Transaction`): one document per rd5000 row, `_id` = the row key (see
 //!   [`crate::pipeline::record`]), money as Decimal128, `date` as a BSON date (midnight UTC),
-//!   plus `importId` (a UUID string) and `importedAt`. Index `{branch, date, pos}`.
+//!   plus `importId` (a UUID string), `importedAt` and `fence` (the number of the import that
+//!   wrote it). Index `{branch, date, pos}`. The collection also holds one *fence guard*
+//!   document per imported day, `{_id: "~fence|<branch>|<pos>|<date>", kind: "importFence",
+//!   fence}`: it has no `branch`, `date` or `pos`, so no query for transactions of a day ever
+//!   sees it (see "Why the guard lives in `transactions`").
 //! - `filerecords` (`FileRecord`): one per downloaded file, unique per
 //!   `{branch, pos, date, filename}`; `status` goes `raw` → `parsed` or `error`.
 //! - `monitorentries` (`MonitorEntry`): `{branch, pos, date, note, createdAt}` for date
-//!   mismatches and for listing or download failures that used up the job's attempts.
-//! - `imports`: one record per (branch, pos, date): the lease of the import that runs
-//!   (`untilMs`, a number, so expiry compares the same on every server), `state` `running` or
-//!   `done`, and the last import's `importId`, `rows`, `startedAt`, `finishedAt`.
+//!   mismatches and for failures that ended a job for good.
+//! - `imports`: one record per (branch, pos, date), `_id` `<branch>|<pos>|<date>`: `fence` (a
+//!   number that only grows, one per import that began), `state` (`running` or `done`), the
+//!   `job` that runs or ran it (an opaque text from the caller, for example the BullMQ job
+//!   id), its lease `untilMs` (renewed with every batch; a number, so expiry compares the same
+//!   on every server), `owner` (the process, for diagnosis), and the last import's `importId`,
+//!   `rows`, `removed`, `startedAt`, `finishedAt`. **A day is present exactly when its record
+//!   says `done`**: the producer's missing-day report reads this, never "some row exists".
 //!
-//! # The import guarantee
+//! # The guarantee
 //!
-//! Importing a day runs under a lease (its `imports` record, renewed per batch), so two imports
-//! of the same day never interleave; a second one fails with a retryable error and runs later.
-//! The record is written before any row, so a day without a record has no rows: its import
-//! uses plain inserts (as fast as a bare `insert_many`). Otherwise every row is replaced in
-//! place under its row key (`_id`) with this import's `importId`, and at the end the day's
-//! rows that carry another `importId` (rows no longer in the export) are deleted. Hence:
+//! When an import's [`DayImport::finish`] returns `Ok`, the day holds exactly one document per
+//! row of the export that import read, and its record says `done`; the same holds after any
+//! later finished import of the day, whatever happened in between: a crash at any point, a
+//! job handed back at shutdown, a MongoDB outage, a duplicate job of the same day, or requests
+//! that reach the server long after they were sent (a GC pause, a partition, a slow primary).
+//! It holds on a standalone server, without transactions.
 //!
-//! - **after any import finishes, the day holds exactly one document per row of the export**,
-//!   whether the import was a first run, a retry, a duplicate job, or a re-run after a crash at
-//!   any point (a crashed import leaves rows that the next one replaces or deletes);
-//! - **during an import, readers never see a row twice** (`_id` is the row key), and never lose
-//!   a row that is in both the old and the new export (it is replaced in place). A first import
-//!   of a day becomes visible batch by batch; rows that disappeared from the export vanish at
-//!   the end. A reader that needs a finished day checks that its `imports` record is `done`.
+//! # The design: fencing
+//!
+//! Each import of a day takes the next **fence** number `F` from the day's record with a
+//! compare-and-swap (`fence: old` → `fence: old + 1`), so no two imports ever hold the same
+//! number, and a later import always holds a larger one. Then:
+//!
+//! 1. **It raises the day's fence guard to `F`** (an upsert on `{_id: guard, fence: {$lte:
+//!    F}}`: if the guard is already above `F`, the upsert collides with the guard's `_id` and
+//!    fails with a duplicate-key error, so `F` learns it is fenced). It notes the time `t_F`.
+//! 2. **Every batch is one ordered `update` command**: first the guard check (the same upsert),
+//!    then one statement per row, `{q: {_id: key, fence: {$lte: F}}, u: <row with fence F>,
+//!    upsert: true}`. An ordered command stops at its first error, so if the guard is above
+//!    `F` when the command *executes*, none of its rows is written: the check happens on the
+//!    server at execution time, not when the request was sent, however late it arrives. A row
+//!    already written by a newer import (fence above `F`) does not match its statement; the
+//!    upsert then collides on `_id` and fails, so a newer row is never overwritten. Each reply
+//!    is checked: a duplicate-key error means "fenced", and `n` must equal the statements.
+//!    Every command carries `maxTimeMS` (`W`), so its execution ends within `W` of its start.
+//! 3. **Finish** renews the lease (a CAS on `fence: F`, which fails if a newer import began),
+//!    then, if the import it took over from was unfinished (`running`), waits until `t_F + W`
+//!    plus a margin, then deletes the day's rows with `fence < F`, then marks the record
+//!    `done` with a CAS on `fence: F`, whose matched count must be 1.
+//!
+//! **Invariant.** When `F`'s `done` CAS matches: (a) every row of `F`'s export is stored with
+//! fence `F` (each batch was acknowledged, and nothing newer overwrote it: a newer import
+//! would have moved the fence first, failing the CAS); (b) no row with fence `< F` exists; (c)
+//! no row with fence `> F` exists (a newer import writes rows only after its own CAS moved the
+//! fence, which would have failed ours). So the day is exactly `F`'s export.
+//!
+//! **Why each interleaving keeps it**, for an older import `E < F` (alive, stalled, or dead
+//! with requests still in flight):
+//!
+//! - *`E` writes a row after `F` wrote it*: the row has fence `F > E`; `E`'s statement does not
+//!   match, its upsert collides, nothing changes.
+//! - *`E`'s batch executes after `F` raised the guard*: the guard check fails first; nothing of
+//!   the batch is written.
+//! - *`E`'s batch passed the guard check before `F` raised it* and inserts a row that `F`'s
+//!   export lacks: that command started before `t_F` and ends (or is cut by `maxTimeMS`)
+//!   before `t_F + W`; `F` deletes rows with fence `< F` only after `t_F + W`, so the row is
+//!   gone before `F` says `done`. This is the only case that needs the wait, and only when the
+//!   import taken over was unfinished: a `done` predecessor's requests have all returned, and
+//!   by induction so have those of every import before it.
+//! - *`E`'s stale-row delete arrives late* (the reproduced loss: a delete held for seconds by
+//!   the network): it removes rows with fence `< E` only, never `F`'s rows.
+//! - *`E` marks the day `done` late*: its CAS on `fence: E` fails; `E` reports
+//!   [`ImportError::Fenced`] and writes nothing more.
+//! - *`E` renews its lease late*: the same CAS fails; `E` stops.
+//! - *A newer import `G > F` begins while `F` runs*: everything above holds with `F` as the
+//!   older one; `F` stops with [`ImportError::Fenced`].
+//!
+//! Rows of the previous version (without `fence`) are given `fence: 0` at the start of an
+//! import of their day, so the `$lte` conditions treat them as oldest.
+//!
+//! # Who may take a day over
+//!
+//! [`Importer::begin`] decides from the record (see [`decide`]): a day never imported starts at
+//! fence 1; a `done` day, a day whose lease ran out, or a day whose record names the same job
+//! (a re-run after a crash, a hand-back or an outage: the queue gives a job to one worker at a
+//! time, so an earlier run of it is dead or about to be fenced) is taken over at once; a day
+//! that another job is importing under a live lease answers [`ImportError::Busy`] with the
+//! lease's end, so the caller can wait for it instead of failing.
+//!
+//! # Bounded waits
+//!
+//! The driver has no socket timeout, so every operation here is also bounded on the client
+//! (`op_timeout`): a request cannot hang for minutes. `maxTimeMS` (`write_max_time`) bounds the
+//! fenced writes on the server, which the design relies on (above). Server selection and
+//! connection timeouts are set on the client where it is built.
+//!
+//! # Why the guard lives in `transactions`
+//!
+//! An ordered `update` command applies to one collection, and the guard check must run in
+//! the same command as the row writes, on the server, to be immune to delivery delays. A
+//! multi-document transaction would also do, but standalone servers (compose, the tests) have
+//! none. The guard has no `branch`, `pos` or `date`, so the app's queries by day, the index
+//! and the stale-row delete never see it.
 
 use std::time::Duration;
 
@@ -36,7 +114,7 @@ use chrono::NaiveDate;
 use futures_util::TryStreamExt;
 use mongodb::bson::{self, Bson, DateTime, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{IndexOptions, InsertManyOptions};
+use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use rust_decimal::Decimal;
 
@@ -44,23 +122,80 @@ use super::day::{Branch, BusinessDate, PosNo};
 use super::record::Transaction;
 
 /// How long a day's import lease lasts without renewal, by default. Renewed with every batch;
-/// after a crash the day can be imported again once it has run out.
+/// another job may take the day over once it has run out (the same job, at once).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 
 /// Rows written per round trip, by default.
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
 
+/// The client-side bound on one MongoDB operation, by default.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The server-side bound (`maxTimeMS`) on one fenced write, by default.
+pub const DEFAULT_WRITE_MAX_TIME: Duration = Duration::from_secs(10);
+
+/// Added to `maxTimeMS` when waiting out an unfinished predecessor's writes: the server checks
+/// the limit at interruption points, not to the millisecond.
+const MAX_TIME_MARGIN: Duration = Duration::from_secs(2);
+
+/// The duplicate-key error code.
+const DUPLICATE_KEY: i32 = 11000;
+
 /// An error of the importer.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// MongoDB failed or could not be reached.
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    /// Another import of the same day holds the lease.
-    #[error("another import of {day} is running")]
+    #[error("mongodb {op}")]
+    Mongo {
+        /// What was being done.
+        op: &'static str,
+        /// The driver's error.
+        #[source]
+        source: mongodb::error::Error,
+    },
+    /// An operation did not answer within the client-side bound.
+    #[error("mongodb {op} did not answer within {} ms", after.as_millis())]
+    Timeout {
+        /// What was being done.
+        op: &'static str,
+        /// The bound.
+        after: Duration,
+    },
+    /// The server rejected a write for a reason other than fencing.
+    #[error("mongodb {op}: write error {code}: {message}")]
+    Write {
+        /// What was being done.
+        op: &'static str,
+        /// The server's error code.
+        code: i32,
+        /// The server's message.
+        message: String,
+    },
+    /// A reply did not say what a correct write must (counts that do not add up).
+    #[error("mongodb {op}: unexpected reply: {detail}")]
+    Unexpected {
+        /// What was being done.
+        op: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Another job is importing the day under a live lease.
+    #[error("another job ({holder}) is importing {day}; its lease runs until {until_ms}")]
     Busy {
         /// `branch|pos|date`.
         day: String,
+        /// The job named by the day's record.
+        holder: String,
+        /// When the holder's lease runs out (ms since the Unix epoch).
+        until_ms: i64,
+    },
+    /// A newer import of the day began: this one stopped and wrote nothing more.
+    #[error("the import of {day} (fence {fence}) was taken over by a newer import")]
+    Fenced {
+        /// `branch|pos|date`.
+        day: String,
+        /// This import's fence number.
+        fence: i64,
     },
     /// A value could not be converted for MongoDB.
     #[error("cannot store row {row_key}: {reason}")]
@@ -76,6 +211,10 @@ impl ImportError {
     /// True when retrying later can succeed (everything but a conversion failure).
     pub fn is_transient(&self) -> bool {
         !matches!(self, ImportError::Convert { .. })
+    }
+
+    fn mongo(op: &'static str) -> impl FnOnce(mongodb::error::Error) -> ImportError {
+        move |source| ImportError::Mongo { op, source }
     }
 }
 
@@ -106,8 +245,13 @@ impl Day {
         })
     }
 
-    fn lease_id(&self) -> String {
+    /// `branch|pos|date`: the `_id` of the day's `imports` record.
+    pub fn record_id(&self) -> String {
         format!("{}|{}|{}", self.branch, self.pos, self.date)
+    }
+
+    fn guard_id(&self) -> String {
+        format!("~fence|{}", self.record_id())
     }
 
     fn filter(&self) -> Document {
@@ -153,27 +297,131 @@ pub struct FileRecord {
     pub checksum: String,
 }
 
+/// How long the importer waits, and for what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportTimeouts {
+    /// A day's lease without renewal.
+    pub lease: Duration,
+    /// The client-side bound on every operation.
+    pub op_timeout: Duration,
+    /// `maxTimeMS` of every fenced write.
+    pub write_max_time: Duration,
+}
+
+impl Default for ImportTimeouts {
+    fn default() -> Self {
+        ImportTimeouts {
+            lease: DEFAULT_LEASE,
+            op_timeout: DEFAULT_OP_TIMEOUT,
+            write_max_time: DEFAULT_WRITE_MAX_TIME,
+        }
+    }
+}
+
+/// What a day's `imports` record says, as far as taking the day over goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayRecord {
+    /// The fence of the last import that began (0 for a record of the previous version).
+    pub fence: i64,
+    /// Whether the record has a `fence` field at all.
+    pub has_fence: bool,
+    /// `done` (the last import finished) or not.
+    pub done: bool,
+    /// The job named by the record ("" when none).
+    pub job: String,
+    /// The lease's end, ms since the Unix epoch.
+    pub until_ms: i64,
+}
+
+impl DayRecord {
+    fn from_document(d: &Document) -> DayRecord {
+        let number = |k: &str| match d.get(k) {
+            Some(Bson::Int64(n)) => Some(*n),
+            Some(Bson::Int32(n)) => Some(i64::from(*n)),
+            Some(Bson::Double(n)) => Some(*n as i64),
+            _ => None,
+        };
+        DayRecord {
+            fence: number("fence").unwrap_or(0),
+            has_fence: number("fence").is_some(),
+            done: d.get_str("state").is_ok_and(|s| s == "done"),
+            job: d.get_str("job").unwrap_or_default().to_string(),
+            until_ms: number("untilMs").unwrap_or(0),
+        }
+    }
+}
+
+/// What [`Importer::begin`] does with a day, given its record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// No record: the day was never imported; start at fence 1.
+    Fresh,
+    /// Take the day over. `unfinished`: the import before did not finish (crashed, handed back,
+    /// cut off, or still running somewhere and about to be fenced), so its late writes must be
+    /// waited out before stale rows are deleted.
+    TakeOver {
+        /// The previous import did not reach `done`.
+        unfinished: bool,
+    },
+    /// Another job holds a live lease: wait until it runs out.
+    Wait {
+        /// The job holding the day.
+        holder: String,
+        /// The lease's end, ms since the Unix epoch.
+        until_ms: i64,
+    },
+}
+
+/// Decides whether `job` may import a day whose record is `record`, at `now_ms`: a pure
+/// function of the record, so every case is unit-tested.
+pub fn decide(record: Option<&DayRecord>, job: &str, now_ms: i64) -> Decision {
+    match record {
+        None => Decision::Fresh,
+        Some(r) if r.done => Decision::TakeOver { unfinished: false },
+        Some(r) if r.job == job || r.until_ms < now_ms => Decision::TakeOver { unfinished: true },
+        Some(r) => Decision::Wait {
+            holder: r.job.clone(),
+            until_ms: r.until_ms,
+        },
+    }
+}
+
 /// Writes one database's collections.
 #[derive(Debug, Clone)]
 pub struct Importer {
     db: Database,
     owner: String,
-    lease: Duration,
+    timeouts: ImportTimeouts,
+}
+
+/// The moment, in ms since the Unix epoch.
+fn now_ms() -> i64 {
+    DateTime::now().timestamp_millis()
 }
 
 impl Importer {
-    /// An importer on `db`; `owner` names this process in leases (for diagnosis).
+    /// An importer on `db`; `owner` names this process in `imports` records (for diagnosis).
     pub fn new(db: Database, owner: impl Into<String>) -> Importer {
         Importer {
             db,
             owner: owner.into(),
-            lease: DEFAULT_LEASE,
+            timeouts: ImportTimeouts::default(),
         }
     }
 
     /// Sets how long a day's lease lasts without renewal.
     pub fn with_lease(mut self, lease: Duration) -> Importer {
-        self.lease = lease.max(Duration::from_millis(100));
+        self.timeouts.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// Sets every bound at once.
+    pub fn with_timeouts(mut self, timeouts: ImportTimeouts) -> Importer {
+        self.timeouts = ImportTimeouts {
+            lease: timeouts.lease.max(Duration::from_millis(100)),
+            op_timeout: timeouts.op_timeout.max(Duration::from_millis(100)),
+            write_max_time: timeouts.write_max_time.max(Duration::from_millis(10)),
+        };
         self
     }
 
@@ -194,8 +442,24 @@ impl Importer {
         self.db.collection("monitorentries")
     }
 
-    fn locks(&self) -> Collection<Document> {
+    fn records(&self) -> Collection<Document> {
         self.db.collection("imports")
+    }
+
+    /// Runs `op` within the client-side bound. Dropping the driver's future on timeout closes
+    /// its connection, so the request is not left pending on a socket we keep using.
+    async fn bounded<T>(
+        &self,
+        op: &'static str,
+        fut: impl std::future::IntoFuture<Output = Result<T, mongodb::error::Error>>,
+    ) -> Result<T, ImportError> {
+        match tokio::time::timeout(self.timeouts.op_timeout, fut.into_future()).await {
+            Ok(res) => res.map_err(ImportError::mongo(op)),
+            Err(_) => Err(ImportError::Timeout {
+                op,
+                after: self.timeouts.op_timeout,
+            }),
+        }
     }
 
     /// Creates the indexes (idempotent; run at start-up).
@@ -210,18 +474,26 @@ impl Importer {
                 .options(IndexOptions::builder().unique(unique).build())
                 .build()
         };
-        self.transactions()
-            .create_index(index(doc! {"branch": 1, "date": 1, "pos": 1}, false))
-            .await?;
-        self.file_records()
-            .create_index(index(
+        self.bounded(
+            "creating the transactions index",
+            self.transactions()
+                .create_index(index(doc! {"branch": 1, "date": 1, "pos": 1}, false)),
+        )
+        .await?;
+        self.bounded(
+            "creating the filerecords index",
+            self.file_records().create_index(index(
                 doc! {"branch": 1, "pos": 1, "date": 1, "filename": 1},
                 true,
-            ))
-            .await?;
-        self.monitor_entries()
-            .create_index(index(doc! {"branch": 1, "pos": 1, "date": 1}, false))
-            .await?;
+            )),
+        )
+        .await?;
+        self.bounded(
+            "creating the monitorentries index",
+            self.monitor_entries()
+                .create_index(index(doc! {"branch": 1, "pos": 1, "date": 1}, false)),
+        )
+        .await?;
         Ok(())
     }
 
@@ -244,10 +516,11 @@ impl Importer {
                 "error": Bson::Null,
             },
         };
-        self.file_records()
-            .update_one(key, update)
-            .upsert(true)
-            .await?;
+        self.bounded(
+            "recording a file",
+            self.file_records().update_one(key, update).upsert(true),
+        )
+        .await?;
         Ok(())
     }
 
@@ -269,7 +542,11 @@ impl Importer {
             "status": status.as_str(),
             "error": error.map(Bson::from).unwrap_or(Bson::Null),
         }};
-        self.file_records().update_many(filter, update).await?;
+        self.bounded(
+            "updating file records",
+            self.file_records().update_many(filter, update),
+        )
+        .await?;
         Ok(())
     }
 
@@ -279,156 +556,294 @@ impl Importer {
     ///
     /// MongoDB errors.
     pub async fn monitor(&self, day: &Day, note: &str) -> Result<(), ImportError> {
-        self.monitor_entries()
-            .insert_one(doc! {
+        self.bounded(
+            "writing a monitor entry",
+            self.monitor_entries().insert_one(doc! {
                 "branch": &day.branch,
                 "pos": day.pos.to_string(),
                 "date": day.date.to_string(),
                 "note": note,
                 "createdAt": DateTime::now(),
-            })
-            .await?;
+            }),
+        )
+        .await?;
         Ok(())
     }
 
-    /// Starts importing `day`: takes its lease.
+    /// Reads the day's `imports` record, if any.
     ///
     /// # Errors
     ///
-    /// [`ImportError::Busy`] when another import holds the lease; MongoDB errors.
-    pub async fn begin(&self, day: &Day) -> Result<DayImport<'_>, ImportError> {
-        let id = day.lease_id();
-        let import_id = uuid::Uuid::new_v4().to_string();
-        let first = self.take_lease(&id, &import_id).await?;
-        Ok(DayImport {
-            importer: self,
-            day: day.clone(),
-            lease: id,
-            import_id,
-            existing: !first,
-            written: 0,
-        })
+    /// MongoDB errors.
+    pub async fn record(&self, day: &Day) -> Result<Option<DayRecord>, ImportError> {
+        let found = self
+            .bounded(
+                "reading the day's import record",
+                self.records().find_one(doc! {"_id": day.record_id()}),
+            )
+            .await?;
+        Ok(found.as_ref().map(DayRecord::from_document))
     }
 
-    /// Takes the day's lease.
+    /// Whether `job` would have to wait for another job's import of `day` (checked before any
+    /// download, so a duplicate job does not fetch a day that is being imported).
     ///
-    /// # Returns
+    /// # Errors
     ///
-    /// `true` when this is the day's first import ever: its record did not exist, so no row
-    /// of the day was ever written (every import writes the record before any row).
-    async fn take_lease(&self, id: &str, import_id: &str) -> Result<bool, ImportError> {
-        let now = DateTime::now().timestamp_millis();
-        let until = now + self.lease.as_millis() as i64;
-        let record = doc! {
-            "_id": id, "owner": &self.owner, "importId": import_id, "untilMs": until,
-            "state": "running", "startedAt": DateTime::now(),
-        };
-        // A day never imported: create its record. A finished or crashed import (lease run
-        // out): take the record over.
-        match self.locks().insert_one(record.clone()).await {
-            Ok(_) => return Ok(true),
-            Err(e) if is_duplicate_key(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let taken = self
-            .locks()
-            .find_one_and_replace(doc! {"_id": id, "untilMs": {"$lt": now}}, record)
-            .await?;
-        match taken {
-            Some(_) => Ok(false),
-            None => Err(ImportError::Busy {
-                day: id.to_string(),
+    /// [`ImportError::Busy`] when it would; MongoDB errors.
+    pub async fn check_free(&self, day: &Day, job: &str) -> Result<(), ImportError> {
+        let record = self.record(day).await?;
+        match decide(record.as_ref(), job, now_ms()) {
+            Decision::Wait { holder, until_ms } => Err(ImportError::Busy {
+                day: day.record_id(),
+                holder,
+                until_ms,
             }),
+            _ => Ok(()),
         }
+    }
+
+    /// Starts importing `day` for `job` (any text that names the unit of work; a re-run of the
+    /// same job takes the day over at once): takes the next fence and raises the guard.
+    ///
+    /// # Errors
+    ///
+    /// [`ImportError::Busy`] when another job imports the day under a live lease;
+    /// [`ImportError::Fenced`] when a newer import overtook this one while it began; MongoDB
+    /// errors.
+    pub async fn begin(&self, day: &Day, job: &str) -> Result<DayImport, ImportError> {
+        let id = day.record_id();
+        let import_id = uuid::Uuid::new_v4().to_string();
+        // A compare-and-swap loop: another worker may move the record between our read and our
+        // write; then we read again. A handful of rounds is plenty (each loss means someone
+        // else began, and the next round answers Busy or takes over from them).
+        for _ in 0..8 {
+            let record = self.record(day).await?;
+            let now = now_ms();
+            let running = doc! {
+                "state": "running", "job": job, "owner": &self.owner, "importId": &import_id,
+                "untilMs": now + self.timeouts.lease.as_millis() as i64,
+                "startedAt": DateTime::now(), "finishedAt": Bson::Null,
+                "branch": &day.branch, "pos": i32::from(day.pos), "date": day.date.to_string(),
+            };
+            let (fence, unfinished) = match decide(record.as_ref(), job, now) {
+                Decision::Wait { holder, until_ms } => {
+                    return Err(ImportError::Busy {
+                        day: id,
+                        holder,
+                        until_ms,
+                    });
+                }
+                Decision::Fresh => {
+                    let mut first = running.clone();
+                    first.insert("_id", &id);
+                    first.insert("fence", 1i64);
+                    let inserted = tokio::time::timeout(
+                        self.timeouts.op_timeout,
+                        self.records().insert_one(first),
+                    )
+                    .await;
+                    match inserted {
+                        Ok(Ok(_)) => (1i64, false),
+                        Ok(Err(e)) if is_duplicate_key(&e) => continue,
+                        Ok(Err(e)) => {
+                            return Err(ImportError::mongo("creating the import record")(e));
+                        }
+                        Err(_) => {
+                            return Err(ImportError::Timeout {
+                                op: "creating the import record",
+                                after: self.timeouts.op_timeout,
+                            });
+                        }
+                    }
+                }
+                Decision::TakeOver { unfinished } => {
+                    let Some(record) = record.as_ref() else {
+                        continue;
+                    };
+                    let fence = record.fence + 1;
+                    let filter = if record.has_fence {
+                        doc! {"_id": &id, "fence": record.fence}
+                    } else {
+                        doc! {"_id": &id, "fence": {"$exists": false}}
+                    };
+                    let mut set = running.clone();
+                    set.insert("fence", fence);
+                    let res = self
+                        .bounded(
+                            "taking the day's import record",
+                            self.records().update_one(filter, doc! {"$set": set}),
+                        )
+                        .await?;
+                    if res.matched_count != 1 {
+                        continue;
+                    }
+                    (fence, unfinished)
+                }
+            };
+            // Rows of the previous version carry no fence: make them the oldest.
+            if record.is_some() {
+                let mut legacy = day.filter();
+                legacy.insert("fence", doc! {"$exists": false});
+                self.bounded(
+                    "marking earlier rows",
+                    self.transactions()
+                        .update_many(legacy, doc! {"$set": {"fence": 0i64}}),
+                )
+                .await?;
+            }
+            let import = DayImport {
+                importer: self.clone(),
+                day: day.clone(),
+                import_id: import_id.clone(),
+                fence,
+                unfinished_predecessor: unfinished,
+                guard_raised_at: tokio::time::Instant::now(),
+                written: 0,
+            };
+            import
+                .run_update("raising the fence guard", Vec::new())
+                .await?;
+            let mut import = import;
+            import.guard_raised_at = tokio::time::Instant::now();
+            return Ok(import);
+        }
+        Err(ImportError::Unexpected {
+            op: "taking the day's import record",
+            detail: "the record kept changing under us".into(),
+        })
     }
 }
 
-/// An import of one day in progress (holding its lease).
+/// An import of one day in progress: holds fence `fence`.
 #[derive(Debug)]
-pub struct DayImport<'a> {
-    importer: &'a Importer,
+pub struct DayImport {
+    importer: Importer,
     day: Day,
-    lease: String,
     import_id: String,
-    /// Whether the day may have rows already (it was imported, or began to be, before): then
-    /// rows are upserted and rows of other imports deleted at the end; else plain inserts.
-    existing: bool,
+    fence: i64,
+    /// The import taken over had not finished: wait out its writes before deleting stale rows.
+    unfinished_predecessor: bool,
+    /// When this import raised the guard (`t_F` in the module docs).
+    guard_raised_at: tokio::time::Instant,
     written: u64,
 }
 
-impl DayImport<'_> {
-    /// Writes a batch of the day's transactions and renews the lease.
-    ///
-    /// # Errors
-    ///
-    /// MongoDB errors; [`ImportError::Busy`] when the lease was lost (it expired and another
-    /// import took it).
-    pub async fn write(&mut self, batch: &[Transaction]) -> Result<(), ImportError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let now = DateTime::now();
-        let docs = batch
-            .iter()
-            .map(|t| transaction_document(t, &self.import_id, now))
-            .collect::<Result<Vec<_>, _>>()?;
-        let coll = self.importer.transactions();
-        let mut upsert = self.existing;
-        if !upsert {
-            let opts = InsertManyOptions::builder().ordered(false).build();
-            match coll.insert_many(&docs).with_options(opts).await {
-                Ok(_) => {}
-                // Rows left by a crashed import of this day: write this batch as upserts.
-                Err(e) if is_duplicate_key(&e) => upsert = true,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if upsert {
-            self.existing = true;
-            let updates: Vec<Document> = docs
-                .into_iter()
-                .map(|d| {
-                    let id = d.get("_id").cloned().unwrap_or(Bson::Null);
-                    doc! {"q": {"_id": id}, "u": d, "upsert": true}
-                })
-                .collect();
-            let reply = self
-                .importer
-                .db
-                .run_command(doc! {"update": "transactions", "updates": updates, "ordered": false})
-                .await?;
-            if let Ok(errors) = reply.get_array("writeErrors")
-                && let Some(first) = errors.first()
-            {
-                return Err(ImportError::Convert {
-                    row_key: "?".into(),
-                    reason: format!("write error: {first}"),
-                });
-            }
-        }
-        self.written += batch.len() as u64;
-        self.renew().await
+impl DayImport {
+    /// This import's fence number.
+    pub fn fence(&self) -> i64 {
+        self.fence
     }
 
-    async fn renew(&self) -> Result<(), ImportError> {
-        let until = DateTime::now().timestamp_millis() + self.importer.lease.as_millis() as i64;
-        let res = self
+    fn fenced(&self) -> ImportError {
+        ImportError::Fenced {
+            day: self.day.record_id(),
+            fence: self.fence,
+        }
+    }
+
+    /// One ordered `update` command: the guard check, then `rows` as fenced upserts. Checks the
+    /// reply: a duplicate key anywhere means a newer import owns the day (or that row).
+    async fn run_update(&self, op: &'static str, rows: Vec<Document>) -> Result<(), ImportError> {
+        let fence = self.fence;
+        let mut updates = Vec::with_capacity(rows.len() + 1);
+        updates.push(doc! {
+            "q": {"_id": self.day.guard_id(), "fence": {"$lte": fence}},
+            "u": {"$set": {"fence": fence, "kind": "importFence"}},
+            "upsert": true,
+        });
+        for row in rows {
+            let id = row.get("_id").cloned().unwrap_or(Bson::Null);
+            updates
+                .push(doc! {"q": {"_id": id, "fence": {"$lte": fence}}, "u": row, "upsert": true});
+        }
+        let expected = updates.len() as i64;
+        let command = doc! {
+            "update": "transactions",
+            "updates": updates,
+            "ordered": true,
+            "maxTimeMS": self.importer.timeouts.write_max_time.as_millis() as i64,
+        };
+        let reply = self
             .importer
-            .locks()
-            .update_one(
-                doc! {"_id": &self.lease, "importId": &self.import_id},
-                doc! {"$set": {"untilMs": until}},
-            )
+            .bounded(op, self.importer.db.run_command(command))
             .await?;
-        if res.matched_count == 0 {
-            return Err(ImportError::Busy {
-                day: self.lease.clone(),
+        if let Ok(errors) = reply.get_array("writeErrors")
+            && let Some(Bson::Document(first)) = errors.first()
+        {
+            let code = match first.get("code") {
+                Some(Bson::Int32(c)) => *c,
+                Some(Bson::Int64(c)) => *c as i32,
+                _ => 0,
+            };
+            if code == DUPLICATE_KEY {
+                return Err(self.fenced());
+            }
+            return Err(ImportError::Write {
+                op,
+                code,
+                message: first.get_str("errmsg").unwrap_or_default().to_string(),
+            });
+        }
+        let n = match reply.get("n") {
+            Some(Bson::Int32(n)) => i64::from(*n),
+            Some(Bson::Int64(n)) => *n,
+            _ => -1,
+        };
+        if n != expected {
+            return Err(ImportError::Unexpected {
+                op,
+                detail: format!("{n} of {expected} statements matched or inserted"),
             });
         }
         Ok(())
     }
 
-    /// Finishes the import: deletes the day's rows of other imports, releases the lease.
+    /// Writes a batch of the day's transactions and renews the lease.
+    ///
+    /// # Errors
+    ///
+    /// [`ImportError::Fenced`] when a newer import began (nothing more is written); MongoDB
+    /// errors.
+    pub async fn write(&mut self, batch: &[Transaction]) -> Result<(), ImportError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = DateTime::now();
+        let rows = batch
+            .iter()
+            .map(|t| {
+                let mut d = transaction_document(t, &self.import_id, now)?;
+                d.insert("fence", self.fence);
+                Ok(d)
+            })
+            .collect::<Result<Vec<_>, ImportError>>()?;
+        self.run_update("writing transactions", rows).await?;
+        self.written += batch.len() as u64;
+        self.renew().await
+    }
+
+    /// Extends the lease; fails when a newer import moved the fence.
+    async fn renew(&self) -> Result<(), ImportError> {
+        let until = now_ms() + self.importer.timeouts.lease.as_millis() as i64;
+        let res = self
+            .importer
+            .bounded(
+                "renewing the import lease",
+                self.importer.records().update_one(
+                    doc! {"_id": self.day.record_id(), "fence": self.fence},
+                    doc! {"$set": {"untilMs": until}},
+                ),
+            )
+            .await?;
+        if res.matched_count != 1 {
+            return Err(self.fenced());
+        }
+        Ok(())
+    }
+
+    /// Finishes the import: waits out an unfinished predecessor's writes, deletes the day's
+    /// rows of older imports, marks the day `done`.
     ///
     /// # Returns
     ///
@@ -436,30 +851,63 @@ impl DayImport<'_> {
     ///
     /// # Errors
     ///
-    /// MongoDB errors. The lease then expires by itself.
+    /// [`ImportError::Fenced`] when a newer import began; MongoDB errors. The day then stays
+    /// `running` and the next import takes it over.
     pub async fn finish(self) -> Result<(u64, u64), ImportError> {
         self.renew().await?;
-        let removed = if self.existing {
-            let mut stale = self.day.filter();
-            stale.insert("importId", doc! {"$ne": &self.import_id});
-            self.importer
-                .transactions()
-                .delete_many(stale)
-                .await?
-                .deleted_count
-        } else {
-            0
+        if self.unfinished_predecessor {
+            let quiet =
+                self.guard_raised_at + self.importer.timeouts.write_max_time + MAX_TIME_MARGIN;
+            if tokio::time::Instant::now() < quiet {
+                tracing::debug!(day = %self.day.record_id(), "waiting out the writes of the import taken over");
+                tokio::time::sleep_until(quiet).await;
+                self.renew().await?;
+            }
+        }
+        let mut stale = self.day.filter();
+        stale.insert("fence", doc! {"$lt": self.fence});
+        let command = doc! {
+            "delete": "transactions",
+            "deletes": [{"q": stale, "limit": 0}],
+            "maxTimeMS": self.importer.timeouts.write_max_time.as_millis() as i64,
         };
-        self.importer
-            .locks()
-            .update_one(
-                doc! {"_id": &self.lease, "importId": &self.import_id},
-                doc! {"$set": {
-                    "state": "done", "untilMs": 0i64, "finishedAt": DateTime::now(),
-                    "rows": self.written as i64, "removed": removed as i64,
-                }},
+        let reply = self
+            .importer
+            .bounded(
+                "deleting rows of older imports",
+                self.importer.db.run_command(command),
             )
             .await?;
+        if let Ok(errors) = reply.get_array("writeErrors")
+            && let Some(Bson::Document(first)) = errors.first()
+        {
+            return Err(ImportError::Write {
+                op: "deleting rows of older imports",
+                code: first.get_i32("code").unwrap_or_default(),
+                message: first.get_str("errmsg").unwrap_or_default().to_string(),
+            });
+        }
+        let removed = match reply.get("n") {
+            Some(Bson::Int32(n)) => *n as u64,
+            Some(Bson::Int64(n)) => *n as u64,
+            _ => 0,
+        };
+        let res = self
+            .importer
+            .bounded(
+                "marking the day done",
+                self.importer.records().update_one(
+                    doc! {"_id": self.day.record_id(), "fence": self.fence},
+                    doc! {"$set": {
+                        "state": "done", "untilMs": 0i64, "finishedAt": DateTime::now(),
+                        "rows": self.written as i64, "removed": removed as i64,
+                    }},
+                ),
+            )
+            .await?;
+        if res.matched_count != 1 {
+            return Err(self.fenced());
+        }
         Ok((self.written, removed))
     }
 }
@@ -556,10 +1004,12 @@ pub fn transaction_document(
 ///
 /// MongoDB errors.
 pub async fn count_day(importer: &Importer, day: &Day) -> Result<u64, ImportError> {
-    Ok(importer
-        .transactions()
-        .count_documents(day.filter())
-        .await?)
+    importer
+        .bounded(
+            "counting a day's transactions",
+            importer.transactions().count_documents(day.filter()),
+        )
+        .await
 }
 
 /// The row keys of a day's stored transactions, sorted (for tests).
@@ -569,12 +1019,20 @@ pub async fn count_day(importer: &Importer, day: &Day) -> Result<u64, ImportErro
 /// MongoDB errors.
 pub async fn day_keys(importer: &Importer, day: &Day) -> Result<Vec<String>, ImportError> {
     let mut cursor = importer
-        .transactions()
-        .find(day.filter())
-        .projection(doc! {"_id": 1})
+        .bounded(
+            "listing a day's transactions",
+            importer
+                .transactions()
+                .find(day.filter())
+                .projection(doc! {"_id": 1}),
+        )
         .await?;
     let mut keys = Vec::new();
-    while let Some(d) = cursor.try_next().await? {
+    while let Some(d) = cursor
+        .try_next()
+        .await
+        .map_err(ImportError::mongo("listing a day's transactions"))?
+    {
         if let Ok(k) = d.get_str("_id") {
             keys.push(k.to_string());
         }

@@ -5,12 +5,17 @@ use std::path::PathBuf;
 
 use chrono::NaiveDate;
 use fetch_worker::pipeline::combine::{CollectSink, CombineOptions, combine_paths};
-use fetch_worker::pipeline::import::{Day, ImportError, Importer, count_day, day_keys};
+use std::time::Duration;
+
+use fetch_worker::pipeline::import::{
+    Day, ImportError, ImportTimeouts, Importer, count_day, day_keys,
+};
 use fetch_worker::pipeline::record::Transaction;
 use futures_util::TryStreamExt;
 use mongodb::bson::{Bson, DateTime, doc};
 
 use crate::support::mongo::TestMongo;
+use crate::support::proxy::{Proxy, mongo_command};
 
 fn samples() -> PathBuf {
     [
@@ -48,7 +53,11 @@ fn day(branch: &str, date: &str) -> Day {
 }
 
 async fn import(importer: &Importer, d: &Day, rows: &[Transaction]) -> (u64, u64) {
-    let mut run = importer.begin(d).await.unwrap();
+    import_as(importer, d, "job-1", rows).await
+}
+
+async fn import_as(importer: &Importer, d: &Day, job: &str, rows: &[Transaction]) -> (u64, u64) {
+    let mut run = importer.begin(d, job).await.unwrap();
     for batch in rows.chunks(250) {
         run.write(batch).await.unwrap();
     }
@@ -106,20 +115,66 @@ async fn import_is_exact_and_idempotent() {
     assert!(names.iter().any(|n| n.contains("filename")), "{names:?}");
 }
 
-/// A crash mid-import (lease left behind, half the rows written, plus a row the export no
-/// longer has) ends, after the lease expires and the import runs again, with exactly the
-/// export's rows.
+/// Short bounds for tests: a takeover of an unfinished import waits 200 ms + the 2 s margin.
+fn quick(lease_ms: u64) -> ImportTimeouts {
+    ImportTimeouts {
+        lease: Duration::from_millis(lease_ms),
+        op_timeout: Duration::from_secs(20),
+        write_max_time: Duration::from_millis(200),
+    }
+}
+
+/// The day's record in `imports`.
+async fn record(db: &mongodb::Database, d: &Day) -> mongodb::bson::Document {
+    db.collection::<mongodb::bson::Document>("imports")
+        .find_one(doc! {"_id": d.record_id()})
+        .await
+        .unwrap()
+        .expect("the day has an import record")
+}
+
+fn number(d: &mongodb::bson::Document, key: &str) -> i64 {
+    match d.get(key) {
+        Some(Bson::Int64(n)) => *n,
+        Some(Bson::Int32(n)) => i64::from(*n),
+        other => panic!("{key} is {other:?}"),
+    }
+}
+
+fn sorted_keys(rows: &[Transaction]) -> Vec<String> {
+    let mut keys: Vec<String> = rows.iter().map(|r| r.row_key.clone()).collect();
+    keys.sort();
+    keys
+}
+
+/// The fence of every stored row of the day.
+async fn fences(db: &mongodb::Database, d: &Day) -> Vec<i64> {
+    let date = fetch_worker::pipeline::import::bson_date(d.date);
+    let docs: Vec<mongodb::bson::Document> = db
+        .collection("transactions")
+        .find(doc! {"branch": &d.branch, "pos": i32::from(d.pos), "date": date})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    docs.iter().map(|d| number(d, "fence")).collect()
+}
+
+/// A crash mid-import (half the rows written, plus a row the export no longer has) is taken
+/// over at once by a re-run of the same job, even though the crashed import's lease is still
+/// live, and the day ends exact and `done`.
 #[tokio::test]
-async fn a_crashed_import_is_repaired_by_the_next_one() {
+async fn a_rerun_of_the_same_job_takes_a_crashed_import_over_at_once() {
     let mongo = TestMongo::start();
     let db = mongo.database(&TestMongo::unique_db("crash")).await;
-    let importer = Importer::new(db.clone(), "test");
+    let importer = Importer::new(db.clone(), "test").with_timeouts(quick(600_000));
     importer.ensure_indexes().await.unwrap();
     let rows = day_rows("GOA", "2026-02-09");
     let d = day("GOA", "2026-02-09");
 
     // A row from an older export that is gone now.
-    import(&importer, &d, &rows[..1]).await;
+    import_as(&importer, &d, "job-7", &rows[..1]).await;
     let mut ghost = fetch_worker::pipeline::import::transaction_document(
         &rows[0],
         "old-import",
@@ -127,45 +182,211 @@ async fn a_crashed_import_is_repaired_by_the_next_one() {
     )
     .unwrap();
     ghost.insert("_id", "GOA|1|2026-02-09|ffffffffffffffff|0");
+    ghost.insert("fence", 1i64);
     db.collection("transactions")
         .insert_one(ghost)
         .await
         .unwrap();
 
-    // The crash: half written, never finished.
-    let mut run = importer.begin(&d).await.unwrap();
+    // The crash: half written, never finished; its 10-minute lease stays behind.
+    let mut run = importer.begin(&d, "job-7").await.unwrap();
     run.write(&rows[..rows.len() / 2]).await.unwrap();
     drop(run);
+    assert_eq!(record(&db, &d).await.get_str("state").unwrap(), "running");
 
-    // While the lease lives, another import is refused (retryable).
-    let busy = importer.begin(&d).await.unwrap_err();
-    assert!(matches!(busy, ImportError::Busy { .. }) && busy.is_transient());
+    // Another job must wait for the live lease: Busy, with the lease's end.
+    match importer.begin(&d, "job-8").await.unwrap_err() {
+        ImportError::Busy {
+            holder, until_ms, ..
+        } => {
+            assert_eq!(holder, "job-7");
+            assert!(until_ms > DateTime::now().timestamp_millis() + 500_000);
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
 
-    // The lease expires.
-    db.collection::<mongodb::bson::Document>("imports")
-        .update_many(doc! {}, doc! {"$set": {"untilMs": 0i64}})
-        .await
-        .unwrap();
-    let (written, removed) = import(&importer, &d, &rows).await;
+    // The same job again takes the day over at once.
+    let (written, removed) = import_as(&importer, &d, "job-7", &rows).await;
     assert_eq!(written, rows.len() as u64);
-    assert_eq!(removed, 1);
-    let mut expected: Vec<String> = rows.iter().map(|r| r.row_key.clone()).collect();
-    expected.sort();
-    assert_eq!(day_keys(&importer, &d).await.unwrap(), expected);
-    let records: Vec<mongodb::bson::Document> = db
-        .collection("imports")
-        .find(doc! {})
+    assert_eq!(removed, 1, "the ghost row is gone");
+    assert_eq!(day_keys(&importer, &d).await.unwrap(), sorted_keys(&rows));
+    let rec = record(&db, &d).await;
+    assert_eq!(rec.get_str("state").unwrap(), "done");
+    assert_eq!(number(&rec, "untilMs"), 0, "lease released");
+    assert_eq!(number(&rec, "fence"), 3);
+    assert!(fences(&db, &d).await.iter().all(|f| *f == 3));
+
+    // Once done, any job may import the day again; nothing changes.
+    assert_eq!(
+        import_as(&importer, &d, "job-8", &rows).await,
+        (rows.len() as u64, 0)
+    );
+    assert_eq!(day_keys(&importer, &d).await.unwrap(), sorted_keys(&rows));
+}
+
+/// Another job waits while the lease lives and takes the day over once it has run out.
+#[tokio::test]
+async fn another_job_takes_over_once_the_lease_has_run_out() {
+    let mongo = TestMongo::start();
+    let db = mongo.database(&TestMongo::unique_db("lease")).await;
+    let importer = Importer::new(db.clone(), "test").with_timeouts(quick(700));
+    importer.ensure_indexes().await.unwrap();
+    let rows = day_rows("BMC", "2026-02-09");
+    let d = day("BMC", "2026-02-09");
+    let mut run = importer.begin(&d, "a").await.unwrap();
+    run.write(&rows[..100]).await.unwrap();
+    assert!(matches!(
+        importer.check_free(&d, "b").await,
+        Err(ImportError::Busy { .. })
+    ));
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    importer.check_free(&d, "b").await.unwrap();
+    assert_eq!(
+        import_as(&importer, &d, "b", &rows).await,
+        (rows.len() as u64, 0)
+    );
+    // The overtaken import learns it was fenced and writes nothing more.
+    let err = run.write(&rows[100..200]).await.unwrap_err();
+    assert!(
+        matches!(err, ImportError::Fenced { fence: 1, .. }),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    assert!(matches!(
+        run.finish().await.unwrap_err(),
+        ImportError::Fenced { .. }
+    ));
+    assert_eq!(day_keys(&importer, &d).await.unwrap(), sorted_keys(&rows));
+    assert!(fences(&db, &d).await.iter().all(|f| *f == 2));
+    assert_eq!(record(&db, &d).await.get_str("state").unwrap(), "done");
+}
+
+/// The reproduced loss: an older import's stale-row delete, held by the network for seconds,
+/// lands after a newer import finished the day. The newer rows survive; the older import
+/// learns it was fenced; the day is exact and `done`.
+#[tokio::test]
+async fn a_delayed_delete_of_an_older_import_cannot_remove_newer_rows() {
+    let mongo = TestMongo::start();
+    let db_name = TestMongo::unique_db("late_delete");
+    let db = mongo.database(&db_name).await;
+    let proxy = Proxy::start(mongo.addr()).await;
+    let slow_db = mongodb::Client::with_uri_str(mongo.uri_via(proxy.addr))
         .await
         .unwrap()
-        .try_collect()
+        .database(&db_name);
+    let slow = Importer::new(slow_db, "slow").with_timeouts(quick(1_000));
+    let fast = Importer::new(db.clone(), "fast").with_timeouts(quick(1_000));
+    fast.ensure_indexes().await.unwrap();
+    let rows = day_rows("BMC", "2026-02-09");
+    let d = day("BMC", "2026-02-09");
+
+    // The slow worker imports every row, then its finish's delete is held for 8 s.
+    let mut old = slow.begin(&d, "job-1").await.unwrap();
+    for batch in rows.chunks(200) {
+        old.write(batch).await.unwrap();
+    }
+    proxy.hold_next(&mongo_command("delete"), Duration::from_secs(8));
+    let old_finish = tokio::spawn(async move { old.finish().await });
+
+    // Its lease runs out; a duplicate job imports the whole day and finishes first.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(
+        import_as(&fast, &d, "job-2", &rows).await,
+        (rows.len() as u64, 0)
+    );
+    assert_eq!(count_day(&fast, &d).await.unwrap(), rows.len() as u64);
+
+    // Then the held delete lands.
+    let outcome = old_finish.await.unwrap();
+    assert_eq!(proxy.held(), 1, "the delete was held");
+    assert!(
+        matches!(outcome, Err(ImportError::Fenced { fence: 1, .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(day_keys(&fast, &d).await.unwrap(), sorted_keys(&rows));
+    assert!(fences(&db, &d).await.iter().all(|f| *f == 2));
+    let rec = record(&db, &d).await;
+    assert_eq!(rec.get_str("state").unwrap(), "done");
+    assert_eq!(number(&rec, "fence"), 2);
+}
+
+/// An older import's batch that reaches the server after a newer import finished writes
+/// nothing: not over the newer rows, and not a row the newer export lacks.
+#[tokio::test]
+async fn a_late_batch_of_an_older_import_writes_nothing() {
+    let mongo = TestMongo::start();
+    let db_name = TestMongo::unique_db("late_batch");
+    let db = mongo.database(&db_name).await;
+    let proxy = Proxy::start(mongo.addr()).await;
+    let slow_db = mongodb::Client::with_uri_str(mongo.uri_via(proxy.addr))
+        .await
+        .unwrap()
+        .database(&db_name);
+    let slow = Importer::new(slow_db, "slow").with_timeouts(quick(600_000));
+    let fast = Importer::new(db.clone(), "fast").with_timeouts(quick(600_000));
+    fast.ensure_indexes().await.unwrap();
+    let rows = day_rows("BMC", "2026-02-09");
+    let d = day("BMC", "2026-02-09");
+    // The older export had one more line than the newer one.
+    let (newer, extra) = rows.split_at(rows.len() - 1);
+
+    let mut old = slow.begin(&d, "job-1").await.unwrap();
+    old.write(&newer[..100]).await.unwrap();
+    proxy.hold_next(&mongo_command("update"), Duration::from_secs(6));
+    // The row the newer export lacks comes first, so only the guard can stop it.
+    let mut late: Vec<Transaction> = extra.to_vec();
+    late.extend_from_slice(&newer[100..300]);
+    let old_write = tokio::spawn(async move {
+        let res = old.write(&late).await;
+        (res, old)
+    });
+
+    // The same job runs again elsewhere (its first run looks dead) and finishes the day.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        import_as(&fast, &d, "job-1", newer).await,
+        (newer.len() as u64, 0),
+        "the older rows were all overwritten, so none was stale"
+    );
+    let (res, _old) = old_write.await.unwrap();
+    assert_eq!(proxy.held(), 1, "the batch was held");
+    assert!(
+        matches!(res, Err(ImportError::Fenced { fence: 1, .. })),
+        "{res:?}"
+    );
+    assert_eq!(day_keys(&fast, &d).await.unwrap(), sorted_keys(newer));
+    assert!(fences(&db, &d).await.iter().all(|f| *f == 2));
+    assert_eq!(record(&db, &d).await.get_str("state").unwrap(), "done");
+}
+
+/// Rows written before imports were fenced (no `fence` field) are treated as the oldest: the
+/// next import replaces or removes them.
+#[tokio::test]
+async fn rows_without_a_fence_are_replaced_or_removed() {
+    let mongo = TestMongo::start();
+    let db = mongo.database(&TestMongo::unique_db("legacy")).await;
+    let importer = Importer::new(db.clone(), "test").with_timeouts(quick(600_000));
+    importer.ensure_indexes().await.unwrap();
+    let rows = day_rows("BETA", "2026-02-09");
+    let d = day("BETA", "2026-02-09");
+    let now = DateTime::now();
+    let mut legacy: Vec<mongodb::bson::Document> = rows[..10]
+        .iter()
+        .map(|r| fetch_worker::pipeline::import::transaction_document(r, "v1", now).unwrap())
+        .collect();
+    let mut gone = legacy[0].clone();
+    gone.insert("_id", "BETA|1|2026-02-09|0000000000000000|0");
+    legacy.push(gone);
+    db.collection("transactions")
+        .insert_many(legacy)
         .await
         .unwrap();
-    assert_eq!(records.len(), 1);
-    assert_eq!(records[0].get_str("state").unwrap(), "done");
-    let until = match records[0].get("untilMs") {
-        Some(mongodb::bson::Bson::Int64(n)) => *n,
-        Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
-        other => panic!("untilMs is {other:?}"),
-    };
-    assert_eq!(until, 0, "lease released");
+    db.collection("imports")
+        .insert_one(doc! {"_id": d.record_id(), "state": "done", "untilMs": 0i64})
+        .await
+        .unwrap();
+    let (written, removed) = import_as(&importer, &d, "job", &rows).await;
+    assert_eq!((written, removed), (rows.len() as u64, 1));
+    assert_eq!(day_keys(&importer, &d).await.unwrap(), sorted_keys(&rows));
+    assert_eq!(number(&record(&db, &d).await, "fence"), 1);
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mongo;
+pub mod proxy;
 pub mod redis_server;
 
 use std::sync::Arc;
