@@ -1,7 +1,9 @@
 --[[
-  Ends a failed attempt that will be retried after a backoff delay: the job moves from
-  `active` to `delayed`, due at now + delay; `atm` counts the attempt and the failure is
-  recorded. With fetch-next the same call claims the worker's next job.
+  Ends an attempt by moving the job from `active` to `delayed`, due at now + delay. Two uses:
+  a failed attempt retried after a backoff delay (`atm` counts the attempt and the failure is
+  recorded), or a processor that defers its job (skipAttempt "1", BullMQ's DelayedError:
+  neither `atm` nor `failedReason`/`stacktrace` change). With fetch-next the same call claims
+  the worker's next job.
 
   KEYS:
     [1] marker - P:Q:marker
@@ -22,13 +24,14 @@
     [3] jobId
     [4] token
     [5] delay - ms from now
-    [6] failedReason - raw message
-    [7] stacktrace - JSON array of strings
+    [6] failedReason - raw message (ignored when skipping the attempt)
+    [7] stacktrace - JSON array of strings (ignored when skipping the attempt)
     [8] fetchNext - "1" or "0"
     [9] lockDuration - ms, for the next job's lock
     [10] worker name - "" for none
     [11] limiter max - "" for none
     [12] limiter duration - ms, "" for none
+    [13] skipAttempt - "1" for a deferral that is not a failed attempt, else "0"
   Returns:
     0 moved (nothing claimed)
     {fields, jobId, 0, 0} moved, and the next job was claimed
@@ -51,6 +54,7 @@ local lockDuration = tonumber(ARGV[9])
 local workerName = ARGV[10] ~= "" and ARGV[10] or nil
 local limitMax = tonumber(ARGV[11])
 local limitDuration = tonumber(ARGV[12])
+local skipAttempt = ARGV[13] == "1"
 
 --!include leaveActive
 --!include delayedScore
@@ -61,8 +65,12 @@ local left = leaveActive(jobKey, keys.active, keys.stalled, token, jobId, lockDu
 if left < 0 then
   return left
 end
-rcall("HSET", jobKey, "failedReason", ARGV[6], "stacktrace", ARGV[7], "delay", delay)
-rcall("HINCRBY", jobKey, "atm", 1)
+if skipAttempt then
+  rcall("HSET", jobKey, "delay", delay)
+else
+  rcall("HSET", jobKey, "failedReason", ARGV[6], "stacktrace", ARGV[7], "delay", delay)
+  rcall("HINCRBY", jobKey, "atm", 1)
+end
 local due = now + delay
 rcall("ZADD", keys.delayed, delayedScore(keys.delayed, due), jobId)
 local state = readQueueState(keys.meta, keys.active)

@@ -22,18 +22,26 @@ impl Processor for Noop {
 
 /// Sleeps `data.ms` milliseconds (default 0), reporting progress 0, 10, …, 100 and the log
 /// lines `sleeping <ms> ms` / `slept <ms> ms`; returns `{"slept": <ms>}`.
+///
+/// With `data.delayMs`, the job's first run does none of that: it moves the job to `delayed`
+/// for that many ms with the reason `delayed for <delayMs> ms` (BullMQ's `DelayedError`), and
+/// the next run sleeps as usual.
 #[derive(Debug, Default)]
 pub struct Sleep;
 
 impl Processor for Sleep {
     fn process(&self, job: JobContext) -> BoxFuture<'static, Result<Value, ProcessError>> {
         async move {
-            let ms = match job.data.get("ms") {
-                None | Some(Value::Null) => 0,
-                Some(v) => v.as_u64().ok_or_else(|| {
-                    ProcessError::permanent(format!("data.ms must be a whole number, got {v}"))
-                })?,
-            };
+            let ms = whole_ms(&job.data, "ms")?.unwrap_or(0);
+            if let Some(delay_ms) = whole_ms(&job.data, "delayMs")?
+                && job.attempts_started <= 1
+            {
+                let until = crate::bullmq::worker::now_ms() + delay_ms;
+                return Err(ProcessError::delayed(
+                    until,
+                    format!("delayed for {delay_ms} ms"),
+                ));
+            }
             let h = &job.handle;
             let report = |e: crate::bullmq::Error| ProcessError::retryable(e.to_string());
             h.log(&format!("sleeping {ms} ms")).await.map_err(report)?;
@@ -51,6 +59,16 @@ impl Processor for Sleep {
             Ok(json!({"slept": ms}))
         }
         .boxed()
+    }
+}
+
+/// Reads `data.<field>` as a whole number of milliseconds; absent or null is `None`.
+fn whole_ms(data: &Value, field: &str) -> Result<Option<u64>, ProcessError> {
+    match data.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ProcessError::permanent(format!("data.{field} must be a whole number, got {v}"))
+        }),
     }
 }
 

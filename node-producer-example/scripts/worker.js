@@ -110,8 +110,16 @@ const PROCESSORS = {
     return { processed: true, echo: job.data };
   },
 
-  async sleep(job) {
-    const ms = Math.max(0, Math.floor(Number(dataOf(job).ms) || 0));
+  async sleep(job, token) {
+    const d = dataOf(job);
+    // data.delayMs: the first run parks the job in delayed (DelayedError); the next one sleeps.
+    if (d.delayMs !== undefined && d.delayMs !== null && job.attemptsStarted <= 1) {
+      const delayMs = Math.max(0, Math.floor(Number(d.delayMs) || 0));
+      await job.log(`delayed for ${delayMs} ms`);
+      await job.moveToDelayed(Date.now() + delayMs, token);
+      throw new bullmq.DelayedError();
+    }
+    const ms = Math.max(0, Math.floor(Number(d.ms) || 0));
     await job.log(`sleeping ${ms} ms`);
     await job.updateProgress(0);
     if (ms > 0) {

@@ -30,6 +30,6 @@ pub use job::{Backoff, Job, JobOptions};
 pub use keys::QueueKeys;
 pub use observer::{AttemptOutcome, Observer};
 pub use options::{KeepJobs, WorkerOptions};
-pub use processor::{JobContext, JobHandle, ProcessError, Processor};
+pub use processor::{Defer, JobContext, JobHandle, ProcessError, Processor};
 pub use results::ResultCache;
 pub use worker::{RunSummary, Worker};

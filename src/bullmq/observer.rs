@@ -14,16 +14,19 @@ pub enum AttemptOutcome {
     Retried,
     /// The job was handed back to the queue at shutdown.
     Released,
+    /// The processor parked the job in `delayed` to run later (not a failure).
+    Delayed,
 }
 
 impl AttemptOutcome {
-    /// A short lowercase label (`completed`, `failed`, `retried`, `released`).
+    /// A short lowercase label (`completed`, `failed`, `retried`, `released`, `delayed`).
     pub fn label(self) -> &'static str {
         match self {
             AttemptOutcome::Completed => "completed",
             AttemptOutcome::Failed => "failed",
             AttemptOutcome::Retried => "retried",
             AttemptOutcome::Released => "released",
+            AttemptOutcome::Delayed => "delayed",
         }
     }
 }

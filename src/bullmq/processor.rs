@@ -20,15 +20,31 @@ pub trait Processor: Send + Sync + 'static {
     fn process(&self, job: JobContext) -> BoxFuture<'static, Result<Value, ProcessError>>;
 }
 
-/// Why an attempt failed, and whether another attempt could succeed.
+/// Why an attempt did not complete: a failure (retried or not), or a request to park the job
+/// and run it again later without counting the attempt ([`ProcessError::delayed`]).
 #[derive(Debug, Clone)]
 pub struct ProcessError {
-    /// The message stored as `failedReason` (a person reads it in Bull Board).
+    /// The message stored as `failedReason` (a person reads it in Bull Board); for a deferral,
+    /// the line appended to the job's log.
     pub message: String,
     /// False for bad input and other failures a retry cannot fix: the job fails at once.
+    /// Always false for a deferral, so callers that retry on their own leave it alone.
     pub retryable: bool,
     /// Extra lines for the stack trace entry (for example an error's cause chain).
     pub detail: Vec<String>,
+    /// Set when this is not a failure but a request to move the job elsewhere.
+    pub defer: Option<Defer>,
+}
+
+/// Where a processor asks its job to go instead of failing. None of these counts an attempt,
+/// writes `failedReason` or emits `failed`, as with BullMQ's `DelayedError`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Defer {
+    /// To `delayed`, due at this time (ms since the Unix epoch; a past time means now).
+    Delayed {
+        /// Due time, ms since the Unix epoch.
+        until_ms: u64,
+    },
 }
 
 impl ProcessError {
@@ -39,6 +55,7 @@ impl ProcessError {
             message: message.into(),
             retryable,
             detail: Vec::new(),
+            defer: None,
         }
     }
 
@@ -48,6 +65,7 @@ impl ProcessError {
             message: message.into(),
             retryable: true,
             detail: Vec::new(),
+            defer: None,
         }
     }
 
@@ -57,7 +75,27 @@ impl ProcessError {
             message: message.into(),
             retryable: false,
             detail: Vec::new(),
+            defer: None,
         }
+    }
+
+    /// Not a failure: park the job in `delayed` until `until_ms` (ms since the Unix epoch) and
+    /// run it again then, BullMQ's `moveToDelayed` + `DelayedError`. The attempt is not
+    /// counted, `failedReason` is left alone, and `reason` is appended to the job's log so a
+    /// person sees why it waits. Use it for work that is not ready yet (an export that
+    /// appears later), not for errors: those are [`ProcessError::retryable`].
+    pub fn delayed(until_ms: u64, reason: impl Into<String>) -> ProcessError {
+        ProcessError {
+            message: reason.into(),
+            retryable: false,
+            detail: Vec::new(),
+            defer: Some(Defer::Delayed { until_ms }),
+        }
+    }
+
+    /// The due time when this asks for [`ProcessError::delayed`].
+    pub fn delayed_until(&self) -> Option<u64> {
+        self.defer.map(|Defer::Delayed { until_ms }| until_ms)
     }
 
     /// The stack trace entry stored for this failure, shaped like a JavaScript stack.
@@ -87,6 +125,10 @@ pub struct JobContext {
     pub data: Value,
     /// Attempts ended before this one.
     pub attempts_made: u32,
+    /// Times the job was claimed, this claim included (`attemptsStarted`). Unlike
+    /// `attempts_made` it also counts runs that deferred the job, so a processor can tell its
+    /// first run from a run after [`ProcessError::delayed`].
+    pub attempts_started: u32,
     /// The job's `opts.attempts` (0 or 1: this is the only attempt).
     pub attempts: u32,
     /// Progress and log handle.

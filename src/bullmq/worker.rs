@@ -26,7 +26,7 @@ use super::keys::QueueKeys;
 use super::lock::{LockTable, renew_locks};
 use super::observer::{AttemptOutcome, Observer};
 use super::options::{KeepJobs, WorkerOptions};
-use super::processor::{JobContext, JobHandle, ProcessError, Processor};
+use super::processor::{Defer, JobContext, JobHandle, ProcessError, Processor};
 use super::results::ResultCache;
 use super::scripts::move_to_finished::{Finish, Outcome};
 use super::scripts::{self, Claim, ClaimArgs};
@@ -62,6 +62,8 @@ pub struct RunSummary {
     pub retried: u64,
     /// Jobs handed back to the queue at shutdown.
     pub released: u64,
+    /// Attempts whose processor parked the job in `delayed` ([`ProcessError::delayed`]).
+    pub delayed: u64,
 }
 
 #[derive(Default)]
@@ -70,6 +72,7 @@ struct Counters {
     failed: AtomicU64,
     retried: AtomicU64,
     released: AtomicU64,
+    delayed: AtomicU64,
 }
 
 /// Shared state of one worker process.
@@ -219,6 +222,7 @@ impl Worker {
             failed: c.failed.load(Ordering::Relaxed),
             retried: c.retried.load(Ordering::Relaxed),
             released: c.released.load(Ordering::Relaxed),
+            delayed: c.delayed.load(Ordering::Relaxed),
         };
         tracing::info!(?summary, "worker stopped");
         Ok(summary)
@@ -508,6 +512,7 @@ async fn attempt(inner: &Arc<Inner>, job: &Job) -> Option<Result<Json, ProcessEr
         name: job.name.clone(),
         data: job.data.clone(),
         attempts_made: job.attempts_made,
+        attempts_started: job.attempts_started,
         attempts: job.opts.attempts,
         handle: JobHandle {
             keys: inner.keys.clone(),
@@ -582,6 +587,17 @@ async fn finish(
     let keys = &inner.keys;
     let mut con = inner.con.clone();
     let mut wait = Duration::from_millis(100);
+    if let Err(err) = &result
+        && err.defer.is_some()
+    {
+        // Said once, before the move, so the log explains the wait however many tries the
+        // move takes.
+        let logged =
+            scripts::add_log::call(&mut con, keys, &job.id, &err.message, job.opts.keep_logs).await;
+        if let Err(e) = logged {
+            tracing::warn!(job_id = %job.id, error.message = %e, "could not log the deferral reason");
+        }
+    }
     for _ in 0..FINISH_RETRIES {
         let res = match &result {
             Ok(value) => {
@@ -599,6 +615,18 @@ async fn finish(
                 scripts::move_to_finished::call(&mut con, keys, now_ms(), &f, claim)
                     .await
                     .map(|c| (c, Final::Completed))
+            }
+            Err(ProcessError {
+                defer: Some(Defer::Delayed { until_ms }),
+                ..
+            }) => {
+                let now = now_ms();
+                let delay = until_ms.saturating_sub(now);
+                scripts::move_to_delayed::defer(
+                    &mut con, keys, now, &job.id, delay, fetch_next, claim,
+                )
+                .await
+                .map(|c| (c, Final::Delayed(*until_ms)))
             }
             Err(err) => {
                 let stack = stacktrace_json(job, err);
@@ -680,6 +708,8 @@ enum Final {
     Completed,
     Failed(String),
     Retried,
+    /// Parked in `delayed` until this time (ms) at the processor's request.
+    Delayed(u64),
 }
 
 impl Inner {
@@ -689,6 +719,7 @@ impl Inner {
             Final::Completed => AttemptOutcome::Completed,
             Final::Failed(_) => AttemptOutcome::Failed,
             Final::Retried => AttemptOutcome::Retried,
+            Final::Delayed(_) => AttemptOutcome::Delayed,
         };
         if let Some(o) = &self.observer {
             o.attempt_finished(outcome, took);
@@ -707,6 +738,10 @@ impl Inner {
                 if let Some(cache) = &self.results {
                     cache.store(&job.id, Err(&reason));
                 }
+            }
+            (Final::Delayed(until_ms), _) => {
+                c.delayed.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(job_id = %job.id, until_ms, "job deferred to delayed by its processor");
             }
             _ => {
                 c.retried.fetch_add(1, Ordering::Relaxed);

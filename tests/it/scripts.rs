@@ -322,6 +322,42 @@ async fn move_to_delayed_packs_the_score_and_promotion_brings_it_back() {
     assert_eq!(q.hget(&id, "delay").await.as_deref(), Some("0"));
 }
 
+/// A processor's deferral (DelayedError) parks the job like a backoff retry but counts no
+/// attempt and leaves `failedReason` and `stacktrace` alone; fetch-next still claims the next
+/// job in the same call.
+#[tokio::test]
+async fn deferring_to_delayed_counts_no_attempt() {
+    let server = RedisServer::start();
+    let mut q = TestQueue::new(&server, "defer").await;
+    let id = q.add(NewJob::new(json!({}))).await;
+    let other = q.add(NewJob::new(json!({}))).await;
+    assert_eq!(job_id(claim(&mut q, "t").await), id);
+    let keys = q.keys.clone();
+    let now = now_ms();
+    let next =
+        scripts::move_to_delayed::defer(&mut q.con, &keys, now, &id, 400, true, &claim_args("t"))
+            .await
+            .unwrap();
+    assert_eq!(job_id(next), other, "fetch-next claimed the other job");
+    let score: f64 = redis::cmd("ZSCORE")
+        .arg(&keys.delayed)
+        .arg(&id)
+        .query_async(&mut q.con)
+        .await
+        .unwrap();
+    assert_eq!(score as u64, (now + 400) * 4096);
+    assert_eq!(q.hget(&id, "delay").await.as_deref(), Some("400"));
+    assert_eq!(q.hget(&id, "atm").await, None, "no attempt counted");
+    assert_eq!(q.hget(&id, "failedReason").await, None);
+    assert_eq!(q.hget(&id, "stacktrace").await, None);
+    assert!(q.events_of(&id).await.ends_with(&["delayed".into()]));
+    // The lock went with the job: a second move is refused.
+    let again =
+        scripts::move_to_delayed::defer(&mut q.con, &keys, now, &id, 400, false, &claim_args("t"))
+            .await;
+    assert!(again.is_err());
+}
+
 /// Two jobs due in the same millisecond keep their order.
 #[tokio::test]
 async fn delayed_jobs_due_together_keep_fifo_order() {
