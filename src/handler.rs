@@ -639,8 +639,9 @@ impl FetchHandler {
         };
         // Wake a little after the lease's end (its holder may renew it; then we wait again).
         let until = u64::try_from(*until_ms).unwrap_or(0) + 250;
+        // The worker appends the reason to the job's log when it parks the job.
         let reason = format!("waiting: {busy}");
-        report_to.log(reason.clone()).await;
+        tracing::info!(job_id = %job.id, "{reason}");
         wait_until(until, reason)
     }
 
@@ -699,14 +700,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// The job waits in `delayed` until `until_ms`, without using an attempt.
 fn wait_until(until_ms: u64, reason: String) -> ProcessError {
-    // TEMPORARY until the processor API can delay a job: a retry.
-    let _ = until_ms;
-    ProcessError::retryable(reason)
+    ProcessError::delayed(until_ms, reason)
 }
 
 /// True for the outcome of [`wait_until`].
 fn is_wait(err: &ProcessError) -> bool {
-    err.message.starts_with("waiting: ")
+    err.delayed_until().is_some()
 }
 
 /// Hands the combine pass's typed rows to the async importer in batches.

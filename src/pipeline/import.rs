@@ -1045,6 +1045,63 @@ pub async fn day_keys(importer: &Importer, day: &Day) -> Result<Vec<String>, Imp
 mod tests {
     use super::*;
 
+    fn running(job: &str, until_ms: i64) -> DayRecord {
+        DayRecord {
+            fence: 3,
+            has_fence: true,
+            done: false,
+            job: job.into(),
+            until_ms,
+        }
+    }
+
+    #[test]
+    fn who_may_take_a_day_over() {
+        let now = 1_000_000;
+        assert_eq!(decide(None, "j", now), Decision::Fresh);
+        let done = DayRecord {
+            done: true,
+            ..running("other", now + 60_000)
+        };
+        assert_eq!(
+            decide(Some(&done), "j", now),
+            Decision::TakeOver { unfinished: false }
+        );
+        // The same job again: a crash, a hand-back or an outage; at once, whatever the lease.
+        assert_eq!(
+            decide(Some(&running("j", now + 60_000)), "j", now),
+            Decision::TakeOver { unfinished: true }
+        );
+        // Another job: waits for a live lease, takes over a lapsed one.
+        assert_eq!(
+            decide(Some(&running("other", now + 60_000)), "j", now),
+            Decision::Wait {
+                holder: "other".into(),
+                until_ms: now + 60_000
+            }
+        );
+        assert_eq!(
+            decide(Some(&running("other", now - 1)), "j", now),
+            Decision::TakeOver { unfinished: true }
+        );
+    }
+
+    #[test]
+    fn records_of_every_version_are_read() {
+        let v1 = doc! {"_id": "B|1|2026-02-09", "state": "running", "untilMs": 5i64, "owner": "w"};
+        let r = DayRecord::from_document(&v1);
+        assert_eq!(
+            (r.fence, r.has_fence, r.done, r.job.as_str(), r.until_ms),
+            (0, false, false, "", 5)
+        );
+        let now = doc! {"fence": 4i32, "state": "done", "job": "9", "untilMs": 0i32};
+        let r = DayRecord::from_document(&now);
+        assert_eq!(
+            (r.fence, r.has_fence, r.done, r.job.as_str()),
+            (4, true, true, "9")
+        );
+    }
+
     #[test]
     fn calendar_dates_are_midnight_utc() {
         let d = NaiveDate::from_ymd_opt(2026, 2, 9).unwrap();

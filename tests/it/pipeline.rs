@@ -457,52 +457,113 @@ async fn bad_data_and_hostile_listings_fail_at_once() {
     assert_eq!(env.pos.count(Target::Download), 0);
 }
 
-/// A worker process killed with SIGKILL while it imports leaves, after stalled recovery by
-/// another worker, exactly the expected documents.
-#[tokio::test]
-async fn a_worker_killed_during_import_leaves_exactly_the_expected_rows() {
-    let env = Env::start("kill").await;
-    let (branch, date) = ("OLA", "2026-02-09");
-    let rows = expected_rows()[&(branch.to_string(), date.to_string())];
-    env.enqueue(&[job(
-        branch,
-        date,
-        json!({"attempts": 5, "backoff": {"type": "fixed", "delay": 300}}),
-    )]);
-    let spawn = |name: &str| {
-        Command::new(env!("CARGO_BIN_EXE_fetch-worker"))
-            .arg("run")
-            .env("REDIS_JOB_URL", &env.queue.url)
-            .env("REDIS_CACHE_URL", env.redis.url(0))
-            .env("QUEUE_NAME", &env.queue.name)
-            .env("MONGO_URI", format!("{}/{}", env.mongo.uri, env.db_name))
-            .env("POS_LIST_URL", env.pos.list_url())
-            .env("POS_FILE_BASE_URL", env.pos.base_url())
-            .env("RAW_STORAGE_PATH", env.raw.path())
+impl Env {
+    /// A worker process on this environment's queue, servers and storage, with `extra`
+    /// settings on top of quick test defaults (1 s locks, a live lease of 10 minutes, so a
+    /// takeover never waits for it).
+    fn spawn_worker(&self, name: &str, extra: &[(&str, &str)]) -> std::process::Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fetch-worker"));
+        cmd.arg("run")
+            .env("REDIS_JOB_URL", &self.queue.url)
+            .env("REDIS_CACHE_URL", self.redis.url(0))
+            .env("QUEUE_NAME", &self.queue.name)
+            .env("MONGO_URI", format!("{}/{}", self.mongo.uri, self.db_name))
+            .env("POS_LIST_URL", self.pos.list_url())
+            .env("POS_FILE_BASE_URL", self.pos.base_url())
+            .env("RAW_STORAGE_PATH", self.raw.path())
             .env("LOCK_DURATION_MS", "1000")
             .env("STALLED_INTERVAL_MS", "500")
-            .env("IMPORT_LEASE_MS", "1500")
+            .env("IMPORT_LEASE_MS", "600000")
             .env("IMPORT_BATCH_SIZE", "50")
+            .env("MONGO_WRITE_MAX_TIME_MS", "500")
             .env("DRAIN_DELAY_MS", "200")
+            .env("METRICS_ADDR", "")
             .env("WORKER_NAME", name)
             .env("RUST_LOG", "fetch_worker=warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let mut first = spawn("doomed");
-    let db = env.db().await;
-    let coll = db.collection::<Document>("transactions");
-    // Kill while the import is part way (50 rows per batch, 29 batches).
-    eventually(
-        60,
-        "the first worker is part way through the import",
-        || {
+            .stdout(Stdio::null());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.spawn().unwrap()
+    }
+
+    /// Waits until the first rows of an import are in (60 s at most).
+    async fn wait_for_some_rows(&self) {
+        let coll = self.db().await.collection::<Document>("transactions");
+        eventually(60, "an import is part way", || {
             let coll = coll.clone();
             async move { coll.count_documents(rows_only()).await.unwrap_or(0) > 0 }
-        },
-    )
-    .await;
+        })
+        .await;
+    }
+
+    /// Waits until `n` jobs have completed (90 s at most).
+    async fn wait_for_completed(&self, n: u64) {
+        let completed = self.queue.keys.completed.clone();
+        let probe = self.queue.con.clone();
+        eventually(90, "the jobs completed", || {
+            let mut con = probe.clone();
+            let key = completed.clone();
+            async move {
+                redis::cmd("ZCARD")
+                    .arg(key)
+                    .query_async::<u64>(&mut con)
+                    .await
+                    .unwrap_or(0)
+                    == n
+            }
+        })
+        .await;
+    }
+
+    /// The day's `imports` record.
+    async fn import_record(&self, branch: &str, date: &str) -> Document {
+        self.db()
+            .await
+            .collection::<Document>("imports")
+            .find_one(doc! {"_id": format!("{branch}|1|{date}")})
+            .await
+            .unwrap()
+            .expect("the day has an import record")
+    }
+
+    /// The day ends exact: one document per expected row, every one written by the import that
+    /// the record says finished, the record `done`, and nothing else in the collection.
+    async fn assert_day_exact(&self, branch: &str, date: &str) {
+        let rows = expected_rows()[&(branch.to_string(), date.to_string())];
+        assert_eq!(
+            self.count(day_filter(branch, date)).await,
+            rows,
+            "{branch} {date}"
+        );
+        assert_eq!(self.count(rows_only()).await, rows, "no rows of other days");
+        let record = self.import_record(branch, date).await;
+        assert_eq!(record.get_str("state").unwrap(), "done", "{record:?}");
+        let mut last = day_filter(branch, date);
+        last.insert("importId", record.get_str("importId").unwrap());
+        assert_eq!(
+            self.count(last).await,
+            rows,
+            "every row from the finishing import"
+        );
+    }
+}
+
+/// A worker process killed with SIGKILL while it imports: after stalled recovery another
+/// worker takes the day over at once (the crashed import's 10-minute lease does not hold it
+/// up), and the day ends exact and `done`.
+#[tokio::test]
+async fn a_worker_killed_during_import_leaves_exactly_the_expected_rows() {
+    let mut env = Env::start("kill").await;
+    let (branch, date) = ("OLA", "2026-02-09");
+    let rows = expected_rows()[&(branch.to_string(), date.to_string())];
+    let ids = env.enqueue(&[job(
+        branch,
+        date,
+        json!({"attempts": 2, "backoff": {"type": "fixed", "delay": 300}}),
+    )]);
+    let mut first = env.spawn_worker("doomed", &[]);
+    env.wait_for_some_rows().await;
     first.kill().unwrap();
     first.wait().unwrap();
     let at_kill = env.count(rows_only()).await;
@@ -510,26 +571,150 @@ async fn a_worker_killed_during_import_leaves_exactly_the_expected_rows() {
         at_kill < rows,
         "the kill landed after the import finished ({at_kill} rows)"
     );
-    let mut second = spawn("survivor");
-    let completed = env.queue.keys.completed.clone();
-    let probe = env.queue.con.clone();
-    eventually(60, "the job completed on the second worker", || {
-        let mut con = probe.clone();
-        let key = completed.clone();
-        async move {
-            redis::cmd("ZCARD")
-                .arg(key)
-                .query_async::<u64>(&mut con)
-                .await
-                .unwrap_or(0)
-                == 1
-        }
-    })
-    .await;
+    let mut second = env.spawn_worker("survivor", &[]);
+    env.wait_for_completed(1).await;
     second.kill().unwrap();
     second.wait().unwrap();
-    assert_eq!(env.count(day_filter(branch, date)).await, rows);
-    assert_eq!(env.count(rows_only()).await, rows);
+    env.assert_day_exact(branch, date).await;
+    assert_eq!(env.queue.hget(&ids[0], "atm").await.as_deref(), Some("1"));
+    assert!(env.monitor_notes().await.is_empty());
+}
+
+/// SIGTERM with a short shutdown timeout hands the job back mid-import; the next worker takes
+/// the day over at once, without using an attempt, and the day ends exact.
+#[tokio::test]
+async fn a_job_handed_back_at_shutdown_is_taken_over_at_once() {
+    let mut env = Env::start("handback").await;
+    let (branch, date) = ("OLA", "2026-02-09");
+    let ids = env.enqueue(&[job(branch, date, json!({"attempts": 1}))]);
+    let mut first = env.spawn_worker("leaving", &[("SHUTDOWN_TIMEOUT_MS", "50")]);
+    env.wait_for_some_rows().await;
+    let pid = first.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        first.wait().unwrap().success(),
+        "a clean exit after the hand-back"
+    );
+    let rows = expected_rows()[&(branch.to_string(), date.to_string())];
+    assert!(env.count(rows_only()).await < rows, "handed back part way");
+    assert_eq!(
+        env.import_record(branch, date)
+            .await
+            .get_str("state")
+            .unwrap(),
+        "running"
+    );
+    let mut second = env.spawn_worker("next", &[]);
+    env.wait_for_completed(1).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    env.assert_day_exact(branch, date).await;
+    // One attempt allowed, and it sufficed: the hand-back used none.
+    assert_eq!(env.queue.hget(&ids[0], "atm").await.as_deref(), Some("1"));
+}
+
+/// MongoDB stops during the first attempt's import and comes back: the attempt fails within
+/// the bounded waits, the retry takes the day over at once, and the day ends exact.
+#[tokio::test]
+async fn a_mongodb_outage_during_the_first_attempt_ends_with_an_exact_day() {
+    let mut env = Env::start("outage").await;
+    let (branch, date) = ("OLA", "2026-02-09");
+    let ids = env.enqueue(&[job(
+        branch,
+        date,
+        json!({"attempts": 4, "backoff": {"type": "fixed", "delay": 1000}}),
+    )]);
+    let mut worker = env.spawn_worker(
+        "patient",
+        &[
+            ("IMPORT_BATCH_SIZE", "20"),
+            ("MONGO_SERVER_SELECTION_TIMEOUT_MS", "1000"),
+            ("MONGO_OP_TIMEOUT_MS", "2000"),
+        ],
+    );
+    env.wait_for_some_rows().await;
+    if !env.mongo.stop() {
+        eprintln!("MONGO_URI is not ours to stop; skipping the outage");
+        let _ = worker.kill();
+        let _ = worker.wait();
+        return;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.mongo.restart();
+    env.wait_for_completed(1).await;
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    env.assert_day_exact(branch, date).await;
+    let atm: u32 = env
+        .queue
+        .hget(&ids[0], "atm")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        atm >= 2,
+        "the outage failed at least one attempt (atm {atm})"
+    );
+    assert!(env.monitor_notes().await.is_empty());
+}
+
+/// Two jobs of the same day at once: the one that finds the other importing waits in
+/// `delayed` (a reason in its log, no attempt used) instead of failing; both complete and the
+/// day is exact.
+#[tokio::test]
+async fn a_duplicate_job_waits_for_the_running_import_of_its_day() {
+    let mut env = Env::start("duplicate").await;
+    let (branch, date) = ("OLA", "2026-02-09");
+    let ids = env.enqueue(&[
+        job(branch, date, json!({"attempts": 1})),
+        job(branch, date, json!({"attempts": 1})),
+    ]);
+    let mut worker = env.spawn_worker(
+        "both",
+        &[
+            ("JOB_CONCURRENCY", "2"),
+            ("IMPORT_BATCH_SIZE", "20"),
+            ("IMPORT_LEASE_MS", "1500"),
+        ],
+    );
+    env.wait_for_completed(2).await;
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    env.assert_day_exact(branch, date).await;
+    let mut waited = 0;
+    for id in &ids {
+        assert_eq!(
+            env.queue.hget(id, "atm").await.as_deref(),
+            Some("1"),
+            "job {id}"
+        );
+        let mut con = env.queue.con.clone();
+        let logs: Vec<String> = redis::cmd("LRANGE")
+            .arg(env.queue.keys.logs(id))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if logs.iter().any(|l| l.starts_with("waiting: another job")) {
+            waited += 1;
+        }
+    }
+    assert!(waited >= 1, "one job waited for the other");
+    let record = env.import_record(branch, date).await;
+    let fence = match record.get("fence") {
+        Some(mongodb::bson::Bson::Int64(n)) => *n,
+        Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
+        other => panic!("fence is {other:?}"),
+    };
+    assert_eq!(fence, 2, "two imports ran one after the other: {record:?}");
 }
 
 /// After an import the app's cached query results (keys matching the pattern in db 0) are
