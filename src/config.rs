@@ -162,6 +162,14 @@ pub struct RunArgs {
     /// A takeover of an unfinished import waits this (plus 2 s) before deleting stale rows.
     #[arg(long, env = "MONGO_WRITE_MAX_TIME_MS", default_value_t = 10_000)]
     pub mongo_write_max_time_ms: u64,
+    /// When a day's export is expected on the POS server: hours after the day's local midnight
+    /// (0-48; 24 = midnight after the day, 26 = 02:00 the next day). An empty listing before
+    /// then parks the job in `delayed` until then instead of completing with "no files".
+    #[arg(long, env = "POS_READY_HOUR", default_value_t = crate::pipeline::ready::DEFAULT_READY_HOUR)]
+    pub pos_ready_hour: u32,
+    /// The POS's time zone for `POS_READY_HOUR`, as `+HH:MM` or `-HH:MM`.
+    #[arg(long, env = "POS_UTC_OFFSET", default_value = "+08:00")]
+    pub pos_utc_offset: String,
     /// Transactions written per MongoDB round trip.
     #[arg(long, env = "IMPORT_BATCH_SIZE", default_value_t = 1000)]
     pub import_batch_size: usize,
@@ -375,6 +383,8 @@ pub struct RunConfig {
     pub mongo_connect_timeout: Duration,
     /// Transactions per import batch.
     pub import_batch_size: usize,
+    /// When a day's export is expected.
+    pub ready: crate::pipeline::ready::ReadyRule,
     /// Log format.
     pub log_format: LogFormat,
     /// Where `/health` and `/metrics` are served, if anywhere.
@@ -419,6 +429,21 @@ impl RunConfig {
                 "must be below MONGO_OP_TIMEOUT_MS, so the server gives up on a write before the client does",
             ));
         }
+        if args.pos_ready_hour > 48 {
+            return Err(invalid(
+                "POS_READY_HOUR",
+                "must be 0 to 48 (hours after the day's midnight)",
+            ));
+        }
+        let ready = crate::pipeline::ready::ReadyRule {
+            hour: args.pos_ready_hour,
+            utc_offset: parse_utc_offset(&args.pos_utc_offset).ok_or_else(|| {
+                invalid(
+                    "POS_UTC_OFFSET",
+                    "expected +HH:MM or -HH:MM, for example +08:00",
+                )
+            })?,
+        };
         if args.job_concurrency == 0 {
             return Err(invalid("JOB_CONCURRENCY", "must be at least 1"));
         }
@@ -493,9 +518,45 @@ impl RunConfig {
             ),
             mongo_connect_timeout: Duration::from_millis(args.mongo_connect_timeout_ms),
             import_batch_size: args.import_batch_size.max(1),
+            ready,
             log_format: args.log_format,
             metrics_addr,
         })
+    }
+}
+
+/// `+HH:MM` / `-HH:MM` → a fixed offset.
+fn parse_utc_offset(text: &str) -> Option<chrono::FixedOffset> {
+    let text = text.trim();
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1, &text[1..]),
+        b'-' => (-1, &text[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    if h > 14 || m > 59 {
+        return None;
+    }
+    chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60))
+}
+
+#[cfg(test)]
+mod offset_tests {
+    #[test]
+    fn utc_offsets_parse_strictly() {
+        let p = super::parse_utc_offset;
+        assert_eq!(p("+08:00").unwrap().local_minus_utc(), 8 * 3600);
+        assert_eq!(
+            p("-05:30").unwrap().local_minus_utc(),
+            -(5 * 3600 + 30 * 60)
+        );
+        for bad in ["08:00", "+8:00", "+08", "+15:00", "+08:60", "", "UTC"] {
+            assert!(p(bad).is_none(), "{bad}");
+        }
     }
 }
 

@@ -23,6 +23,7 @@ use crate::pipeline::combine::{
 use crate::pipeline::day::{Branch, BusinessDate, PosNo};
 use crate::pipeline::fetch::{FetchError, PosClient, StoredFile};
 use crate::pipeline::import::{Day, FileRecord, FileStatus, ImportError, Importer};
+use crate::pipeline::ready::{Readiness, ReadyRule};
 use crate::pipeline::record::Transaction;
 use crate::pipeline::storage::RawStorage;
 
@@ -145,6 +146,8 @@ pub struct FetchHandler {
     pub batch_size: usize,
     /// Metrics, if exported.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// When a day's export is expected (an empty listing before then waits).
+    pub ready: ReadyRule,
 }
 
 impl std::fmt::Debug for FetchHandler {
@@ -305,6 +308,7 @@ impl FetchHandler {
                 .map(|p| CacheInvalidation::new(cache, p.clone())),
             batch_size: config.import_batch_size,
             metrics: None,
+            ready: config.ready,
         })
     }
 
@@ -366,6 +370,31 @@ impl FetchHandler {
         }
         report_to.progress(progress::LISTED).await;
         if listing.files.is_empty() {
+            let now = chrono::Utc::now().timestamp_millis();
+            match self.ready.readiness(mday.date, now) {
+                Readiness::Due => {}
+                Readiness::NotYet { ready_at_ms } => {
+                    let until = u64::try_from(ready_at_ms).unwrap_or(0);
+                    return Err(wait_until(
+                        until,
+                        format!(
+                            "waiting: no files yet for {} pos {} on {}; the export is expected from {}",
+                            day.branch,
+                            day.pos,
+                            day.date,
+                            chrono::DateTime::from_timestamp_millis(ready_at_ms)
+                                .map(|t| t.with_timezone(&self.ready.utc_offset).to_rfc3339())
+                                .unwrap_or_default()
+                        ),
+                    ));
+                }
+                Readiness::Future { .. } => {
+                    return Err(ProcessError::permanent(format!(
+                        "invalid job data: {} is in the future; its export cannot exist yet",
+                        day.date
+                    )));
+                }
+            }
             report_to.log("no files listed for this day".into()).await;
             return Ok(json!({
                 "branch": day.branch.as_str(), "pos": day.pos.get(), "date": day.date.to_string(),

@@ -5,5 +5,6 @@ pub mod combine;
 pub mod day;
 pub mod fetch;
 pub mod import;
+pub mod ready;
 pub mod record;
 pub mod storage;

@@ -20,7 +20,7 @@ use mongodb::bson::{Document, doc};
 use serde_json::{Value, json};
 
 use crate::support::mongo::TestMongo;
-use crate::support::{RedisServer, TestQueue, eventually};
+use crate::support::{RedisServer, Running, TestQueue, eventually, wait_count};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -108,6 +108,7 @@ impl Env {
             cache,
             batch_size: 1000,
             metrics: None,
+            ready: fetch_worker::pipeline::ready::ReadyRule::default(),
         })
     }
 
@@ -796,4 +797,89 @@ async fn gridfs_storage_imports_the_same_rows() {
         0,
         "nothing on local disk"
     );
+}
+
+/// An empty listing for a day that has not closed yet (today, in the POS's time zone) parks
+/// the job in `delayed` until the export is expected, with the reason in its log and no
+/// attempt used; a date days ahead fails at once; a past day with no files completes.
+#[tokio::test]
+async fn a_day_whose_export_is_not_ready_waits_for_it() {
+    let mut env = Env::start("ready").await;
+    let rule = fetch_worker::pipeline::ready::ReadyRule::default();
+    let local_today = chrono::Utc::now()
+        .with_timezone(&rule.utc_offset)
+        .date_naive();
+    let today = local_today.to_string();
+    let far = (local_today + chrono::Duration::days(5)).to_string();
+    let ids = env.enqueue(&[
+        job("BMC", &today, fast_retries()),
+        job("BMC", &far, fast_retries()),
+        job("BMC", "2020-01-01", fast_retries()),
+    ]);
+    let running = Running::start(
+        &env.queue.url,
+        env.queue.options(),
+        Arc::new(env.handler().await),
+        None,
+    )
+    .await;
+    let con = env.queue.con.clone();
+    wait_count(
+        &con,
+        "ZCARD",
+        &env.queue.keys.delayed,
+        1,
+        30,
+        "today's job parked",
+    )
+    .await;
+    wait_count(
+        &con,
+        "ZCARD",
+        &env.queue.keys.failed,
+        1,
+        30,
+        "the far date failed",
+    )
+    .await;
+    wait_count(
+        &con,
+        "ZCARD",
+        &env.queue.keys.completed,
+        1,
+        30,
+        "the past day done",
+    )
+    .await;
+    running.stop().await;
+
+    let mut q = env.queue.con.clone();
+    let score: f64 = redis::cmd("ZSCORE")
+        .arg(&env.queue.keys.delayed)
+        .arg(&ids[0])
+        .query_async(&mut q)
+        .await
+        .unwrap();
+    // BullMQ keeps the due time in the score's upper bits (score = due * 4096 + seq).
+    let due = (score / 4096.0) as i64;
+    assert_eq!(
+        due,
+        rule.ready_at_ms(local_today),
+        "due when the export is expected"
+    );
+    let atm = env.queue.hget(&ids[0], "atm").await;
+    assert!(
+        matches!(atm.as_deref(), None | Some("0")),
+        "no attempt used: {atm:?}"
+    );
+    let logs = env.queue.lrange(&env.queue.keys.logs(&ids[0])).await;
+    assert!(
+        logs.iter().any(|l| l.starts_with("waiting: no files yet")),
+        "{logs:?}"
+    );
+    let reason = env.queue.hget(&ids[1], "failedReason").await.unwrap();
+    assert!(reason.contains("is in the future"), "{reason}");
+    let rv: Value =
+        serde_json::from_str(&env.queue.hget(&ids[2], "returnvalue").await.unwrap()).unwrap();
+    assert_eq!(rv["note"], "no files");
 }
