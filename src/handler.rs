@@ -370,7 +370,7 @@ impl FetchHandler {
         }
         report_to.progress(progress::LISTED).await;
         if listing.files.is_empty() {
-            let now = chrono::Utc::now().timestamp_millis();
+            let now = mongodb::bson::DateTime::now().timestamp_millis();
             match self.ready.readiness(mday.date, now) {
                 Readiness::Due => {}
                 Readiness::NotYet { ready_at_ms } => {

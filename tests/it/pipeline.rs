@@ -806,7 +806,9 @@ async fn gridfs_storage_imports_the_same_rows() {
 async fn a_day_whose_export_is_not_ready_waits_for_it() {
     let mut env = Env::start("ready").await;
     let rule = fetch_worker::pipeline::ready::ReadyRule::default();
-    let local_today = chrono::Utc::now()
+    let now = mongodb::bson::DateTime::now().timestamp_millis();
+    let local_today = chrono::DateTime::from_timestamp_millis(now)
+        .unwrap()
         .with_timezone(&rule.utc_offset)
         .date_naive();
     let today = local_today.to_string();
