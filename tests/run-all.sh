@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite (what CI runs): formatting and lints; Rust unit and integration tests
-# against real redis-server, nx-27017 and the fake POS server; the Node BullMQ interop suite
+# against real redis-server, nx-27017 and the fake POS server; the short chaos run (bench/chaos.sh
+# --short: the whole stack under kills, restarts and outages); the Node BullMQ interop suite
 # against bullmq@5 and bullmq@6 with the Rust binary as the worker; the compose file and the
 # image's build command; then the demo end to end with a headless-Chromium check of Bull Board.
 # Everything is built once, in release, with the image's own cargo command.
@@ -15,6 +16,8 @@ echo "== cargo clippy"
 cargo clippy --quiet --all-targets -- -D warnings
 echo "== cargo test (release)"
 cargo test --quiet --release --locked
+echo "== chaos (short): workers killed, Redis restarted, MongoDB stopped, writes held; every day exact"
+NO_BUILD=1 FETCH_WORKER_BIN="$root/target/release/fetch-worker" bash bench/chaos.sh --short
 echo "== node interop (bullmq@5 and bullmq@6, Rust worker)"
 export FETCH_WORKER_BIN="$root/target/release/fetch-worker"
 (cd node-producer-example && npm run --silent test:all)

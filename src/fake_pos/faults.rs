@@ -10,7 +10,8 @@
 //!  {"fault": "delay", "ms": 1500, "target": "list"},
 //!  {"fault": "truncate"}, {"fault": "chunked"}, {"fault": "reset", "times": 1},
 //!  {"fault": "html"},
-//!  {"fault": "error_body"}, {"fault": "list_body", "body": "../x,a_B_1_..."}]
+//!  {"fault": "error_body"}, {"fault": "list_body", "body": "../x,a_B_1_..."},
+//!  {"fault": "status", "status": 503, "target": "list", "chance": 0.1}]
 //! ```
 //!
 //! # Matching
@@ -18,7 +19,9 @@
 //! A rule applies to a request when its `target` matches (`list`, `download` or `any`, the
 //! default) and, if `path` is given, the request path contains it. `times` limits a rule to
 //! the next N matching requests ("fail twice then succeed"); without it the rule applies to
-//! every matching request. For each request, every matching `delay` rule is applied (their
+//! every matching request. `chance` (0 to 1) makes a rule apply to each matching request with
+//! that probability (`{"fault": "reset", "chance": 0.1}`: one request in ten, at random, as a
+//! flaky network would); without it the rule always applies. For each request, every matching `delay` rule is applied (their
 //! waits add up), then the **first** matching other rule decides the answer. Each rule that
 //! applied uses up one of its `times`; a rule with none left is removed.
 
@@ -79,7 +82,7 @@ impl Target {
 }
 
 /// A fault and the requests it applies to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FaultRule {
     /// What goes wrong.
     #[serde(flatten)]
@@ -93,6 +96,10 @@ pub struct FaultRule {
     /// Only the next N matching requests; every one when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<u32>,
+    /// The probability (0 to 1) that the rule applies to a matching request; always when
+    /// absent. A request it skips uses none of its `times`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chance: Option<f64>,
 }
 
 impl FaultRule {
@@ -103,6 +110,7 @@ impl FaultRule {
             target: Target::Any,
             path: None,
             times: None,
+            chance: None,
         }
     }
 
@@ -121,6 +129,12 @@ impl FaultRule {
     /// Only for the next `n` matching requests.
     pub fn times(mut self, n: u32) -> FaultRule {
         self.times = Some(n);
+        self
+    }
+
+    /// Only for each matching request with probability `p` (clamped to 0..=1).
+    pub fn chance(mut self, p: f64) -> FaultRule {
+        self.chance = Some(p.clamp(0.0, 1.0));
         self
     }
 
@@ -176,10 +190,21 @@ impl Faults {
             Many(Vec<FaultRule>),
             One(FaultRule),
         }
-        Ok(match serde_json::from_str::<OneOrMany>(spec)? {
+        let rules = match serde_json::from_str::<OneOrMany>(spec)? {
             OneOrMany::Many(rules) => rules,
             OneOrMany::One(rule) => vec![rule],
-        })
+        };
+        // A typo such as `10` for 10 % would otherwise silently mean "always".
+        if let Some(p) = rules
+            .iter()
+            .filter_map(|r| r.chance)
+            .find(|p| !(0.0..=1.0).contains(p))
+        {
+            return Err(FaultSpecError(serde::de::Error::custom(format!(
+                "chance must be between 0 and 1, got {p}"
+            ))));
+        }
+        Ok(rules)
     }
 
     /// The rules, poisoning ignored: a panicking holder cannot leave them half-changed, since
@@ -215,6 +240,10 @@ impl Faults {
         let mut used = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             if !rule.matches(target, path) {
+                continue;
+            }
+            // `fastrand::f64()` is in [0, 1): a chance of 1 always applies, 0 never.
+            if rule.chance.is_some_and(|p| fastrand::f64() >= p) {
                 continue;
             }
             match &rule.fault {
@@ -275,6 +304,52 @@ mod tests {
         assert_eq!(plan.delay, Duration::from_millis(100));
         assert_eq!(plan.fault, Some(Fault::Reset));
         assert_eq!(faults.rules().len(), 2);
+    }
+
+    #[test]
+    fn a_rule_with_a_chance_applies_to_about_that_share_of_requests() {
+        let never = Faults::with_rules(vec![FaultRule::new(Fault::Reset).chance(0.0).times(5)]);
+        let always = Faults::with_rules(vec![FaultRule::new(Fault::Reset).chance(1.0)]);
+        let tenth = Faults::with_rules(vec![
+            FaultRule::new(Fault::Reset).on(Target::List).chance(0.1),
+        ]);
+        let mut hits = 0;
+        for _ in 0..10_000 {
+            assert_eq!(never.plan(Target::List, "/l").fault, None);
+            assert_eq!(always.plan(Target::List, "/l").fault, Some(Fault::Reset));
+            assert_eq!(tenth.plan(Target::Download, "/d").fault, None);
+            hits += usize::from(tenth.plan(Target::List, "/l").fault.is_some());
+        }
+        // 1,000 expected, standard deviation 30: these bounds are ten deviations wide.
+        assert!(
+            (700..=1300).contains(&hits),
+            "{hits} of 10,000 requests faulted"
+        );
+        // A skipped request uses none of the rule's `times`.
+        assert_eq!(never.rules()[0].times, Some(5));
+    }
+
+    #[test]
+    fn a_chance_parses_and_must_be_a_probability() {
+        let rules =
+            Faults::parse_rules(r#"{"fault":"status","status":503,"target":"list","chance":0.1}"#)
+                .expect("rule");
+        assert_eq!(
+            rules,
+            [FaultRule::new(Fault::Status { status: 503 })
+                .on(Target::List)
+                .chance(0.1)]
+        );
+        assert_eq!(
+            Faults::parse_rules(r#"{"fault":"html"}"#).expect("rule")[0].chance,
+            None
+        );
+        let err = Faults::parse_rules(r#"{"fault":"html","chance":10}"#).expect_err("10");
+        assert!(
+            err.to_string().contains("chance must be between 0 and 1"),
+            "{err}"
+        );
+        assert!(Faults::parse_rules(r#"{"fault":"html","chance":-0.5}"#).is_err());
     }
 
     #[test]
