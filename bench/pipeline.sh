@@ -49,8 +49,7 @@
 #     so process start-up (connecting, creating indexes) counts and process exit does not.
 #     A run fails unless every job completed (none failed, nothing left in wait, active,
 #     delayed, prioritized or paused), the summed `rows.imported` of the return values and the
-#     database's transactions count both equal DAYS x 7,452 (the count plus one fence guard
-#     document per day), and the processes exit 0.
+#     database's transactions count both equal DAYS x 7,452, and the processes exit 0.
 #   - Phases. Every job logs (stderr, JSON, timestamped) `listing files…`, `downloaded …` per
 #     file, `combined …` and `imported …`. Per job:
 #       fetch  = listing -> last download (list, downloads, one file record upsert per file);
@@ -368,10 +367,8 @@ run_pipeline() { # run_pipeline SPEC: W processes of C jobs each ("W" or "WxC")
     FAILURES+=("$tag: counting transactions failed: $(tail -2 "$out/count.err")")
     return
   fi
-  # `transactions` also holds one fence guard document per imported day (no branch, pos or
-  # date; see src/pipeline/import.rs), and the count is of the whole collection.
-  if ((count != ROWS + JOBS)); then
-    FAILURES+=("$tag: the database holds $count documents in transactions, expected $ROWS rows + $JOBS fence guards")
+  if ((count != ROWS)); then
+    FAILURES+=("$tag: the database holds $count transactions, expected $ROWS")
     return
   fi
   R_WALL[$spec]=$(json "$s" wallMs)
