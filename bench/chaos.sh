@@ -22,7 +22,7 @@
 #     hold     arm the proxy (bench/lib/hold_proxy.py, between the workers and MongoDB) to
 #              hold the next 2 `update`/`delete` commands on `transactions` (the import's
 #              fenced batches of rows, its stale-row delete) for HOLD_MS (5 s), longer than the
-#              import lease (IMPORT_LEASE_MS, 3 s); when the first held write is an import
+#              import lease (IMPORT_LEASE_MS, 3.5 s); when the first held write is an import
 #              batch, the producer at once adds a duplicate job of that day (a second
 #              request while the first import's write is stuck in the network): it waits for
 #              the lease, takes the day over, and the held batch then arrives late and must
@@ -42,7 +42,7 @@
 #   - Workers: JOB_CONCURRENCY 2 each, LOCK_DURATION_MS 4000 and STALLED_INTERVAL_MS 1500 (a
 #     killed worker's jobs come back within seconds), MAX_STALLED_COUNT 1000 (a job whose
 #     worker we kill is not a bad job: the default of 1 would fail a job killed twice),
-#     IMPORT_LEASE_MS 3000, MONGO_WRITE_MAX_TIME_MS 1000 (a takeover of an unfinished import
+#     IMPORT_LEASE_MS 3500, MONGO_WRITE_MAX_TIME_MS 1000 (a takeover of an unfinished import
 #     waits 3 s before deleting stale rows: less than the lease, see the report's note),
 #     MONGO_SERVER_SELECTION_TIMEOUT_MS 3000, MONGO_OP_TIMEOUT_MS 10000, DRAIN_DELAY_MS 500,
 #     METRICS_ADDR off, LOG_FORMAT json; one log file per process started.
@@ -70,7 +70,7 @@
 # USAGE
 #   bench/chaos.sh                 # the full run (a bench)
 #   bench/chaos.sh --short         # about a minute (CI: tests/run-all.sh); or CHAOS_SHORT=1
-#   Settings (env): DAYS, DUP_PCT (10), ATTEMPTS (10), IMPORT_LEASE_MS (3000), HOLD_MS (5000),
+#   Settings (env): DAYS, DUP_PCT (10), ATTEMPTS (10), IMPORT_LEASE_MS (3500), HOLD_MS (5000),
 #   WRITE_MAX_TIME_MS (the workers' MONGO_WRITE_MAX_TIME_MS, 1000),
 #   DRAIN_TIMEOUT_S (full 600, short 240), SEED (random; printed), MONGO_URI (a plain
 #   mongodb://host:port[/…] of one server; unset: nx-27017), REDIS_SERVER, NO_BUILD,
@@ -109,7 +109,7 @@ else
 fi
 DUP_PCT=${DUP_PCT:-10}
 ATTEMPTS=${ATTEMPTS:-10}
-IMPORT_LEASE_MS=${IMPORT_LEASE_MS:-3000}
+IMPORT_LEASE_MS=${IMPORT_LEASE_MS:-3500}
 HOLD_MS=${HOLD_MS:-5000}
 WRITE_MAX_TIME_MS=${WRITE_MAX_TIME_MS:-1000}
 SEED=${SEED:-$((RANDOM * 32768 + RANDOM))}

@@ -423,6 +423,12 @@ impl RunConfig {
                 return Err(invalid(name, "must be at least 100 ms"));
             }
         }
+        if args.import_lease_ms <= args.mongo_write_max_time_ms + 2_000 {
+            return Err(invalid(
+                "IMPORT_LEASE_MS",
+                "must be above MONGO_WRITE_MAX_TIME_MS + 2000, so a lease outlives the wait of a takeover",
+            ));
+        }
         if args.mongo_write_max_time_ms >= args.mongo_op_timeout_ms {
             return Err(invalid(
                 "MONGO_WRITE_MAX_TIME_MS",

@@ -858,9 +858,15 @@ impl DayImport {
         if self.unfinished_predecessor {
             let quiet =
                 self.guard_raised_at + self.importer.timeouts.write_max_time + MAX_TIME_MARGIN;
+            // Renew while waiting, in steps of a third of the lease: a live import keeps its
+            // day (else another job could take it over mid-wait, then lose it back in its own
+            // wait, and so on), and a takeover is still noticed at the next step.
+            let step = self.importer.timeouts.lease / 3;
             if tokio::time::Instant::now() < quiet {
                 tracing::debug!(day = %self.day.record_id(), "waiting out the writes of the import taken over");
-                tokio::time::sleep_until(quiet).await;
+            }
+            while tokio::time::Instant::now() < quiet {
+                tokio::time::sleep_until(quiet.min(tokio::time::Instant::now() + step)).await;
                 self.renew().await?;
             }
         }

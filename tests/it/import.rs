@@ -390,3 +390,34 @@ async fn rows_without_a_fence_are_replaced_or_removed() {
     assert_eq!(day_keys(&importer, &d).await.unwrap(), sorted_keys(&rows));
     assert_eq!(number(&record(&db, &d).await, "fence"), 1);
 }
+
+/// A takeover of an unfinished import waits out the old writes before deleting stale rows;
+/// during that wait it keeps renewing its lease, so another job of the day keeps waiting
+/// instead of taking the day over (and losing it back), even when the wait outlasts a lease.
+#[tokio::test]
+async fn a_takeover_keeps_its_lease_while_it_waits_out_old_writes() {
+    let mongo = TestMongo::start();
+    let db = mongo.database(&TestMongo::unique_db("renew")).await;
+    // A 1.2 s lease; the wait is 200 ms + the 2 s margin.
+    let importer = Importer::new(db.clone(), "test").with_timeouts(quick(1_200));
+    importer.ensure_indexes().await.unwrap();
+    let rows = day_rows("BMC", "2026-02-09");
+    let d = day("BMC", "2026-02-09");
+    let mut crashed = importer.begin(&d, "job-1").await.unwrap();
+    crashed.write(&rows[..50]).await.unwrap();
+    drop(crashed);
+    let mut again = importer.begin(&d, "job-1").await.unwrap();
+    again.write(&rows).await.unwrap();
+    let finish = tokio::spawn(async move { again.finish().await });
+    // Past one lease from the last write, another job still finds the day busy.
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert!(
+        matches!(
+            importer.check_free(&d, "job-2").await,
+            Err(ImportError::Busy { .. })
+        ),
+        "the waiting import kept its lease"
+    );
+    assert_eq!(finish.await.unwrap().unwrap(), (rows.len() as u64, 0));
+    assert_eq!(day_keys(&importer, &d).await.unwrap(), sorted_keys(&rows));
+}

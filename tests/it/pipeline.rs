@@ -682,7 +682,7 @@ async fn a_duplicate_job_waits_for_the_running_import_of_its_day() {
         &[
             ("JOB_CONCURRENCY", "2"),
             ("IMPORT_BATCH_SIZE", "20"),
-            ("IMPORT_LEASE_MS", "1500"),
+            ("IMPORT_LEASE_MS", "3000"),
         ],
     );
     env.wait_for_completed(2).await;
