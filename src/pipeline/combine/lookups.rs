@@ -24,6 +24,17 @@
 //!   only keys that some rd5000 line can look up ([`Lookups::keep_phones_for`]).
 //!
 //! Lines longer than the configured limit are skipped and counted rather than split.
+//!
+//! # Tables for the typed records
+//!
+//! [`Lookups::load_quoted`] builds the same tables with the same rules from fields read with
+//! real CSV quoting ([`super::quoted`]), so keys and names are the unquoted text (`REPP"13` →
+//! `EXT"E PLATTER`) and a quoted comma does not move the later columns. Only lines that
+//! contain a `"` are read that way; the others give the same fields either way and go
+//! through the legacy splitter. The blpr key is then the text inside an Excel formula
+//! `="…"` (what `"=""…"""` unquotes to), the key legacy's search finds in the raw field.
+//! [`TypedTables`] picks, per table, these tables when the file held a quote and the legacy
+//! ones otherwise (they would be identical).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -33,6 +44,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::files::FileType;
 use super::lines::{Text, find_byte, leading_fields, py_strip};
+use super::quoted;
 
 /// Text taken from a reference file: borrowed from the file's bytes, or owned when its line
 /// was not valid UTF-8 and had to be decoded into a new string.
@@ -77,6 +89,9 @@ pub enum SkipReason {
     Rd5800Exactly20Fields,
     /// Longer than the line limit.
     LineTooLong,
+    /// Read with real quoting (typed tables only): a quoted field is not closed by the end
+    /// of the line.
+    UnclosedQuote,
 }
 
 impl SkipReason {
@@ -89,6 +104,7 @@ impl SkipReason {
                 "rd5800 line with exactly 20 fields (legacy aborted the run)"
             }
             SkipReason::LineTooLong => "line longer than the limit",
+            SkipReason::UnclosedQuote => "quoted field not closed at the end of the line",
         }
     }
 }
@@ -138,7 +154,7 @@ impl<'a> Lookups<'a> {
         self.phone_keys = Some(keys.into_iter().map(Into::into).collect());
     }
 
-    /// Adds one reference file's lines to its table.
+    /// Adds one reference file's lines to its table, split the legacy way (on every comma).
     ///
     /// `new_branch` selects the rd5500 new-layout rules. rd5000 is not a reference type and
     /// is ignored here.
@@ -149,6 +165,30 @@ impl<'a> Lookups<'a> {
         new_branch: bool,
         max_line_bytes: usize,
     ) -> TableStats {
+        self.load_with(file_type, data, new_branch, max_line_bytes, false)
+    }
+
+    /// [`Lookups::load`] for the typed records: lines that contain a `"` are read with real
+    /// CSV quoting (module doc, "Tables for the typed records"); a line whose quoted field is
+    /// not closed is skipped and counted ([`SkipReason::UnclosedQuote`]).
+    pub fn load_quoted(
+        &mut self,
+        file_type: FileType,
+        data: &'a [u8],
+        new_branch: bool,
+        max_line_bytes: usize,
+    ) -> TableStats {
+        self.load_with(file_type, data, new_branch, max_line_bytes, true)
+    }
+
+    fn load_with(
+        &mut self,
+        file_type: FileType,
+        data: &'a [u8],
+        new_branch: bool,
+        max_line_bytes: usize,
+        quoting: bool,
+    ) -> TableStats {
         let mut stats = TableStats::default();
         let file = Text::new(data);
         for line in file.lines() {
@@ -157,16 +197,25 @@ impl<'a> Lookups<'a> {
                 *stats.skipped.entry(SkipReason::LineTooLong).or_default() += 1;
                 continue;
             }
+            let quoted = quoting && memchr::memchr(b'"', file.bytes(line.clone())).is_some();
             let (text, lossy) = file.line(line);
             if lossy {
                 stats.lossy_lines += 1;
             }
-            let added = match text {
-                Cow::Borrowed(line) => self.add_line(file_type, line, new_branch, &Cow::Borrowed),
-                Cow::Owned(line) => {
+            let added = match (text, quoted) {
+                (Cow::Borrowed(line), false) => {
+                    self.add_line(file_type, line, new_branch, &Cow::Borrowed)
+                }
+                (Cow::Owned(line), false) => {
                     let copy = |s: &str| Cow::Owned(s.to_owned());
                     self.add_line(file_type, &line, new_branch, &copy)
                 }
+                (Cow::Borrowed(line), true) => quoted_fields(file_type, line)
+                    .and_then(|fields| self.add_fields(file_type, fields, new_branch)),
+                (Cow::Owned(line), true) => quoted_fields(file_type, &line).and_then(|fields| {
+                    let owned = fields.into_iter().map(|f| Cow::Owned(f.into_owned()));
+                    self.add_fields(file_type, owned.collect(), new_branch)
+                }),
             };
             if let Err(reason) = added {
                 *stats.skipped.entry(reason).or_default() += 1;
@@ -182,6 +231,76 @@ impl<'a> Lookups<'a> {
             FileType::Blpr => self.phones.len(),
         } as u64;
         stats
+    }
+
+    /// The table rules of `add_line`, on fields already split (and unquoted).
+    ///
+    /// The two state the same rules; a test checks that they build the same tables from
+    /// lines without quotes.
+    fn add_fields(
+        &mut self,
+        file_type: FileType,
+        mut fields: Vec<Field<'a>>,
+        new_branch: bool,
+    ) -> Result<(), SkipReason> {
+        let count = fields.len();
+        let mut take = |i: usize| fields.get_mut(i).map(std::mem::take).unwrap_or_default();
+        match file_type {
+            FileType::Rd5000 => {}
+            FileType::Rd5500 => {
+                let key = take(0);
+                if count < 2 && key.is_empty() {
+                    return Ok(());
+                }
+                let department = match count {
+                    _ if !new_branch => None,
+                    13.. => Some(take(12)),
+                    4.. => Some(take(3)),
+                    _ => None,
+                };
+                let entry = match count {
+                    2.. => ItemEntry::Named {
+                        name: take(1),
+                        department,
+                    },
+                    _ => ItemEntry::Bare,
+                };
+                insert_first(&mut self.items, key, entry);
+            }
+            FileType::Rd1800 | FileType::Discount => {
+                let table = if file_type == FileType::Rd1800 {
+                    &mut self.departments
+                } else {
+                    &mut self.discounts
+                };
+                let key = take(0);
+                if count >= 2 || !key.is_empty() {
+                    insert_first(table, key, take(1));
+                }
+            }
+            FileType::Rd5800 => match count {
+                n if n < 11 => return Err(SkipReason::Rd5800Under11Fields),
+                n if n < 20 => return Err(SkipReason::Rd5800Under20Fields),
+                20 => return Err(SkipReason::Rd5800Exactly20Fields),
+                _ => insert_first(&mut self.payment_codes, take(20), take(11)),
+            },
+            FileType::Rd5900 => insert_first(&mut self.payment_names, take(0), take(1)),
+            FileType::Blpr => {
+                if count < 4 {
+                    return Ok(());
+                }
+                let key = formula_inner(take(3));
+                let wanted = self.phone_keys.as_ref();
+                if wanted.is_some_and(|keys| !keys.contains(key.as_ref())) {
+                    return Ok(());
+                }
+                let phone = take(1);
+                if phone.chars().count() == 11 {
+                    insert_first(&mut self.phones, key, phone);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn add_line<'l>(
@@ -205,6 +324,109 @@ impl<'a> Lookups<'a> {
             FileType::Blpr => add_phone(&mut self.phones, self.phone_keys.as_ref(), line, keep),
         }
         Ok(())
+    }
+}
+
+/// The fields of a reference line under real quoting; rd5500 lines are stripped first, as
+/// legacy stripped them before splitting.
+fn quoted_fields(file_type: FileType, line: &str) -> Result<Vec<Field<'_>>, SkipReason> {
+    let line = if file_type == FileType::Rd5500 {
+        py_strip(line)
+    } else {
+        line
+    };
+    quoted::split(line).map_err(|_| SkipReason::UnclosedQuote)
+}
+
+/// Inserts unless the key is already there (the first line in file order wins).
+fn insert_first<'a, V>(table: &mut Table<'a, V>, key: Field<'a>, value: V) {
+    if let Entry::Vacant(slot) = table.entry(key) {
+        slot.insert(value);
+    }
+}
+
+/// The text inside an Excel text formula `="…"` (what blpr's `"=""00019910"""` unquotes
+/// to), or the field itself when it is not one: the typed counterpart of
+/// [`excel_wrapped_inner`] on the raw field. An empty formula `=""` is kept as it is, as the
+/// legacy search finds nothing in an empty wrapper.
+pub fn formula_inner(field: Field<'_>) -> Field<'_> {
+    let inner = |s: &str| -> Option<std::ops::Range<usize>> {
+        let rest = s.strip_prefix("=\"")?.strip_suffix('"')?;
+        (!rest.is_empty()).then_some(2..2 + rest.len())
+    };
+    match field {
+        Cow::Borrowed(s) => match inner(s) {
+            Some(range) => Cow::Borrowed(&s[range]),
+            None => Cow::Borrowed(s),
+        },
+        Cow::Owned(s) => match inner(&s) {
+            Some(range) => Cow::Owned(s[range].to_owned()),
+            None => Cow::Owned(s),
+        },
+    }
+}
+
+/// The tables a typed record is completed from: for each reference file that contained a
+/// `"`, the tables read with real quoting ([`Lookups::load_quoted`]); for the others the
+/// legacy tables, which are the same.
+#[derive(Debug, Clone, Copy)]
+pub struct TypedTables<'t, 'a> {
+    legacy: &'t Lookups<'a>,
+    quoted: &'t Lookups<'a>,
+    /// Per [`FileType::ALL`] index: whether `quoted` holds that type's table.
+    own: [bool; FileType::ALL.len()],
+}
+
+impl<'t, 'a> TypedTables<'t, 'a> {
+    /// `own[i]` says whether `quoted` holds the table of `FileType::ALL[i]`.
+    pub fn new(
+        legacy: &'t Lookups<'a>,
+        quoted: &'t Lookups<'a>,
+        own: [bool; FileType::ALL.len()],
+    ) -> Self {
+        Self {
+            legacy,
+            quoted,
+            own,
+        }
+    }
+
+    fn pick(&self, file_type: FileType) -> &'t Lookups<'a> {
+        let own = FileType::ALL
+            .iter()
+            .zip(self.own)
+            .any(|(t, own)| *t == file_type && own);
+        if own { self.quoted } else { self.legacy }
+    }
+
+    /// rd5500: item code → entry.
+    pub fn items(&self) -> &'t Table<'a, ItemEntry<'a>> {
+        &self.pick(FileType::Rd5500).items
+    }
+
+    /// rd1800: department code → name.
+    pub fn departments(&self) -> &'t Table<'a, Field<'a>> {
+        &self.pick(FileType::Rd1800).departments
+    }
+
+    /// discount: discount code → name.
+    pub fn discounts(&self) -> &'t Table<'a, Field<'a>> {
+        &self.pick(FileType::Discount).discounts
+    }
+
+    /// rd5800: transaction number → payment code.
+    pub fn payment_codes(&self) -> &'t Table<'a, Field<'a>> {
+        &self.pick(FileType::Rd5800).payment_codes
+    }
+
+    /// rd5900: payment code → name.
+    pub fn payment_names(&self) -> &'t Table<'a, Field<'a>> {
+        &self.pick(FileType::Rd5900).payment_names
+    }
+
+    /// blpr: ORNO → phone.
+    pub fn phones(&self) -> &'t Table<'a, Field<'a>> {
+        &self.pick(FileType::Blpr).phones
     }
 }
 
