@@ -759,6 +759,115 @@ mod tests {
         assert_eq!(stats.skipped[&SkipReason::LineTooLong], 1);
     }
 
+    fn load_quoted(file_type: FileType, data: &str, new_branch: bool) -> Lookups<'_> {
+        let mut l = Lookups::default();
+        l.load_quoted(file_type, data.as_bytes(), new_branch, 1 << 20);
+        l
+    }
+
+    #[test]
+    fn quoted_reading_unquotes_keys_and_names_in_every_table() {
+        // Quoted commas, doubled quotes, quotes at the ends of names; old and new layouts.
+        let l = load_quoted(
+            FileType::Rd5500,
+            "\"REPP\"\"13\",\"P\"\"IUM, MUG\",X\nBIG1,\"\"\"BIG\"\" ONE\"\"\",X\n",
+            false,
+        );
+        assert_eq!(l.items["REPP\"13"], named("P\"IUM, MUG", None));
+        assert_eq!(l.items["BIG1"], named("\"BIG\" ONE\"", None));
+        let new = "CHM1,\"CHICKEN, 2PC\",X,406,185,ORDER,12,1,1,,,,MEALS1,0, FULL";
+        let l = load_quoted(FileType::Rd5500, new, true);
+        assert_eq!(l.items["CHM1"], named("CHICKEN, 2PC", Some("MEALS1")));
+        // Legacy's split moves CATEG_ID out of column 12.
+        let (legacy, _) = load(FileType::Rd5500, new, true);
+        assert_eq!(legacy.items["CHM1"], named("\"CHICKEN", Some("")));
+
+        let l = load_quoted(
+            FileType::Rd1800,
+            "52,\"MEALS, \"\"CHICKEN\"\"\",1,BR\n",
+            false,
+        );
+        assert_eq!(l.departments["52"], "MEALS, \"CHICKEN\"");
+        let l = load_quoted(FileType::Discount, "SC,\"SNR, 20%\",,,,BETA,0, F\n", true);
+        assert_eq!(l.discounts["SC"], "SNR, 20%");
+        let l = load_quoted(FileType::Rd5900, "\"1\",\"CASH, \"\"PHP\"\"\"\n", false);
+        assert_eq!(l.payment_names["1"], "CASH, \"PHP\"");
+
+        let mut pay = vec![""; 23];
+        pay[6] = "\"CRUZ, J\"";
+        pay[11] = "00001";
+        pay[20] = "T1";
+        let pay = pay.join(",");
+        let l = load_quoted(FileType::Rd5800, &pay, false);
+        assert_eq!(l.payment_codes["T1"], "00001");
+        let (legacy, _) = load(FileType::Rd5800, &pay, false);
+        assert!(!legacy.payment_codes.contains_key("T1"));
+
+        let blpr = "\"TEMP, 2\",09123456789,\"=\"\"X\"\"\",\"=\"\"00019910\"\"\",1,B\n\
+                    T,\"09111111111\",X,\"=\"\"00019911\"\"\",1,B\n";
+        let l = load_quoted(FileType::Blpr, blpr, false);
+        assert_eq!(l.phones["00019910"], "09123456789");
+        assert_eq!(l.phones["00019911"], "09111111111");
+        let (legacy, _) = load(FileType::Blpr, blpr, false);
+        assert!(legacy.phones.is_empty());
+    }
+
+    #[test]
+    fn quoted_reading_skips_and_counts_unclosed_quotes() {
+        let mut l = Lookups::default();
+        let stats = l.load_quoted(FileType::Rd1800, b"1,OK\n2,\"OPEN, NAME\n", false, 1 << 20);
+        assert_eq!(l.departments.len(), 1);
+        assert_eq!(stats.skipped[&SkipReason::UnclosedQuote], 1);
+    }
+
+    #[test]
+    fn formula_inner_unwraps_excel_text_formulas() {
+        assert_eq!(formula_inner("=\"00019910\"".into()), "00019910");
+        assert_eq!(formula_inner(Cow::Owned("=\"1\"".into())), "1");
+        assert_eq!(formula_inner("=\"\"".into()), "=\"\"");
+        assert_eq!(formula_inner("00019910".into()), "00019910");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The rules on split fields (`add_fields`, used for quoted lines) build exactly the
+        /// tables of the legacy rules (`add_line`) from the same fields.
+        #[test]
+        fn field_rules_match_line_rules(
+            data in reference_file(),
+            which in 1..FileType::ALL.len(),
+            new_branch in any::<bool>(),
+            filter in any::<bool>(),
+        ) {
+            let file_type = FileType::ALL[which];
+            let data: Vec<u8> = data.into_iter().filter(|&b| b != b'"').collect();
+            let keys = ["K1".to_string(), String::new()];
+            let mut by_line = Lookups::default();
+            let mut by_fields = Lookups::default();
+            if filter {
+                by_line.keep_phones_for(keys.iter().cloned());
+                by_fields.keep_phones_for(keys.iter().cloned());
+            }
+            by_line.load(file_type, &data, new_branch, 1 << 20);
+            let file = Text::new(&data);
+            for line in file.lines() {
+                let (text, _) = file.line(line);
+                let text = if file_type == FileType::Rd5500 {
+                    py_strip(&text).to_string()
+                } else {
+                    text.into_owned()
+                };
+                let fields = text.split(',').map(|f| Cow::Owned(f.to_string())).collect();
+                let _ = by_fields.add_fields(file_type, fields, new_branch);
+            }
+            prop_assert_eq!(
+                reference::of(&by_fields, file_type),
+                reference::of(&by_line, file_type)
+            );
+        }
+    }
+
     /// The tables as first written: every line split with `str::split` into owned strings,
     /// found byte by byte and decoded one by one, all tests in the original order. The fast
     /// paths above must build exactly these tables and statistics.

@@ -85,16 +85,61 @@
 //! - New branches given on the command line or in a file are trimmed; legacy compared the
 //!   file's lines verbatim.
 //!
-//! In the typed [`Transaction`] only (the legacy row keeps legacy's behaviour):
+//! In the typed [`Transaction`] only (the legacy row keeps legacy's behaviour). Each entry is
+//! one rule: its name in bold (the join test over the samples, `typed_records_join_legacy_rows`
+//! in the combine tests, names the rule that explains each difference it finds and fails on
+//! any difference no rule explains), the fields it touches, the rule, and an example.
 //!
-//! - `productName` is looked up by the raw item code. Legacy looked it up by the escaped code,
-//!   so an item code of 2+ characters starting with `0` (`0123`) never found its name.
-//! - For new-layout branches, the department taken from rd5500 follows that raw-code lookup
-//!   too, so such items also get their `departmentCode`/`departmentName`.
-//! - `discountName` is looked up by the raw discount code (legacy: the escaped one).
-//! - An item code whose rd5500 line has one field, or (new layout) no department, gives no name
-//!   or department in the record; legacy dropped such rows, so this only arises for codes the
-//!   legacy lookup could not see.
+//! - **`unquoted-text`**: `productCode`, `productName`, `departmentCode`, `departmentName`,
+//!   `discountCode`, `discountName`, `paymentCode`, `paymentName`, `phone` and every other
+//!   text field. A line that contains a `"` (rd5000 or a reference file) is read with real CSV
+//!   quoting (`quoted` module), so codes and names are the unquoted text. Legacy split on every
+//!   comma and kept the quotes, then wrapped names in `"…"`. Example: rd5500
+//!   `REPBS11,"EXT""E PLATTER",…` gives the legacy PRODUCT NAME `""EXT""E PLATTER""` and the
+//!   typed `productName` `EXT"E PLATTER`; an rd5000 item `"REPP""13"` is `productCode`
+//!   `REPP"13`, and it finds rd5500's `"REPP""13"` line as legacy did (both sides unquoted).
+//! - **`real-columns`**: every field after a quoted comma. In a line read with real quoting a
+//!   quoted comma stays inside its field, so the later fields keep their columns. Legacy's
+//!   split moves them one place per comma. Example: rd5000 `…,1234 5678,"DELA CRUZ, JUAN",T,
+//!   1,…`: legacy's TYPE CODE is `JUAN"`, its VAT DIV the VAT flag and its TRANSACTION NUMBER
+//!   the VAT price; the typed record has `orderType` `T`, `vatFlag` `1` and the real
+//!   `transactionNumber`, and its payment and phone found by that number. The same holds for
+//!   the reference files: rd5800 `…,"CRUZ, J",…` keeps `PAYCODE` and `TRANSNO` in columns
+//!   11 and 20 for the typed lookup, a new-layout rd5500 name with a comma keeps `CATEG_ID` in
+//!   column 12, blpr `"TEMP, 2",09…` keeps `PHONE` in column 1.
+//! - **`own-verdict`**: which lines have a record at all. A line without a `"` gets the legacy
+//!   verdict (row, monitor or rejected). A line with a `"` is judged on its real columns:
+//!   field count, then the hour of TIME, then DATE. Example: rd5000 with `"SPECIAL, 2"` as
+//!   ITE_CODE: legacy reads DEP_CODE as DATE and sends the line to the monitor; the typed pass
+//!   makes a record dated by the real DATE. The reverse (a legacy row, no record) happens when
+//!   the real TIME or DATE fails.
+//! - **`field-count`**: a line whose fields, read with real quoting, are not the 40 of the
+//!   rd5000 layout (or whose quoted field is not closed) gets no record; it is counted in
+//!   [`TypedReport::rejected`] as [`RejectReason::FieldCount`] or
+//!   [`RejectReason::UnclosedQuote`], and [`GroupReport::layout_note`] gives the day's one
+//!   monitor note naming the file, the line and the cause. Legacy padded short lines and
+//!   shifted long ones. Example: an unquoted `…,DELA CRUZ, JUAN,…` (41 fields) keeps its
+//!   legacy row and has no record: `line 7: field count does not fit the rd5000 layout (41
+//!   fields, the layout has 40)`.
+//! - **`raw-code-lookup`**: `productName` (and for new-layout branches `departmentCode` and
+//!   `departmentName`) and `discountName` are looked up by the raw code. Legacy looked them up
+//!   by the Excel-escaped code, so an item code of 2+ characters starting with `0` never
+//!   found its name. Example: item `0123`: legacy PRODUCT NAME empty, typed `productName` the
+//!   rd5500 name; discount code `01` likewise.
+//! - **`bare-item`**: `productName`, `departmentCode`, `departmentName`. An item code whose
+//!   rd5500 line has one field, or (new layout) no department, gives no name or department in
+//!   the record; legacy dropped such rows, so this only arises for codes the legacy lookup
+//!   could not see. Example: rd5500 line `0123` alone: no `productName`.
+//! - **`department-key`**: `departmentName`. The rd1800 key is the department code without
+//!   surrounding whitespace. Legacy's key also lost every `"` and `="` (its Excel wrapper), so
+//!   the two differ only for a code that really contains a quote. Example: rd5000 DEP_CODE
+//!   `"7"` (quoted) is `7` in both; an unquoted code `7"` is `7"` typed, `7` in legacy.
+//! - **`quoted-phone`**: `phone`. blpr's 11-character rule applies to the unquoted PHONE.
+//!   Example: `"09123456789"` is 13 characters to legacy (no phone) and 11 typed (a phone).
+//! - **`numbers`**: `quantity`, `unitPrice`, `amount`, `discount`, `vatDiv`, `vatAmount`,
+//!   `vatDiscount`, `vatPrice` are exact decimals: an empty field is `null`, a field that is
+//!   not a number is `null` and counted ([`GroupReport::bad_numbers`]), and exponent notation
+//!   is expanded. Example: `1e-05` is `0.00001`; legacy copied the text.
 //!
 //! Kept as legacy has it, although it looks wrong: PHONE NUMBER is blpr's `ORNO` matched
 //! against rd5000's `TRANSNO`. In the samples nothing matches either way, so we do not guess
@@ -724,6 +769,11 @@ fn combine_group_with<S: RowSink>(
 }
 
 /// What the typed pass decided for one line.
+///
+/// A `Record` carries the line's selected fields (about 300 bytes). The value lives on the
+/// stack for one line and is matched at once, so boxing it would only add an allocation per
+/// line.
+#[allow(clippy::large_enum_variant)]
 enum TypedVerdict<'f> {
     /// A record from these fields, with this daypart.
     Record(Selected<'f>, Daypart),
