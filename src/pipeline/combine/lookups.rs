@@ -90,7 +90,7 @@ pub enum SkipReason {
     /// Longer than the line limit.
     LineTooLong,
     /// Read with real quoting (typed tables only): a quoted field is not closed by the end
-    /// of the line.
+    /// of the line. (In blpr, counted only on lines whose key is looked up.)
     UnclosedQuote,
 }
 
@@ -141,9 +141,31 @@ pub struct Lookups<'a> {
     pub phones: Table<'a, Field<'a>>,
     /// When set, blpr entries with other keys are not kept (see [`Lookups::keep_phones_for`]).
     phone_keys: Option<FxHashSet<Field<'a>>>,
+    /// Whether [`Lookups::load`] checks blpr lines for quoting that changes the typed table
+    /// (see [`Lookups::check_blpr_quoting`]).
+    check_blpr_quoting: bool,
+    /// Whether such a line was found.
+    blpr_needs_quoting: bool,
 }
 
 impl<'a> Lookups<'a> {
+    /// Makes the legacy blpr load also note whether some line reads differently with real
+    /// quoting in a way the typed table would see ([`Lookups::blpr_needs_quoting`]).
+    ///
+    /// blpr is the largest input and has a quote on almost every line (its Excel-wrapped
+    /// numbers), yet those lines read the same either way. Checking during the legacy load
+    /// costs a few comparisons per line; reading the file a second time with quoting, only to
+    /// build the same table, cost about as much again as the legacy load.
+    pub fn check_blpr_quoting(&mut self) {
+        self.check_blpr_quoting = true;
+    }
+
+    /// After a blpr load with [`Lookups::check_blpr_quoting`]: whether a typed table read with
+    /// real quoting ([`Lookups::load_quoted`]) could differ from this one.
+    pub fn blpr_needs_quoting(&self) -> bool {
+        self.blpr_needs_quoting
+    }
+
     /// Keeps only blpr entries whose key is one of `keys` (load blpr after calling this).
     ///
     /// The phone table is only ever looked up by rd5000 transaction numbers, and blpr is the
@@ -197,8 +219,12 @@ impl<'a> Lookups<'a> {
                 *stats.skipped.entry(SkipReason::LineTooLong).or_default() += 1;
                 continue;
             }
-            let quoted = quoting && memchr::memchr(b'"', file.bytes(line.clone())).is_some();
+            let has_quote = memchr::memchr(b'"', file.bytes(line.clone())).is_some();
             let (text, lossy) = file.line(line);
+            let quoted = quoting
+                && has_quote
+                && (file_type != FileType::Blpr
+                    || blpr_needs_quoting(&text, self.phone_keys.as_ref()));
             if lossy {
                 stats.lossy_lines += 1;
             }
@@ -321,7 +347,16 @@ impl<'a> Lookups<'a> {
                 let ([key, name], _) = leading_fields(line);
                 first_wins(&mut self.payment_names, key, || keep(name), keep);
             }
-            FileType::Blpr => add_phone(&mut self.phones, self.phone_keys.as_ref(), line, keep),
+            FileType::Blpr => {
+                if self.check_blpr_quoting
+                    && !self.blpr_needs_quoting
+                    && line.contains('"')
+                    && blpr_needs_quoting(line, self.phone_keys.as_ref())
+                {
+                    self.blpr_needs_quoting = true;
+                }
+                add_phone(&mut self.phones, self.phone_keys.as_ref(), line, keep)
+            }
         }
         Ok(())
     }
@@ -336,6 +371,63 @@ fn quoted_fields(file_type: FileType, line: &str) -> Result<Vec<Field<'_>>, Skip
         line
     };
     quoted::split(line).map_err(|_| SkipReason::UnclosedQuote)
+}
+
+/// Whether a blpr line must be read with real quoting to build the typed table, or the
+/// legacy split gives the same result (and costs no allocation). blpr's Excel-wrapped numbers
+/// put a quote on almost every line, and the file is the store's whole history, so this is
+/// decided from the first four fields where possible.
+///
+/// The rules read fields 0–3 only: the field count up to 4, PHONE (1) and ORNO (3). A field
+/// that holds no quote, or is quoted with only doubled quotes inside (`"=""00019702"""`),
+/// ends at the same comma in both readings. When the first four fields are such fields,
+/// PHONE holds no quote and ORNO none or exactly an Excel wrapper `"=""X"""` with a
+/// quote-free `X` (legacy's search finds `X`, and the quoted reading gives `="X"`, whose
+/// formula text is `X`), both readings give the same key and phone. Then only a line whose
+/// key is wanted needs its remaining fields checked too (a later field could hide a comma or
+/// an unclosed quote, which changes the count or fails the quoted reading). So an unclosed
+/// quote is counted only on lines whose key is wanted.
+fn blpr_needs_quoting(line: &str, wanted: Option<&FxHashSet<Field<'_>>>) -> bool {
+    let (fields, count) = leading_fields::<4>(line);
+    let plain = |f: &[u8]| memchr::memchr(b'"', f).is_none();
+    // Quoted with only doubled quotes inside: `"`, then pairs `""` or other bytes, then `"`.
+    let same_end = |f: &str| {
+        let f = f.as_bytes();
+        if plain(f) {
+            return true;
+        }
+        let Some(inner) = f.strip_prefix(b"\"").and_then(|f| f.strip_suffix(b"\"")) else {
+            return false;
+        };
+        let mut i = 0;
+        while let Some(at) = memchr::memchr(b'"', &inner[i..]) {
+            if inner.get(i + at + 1) != Some(&b'"') {
+                return false;
+            }
+            i += at + 2;
+        }
+        true
+    };
+    let wrapper = |f: &str| {
+        f.strip_prefix("\"=\"\"")
+            .and_then(|f| f.strip_suffix("\"\"\""))
+            .is_some_and(|x| !x.is_empty() && plain(x.as_bytes()))
+    };
+    let head_same = plain(fields[1].as_bytes())
+        && (plain(fields[3].as_bytes()) || wrapper(fields[3]))
+        && fields[..count].iter().all(|f| same_end(f));
+    if !head_same {
+        return true;
+    }
+    if count < 4 {
+        // The line ends within those fields: no entry either way.
+        return false;
+    }
+    let key = excel_wrapped_inner(fields[3]).unwrap_or(fields[3]);
+    if wanted.is_some_and(|keys| !keys.contains(key)) {
+        return false;
+    }
+    !line.split(',').all(same_end)
 }
 
 /// Inserts unless the key is already there (the first line in file order wins).
@@ -813,6 +905,28 @@ mod tests {
     }
 
     #[test]
+    fn the_blpr_check_finds_lines_that_read_differently() {
+        let check = |data: &str| {
+            let mut l = Lookups::default();
+            l.keep_phones_for(["K1".to_string()]);
+            l.check_blpr_quoting();
+            l.load(FileType::Blpr, data.as_bytes(), false, 1 << 20);
+            l.blpr_needs_quoting()
+        };
+        // The samples' shape reads the same.
+        assert!(!check(
+            "TEMP,09123456789,\"=\"\"1\"\"\",\"=\"\"K1\"\"\",1,BMC\n"
+        ));
+        assert!(check(
+            "\"TEMP, 2\",09123456789,\"=\"\"1\"\"\",\"=\"\"K1\"\"\",1,B\n"
+        ));
+        assert!(check("T,\"09123456789\",X,K1,1,B\n"));
+        assert!(check("T,09123456789,X,K1,\"1, B\"\n"));
+        // Not wanted: the line cannot change the table.
+        assert!(!check("T,09123456789,X,K2,\"1, B\"\n"));
+    }
+
+    #[test]
     fn quoted_reading_skips_and_counts_unclosed_quotes() {
         let mut l = Lookups::default();
         let stats = l.load_quoted(FileType::Rd1800, b"1,OK\n2,\"OPEN, NAME\n", false, 1 << 20);
@@ -865,6 +979,69 @@ mod tests {
                 reference::of(&by_fields, file_type),
                 reference::of(&by_line, file_type)
             );
+        }
+    }
+
+    /// blpr lines in the shape of the samples, with quotes and commas in every field.
+    fn blpr_file() -> impl Strategy<Value = String> {
+        let field = prop_oneof![
+            Just("TEMP".to_string()),
+            Just("\"TEMP, 2\"".to_string()),
+            Just("09123456789".to_string()),
+            Just("\"09123456789\"".to_string()),
+            Just("\"=\"\"K1\"\"\"".to_string()),
+            Just("\"=\"\"K1\"\"\"\"\"".to_string()),
+            Just("\"=\"\"\"\"\"".to_string()),
+            Just("=\"K1\"".to_string()),
+            Just("\"K1\"".to_string()),
+            Just("K1".to_string()),
+            Just("\"".to_string()),
+            Just("\"\"".to_string()),
+            Just(String::new()),
+        ];
+        let line = proptest::collection::vec(field, 0..7).prop_map(|f| f.join(","));
+        proptest::collection::vec(line, 0..8).prop_map(|lines| lines.join("\n"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// The blpr shortcut builds the table that reading every line with quoting builds.
+        #[test]
+        fn blpr_shortcut_matches_the_quoted_reading(data in blpr_file(), filter in any::<bool>()) {
+            let keys = ["K1".to_string(), String::new()];
+            let mut fast = Lookups::default();
+            let mut full = Lookups::default();
+            if filter {
+                fast.keep_phones_for(keys.iter().cloned());
+                full.keep_phones_for(keys.iter().cloned());
+            }
+            fast.load_quoted(FileType::Blpr, data.as_bytes(), false, 1 << 20);
+            for line in data.lines() {
+                if let Ok(fields) = quoted_fields(FileType::Blpr, line) {
+                    let owned = fields.into_iter().map(|f| Cow::Owned(f.into_owned()));
+                    let _ = full.add_fields(FileType::Blpr, owned.collect(), false);
+                }
+            }
+            prop_assert_eq!(
+                reference::of(&fast, FileType::Blpr),
+                reference::of(&full, FileType::Blpr)
+            );
+
+            // When the legacy load finds no line that needs quoting, its table is the typed
+            // one, so the pass may skip the quoted reading.
+            let mut legacy = Lookups::default();
+            if filter {
+                legacy.keep_phones_for(keys.iter().cloned());
+            }
+            legacy.check_blpr_quoting();
+            legacy.load(FileType::Blpr, data.as_bytes(), false, 1 << 20);
+            if !legacy.blpr_needs_quoting() {
+                prop_assert_eq!(
+                    reference::of(&legacy, FileType::Blpr),
+                    reference::of(&full, FileType::Blpr)
+                );
+            }
         }
     }
 

@@ -734,9 +734,16 @@ fn combine_group_with<S: RowSink>(
             lookups.keep_phones_for(numbers);
             rd5000 = Some(data.as_slice());
         } else {
+            if typed && file_type == FileType::Blpr {
+                lookups.check_blpr_quoting();
+            }
             let stats = lookups.load(file_type, data, new_branch, options.max_line_bytes);
             report.tables.insert(file_type, stats);
-            if typed && memchr::memchr(b'"', data).is_some() {
+            let quotes_matter = match file_type {
+                FileType::Blpr => lookups.blpr_needs_quoting(),
+                _ => memchr::memchr(b'"', data).is_some(),
+            };
+            if typed && quotes_matter {
                 let stats = quoted.load_quoted(file_type, data, new_branch, options.max_line_bytes);
                 report.typed.tables.insert(file_type, stats);
                 own[i] = true;
