@@ -90,7 +90,7 @@ pub enum SkipReason {
     /// Longer than the line limit.
     LineTooLong,
     /// Read with real quoting (typed tables only): a quoted field is not closed by the end
-    /// of the line. (In blpr, counted only on lines whose key is looked up.)
+    /// of the line.
     UnclosedQuote,
 }
 
@@ -219,12 +219,10 @@ impl<'a> Lookups<'a> {
                 *stats.skipped.entry(SkipReason::LineTooLong).or_default() += 1;
                 continue;
             }
-            let has_quote = memchr::memchr(b'"', file.bytes(line.clone())).is_some();
+            // (blpr is read this way only when some line needs it, see
+            // `Lookups::check_blpr_quoting`, so every quoted line goes the quoted way.)
+            let quoted = quoting && memchr::memchr(b'"', file.bytes(line.clone())).is_some();
             let (text, lossy) = file.line(line);
-            let quoted = quoting
-                && has_quote
-                && (file_type != FileType::Blpr
-                    || blpr_needs_quoting(&text, self.phone_keys.as_ref()));
             if lossy {
                 stats.lossy_lines += 1;
             }
@@ -348,14 +346,17 @@ impl<'a> Lookups<'a> {
                 first_wins(&mut self.payment_names, key, || keep(name), keep);
             }
             FileType::Blpr => {
-                if self.check_blpr_quoting
-                    && !self.blpr_needs_quoting
-                    && line.contains('"')
-                    && blpr_needs_quoting(line, self.phone_keys.as_ref())
-                {
-                    self.blpr_needs_quoting = true;
+                let (fields, count) = leading_fields::<4>(line);
+                let wanted = add_phone(
+                    &mut self.phones,
+                    self.phone_keys.as_ref(),
+                    fields,
+                    count,
+                    keep,
+                );
+                if self.check_blpr_quoting && !self.blpr_needs_quoting {
+                    self.blpr_needs_quoting = reads_differently(line, &fields, count, wanted);
                 }
-                add_phone(&mut self.phones, self.phone_keys.as_ref(), line, keep)
             }
         }
         Ok(())
@@ -373,10 +374,10 @@ fn quoted_fields(file_type: FileType, line: &str) -> Result<Vec<Field<'_>>, Skip
     quoted::split(line).map_err(|_| SkipReason::UnclosedQuote)
 }
 
-/// Whether a blpr line must be read with real quoting to build the typed table, or the
-/// legacy split gives the same result (and costs no allocation). blpr's Excel-wrapped numbers
-/// put a quote on almost every line, and the file is the store's whole history, so this is
-/// decided from the first four fields where possible.
+/// Whether reading a blpr line with real quoting could change the typed table, or the legacy
+/// split gives the same result for it. blpr's Excel-wrapped numbers put a quote on almost
+/// every line, and the file is the store's whole history, so this is decided from the first
+/// four fields where possible, during the legacy load ([`Lookups::check_blpr_quoting`]).
 ///
 /// The rules read fields 0–3 only: the field count up to 4, PHONE (1) and ORNO (3). A field
 /// that holds no quote, or is quoted with only doubled quotes inside (`"=""00019702"""`),
@@ -385,11 +386,13 @@ fn quoted_fields(file_type: FileType, line: &str) -> Result<Vec<Field<'_>>, Skip
 /// quote-free `X` (legacy's search finds `X`, and the quoted reading gives `="X"`, whose
 /// formula text is `X`), both readings give the same key and phone. Then only a line whose
 /// key is wanted needs its remaining fields checked too (a later field could hide a comma or
-/// an unclosed quote, which changes the count or fails the quoted reading). So an unclosed
-/// quote is counted only on lines whose key is wanted.
-fn blpr_needs_quoting(line: &str, wanted: Option<&FxHashSet<Field<'_>>>) -> bool {
-    let (fields, count) = leading_fields::<4>(line);
-    let plain = |f: &[u8]| memchr::memchr(b'"', f).is_none();
+/// an unclosed quote, which changes the count or fails the quoted reading).
+///
+/// `fields` and `count` are `leading_fields::<4>(line)`; `wanted` says whether the legacy
+/// reading's key is looked up (what [`add_phone`] returned).
+fn reads_differently(line: &str, fields: &[&str; 4], count: usize, wanted: bool) -> bool {
+    // Fields here are a few bytes long: a plain loop beats a `memchr` call.
+    let plain = |f: &[u8]| f.iter().all(|&b| b != b'"');
     // Quoted with only doubled quotes inside: `"`, then pairs `""` or other bytes, then `"`.
     let same_end = |f: &str| {
         let f = f.as_bytes();
@@ -399,35 +402,35 @@ fn blpr_needs_quoting(line: &str, wanted: Option<&FxHashSet<Field<'_>>>) -> bool
         let Some(inner) = f.strip_prefix(b"\"").and_then(|f| f.strip_suffix(b"\"")) else {
             return false;
         };
-        let mut i = 0;
-        while let Some(at) = memchr::memchr(b'"', &inner[i..]) {
-            if inner.get(i + at + 1) != Some(&b'"') {
+        let mut bytes = inner.iter();
+        while let Some(&b) = bytes.next() {
+            if b == b'"' && bytes.next() != Some(&b'"') {
                 return false;
             }
-            i += at + 2;
         }
         true
     };
-    let wrapper = |f: &str| {
-        f.strip_prefix("\"=\"\"")
+    // ORNO: the key both readings give, or `None` when they may differ.
+    let orno = fields[3];
+    let key = if plain(orno.as_bytes()) {
+        Some(orno)
+    } else {
+        orno.strip_prefix("\"=\"\"")
             .and_then(|f| f.strip_suffix("\"\"\""))
-            .is_some_and(|x| !x.is_empty() && plain(x.as_bytes()))
+            .filter(|x| !x.is_empty() && plain(x.as_bytes()))
     };
-    let head_same = plain(fields[1].as_bytes())
-        && (plain(fields[3].as_bytes()) || wrapper(fields[3]))
-        && fields[..count].iter().all(|f| same_end(f));
-    if !head_same {
+    if key.is_none() {
+        return true;
+    }
+    if !plain(fields[1].as_bytes()) || !fields[..count].iter().all(|f| same_end(f)) {
         return true;
     }
     if count < 4 {
         // The line ends within those fields: no entry either way.
         return false;
     }
-    let key = excel_wrapped_inner(fields[3]).unwrap_or(fields[3]);
-    if wanted.is_some_and(|keys| !keys.contains(key)) {
-        return false;
-    }
-    !line.split(',').all(same_end)
+    // Both readings give the legacy key here.
+    wanted && !line.split(',').all(same_end)
 }
 
 /// Inserts unless the key is already there (the first line in file order wins).
@@ -596,26 +599,29 @@ fn add_payment<'l, 'a>(
     }
 }
 
+/// `fields` and `count` are `leading_fields::<4>` of the line. Returns whether the line has
+/// a key that is looked up (all keys are, without [`Lookups::keep_phones_for`]).
 fn add_phone<'l, 'a>(
     table: &mut Table<'a, Field<'a>>,
     wanted: Option<&FxHashSet<Field<'a>>>,
-    line: &'l str,
+    fields: [&'l str; 4],
+    count: usize,
     keep: &Keep<'l, 'a>,
-) {
+) -> bool {
     // blpr is by far the largest input (cumulative history), so the key test, which drops
     // almost every line, comes first. The tests are independent, so their order does not
     // change which lines are kept.
-    let ([_, phone, _, orno], 4) = leading_fields(line) else {
-        return;
+    let ([_, phone, _, orno], 4) = (fields, count) else {
+        return false;
     };
     let key = excel_wrapped_inner(orno).unwrap_or(orno);
     if wanted.is_some_and(|keys| !keys.contains(key)) {
-        return;
+        return false;
     }
-    if phone.chars().count() != 11 {
-        return;
+    if phone.chars().count() == 11 {
+        first_wins(table, key, || keep(phone), keep);
     }
-    first_wins(table, key, || keep(phone), keep);
+    true
 }
 
 /// Where the `"` bytes of `bytes` are, first to last.
@@ -1006,9 +1012,11 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1024))]
 
-        /// The blpr shortcut builds the table that reading every line with quoting builds.
+        /// `load_quoted` builds the table that reading every line with quoting builds, and
+        /// when the check during the legacy load finds no line that reads differently, the
+        /// legacy table is that table.
         #[test]
-        fn blpr_shortcut_matches_the_quoted_reading(data in blpr_file(), filter in any::<bool>()) {
+        fn blpr_check_and_quoted_reading_agree(data in blpr_file(), filter in any::<bool>()) {
             let keys = ["K1".to_string(), String::new()];
             let mut fast = Lookups::default();
             let mut full = Lookups::default();
