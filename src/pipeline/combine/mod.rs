@@ -11,6 +11,14 @@
 //! [`RowSink::monitor`] instead. A [`GroupReport`] says which files were used and why, and what
 //! was rejected. The rules are those of docs/pos-formats.md §2–3; each module names its own.
 //!
+//! The legacy row always comes from legacy's naive comma split. The typed record reads every
+//! line that contains a `"` (in rd5000 and in the reference files) with real CSV quoting
+//! (`quoted` module), so a quoted comma stays in its field and names are unquoted; lines
+//! without a quote keep the word-at-a-time split, which gives the same fields.
+//! [`GroupReport::typed`] counts what became of each line in the typed records, and
+//! [`GroupReport::layout_note`] is the day's monitor note for lines whose fields do not fit
+//! the layout. Where the two outputs may differ is listed below.
+//!
 //! ```no_run
 //! use fetch_worker::pipeline::combine::{CollectSink, CombineOptions, FileSet, combine_group};
 //!
