@@ -928,6 +928,8 @@ mod tests {
         ));
         assert!(check("T,\"09123456789\",X,K1,1,B\n"));
         assert!(check("T,09123456789,X,K1,\"1, B\"\n"));
+        // An unclosed quote after the key: the quoted reading skips the line.
+        assert!(check("T,09123456789,X,K1,\"\n"));
         // Not wanted: the line cannot change the table.
         assert!(!check("T,09123456789,X,K2,\"1, B\"\n"));
     }
