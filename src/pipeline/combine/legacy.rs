@@ -118,6 +118,12 @@ pub enum RejectReason {
     ItemWithoutDepartment,
     /// Longer than the line limit.
     LineTooLong,
+    /// Typed records only: under real CSV quoting the line does not have the rd5000 layout's
+    /// 40 fields (or, for a line without quotes that legacy kept, it has more or fewer), so
+    /// its columns cannot be trusted.
+    FieldCount,
+    /// Typed records only: a quoted field is not closed by the end of the line.
+    UnclosedQuote,
 }
 
 impl RejectReason {
@@ -132,7 +138,15 @@ impl RejectReason {
                 "new-layout branch item without a department in rd5500"
             }
             RejectReason::LineTooLong => "line longer than the limit",
+            RejectReason::FieldCount => "field count does not fit the rd5000 layout",
+            RejectReason::UnclosedQuote => "quoted field not closed at the end of the line",
         }
+    }
+
+    /// Whether the line was rejected because its fields do not fit the layout (the typed
+    /// pass's own reasons, which get a monitor entry).
+    pub fn is_layout(self) -> bool {
+        matches!(self, RejectReason::FieldCount | RejectReason::UnclosedQuote)
     }
 }
 
@@ -292,6 +306,19 @@ impl<'l> Selected<'l> {
         });
         Self { raw, present }
     }
+
+    /// Takes the selected columns from fields already split (by real CSV quoting).
+    pub fn from_fields<S: AsRef<str>>(fields: &'l [S]) -> Self {
+        let mut raw = [""; 18];
+        let mut present = 0;
+        for (slot, &column) in SELECTED.iter().enumerate() {
+            if let Some(field) = fields.get(column) {
+                raw[slot] = field.as_ref();
+                present = slot + 1;
+            }
+        }
+        Self { raw, present }
+    }
 }
 
 /// The group-wide facts a row needs besides its line.
@@ -307,19 +334,6 @@ pub struct GroupContext<'a> {
     pub new_branch: bool,
     /// The group's reference tables.
     pub lookups: &'a Lookups<'a>,
-}
-
-/// What the legacy lookups found for a row, for the typed record to reuse.
-#[derive(Debug, Clone, Copy)]
-pub struct LegacyLookups<'a> {
-    /// The daypart.
-    pub daypart: Daypart,
-    /// rd5800 payment code of the transaction number.
-    pub payment_code: Option<&'a str>,
-    /// rd5900 name of that payment code.
-    pub payment_name: Option<&'a str>,
-    /// blpr phone of the transaction number.
-    pub phone: Option<&'a str>,
 }
 
 /// Builds legacy rows into a reused buffer.
@@ -344,16 +358,16 @@ impl RowBuilder {
         &self.values[self.bounds[k]..self.bounds[k + 1]]
     }
 
-    /// Builds the legacy row for `selected` into [`RowBuilder::row`].
+    /// Builds the legacy row for `selected` into [`RowBuilder::row`] and returns its daypart.
     ///
     /// # Errors
     ///
     /// The [`RejectReason`] for which legacy dropped the line.
-    pub fn build<'a>(
+    pub fn build(
         &mut self,
-        ctx: &GroupContext<'a>,
+        ctx: &GroupContext<'_>,
         selected: &Selected<'_>,
-    ) -> Result<LegacyLookups<'a>, RejectReason> {
+    ) -> Result<Daypart, RejectReason> {
         self.values.clear();
         self.bounds[0] = 0;
         for (k, &column) in SELECTED.iter().enumerate() {
@@ -444,12 +458,7 @@ impl RowBuilder {
             row.push_str(plain.unwrap_or_default());
         }
         self.row = row;
-        Ok(LegacyLookups {
-            daypart,
-            payment_code,
-            payment_name,
-            phone,
-        })
+        Ok(daypart)
     }
 
     /// Field 8 of the built row as legacy reads it back (`line.split(",")[8].strip()`): the
@@ -672,16 +681,16 @@ mod tests {
         );
         let line = rd5000("DEL19", "52", "10:35", "", "00013455");
         let mut b = RowBuilder::default();
-        let found = b
+        let daypart = b
             .build(&context(&l, false), &Selected::from_line(&line))
             .unwrap();
+        assert_eq!(daypart, Daypart::Breakfast);
         assert_eq!(
             b.row(),
             "1,\"=\"\"00013555\"\"\",DEL19,1.000,388.000,388.000,0.000,\"=\"\"52\"\"\",2026-02-09,\
              10:35,,T,1,9.333,346.429,0.000,346.429,00013455,\"SALISBURY STEAK\",\"FOOD PANDA\",,\
              \"Take-Out\",Breakfast,00001,CASH,,BR"
         );
-        assert_eq!(found.payment_code, Some("00001"));
         assert_eq!(b.row_date(), "2026-02-09");
     }
 
@@ -794,10 +803,8 @@ mod tests {
         );
         let line = rd5000("X", "1", "10:00", "", "00092777");
         let mut b = RowBuilder::default();
-        let found = b
-            .build(&context(&l, false), &Selected::from_line(&line))
+        b.build(&context(&l, false), &Selected::from_line(&line))
             .unwrap();
-        assert_eq!(found.phone, Some("09123456789"));
         assert!(b.row().ends_with(",,,09123456789,BR"));
     }
 
@@ -833,11 +840,9 @@ mod tests {
         assert!(l.payment_codes.contains_key("") && l.phones.contains_key(""));
         let line = rd5000("X", "1", "10:00", "", "");
         let mut b = RowBuilder::default();
-        let found = b
-            .build(&context(&l, false), &Selected::from_line(&line))
+        b.build(&context(&l, false), &Selected::from_line(&line))
             .unwrap();
         assert!(b.row().ends_with(",Breakfast,,,,BR"));
-        assert_eq!(found.payment_code, None);
     }
 
     #[test]

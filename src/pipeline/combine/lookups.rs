@@ -24,6 +24,17 @@
 //!   only keys that some rd5000 line can look up ([`Lookups::keep_phones_for`]).
 //!
 //! Lines longer than the configured limit are skipped and counted rather than split.
+//!
+//! # Tables for the typed records
+//!
+//! [`Lookups::load_quoted`] builds the same tables with the same rules from fields read with
+//! real CSV quoting ([`super::quoted`]), so keys and names are the unquoted text (`REPP"13` →
+//! `EXT"E PLATTER`) and a quoted comma does not move the later columns. Only lines that
+//! contain a `"` are read that way; the others give the same fields either way and go
+//! through the legacy splitter. The blpr key is then the text inside an Excel formula
+//! `="…"` (what `"=""…"""` unquotes to), the key legacy's search finds in the raw field.
+//! [`TypedTables`] picks, per table, these tables when the file held a quote and the legacy
+//! ones otherwise (they would be identical).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -33,6 +44,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::files::FileType;
 use super::lines::{Text, find_byte, leading_fields, py_strip};
+use super::quoted;
 
 /// Text taken from a reference file: borrowed from the file's bytes, or owned when its line
 /// was not valid UTF-8 and had to be decoded into a new string.
@@ -77,6 +89,9 @@ pub enum SkipReason {
     Rd5800Exactly20Fields,
     /// Longer than the line limit.
     LineTooLong,
+    /// Read with real quoting (typed tables only): a quoted field is not closed by the end
+    /// of the line.
+    UnclosedQuote,
 }
 
 impl SkipReason {
@@ -89,6 +104,7 @@ impl SkipReason {
                 "rd5800 line with exactly 20 fields (legacy aborted the run)"
             }
             SkipReason::LineTooLong => "line longer than the limit",
+            SkipReason::UnclosedQuote => "quoted field not closed at the end of the line",
         }
     }
 }
@@ -125,9 +141,31 @@ pub struct Lookups<'a> {
     pub phones: Table<'a, Field<'a>>,
     /// When set, blpr entries with other keys are not kept (see [`Lookups::keep_phones_for`]).
     phone_keys: Option<FxHashSet<Field<'a>>>,
+    /// Whether [`Lookups::load`] checks blpr lines for quoting that changes the typed table
+    /// (see [`Lookups::check_blpr_quoting`]).
+    check_blpr_quoting: bool,
+    /// Whether such a line was found.
+    blpr_needs_quoting: bool,
 }
 
 impl<'a> Lookups<'a> {
+    /// Makes the legacy blpr load also note whether some line reads differently with real
+    /// quoting in a way the typed table would see ([`Lookups::blpr_needs_quoting`]).
+    ///
+    /// blpr is the largest input and has a quote on almost every line (its Excel-wrapped
+    /// numbers), yet those lines read the same either way. Checking during the legacy load
+    /// costs a few comparisons per line; reading the file a second time with quoting, only to
+    /// build the same table, cost about as much again as the legacy load.
+    pub fn check_blpr_quoting(&mut self) {
+        self.check_blpr_quoting = true;
+    }
+
+    /// After a blpr load with [`Lookups::check_blpr_quoting`]: whether a typed table read with
+    /// real quoting ([`Lookups::load_quoted`]) could differ from this one.
+    pub fn blpr_needs_quoting(&self) -> bool {
+        self.blpr_needs_quoting
+    }
+
     /// Keeps only blpr entries whose key is one of `keys` (load blpr after calling this).
     ///
     /// The phone table is only ever looked up by rd5000 transaction numbers, and blpr is the
@@ -138,7 +176,7 @@ impl<'a> Lookups<'a> {
         self.phone_keys = Some(keys.into_iter().map(Into::into).collect());
     }
 
-    /// Adds one reference file's lines to its table.
+    /// Adds one reference file's lines to its table, split the legacy way (on every comma).
     ///
     /// `new_branch` selects the rd5500 new-layout rules. rd5000 is not a reference type and
     /// is ignored here.
@@ -149,6 +187,30 @@ impl<'a> Lookups<'a> {
         new_branch: bool,
         max_line_bytes: usize,
     ) -> TableStats {
+        self.load_with(file_type, data, new_branch, max_line_bytes, false)
+    }
+
+    /// [`Lookups::load`] for the typed records: lines that contain a `"` are read with real
+    /// CSV quoting (module doc, "Tables for the typed records"); a line whose quoted field is
+    /// not closed is skipped and counted ([`SkipReason::UnclosedQuote`]).
+    pub fn load_quoted(
+        &mut self,
+        file_type: FileType,
+        data: &'a [u8],
+        new_branch: bool,
+        max_line_bytes: usize,
+    ) -> TableStats {
+        self.load_with(file_type, data, new_branch, max_line_bytes, true)
+    }
+
+    fn load_with(
+        &mut self,
+        file_type: FileType,
+        data: &'a [u8],
+        new_branch: bool,
+        max_line_bytes: usize,
+        quoting: bool,
+    ) -> TableStats {
         let mut stats = TableStats::default();
         let file = Text::new(data);
         for line in file.lines() {
@@ -157,16 +219,27 @@ impl<'a> Lookups<'a> {
                 *stats.skipped.entry(SkipReason::LineTooLong).or_default() += 1;
                 continue;
             }
+            // (blpr is read this way only when some line needs it, see
+            // `Lookups::check_blpr_quoting`, so every quoted line goes the quoted way.)
+            let quoted = quoting && memchr::memchr(b'"', file.bytes(line.clone())).is_some();
             let (text, lossy) = file.line(line);
             if lossy {
                 stats.lossy_lines += 1;
             }
-            let added = match text {
-                Cow::Borrowed(line) => self.add_line(file_type, line, new_branch, &Cow::Borrowed),
-                Cow::Owned(line) => {
+            let added = match (text, quoted) {
+                (Cow::Borrowed(line), false) => {
+                    self.add_line(file_type, line, new_branch, &Cow::Borrowed)
+                }
+                (Cow::Owned(line), false) => {
                     let copy = |s: &str| Cow::Owned(s.to_owned());
                     self.add_line(file_type, &line, new_branch, &copy)
                 }
+                (Cow::Borrowed(line), true) => quoted_fields(file_type, line)
+                    .and_then(|fields| self.add_fields(file_type, fields, new_branch)),
+                (Cow::Owned(line), true) => quoted_fields(file_type, &line).and_then(|fields| {
+                    let owned = fields.into_iter().map(|f| Cow::Owned(f.into_owned()));
+                    self.add_fields(file_type, owned.collect(), new_branch)
+                }),
             };
             if let Err(reason) = added {
                 *stats.skipped.entry(reason).or_default() += 1;
@@ -182,6 +255,76 @@ impl<'a> Lookups<'a> {
             FileType::Blpr => self.phones.len(),
         } as u64;
         stats
+    }
+
+    /// The table rules of `add_line`, on fields already split (and unquoted).
+    ///
+    /// The two state the same rules; a test checks that they build the same tables from
+    /// lines without quotes.
+    fn add_fields(
+        &mut self,
+        file_type: FileType,
+        mut fields: Vec<Field<'a>>,
+        new_branch: bool,
+    ) -> Result<(), SkipReason> {
+        let count = fields.len();
+        let mut take = |i: usize| fields.get_mut(i).map(std::mem::take).unwrap_or_default();
+        match file_type {
+            FileType::Rd5000 => {}
+            FileType::Rd5500 => {
+                let key = take(0);
+                if count < 2 && key.is_empty() {
+                    return Ok(());
+                }
+                let department = match count {
+                    _ if !new_branch => None,
+                    13.. => Some(take(12)),
+                    4.. => Some(take(3)),
+                    _ => None,
+                };
+                let entry = match count {
+                    2.. => ItemEntry::Named {
+                        name: take(1),
+                        department,
+                    },
+                    _ => ItemEntry::Bare,
+                };
+                insert_first(&mut self.items, key, entry);
+            }
+            FileType::Rd1800 | FileType::Discount => {
+                let table = if file_type == FileType::Rd1800 {
+                    &mut self.departments
+                } else {
+                    &mut self.discounts
+                };
+                let key = take(0);
+                if count >= 2 || !key.is_empty() {
+                    insert_first(table, key, take(1));
+                }
+            }
+            FileType::Rd5800 => match count {
+                n if n < 11 => return Err(SkipReason::Rd5800Under11Fields),
+                n if n < 20 => return Err(SkipReason::Rd5800Under20Fields),
+                20 => return Err(SkipReason::Rd5800Exactly20Fields),
+                _ => insert_first(&mut self.payment_codes, take(20), take(11)),
+            },
+            FileType::Rd5900 => insert_first(&mut self.payment_names, take(0), take(1)),
+            FileType::Blpr => {
+                if count < 4 {
+                    return Ok(());
+                }
+                let key = formula_inner(take(3));
+                let wanted = self.phone_keys.as_ref();
+                if wanted.is_some_and(|keys| !keys.contains(key.as_ref())) {
+                    return Ok(());
+                }
+                let phone = take(1);
+                if phone.chars().count() == 11 {
+                    insert_first(&mut self.phones, key, phone);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn add_line<'l>(
@@ -202,9 +345,183 @@ impl<'a> Lookups<'a> {
                 let ([key, name], _) = leading_fields(line);
                 first_wins(&mut self.payment_names, key, || keep(name), keep);
             }
-            FileType::Blpr => add_phone(&mut self.phones, self.phone_keys.as_ref(), line, keep),
+            FileType::Blpr => {
+                let (fields, count) = leading_fields::<4>(line);
+                let wanted = add_phone(
+                    &mut self.phones,
+                    self.phone_keys.as_ref(),
+                    fields,
+                    count,
+                    keep,
+                );
+                if self.check_blpr_quoting && !self.blpr_needs_quoting {
+                    self.blpr_needs_quoting = reads_differently(line, &fields, count, wanted);
+                }
+            }
         }
         Ok(())
+    }
+}
+
+/// The fields of a reference line under real quoting; rd5500 lines are stripped first, as
+/// legacy stripped them before splitting.
+fn quoted_fields(file_type: FileType, line: &str) -> Result<Vec<Field<'_>>, SkipReason> {
+    let line = if file_type == FileType::Rd5500 {
+        py_strip(line)
+    } else {
+        line
+    };
+    quoted::split(line).map_err(|_| SkipReason::UnclosedQuote)
+}
+
+/// Whether reading a blpr line with real quoting could change the typed table, or the legacy
+/// split gives the same result for it. blpr's Excel-wrapped numbers put a quote on almost
+/// every line, and the file is the store's whole history, so this is decided from the first
+/// four fields where possible, during the legacy load ([`Lookups::check_blpr_quoting`]).
+///
+/// The rules read fields 0–3 only: the field count up to 4, PHONE (1) and ORNO (3). A field
+/// that holds no quote, or is quoted with only doubled quotes inside (`"=""00019702"""`),
+/// ends at the same comma in both readings. When the first four fields are such fields,
+/// PHONE holds no quote and ORNO none or exactly an Excel wrapper `"=""X"""` with a
+/// quote-free `X` (legacy's search finds `X`, and the quoted reading gives `="X"`, whose
+/// formula text is `X`), both readings give the same key and phone. Then only a line whose
+/// key is wanted needs its remaining fields checked too (a later field could hide a comma or
+/// an unclosed quote, which changes the count or fails the quoted reading).
+///
+/// `fields` and `count` are `leading_fields::<4>(line)`; `wanted` says whether the legacy
+/// reading's key is looked up (what [`add_phone`] returned).
+fn reads_differently(line: &str, fields: &[&str; 4], count: usize, wanted: bool) -> bool {
+    // Fields here are a few bytes long: a plain loop beats a `memchr` call.
+    let plain = |f: &[u8]| f.iter().all(|&b| b != b'"');
+    // Quoted with only doubled quotes inside: `"`, then pairs `""` or other bytes, then `"`.
+    let same_end = |f: &str| {
+        let f = f.as_bytes();
+        if plain(f) {
+            return true;
+        }
+        let Some(inner) = f.strip_prefix(b"\"").and_then(|f| f.strip_suffix(b"\"")) else {
+            return false;
+        };
+        let mut bytes = inner.iter();
+        while let Some(&b) = bytes.next() {
+            if b == b'"' && bytes.next() != Some(&b'"') {
+                return false;
+            }
+        }
+        true
+    };
+    // ORNO: the key both readings give, or `None` when they may differ.
+    let orno = fields[3];
+    let key = if plain(orno.as_bytes()) {
+        Some(orno)
+    } else {
+        orno.strip_prefix("\"=\"\"")
+            .and_then(|f| f.strip_suffix("\"\"\""))
+            .filter(|x| !x.is_empty() && plain(x.as_bytes()))
+    };
+    if key.is_none() {
+        return true;
+    }
+    if !plain(fields[1].as_bytes()) || !fields[..count].iter().all(|f| same_end(f)) {
+        return true;
+    }
+    if count < 4 {
+        // The line ends within those fields: no entry either way.
+        return false;
+    }
+    // Both readings give the legacy key here.
+    wanted && !line.split(',').all(same_end)
+}
+
+/// Inserts unless the key is already there (the first line in file order wins).
+fn insert_first<'a, V>(table: &mut Table<'a, V>, key: Field<'a>, value: V) {
+    if let Entry::Vacant(slot) = table.entry(key) {
+        slot.insert(value);
+    }
+}
+
+/// The text inside an Excel text formula `="…"` (what blpr's `"=""00019910"""` unquotes
+/// to), or the field itself when it is not one: the typed counterpart of
+/// [`excel_wrapped_inner`] on the raw field. An empty formula `=""` is kept as it is, as the
+/// legacy search finds nothing in an empty wrapper.
+pub fn formula_inner(field: Field<'_>) -> Field<'_> {
+    let inner = |s: &str| -> Option<std::ops::Range<usize>> {
+        let rest = s.strip_prefix("=\"")?.strip_suffix('"')?;
+        (!rest.is_empty()).then_some(2..2 + rest.len())
+    };
+    match field {
+        Cow::Borrowed(s) => match inner(s) {
+            Some(range) => Cow::Borrowed(&s[range]),
+            None => Cow::Borrowed(s),
+        },
+        Cow::Owned(s) => match inner(&s) {
+            Some(range) => Cow::Owned(s[range].to_owned()),
+            None => Cow::Owned(s),
+        },
+    }
+}
+
+/// The tables a typed record is completed from: for each reference file that contained a
+/// `"`, the tables read with real quoting ([`Lookups::load_quoted`]); for the others the
+/// legacy tables, which are the same.
+#[derive(Debug, Clone, Copy)]
+pub struct TypedTables<'t, 'a> {
+    legacy: &'t Lookups<'a>,
+    quoted: &'t Lookups<'a>,
+    /// Per [`FileType::ALL`] index: whether `quoted` holds that type's table.
+    own: [bool; FileType::ALL.len()],
+}
+
+impl<'t, 'a> TypedTables<'t, 'a> {
+    /// `own[i]` says whether `quoted` holds the table of `FileType::ALL[i]`.
+    pub fn new(
+        legacy: &'t Lookups<'a>,
+        quoted: &'t Lookups<'a>,
+        own: [bool; FileType::ALL.len()],
+    ) -> Self {
+        Self {
+            legacy,
+            quoted,
+            own,
+        }
+    }
+
+    fn pick(&self, file_type: FileType) -> &'t Lookups<'a> {
+        let own = FileType::ALL
+            .iter()
+            .zip(self.own)
+            .any(|(t, own)| *t == file_type && own);
+        if own { self.quoted } else { self.legacy }
+    }
+
+    /// rd5500: item code → entry.
+    pub fn items(&self) -> &'t Table<'a, ItemEntry<'a>> {
+        &self.pick(FileType::Rd5500).items
+    }
+
+    /// rd1800: department code → name.
+    pub fn departments(&self) -> &'t Table<'a, Field<'a>> {
+        &self.pick(FileType::Rd1800).departments
+    }
+
+    /// discount: discount code → name.
+    pub fn discounts(&self) -> &'t Table<'a, Field<'a>> {
+        &self.pick(FileType::Discount).discounts
+    }
+
+    /// rd5800: transaction number → payment code.
+    pub fn payment_codes(&self) -> &'t Table<'a, Field<'a>> {
+        &self.pick(FileType::Rd5800).payment_codes
+    }
+
+    /// rd5900: payment code → name.
+    pub fn payment_names(&self) -> &'t Table<'a, Field<'a>> {
+        &self.pick(FileType::Rd5900).payment_names
+    }
+
+    /// blpr: ORNO → phone.
+    pub fn phones(&self) -> &'t Table<'a, Field<'a>> {
+        &self.pick(FileType::Blpr).phones
     }
 }
 
@@ -282,26 +599,29 @@ fn add_payment<'l, 'a>(
     }
 }
 
+/// `fields` and `count` are `leading_fields::<4>` of the line. Returns whether the line has
+/// a key that is looked up (all keys are, without [`Lookups::keep_phones_for`]).
 fn add_phone<'l, 'a>(
     table: &mut Table<'a, Field<'a>>,
     wanted: Option<&FxHashSet<Field<'a>>>,
-    line: &'l str,
+    fields: [&'l str; 4],
+    count: usize,
     keep: &Keep<'l, 'a>,
-) {
+) -> bool {
     // blpr is by far the largest input (cumulative history), so the key test, which drops
     // almost every line, comes first. The tests are independent, so their order does not
     // change which lines are kept.
-    let ([_, phone, _, orno], 4) = leading_fields(line) else {
-        return;
+    let ([_, phone, _, orno], 4) = (fields, count) else {
+        return false;
     };
     let key = excel_wrapped_inner(orno).unwrap_or(orno);
     if wanted.is_some_and(|keys| !keys.contains(key)) {
-        return;
+        return false;
     }
-    if phone.chars().count() != 11 {
-        return;
+    if phone.chars().count() == 11 {
+        first_wins(table, key, || keep(phone), keep);
     }
-    first_wins(table, key, || keep(phone), keep);
+    true
 }
 
 /// Where the `"` bytes of `bytes` are, first to last.
@@ -535,6 +855,204 @@ mod tests {
         let stats = l.load(FileType::Rd1800, b"1,OK\n22222,TOO LONG\n", false, 8);
         assert_eq!(l.departments.len(), 1);
         assert_eq!(stats.skipped[&SkipReason::LineTooLong], 1);
+    }
+
+    fn load_quoted(file_type: FileType, data: &str, new_branch: bool) -> Lookups<'_> {
+        let mut l = Lookups::default();
+        l.load_quoted(file_type, data.as_bytes(), new_branch, 1 << 20);
+        l
+    }
+
+    #[test]
+    fn quoted_reading_unquotes_keys_and_names_in_every_table() {
+        // Quoted commas, doubled quotes, quotes at the ends of names; old and new layouts.
+        let l = load_quoted(
+            FileType::Rd5500,
+            "\"REPP\"\"13\",\"P\"\"IUM, MUG\",X\nBIG1,\"\"\"BIG\"\" ONE\"\"\",X\n",
+            false,
+        );
+        assert_eq!(l.items["REPP\"13"], named("P\"IUM, MUG", None));
+        assert_eq!(l.items["BIG1"], named("\"BIG\" ONE\"", None));
+        let new = "CHM1,\"CHICKEN, 2PC\",X,406,185,ORDER,12,1,1,,,,MEALS1,0, FULL";
+        let l = load_quoted(FileType::Rd5500, new, true);
+        assert_eq!(l.items["CHM1"], named("CHICKEN, 2PC", Some("MEALS1")));
+        // Legacy's split moves CATEG_ID out of column 12.
+        let (legacy, _) = load(FileType::Rd5500, new, true);
+        assert_eq!(legacy.items["CHM1"], named("\"CHICKEN", Some("")));
+
+        let l = load_quoted(
+            FileType::Rd1800,
+            "52,\"MEALS, \"\"CHICKEN\"\"\",1,BR\n",
+            false,
+        );
+        assert_eq!(l.departments["52"], "MEALS, \"CHICKEN\"");
+        let l = load_quoted(FileType::Discount, "SC,\"SNR, 20%\",,,,BETA,0, F\n", true);
+        assert_eq!(l.discounts["SC"], "SNR, 20%");
+        let l = load_quoted(FileType::Rd5900, "\"1\",\"CASH, \"\"PHP\"\"\"\n", false);
+        assert_eq!(l.payment_names["1"], "CASH, \"PHP\"");
+
+        let mut pay = vec![""; 23];
+        pay[6] = "\"CRUZ, J\"";
+        pay[11] = "00001";
+        pay[20] = "T1";
+        let pay = pay.join(",");
+        let l = load_quoted(FileType::Rd5800, &pay, false);
+        assert_eq!(l.payment_codes["T1"], "00001");
+        let (legacy, _) = load(FileType::Rd5800, &pay, false);
+        assert!(!legacy.payment_codes.contains_key("T1"));
+
+        let blpr = "\"TEMP, 2\",09123456789,\"=\"\"X\"\"\",\"=\"\"00019910\"\"\",1,B\n\
+                    T,\"09111111111\",X,\"=\"\"00019911\"\"\",1,B\n";
+        let l = load_quoted(FileType::Blpr, blpr, false);
+        assert_eq!(l.phones["00019910"], "09123456789");
+        assert_eq!(l.phones["00019911"], "09111111111");
+        let (legacy, _) = load(FileType::Blpr, blpr, false);
+        assert!(legacy.phones.is_empty());
+    }
+
+    #[test]
+    fn the_blpr_check_finds_lines_that_read_differently() {
+        let check = |data: &str| {
+            let mut l = Lookups::default();
+            l.keep_phones_for(["K1".to_string()]);
+            l.check_blpr_quoting();
+            l.load(FileType::Blpr, data.as_bytes(), false, 1 << 20);
+            l.blpr_needs_quoting()
+        };
+        // The samples' shape reads the same.
+        assert!(!check(
+            "TEMP,09123456789,\"=\"\"1\"\"\",\"=\"\"K1\"\"\",1,BMC\n"
+        ));
+        assert!(check(
+            "\"TEMP, 2\",09123456789,\"=\"\"1\"\"\",\"=\"\"K1\"\"\",1,B\n"
+        ));
+        assert!(check("T,\"09123456789\",X,K1,1,B\n"));
+        assert!(check("T,09123456789,X,K1,\"1, B\"\n"));
+        // An unclosed quote after the key: the quoted reading skips the line.
+        assert!(check("T,09123456789,X,K1,\"\n"));
+        // Not wanted: the line cannot change the table.
+        assert!(!check("T,09123456789,X,K2,\"1, B\"\n"));
+    }
+
+    #[test]
+    fn quoted_reading_skips_and_counts_unclosed_quotes() {
+        let mut l = Lookups::default();
+        let stats = l.load_quoted(FileType::Rd1800, b"1,OK\n2,\"OPEN, NAME\n", false, 1 << 20);
+        assert_eq!(l.departments.len(), 1);
+        assert_eq!(stats.skipped[&SkipReason::UnclosedQuote], 1);
+    }
+
+    #[test]
+    fn formula_inner_unwraps_excel_text_formulas() {
+        assert_eq!(formula_inner("=\"00019910\"".into()), "00019910");
+        assert_eq!(formula_inner(Cow::Owned("=\"1\"".into())), "1");
+        assert_eq!(formula_inner("=\"\"".into()), "=\"\"");
+        assert_eq!(formula_inner("00019910".into()), "00019910");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The rules on split fields (`add_fields`, used for quoted lines) build exactly the
+        /// tables of the legacy rules (`add_line`) from the same fields.
+        #[test]
+        fn field_rules_match_line_rules(
+            data in reference_file(),
+            which in 1..FileType::ALL.len(),
+            new_branch in any::<bool>(),
+            filter in any::<bool>(),
+        ) {
+            let file_type = FileType::ALL[which];
+            let data: Vec<u8> = data.into_iter().filter(|&b| b != b'"').collect();
+            let keys = ["K1".to_string(), String::new()];
+            let mut by_line = Lookups::default();
+            let mut by_fields = Lookups::default();
+            if filter {
+                by_line.keep_phones_for(keys.iter().cloned());
+                by_fields.keep_phones_for(keys.iter().cloned());
+            }
+            by_line.load(file_type, &data, new_branch, 1 << 20);
+            let file = Text::new(&data);
+            for line in file.lines() {
+                let (text, _) = file.line(line);
+                let text = if file_type == FileType::Rd5500 {
+                    py_strip(&text).to_string()
+                } else {
+                    text.into_owned()
+                };
+                let fields = text.split(',').map(|f| Cow::Owned(f.to_string())).collect();
+                let _ = by_fields.add_fields(file_type, fields, new_branch);
+            }
+            prop_assert_eq!(
+                reference::of(&by_fields, file_type),
+                reference::of(&by_line, file_type)
+            );
+        }
+    }
+
+    /// blpr lines in the shape of the samples, with quotes and commas in every field.
+    fn blpr_file() -> impl Strategy<Value = String> {
+        let field = prop_oneof![
+            Just("TEMP".to_string()),
+            Just("\"TEMP, 2\"".to_string()),
+            Just("09123456789".to_string()),
+            Just("\"09123456789\"".to_string()),
+            Just("\"=\"\"K1\"\"\"".to_string()),
+            Just("\"=\"\"K1\"\"\"\"\"".to_string()),
+            Just("\"=\"\"\"\"\"".to_string()),
+            Just("=\"K1\"".to_string()),
+            Just("\"K1\"".to_string()),
+            Just("K1".to_string()),
+            Just("\"".to_string()),
+            Just("\"\"".to_string()),
+            Just(String::new()),
+        ];
+        let line = proptest::collection::vec(field, 0..7).prop_map(|f| f.join(","));
+        proptest::collection::vec(line, 0..8).prop_map(|lines| lines.join("\n"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// `load_quoted` builds the table that reading every line with quoting builds, and
+        /// when the check during the legacy load finds no line that reads differently, the
+        /// legacy table is that table.
+        #[test]
+        fn blpr_check_and_quoted_reading_agree(data in blpr_file(), filter in any::<bool>()) {
+            let keys = ["K1".to_string(), String::new()];
+            let mut fast = Lookups::default();
+            let mut full = Lookups::default();
+            if filter {
+                fast.keep_phones_for(keys.iter().cloned());
+                full.keep_phones_for(keys.iter().cloned());
+            }
+            fast.load_quoted(FileType::Blpr, data.as_bytes(), false, 1 << 20);
+            for line in data.lines() {
+                if let Ok(fields) = quoted_fields(FileType::Blpr, line) {
+                    let owned = fields.into_iter().map(|f| Cow::Owned(f.into_owned()));
+                    let _ = full.add_fields(FileType::Blpr, owned.collect(), false);
+                }
+            }
+            prop_assert_eq!(
+                reference::of(&fast, FileType::Blpr),
+                reference::of(&full, FileType::Blpr)
+            );
+
+            // When the legacy load finds no line that needs quoting, its table is the typed
+            // one, so the pass may skip the quoted reading.
+            let mut legacy = Lookups::default();
+            if filter {
+                legacy.keep_phones_for(keys.iter().cloned());
+            }
+            legacy.check_blpr_quoting();
+            legacy.load(FileType::Blpr, data.as_bytes(), false, 1 << 20);
+            if !legacy.blpr_needs_quoting() {
+                prop_assert_eq!(
+                    reference::of(&legacy, FileType::Blpr),
+                    reference::of(&full, FileType::Blpr)
+                );
+            }
+        }
     }
 
     /// The tables as first written: every line split with `str::split` into owned strings,

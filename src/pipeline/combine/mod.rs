@@ -11,6 +11,14 @@
 //! [`RowSink::monitor`] instead. A [`GroupReport`] says which files were used and why, and what
 //! was rejected. The rules are those of docs/pos-formats.md §2–3; each module names its own.
 //!
+//! The legacy row always comes from legacy's naive comma split. The typed record reads every
+//! line that contains a `"` (in rd5000 and in the reference files) with real CSV quoting
+//! (`quoted` module), so a quoted comma stays in its field and names are unquoted; lines
+//! without a quote keep the word-at-a-time split, which gives the same fields.
+//! [`GroupReport::typed`] counts what became of each line in the typed records, and
+//! [`GroupReport::layout_note`] is the day's monitor note for lines whose fields do not fit
+//! the layout. Where the two outputs may differ is listed below.
+//!
 //! ```no_run
 //! use fetch_worker::pipeline::combine::{CollectSink, CombineOptions, FileSet, combine_group};
 //!
@@ -85,16 +93,61 @@
 //! - New branches given on the command line or in a file are trimmed; legacy compared the
 //!   file's lines verbatim.
 //!
-//! In the typed [`Transaction`] only (the legacy row keeps legacy's behaviour):
+//! In the typed [`Transaction`] only (the legacy row keeps legacy's behaviour). Each entry is
+//! one rule: its name in bold (the join test over the samples, `typed_records_join_legacy_rows`
+//! in the combine tests, names the rule that explains each difference it finds and fails on
+//! any difference no rule explains), the fields it touches, the rule, and an example.
 //!
-//! - `productName` is looked up by the raw item code. Legacy looked it up by the escaped code,
-//!   so an item code of 2+ characters starting with `0` (`0123`) never found its name.
-//! - For new-layout branches, the department taken from rd5500 follows that raw-code lookup
-//!   too, so such items also get their `departmentCode`/`departmentName`.
-//! - `discountName` is looked up by the raw discount code (legacy: the escaped one).
-//! - An item code whose rd5500 line has one field, or (new layout) no department, gives no name
-//!   or department in the record; legacy dropped such rows, so this only arises for codes the
-//!   legacy lookup could not see.
+//! - **`unquoted-text`**: `productCode`, `productName`, `departmentCode`, `departmentName`,
+//!   `discountCode`, `discountName`, `paymentCode`, `paymentName`, `phone` and every other
+//!   text field. A line that contains a `"` (rd5000 or a reference file) is read with real CSV
+//!   quoting (`quoted` module), so codes and names are the unquoted text. Legacy split on every
+//!   comma and kept the quotes, then wrapped names in `"…"`. Example: rd5500
+//!   `REPBS11,"EXT""E PLATTER",…` gives the legacy PRODUCT NAME `""EXT""E PLATTER""` and the
+//!   typed `productName` `EXT"E PLATTER`; an rd5000 item `"REPP""13"` is `productCode`
+//!   `REPP"13`, and it finds rd5500's `"REPP""13"` line as legacy did (both sides unquoted).
+//! - **`real-columns`**: every field after a quoted comma. In a line read with real quoting a
+//!   quoted comma stays inside its field, so the later fields keep their columns. Legacy's
+//!   split moves them one place per comma. Example: rd5000 `…,1234 5678,"DELA CRUZ, JUAN",T,
+//!   1,…`: legacy's TYPE CODE is `JUAN"`, its VAT DIV the VAT flag and its TRANSACTION NUMBER
+//!   the VAT price; the typed record has `orderType` `T`, `vatFlag` `1` and the real
+//!   `transactionNumber`, and its payment and phone found by that number. The same holds for
+//!   the reference files: rd5800 `…,"CRUZ, J",…` keeps `PAYCODE` and `TRANSNO` in columns
+//!   11 and 20 for the typed lookup, a new-layout rd5500 name with a comma keeps `CATEG_ID` in
+//!   column 12, blpr `"TEMP, 2",09…` keeps `PHONE` in column 1.
+//! - **`own-verdict`**: which lines have a record at all. A line without a `"` gets the legacy
+//!   verdict (row, monitor or rejected). A line with a `"` is judged on its real columns:
+//!   field count, then the hour of TIME, then DATE. Example: rd5000 with `"SPECIAL, 2"` as
+//!   ITE_CODE: legacy reads DEP_CODE as DATE and sends the line to the monitor; the typed pass
+//!   makes a record dated by the real DATE. The reverse (a legacy row, no record) happens when
+//!   the real TIME or DATE fails.
+//! - **`field-count`**: a line whose fields, read with real quoting, are not the 40 of the
+//!   rd5000 layout (or whose quoted field is not closed) gets no record; it is counted in
+//!   [`TypedReport::rejected`] as [`RejectReason::FieldCount`] or
+//!   [`RejectReason::UnclosedQuote`], and [`GroupReport::layout_note`] gives the day's one
+//!   monitor note naming the file, the line and the cause. Legacy padded short lines and
+//!   shifted long ones. Example: an unquoted `…,DELA CRUZ, JUAN,…` (41 fields) keeps its
+//!   legacy row and has no record: `line 7: field count does not fit the rd5000 layout (41
+//!   fields, the layout has 40)`.
+//! - **`raw-code-lookup`**: `productName` (and for new-layout branches `departmentCode` and
+//!   `departmentName`) and `discountName` are looked up by the raw code. Legacy looked them up
+//!   by the Excel-escaped code, so an item code of 2+ characters starting with `0` never
+//!   found its name. Example: item `0123`: legacy PRODUCT NAME empty, typed `productName` the
+//!   rd5500 name; discount code `01` likewise.
+//! - **`bare-item`**: `productName`, `departmentCode`, `departmentName`. An item code whose
+//!   rd5500 line has one field, or (new layout) no department, gives no name or department in
+//!   the record; legacy dropped such rows, so this only arises for codes the legacy lookup
+//!   could not see. Example: rd5500 line `0123` alone: no `productName`.
+//! - **`department-key`**: `departmentName`. The rd1800 key is the department code without
+//!   surrounding whitespace. Legacy's key also lost every `"` and `="` (its Excel wrapper), so
+//!   the two differ only for a code that really contains a quote. Example: rd5000 DEP_CODE
+//!   `"7"` (quoted) is `7` in both; an unquoted code `7"` is `7"` typed, `7` in legacy.
+//! - **`quoted-phone`**: `phone`. blpr's 11-character rule applies to the unquoted PHONE.
+//!   Example: `"09123456789"` is 13 characters to legacy (no phone) and 11 typed (a phone).
+//! - **`numbers`**: `quantity`, `unitPrice`, `amount`, `discount`, `vatDiv`, `vatAmount`,
+//!   `vatDiscount`, `vatPrice` are exact decimals: an empty field is `null`, a field that is
+//!   not a number is `null` and counted ([`GroupReport::bad_numbers`]), and exponent notation
+//!   is expanded. Example: `1e-05` is `0.00001`; legacy copied the text.
 //!
 //! Kept as legacy has it, although it looks wrong: PHONE NUMBER is blpr's `ORNO` matched
 //! against rd5000's `TRANSNO`. In the samples nothing matches either way, so we do not guess
@@ -105,6 +158,7 @@ mod legacy;
 mod lines;
 mod lookups;
 mod parallel;
+mod quoted;
 mod sink;
 mod typed;
 
@@ -119,10 +173,11 @@ pub use files::{
     ChoiceReason, ExportFile, FileChoice, FileSet, FileType, Group, GroupKey, IgnoredFile,
 };
 pub use legacy::{HEADER, RejectReason};
-pub use lookups::{ItemEntry, Lookups, SkipReason, TableStats};
+pub use lookups::{ItemEntry, Lookups, SkipReason, TableStats, TypedTables};
+pub use quoted::UnclosedQuote;
 pub use sink::{CollectSink, JsonlWriter, LegacyCsvWriter, MonitorEntry, MonitorLog, RowSink};
 
-use crate::pipeline::record::{Transaction, fnv1a64, row_key};
+use crate::pipeline::record::{Daypart, Transaction, fnv1a64, row_key};
 use legacy::{GroupContext, RowBuilder, Selected};
 use lines::{Lines, Text, decode, nth_field};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -264,6 +319,77 @@ pub struct RejectedLine {
     pub line: u64,
     /// Why.
     pub reason: RejectReason,
+    /// For [`RejectReason::FieldCount`], how many fields the line has under real quoting.
+    pub fields: Option<usize>,
+}
+
+impl fmt::Display for RejectedLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)?;
+        if let Some(n) = self.fields {
+            write!(f, " ({n} fields, the layout has {RD5000_FIELDS})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Fields of an rd5000 line, in the old and the new layout alike (STORE_NUM … BRANCH).
+pub const RD5000_FIELDS: usize = 40;
+
+/// What the typed pass made of a group's rd5000 lines: the counterpart, for the typed
+/// [`Transaction`]s, of the legacy counts in [`GroupReport`]. All zero when the sink wants no
+/// records ([`RowSink::wants_transactions`]).
+///
+/// A line without a `"` has the same fields in both readings, so it gets the legacy verdict
+/// (kept, monitor, rejected), except that a kept line whose field count is not
+/// [`RD5000_FIELDS`] is rejected here with [`RejectReason::FieldCount`]: its typed columns
+/// would be shifted. A line with a `"` is read with real CSV quoting and judged on its real
+/// columns: field count, then the hour of TIME, then DATE (see the module doc).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TypedReport {
+    /// Records given to the sink.
+    pub records: u64,
+    /// Lines whose (real) DATE differs from the file name's date: no record.
+    pub monitor_rows: u64,
+    /// Lines without a record, by reason.
+    pub rejected: BTreeMap<RejectReason, u64>,
+    /// The first rejected lines (in processing order, so bottom-up).
+    pub rejected_lines: Vec<RejectedLine>,
+    /// The first lines rejected because their fields do not fit the layout
+    /// ([`RejectReason::FieldCount`], [`RejectReason::UnclosedQuote`]), kept apart so the
+    /// monitor note can name one even when many other rejects came first.
+    pub layout_lines: Vec<RejectedLine>,
+    /// rd5000 lines read with real quoting (they contained a `"`).
+    pub quoted_lines: u64,
+    /// The reference files that contained a `"`, as read with real quoting for the typed
+    /// lookups (the legacy reading of every file is in [`GroupReport::tables`]).
+    pub tables: BTreeMap<FileType, TableStats>,
+}
+
+impl TypedReport {
+    fn reject(&mut self, rejected: RejectedLine) {
+        *self.rejected.entry(rejected.reason).or_default() += 1;
+        if self.rejected_lines.len() < REJECTED_SAMPLES {
+            self.rejected_lines.push(rejected);
+        }
+        if rejected.reason.is_layout() && self.layout_lines.len() < REJECTED_SAMPLES {
+            self.layout_lines.push(rejected);
+        }
+    }
+
+    /// Lines without a record, all reasons.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// Lines rejected because their fields do not fit the layout.
+    pub fn layout_rejected(&self) -> u64 {
+        self.rejected
+            .iter()
+            .filter(|(r, _)| r.is_layout())
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 /// How many rejected lines a [`GroupReport`] lists individually.
@@ -295,6 +421,8 @@ pub struct GroupReport {
     /// Non-empty money or quantity fields of kept rows that are not numbers (`None` in the
     /// typed record; the legacy row carries the text).
     pub bad_numbers: u64,
+    /// What became of the lines in the typed records.
+    pub typed: TypedReport,
 }
 
 impl GroupReport {
@@ -311,19 +439,44 @@ impl GroupReport {
             rejected_lines: Vec::new(),
             lossy_lines: 0,
             bad_numbers: 0,
+            typed: TypedReport::default(),
         }
     }
 
     fn reject(&mut self, line: u64, reason: RejectReason) {
         *self.rejected.entry(reason).or_default() += 1;
         if self.rejected_lines.len() < REJECTED_SAMPLES {
-            self.rejected_lines.push(RejectedLine { line, reason });
+            self.rejected_lines.push(RejectedLine {
+                line,
+                reason,
+                fields: None,
+            });
         }
     }
 
     /// Rejected lines, all reasons.
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
+    }
+
+    /// The note of the day's one monitor entry for lines whose fields do not fit the rd5000
+    /// layout, or `None` when there are none: it names the file, the first such line (top
+    /// of the file first) and the cause, and how many lines there were.
+    ///
+    /// For example `rd5000 a_BMC_1_rd5000_2026-02-09_20-00_.csv line 17: field count does
+    /// not fit the rd5000 layout (41 fields, the layout has 40); 2 line(s) without a typed
+    /// record for their field count`.
+    pub fn layout_note(&self) -> Option<String> {
+        let first = self.typed.layout_lines.iter().min_by_key(|l| l.line)?;
+        let file = self
+            .files
+            .iter()
+            .find(|f| f.file_type == FileType::Rd5000)
+            .map_or("", |f| f.file_name.as_str());
+        Some(format!(
+            "rd5000 {file} {first}; {} line(s) without a typed record for their field count",
+            self.typed.layout_rejected()
+        ))
     }
 }
 
@@ -345,6 +498,20 @@ impl fmt::Display for GroupReport {
         if self.bad_numbers > 0 {
             write!(f, ", {} non-numeric amounts", self.bad_numbers)?;
         }
+        let typed = &self.typed;
+        if typed.records + typed.monitor_rows + typed.rejected_total() > 0 {
+            write!(
+                f,
+                "\n    typed: {} records, {} monitor, {} rejected",
+                typed.records,
+                typed.monitor_rows,
+                typed.rejected_total()
+            )?;
+            write_reasons(f, typed.rejected.iter().map(|(r, n)| (r.describe(), *n)))?;
+            if typed.quoted_lines > 0 {
+                write!(f, ", {} lines read with quoting", typed.quoted_lines)?;
+            }
+        }
         for choice in &self.files {
             write!(f, "\n    {choice}")?;
         }
@@ -352,10 +519,16 @@ impl fmt::Display for GroupReport {
             let names: Vec<&str> = self.missing.iter().map(|t| t.name()).collect();
             write!(f, "\n    missing: {}", names.join(", "))?;
         }
-        for (file_type, stats) in &self.tables {
+        let typed_tables = self.typed.tables.iter().map(|(t, s)| (t, s, " (typed)"));
+        for (file_type, stats, which) in self
+            .tables
+            .iter()
+            .map(|(t, s)| (t, s, ""))
+            .chain(typed_tables)
+        {
             let skipped: u64 = stats.skipped.values().sum();
             if skipped > 0 || stats.lossy_lines > 0 {
-                write!(f, "\n    {file_type}: {skipped} lines skipped")?;
+                write!(f, "\n    {file_type}{which}: {skipped} lines skipped")?;
                 write_reasons(f, stats.skipped.iter().map(|(r, n)| (r.describe(), *n)))?;
                 if stats.lossy_lines > 0 {
                     write!(f, ", {} lines not UTF-8", stats.lossy_lines)?;
@@ -534,6 +707,7 @@ fn combine_group_with<S: RowSink>(
     let key = &group.key;
     let mut report = GroupReport::new(key.clone());
     let new_branch = options.new_branches.contains(&key.branch);
+    let typed = sink.wants_transactions();
 
     // All files are read first: the lookups borrow their text from the reference files' bytes.
     let mut read = [false; FileType::ALL.len()];
@@ -551,17 +725,37 @@ fn combine_group_with<S: RowSink>(
         report.files.push(choice);
     }
 
+    // The legacy tables, and for the typed records the tables of every reference file that
+    // holds a quote, read with real quoting (identical for the other files).
     let mut lookups = Lookups::default();
+    let mut quoted = Lookups::default();
+    let mut own = [false; FileType::ALL.len()];
     let mut rd5000 = None;
     let files = FileType::ALL.into_iter().zip(&buffers.0).zip(read);
-    for ((file_type, data), _) in files.filter(|(_, read)| *read) {
+    for (i, ((file_type, data), _)) in files.enumerate().filter(|(_, (_, read))| *read) {
         if file_type == FileType::Rd5000 {
             // rd5000 comes first in `FileType::ALL`, so blpr is not loaded yet.
-            lookups.keep_phones_for(transaction_numbers(data, options.max_line_bytes));
+            let numbers = transaction_numbers(data, options.max_line_bytes, typed);
+            if typed {
+                quoted.keep_phones_for(numbers.iter().cloned());
+            }
+            lookups.keep_phones_for(numbers);
             rd5000 = Some(data.as_slice());
         } else {
+            if typed && file_type == FileType::Blpr {
+                lookups.check_blpr_quoting();
+            }
             let stats = lookups.load(file_type, data, new_branch, options.max_line_bytes);
             report.tables.insert(file_type, stats);
+            let quotes_matter = match file_type {
+                FileType::Blpr => lookups.blpr_needs_quoting(),
+                _ => memchr::memchr(b'"', data).is_some(),
+            };
+            if typed && quotes_matter {
+                let stats = quoted.load_quoted(file_type, data, new_branch, options.max_line_bytes);
+                report.typed.tables.insert(file_type, stats);
+                own[i] = true;
+            }
         }
     }
     let (Some(data), Some(file_name)) = (rd5000, rd5000_name) else {
@@ -575,13 +769,68 @@ fn combine_group_with<S: RowSink>(
         new_branch,
         lookups: &lookups,
     };
-    walk_rd5000(&ctx, key, data, &file_name, options, &mut sink, &mut report)?;
+    let tables = TypedTables::new(&lookups, &quoted, own);
+    walk_rd5000(
+        &ctx,
+        &tables,
+        key,
+        data,
+        &file_name,
+        options,
+        &mut sink,
+        &mut report,
+    )?;
     Ok(report)
 }
 
+/// What the typed pass decided for one line.
+///
+/// A `Record` carries the line's selected fields (about 300 bytes). The value lives on the
+/// stack for one line and is matched at once, so boxing it would only add an allocation per
+/// line.
+#[allow(clippy::large_enum_variant)]
+enum TypedVerdict<'f> {
+    /// A record from these fields, with this daypart.
+    Record(Selected<'f>, Daypart),
+    /// The line's DATE is not the file's date.
+    Monitor,
+    /// No record.
+    Rejected(RejectReason, Option<usize>),
+}
+
+/// The typed verdict for a line read with real quoting, from its `fields`: the field count
+/// first (the columns mean nothing otherwise), then the hour of TIME, then DATE, the checks
+/// legacy makes on its own columns.
+fn judge_quoted<'f>(
+    fields: &'f Result<Vec<Cow<'_, str>>, UnclosedQuote>,
+    date_text: &str,
+) -> TypedVerdict<'f> {
+    let fields = match fields {
+        Ok(fields) => fields,
+        Err(UnclosedQuote) => return TypedVerdict::Rejected(RejectReason::UnclosedQuote, None),
+    };
+    if fields.len() != RD5000_FIELDS {
+        return TypedVerdict::Rejected(RejectReason::FieldCount, Some(fields.len()));
+    }
+    let selected = Selected::from_fields(fields);
+    let time = selected.raw[legacy::slot::TIME];
+    let daypart = match legacy::daypart(time) {
+        Ok(daypart) => daypart,
+        Err(_) if time == "TIME" => return TypedVerdict::Rejected(RejectReason::HeaderLine, None),
+        Err(reason) => return TypedVerdict::Rejected(reason, None),
+    };
+    let date = selected.raw[legacy::slot::DATE];
+    if lines::py_strip(date.split(' ').next().unwrap_or_default()) != date_text {
+        return TypedVerdict::Monitor;
+    }
+    TypedVerdict::Record(selected, daypart)
+}
+
 /// The row pass over rd5000, last line first.
+#[allow(clippy::too_many_arguments)]
 fn walk_rd5000<S: RowSink>(
     ctx: &GroupContext<'_>,
+    tables: &TypedTables<'_, '_>,
     key: &GroupKey,
     data: &[u8],
     file_name: &str,
@@ -620,67 +869,129 @@ fn walk_rd5000<S: RowSink>(
         };
         if raw.len() > options.max_line_bytes {
             report.reject(this_line, RejectReason::LineTooLong);
+            if typed {
+                report.typed.reject(RejectedLine {
+                    line: this_line,
+                    reason: RejectReason::LineTooLong,
+                    fields: None,
+                });
+            }
             continue;
         }
         let (text, lossy) = file.line(line);
         if lossy {
             report.lossy_lines += 1;
         }
+
+        // The legacy row, exactly as legacy made it.
         let selected = Selected::from_line(&text);
-        let found = match builder.build(ctx, &selected) {
-            Ok(found) => found,
+        let legacy = match builder.build(ctx, &selected) {
             Err(reason) => {
                 report.reject(this_line, reason);
-                continue;
+                Err(Some(reason))
+            }
+            Ok(_) if builder.row_date() != ctx.date_text => {
+                report.monitor_rows += 1;
+                let entry = MonitorEntry {
+                    pos: &key.pos_text,
+                    branch: &key.branch,
+                    date: ctx.date_text,
+                    source_file: file_name,
+                    line: this_line,
+                    row_date: builder.row_date(),
+                };
+                sink.monitor(&entry).map_err(sink_error)?;
+                Err(None)
+            }
+            Ok(daypart) => {
+                sink.legacy_row_at(this_line, builder.row().as_bytes())
+                    .map_err(sink_error)?;
+                report.rows += 1;
+                Ok(daypart)
             }
         };
-        let row_date = builder.row_date();
-        if row_date != ctx.date_text {
-            report.monitor_rows += 1;
-            let entry = MonitorEntry {
-                pos: &key.pos_text,
-                branch: &key.branch,
-                date: ctx.date_text,
-                source_file: file_name,
-                line: this_line,
-                row_date,
-            };
-            sink.monitor(&entry).map_err(sink_error)?;
+        let Some((hash, occurrence)) = occurrence else {
             continue;
-        }
-        sink.legacy_row(builder.row().as_bytes())
-            .map_err(sink_error)?;
-        report.rows += 1;
-        if let Some((hash, occurrence)) = occurrence {
-            let source = typed::Source {
-                pos: key.pos,
-                date: key.date,
-                file_name,
+        };
+
+        // The typed record: a line with a quote is read again with real quoting.
+        let quoted_fields = if memchr::memchr(b'"', raw).is_some() {
+            report.typed.quoted_lines += 1;
+            Some(quoted::split(&text))
+        } else {
+            None
+        };
+        let verdict = match (&quoted_fields, legacy) {
+            (Some(fields), _) => judge_quoted(fields, ctx.date_text),
+            (None, Err(Some(reason))) => TypedVerdict::Rejected(reason, None),
+            (None, Err(None)) => TypedVerdict::Monitor,
+            (None, Ok(daypart)) => match memchr::memchr_iter(b',', raw).count() + 1 {
+                RD5000_FIELDS => TypedVerdict::Record(selected, daypart),
+                n => TypedVerdict::Rejected(RejectReason::FieldCount, Some(n)),
+            },
+        };
+        match verdict {
+            TypedVerdict::Rejected(reason, fields) => report.typed.reject(RejectedLine {
                 line: this_line,
-                row_key: row_key(&key.branch, key.pos, key.date, hash, occurrence),
-            };
-            let record: Transaction =
-                typed::transaction(ctx, &selected, &found, source, &mut report.bad_numbers);
-            sink.transaction(record).map_err(sink_error)?;
+                reason,
+                fields,
+            }),
+            TypedVerdict::Monitor => report.typed.monitor_rows += 1,
+            TypedVerdict::Record(selected, daypart) => {
+                let source = typed::Source {
+                    pos: key.pos,
+                    date: key.date,
+                    file_name,
+                    line: this_line,
+                    row_key: row_key(&key.branch, key.pos, key.date, hash, occurrence),
+                };
+                let record: Transaction = typed::transaction(
+                    ctx,
+                    tables,
+                    &selected,
+                    daypart,
+                    source,
+                    &mut report.bad_numbers,
+                );
+                sink.transaction(record).map_err(sink_error)?;
+                report.typed.records += 1;
+            }
         }
     }
     Ok(())
 }
 
 /// The non-empty TRANSNO values of rd5000: the only keys the phone table is looked up by.
-fn transaction_numbers(data: &[u8], max_line_bytes: usize) -> FxHashSet<Cow<'_, str>> {
+///
+/// With `quoting`, a line that holds a `"` also gives its TRANSNO under real quoting (the
+/// typed lookup's key); a key only one reading uses costs a kept entry, nothing more.
+fn transaction_numbers(
+    data: &[u8],
+    max_line_bytes: usize,
+    quoting: bool,
+) -> FxHashSet<Cow<'_, str>> {
     let file = Text::new(data);
     let mut numbers = FxHashSet::default();
+    let column = legacy::SELECTED[legacy::slot::TRANSNO];
     for line in file.lines().filter(|line| line.len() <= max_line_bytes) {
+        let has_quote = quoting && memchr::memchr(b'"', file.bytes(line.clone())).is_some();
         let (text, _) = file.line(line);
-        let column = legacy::SELECTED[legacy::slot::TRANSNO];
         // Borrowed from the file unless the line had to be decoded into a copy.
-        let transno = match text {
+        let transno = match &text {
             Cow::Borrowed(text) => nth_field(text, column).map(Cow::Borrowed),
-            Cow::Owned(text) => nth_field(&text, column).map(|t| Cow::Owned(t.to_owned())),
+            Cow::Owned(text) => nth_field(text, column).map(|t| Cow::Owned(t.to_owned())),
         };
         if let Some(transno) = transno.filter(|t| !t.is_empty()) {
             numbers.insert(transno);
+        }
+        if has_quote {
+            let real = quoted::split(&text)
+                .ok()
+                .and_then(|mut fields| (fields.len() > column).then(|| fields.swap_remove(column)))
+                .filter(|t| !t.is_empty());
+            if let Some(real) = real {
+                numbers.insert(Cow::Owned(real.into_owned()));
+            }
         }
     }
     numbers

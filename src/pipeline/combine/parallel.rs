@@ -141,8 +141,8 @@ pub fn combine_groups<S: RowSink>(
 /// One recorded sink call.
 #[derive(Debug)]
 enum Call {
-    /// [`RowSink::legacy_row`], the row being `Recorded::rows[range]`.
-    Row(Range<usize>),
+    /// [`RowSink::legacy_row_at`]: the line number, and the row being `Recorded::rows[range]`.
+    Row(u64, Range<usize>),
     /// [`RowSink::transaction`].
     Transaction(Box<Transaction>),
     /// [`RowSink::monitor`].
@@ -183,7 +183,7 @@ impl Recorded {
         let sink_error = |e: S::Error| CombineError::Sink(Box::new(e));
         for call in self.calls {
             match call {
-                Call::Row(range) => sink.legacy_row(&self.rows[range]),
+                Call::Row(line, range) => sink.legacy_row_at(line, &self.rows[range]),
                 Call::Transaction(record) => sink.transaction(*record),
                 Call::Monitor(m) => sink.monitor(&MonitorEntry {
                     pos: &m.pos,
@@ -208,9 +208,13 @@ impl RowSink for Recorded {
     }
 
     fn legacy_row(&mut self, row: &[u8]) -> Result<(), Infallible> {
+        self.legacy_row_at(0, row)
+    }
+
+    fn legacy_row_at(&mut self, line: u64, row: &[u8]) -> Result<(), Infallible> {
         let start = self.rows.len();
         self.rows.extend_from_slice(row);
-        self.calls.push(Call::Row(start..self.rows.len()));
+        self.calls.push(Call::Row(line, start..self.rows.len()));
         Ok(())
     }
 

@@ -35,9 +35,13 @@ pub struct MonitorEntry<'a> {
 /// Receives the combine pass's output, one group at a time, in legacy order (rd5000
 /// bottom-to-top).
 ///
-/// For every kept line the pass calls [`RowSink::legacy_row`] and then, when
-/// [`RowSink::wants_transactions`] is true, [`RowSink::transaction`] with the same line's
-/// record. Lines whose date mismatches call [`RowSink::monitor`] only.
+/// For every line legacy kept the pass calls [`RowSink::legacy_row_at`] (which defaults to
+/// [`RowSink::legacy_row`]); lines whose legacy DATE mismatches call [`RowSink::monitor`].
+/// When [`RowSink::wants_transactions`] is true, every line that gets a typed record then
+/// calls [`RowSink::transaction`]. For a line without a `"` that is exactly the lines with a
+/// legacy row, unless its field count does not fit the layout (no record); a line with a
+/// `"` is judged on its real columns, so it may have a row and no record or the other way
+/// round (see [`super::TypedReport`]).
 pub trait RowSink {
     /// The sink's own failure (an I/O error, a database error, …). The pass stops at the
     /// first one and returns it as [`super::CombineError::Sink`].
@@ -56,7 +60,18 @@ pub trait RowSink {
     /// The sink's failure; it ends the pass.
     fn legacy_row(&mut self, row: &[u8]) -> Result<(), Self::Error>;
 
-    /// The typed record of the row just given to [`RowSink::legacy_row`]. Owned, so a sink
+    /// [`RowSink::legacy_row`] with the row's 1-based rd5000 line number, for sinks that
+    /// join rows to records (the pass calls this one). By default the line is dropped.
+    ///
+    /// # Errors
+    ///
+    /// The sink's failure; it ends the pass.
+    fn legacy_row_at(&mut self, line: u64, row: &[u8]) -> Result<(), Self::Error> {
+        let _ = line;
+        self.legacy_row(row)
+    }
+
+    /// The typed record of a line (after its legacy row, when it has one). Owned, so a sink
     /// can batch records without cloning them.
     ///
     /// # Errors
@@ -81,6 +96,10 @@ impl<S: RowSink + ?Sized> RowSink for &mut S {
 
     fn legacy_row(&mut self, row: &[u8]) -> Result<(), Self::Error> {
         (**self).legacy_row(row)
+    }
+
+    fn legacy_row_at(&mut self, line: u64, row: &[u8]) -> Result<(), Self::Error> {
+        (**self).legacy_row_at(line, row)
     }
 
     fn transaction(&mut self, transaction: Transaction) -> Result<(), Self::Error> {
@@ -248,6 +267,8 @@ impl<W: Write> RowSink for JsonlWriter<W> {
 pub struct CollectSink {
     /// Legacy rows, without line breaks.
     pub rows: Vec<String>,
+    /// The rd5000 line number of each of `rows`.
+    pub row_lines: Vec<u64>,
     /// Typed records.
     pub transactions: Vec<Transaction>,
     /// Monitor entries as `(pos, branch, date, line)`.
@@ -258,7 +279,12 @@ impl RowSink for CollectSink {
     type Error = std::convert::Infallible;
 
     fn legacy_row(&mut self, row: &[u8]) -> Result<(), Self::Error> {
+        self.legacy_row_at(0, row)
+    }
+
+    fn legacy_row_at(&mut self, line: u64, row: &[u8]) -> Result<(), Self::Error> {
         self.rows.push(String::from_utf8_lossy(row).into_owned());
+        self.row_lines.push(line);
         Ok(())
     }
 

@@ -6,10 +6,10 @@
 
 use rust_decimal::Decimal;
 
-use super::legacy::{GroupContext, LegacyLookups, Selected, department_key, order_type_name, slot};
+use super::legacy::{GroupContext, Selected, order_type_name, slot};
 use super::lines::py_strip;
-use super::lookups::ItemEntry;
-use crate::pipeline::record::Transaction;
+use super::lookups::{ItemEntry, TypedTables};
+use crate::pipeline::record::{Daypart, Transaction};
 
 /// Where a row came from, for the record's provenance fields.
 #[derive(Debug, Clone)]
@@ -97,17 +97,21 @@ fn looks_numeric(t: &str) -> bool {
     i == b.len()
 }
 
-/// Builds the typed record; `bad_numbers` is increased for every non-empty money or quantity
-/// field that is not a number.
+/// Builds the typed record of a line the typed pass keeps; `bad_numbers` is increased for
+/// every non-empty money or quantity field that is not a number.
+///
+/// `selected` holds the line's fields (unquoted when the line was read with real quoting) and
+/// `daypart` the daypart of its TIME. Names come from `tables`, looked up by the raw codes;
+/// payment and phone by the transaction number, as legacy did.
 pub fn transaction(
     ctx: &GroupContext<'_>,
+    tables: &TypedTables<'_, '_>,
     selected: &Selected<'_>,
-    found: &LegacyLookups<'_>,
+    daypart: Daypart,
     source: Source<'_>,
     bad_numbers: &mut u64,
 ) -> Transaction {
     let raw = &selected.raw;
-    let lookups = ctx.lookups;
     let mut number = |k: usize| match parse_decimal(raw[k]) {
         Number::Empty => None,
         Number::Value(d) => Some(d),
@@ -128,7 +132,7 @@ pub fn transaction(
     // Raw-code lookups: an item found by its raw code gives its name even when legacy, looking
     // up the escaped code, found nothing. A bare entry or a new-layout item without a
     // department simply contributes nothing here (legacy had dropped rows that hit them).
-    let (product_name, item_department) = match lookups.items.get(raw[slot::ITEM]) {
+    let (product_name, item_department) = match tables.items().get(raw[slot::ITEM]) {
         Some(ItemEntry::Named { name, department }) => {
             (Some(name.to_string()), department.as_deref())
         }
@@ -138,22 +142,30 @@ pub fn transaction(
         Some(d) if ctx.new_branch => d,
         _ => raw[slot::DEPARTMENT],
     };
+    // Codes here are unquoted text, so only surrounding whitespace is removed; legacy's key
+    // also removed the quotes of its Excel wrapper, which a code without quotes never has.
     let department_name = {
-        let key = department_key(department_code);
+        let key = py_strip(department_code);
         if key.is_empty() {
             None
         } else {
-            lookups
-                .departments
-                .get(key.as_ref())
-                .map(|name| name.to_string())
+            tables.departments().get(key).map(|name| name.to_string())
         }
     };
-    let discount_name = lookups
-        .discounts
+    let discount_name = tables
+        .discounts()
         .get(raw[slot::DISCOUNT_CODE])
         .map(|name| name.to_string());
     let order_type_name = order_type_name(raw[slot::TYPE]).map(str::to_string);
+    let transno = raw[slot::TRANSNO];
+    let (payment_code, payment_name, phone) = if transno.is_empty() {
+        (None, None, None)
+    } else {
+        let code = tables.payment_codes().get(transno);
+        let name = code.and_then(|c| tables.payment_names().get(c.as_ref()));
+        let phone = tables.phones().get(transno);
+        (code, name, phone)
+    };
 
     Transaction {
         row_key: source.row_key,
@@ -175,15 +187,15 @@ pub fn transaction(
         discount_name,
         order_type: raw[slot::TYPE].to_string(),
         order_type_name,
-        daypart: found.daypart,
+        daypart,
         vat_flag: raw[slot::VAT_FLAG].to_string(),
         vat_div,
         vat_amount,
         vat_discount,
         vat_price,
-        payment_code: found.payment_code.map(str::to_string),
-        payment_name: found.payment_name.map(str::to_string),
-        phone: found.phone.map(str::to_string),
+        payment_code: payment_code.map(|c| c.to_string()),
+        payment_name: payment_name.map(|n| n.to_string()),
+        phone: phone.map(|p| p.to_string()),
         source_file: source.file_name.to_string(),
         source_line: source.line,
     }
