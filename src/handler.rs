@@ -479,7 +479,9 @@ impl FetchHandler {
             .mark_files(mday, &names, FileStatus::Parsed, None)
             .await
             .map_err(|e| ProcessError::retryable(format!("updating file records: {e}")))?;
-        if report.monitor_rows > 0 {
+        // The typed records' counts: what was (not) imported, read with real CSV quoting.
+        let typed = &report.typed;
+        if typed.monitor_rows > 0 {
             let rd5000 = report
                 .files
                 .iter()
@@ -488,14 +490,18 @@ impl FetchHandler {
                 .unwrap_or_default();
             self.monitor(
                 mday,
-                &format!("date mismatch rows={} for {rd5000}", report.monitor_rows),
+                &format!("date mismatch rows={} for {rd5000}", typed.monitor_rows),
             )
             .await;
         }
+        // Lines whose fields do not fit the layout: one entry naming the file, line and cause.
+        if let Some(note) = report.layout_note() {
+            self.monitor(mday, &note).await;
+        }
         report_to.log(format!(
             "imported {written} row(s), removed {removed} stale row(s); rejected {} line(s), {} date mismatch(es)",
-            report.rejected_total(),
-            report.monitor_rows
+            typed.rejected_total(),
+            typed.monitor_rows
         ))
         .await;
         report_to.progress(progress::IMPORTED).await;
@@ -523,7 +529,7 @@ impl FetchHandler {
                 let used = report.files.iter().find(|c| c.file_name == s.file_name);
                 let rows = match used {
                     None => 0,
-                    Some(c) if c.file_type == FileType::Rd5000 => report.rows,
+                    Some(c) if c.file_type == FileType::Rd5000 => report.typed.records,
                     Some(c) => report
                         .tables
                         .get(&c.file_type)
@@ -539,10 +545,10 @@ impl FetchHandler {
             "date": day.date.to_string(),
             "files": files,
             "rows": {
-                "parsed": report.rows + report.monitor_rows,
+                "parsed": report.typed.records + report.typed.monitor_rows,
                 "imported": written,
-                "rejected": report.rejected_total(),
-                "dateMismatch": report.monitor_rows,
+                "rejected": report.typed.rejected_total(),
+                "dateMismatch": report.typed.monitor_rows,
             },
             "durationMs": started.elapsed().as_millis() as u64,
         }))
