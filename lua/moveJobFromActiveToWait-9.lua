@@ -16,7 +16,6 @@
   ARGV:
     [1] jobId
     [2] token
-    [3] lockDuration - ms; only used to put back a lock that belonged to another token
   Returns: 0 handed back, -1 no job hash, -2 no lock, -3 not active, -6 lock owned by another
   Emits: waiting (prev active)
   Compat: the same state move as BullMQ's moveJobFromActiveToWait (rate-limit put-back).
@@ -40,7 +39,7 @@ local token = ARGV[2]
 --!include addWakeMarker
 --!include readyListFor
 
-local left = leaveActive(jobKey, activeKey, stalledKey, token, jobId, tonumber(ARGV[3]))
+local left = leaveActive(jobKey, activeKey, stalledKey, token, jobId)
 if left < 0 then
   return left
 end

@@ -61,7 +61,7 @@ local skipAttempt = ARGV[13] == "1"
 --!include addDelayMarker
 --!include claimNextJob
 
-local left = leaveActive(jobKey, keys.active, keys.stalled, token, jobId, lockDuration)
+local left = leaveActive(jobKey, keys.active, keys.stalled, token, jobId)
 if left < 0 then
   return left
 end

@@ -97,7 +97,7 @@ if target == "completed" and
     return -9
   end
 end
-local released = releaseLock(jobKey, keys.stalled, token, jobId, lockDuration)
+local released = releaseLock(jobKey, keys.stalled, token, jobId)
 if released < 0 then
   return released
 end

@@ -23,7 +23,6 @@
     [5] token
     [6] failedReason - raw message
     [7] stacktrace - JSON array of strings
-    [8] lockDuration - ms; only used to put back a lock that belonged to another token
   Returns: 0 done, -1 no job hash, -2 no lock, -3 not active, -6 lock owned by another token
   Emits: waiting (prev active), and waiting (prev delayed) for promoted jobs
   Compat: BullMQ 5 and 6 alike (paused jobs: see includes/readyListFor).
@@ -53,7 +52,7 @@ local token = ARGV[5]
 local state = readQueueState(metaKey, activeKey)
 promoteDueJobs(delayedKey, waitKey, pausedKey, prioritizedKey, pcKey, markerKey, eventsKey,
                baseKey, now, state)
-local left = leaveActive(jobKey, activeKey, stalledKey, token, jobId, tonumber(ARGV[8]))
+local left = leaveActive(jobKey, activeKey, stalledKey, token, jobId)
 if left < 0 then
   return left
 end

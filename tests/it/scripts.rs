@@ -55,19 +55,9 @@ async fn complete(
 /// An immediate retry of `id` (held with `token`) through `retryJob`.
 async fn retry(q: &mut TestQueue, id: &str, token: &str, lifo: bool, reason: &str) {
     let keys = q.keys.clone();
-    scripts::retry_job::call(
-        &mut q.con,
-        &keys,
-        now_ms(),
-        id,
-        token,
-        lifo,
-        reason,
-        "[]",
-        30_000,
-    )
-    .await
-    .unwrap();
+    scripts::retry_job::call(&mut q.con, &keys, now_ms(), id, token, lifo, reason, "[]")
+        .await
+        .unwrap();
 }
 
 /// A backoff retry of `id` (held with `token`) through `moveToDelayed`, due `ms` after `now`.
@@ -454,6 +444,15 @@ async fn finishing_without_the_lock_is_refused() {
     let mut q = TestQueue::new(&server, "lockloss").await;
     let id = q.add(NewJob::new(json!({}))).await;
     job_id(claim(&mut q, "mine").await);
+    // The owner renewed for longer than the caller's lock duration.
+    let _: () = redis::cmd("SET")
+        .arg(q.keys.lock(&id))
+        .arg("mine")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut q.con)
+        .await
+        .unwrap();
     let err = complete(&mut q, &id, "theirs", KeepJobs::ALL, false)
         .await
         .unwrap_err();
@@ -467,6 +466,19 @@ async fn finishing_without_the_lock_is_refused() {
         ),
         "{err}"
     );
+    // The owner's lock is left exactly as it was: value and TTL (the caller's is 30 s).
+    let lock: Option<String> = redis::cmd("GET")
+        .arg(q.keys.lock(&id))
+        .query_async(&mut q.con)
+        .await
+        .unwrap();
+    assert_eq!(lock.as_deref(), Some("mine"));
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(q.keys.lock(&id))
+        .query_async(&mut q.con)
+        .await
+        .unwrap();
+    assert!(ttl > 55_000, "the owner's TTL is kept, got {ttl}");
     let _: () = redis::cmd("DEL")
         .arg(q.keys.lock(&id))
         .query_async(&mut q.con)
@@ -793,7 +805,7 @@ async fn hand_back_puts_the_job_in_front_without_an_attempt() {
     let b = q.add(NewJob::new(json!({}))).await;
     job_id(claim(&mut q, "t").await);
     let keys = q.keys.clone();
-    scripts::move_job_from_active_to_wait::call(&mut q.con, &keys, &a, "t", 30_000)
+    scripts::move_job_from_active_to_wait::call(&mut q.con, &keys, &a, "t")
         .await
         .unwrap();
     assert_eq!(q.lrange(&keys.wait).await, vec![b, a.clone()]);

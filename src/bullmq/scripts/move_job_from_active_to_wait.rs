@@ -17,7 +17,6 @@ pub async fn call<C: ConnectionLike + Send>(
     keys: &QueueKeys,
     job_id: &str,
     token: &str,
-    lock_ms: u64,
 ) -> Result<(), Error> {
     let job_key = keys.job(job_id);
     let k = [
@@ -32,8 +31,6 @@ pub async fn call<C: ConnectionLike + Send>(
         &job_key,
     ];
     let script = &SCRIPTS.move_job_from_active_to_wait;
-    let code: i64 = script
-        .run(con, &k, &[arg(job_id), arg(token), arg(lock_ms)])
-        .await?;
+    let code: i64 = script.run(con, &k, &[arg(job_id), arg(token)]).await?;
     Error::check(script.name(), job_id, code).map(drop)
 }

@@ -22,7 +22,6 @@ pub async fn call<C: ConnectionLike + Send>(
     lifo: bool,
     reason: &str,
     stacktrace: &str,
-    lock_ms: u64,
 ) -> Result<(), Error> {
     let job_key = keys.job(job_id);
     let k = [
@@ -46,7 +45,6 @@ pub async fn call<C: ConnectionLike + Send>(
         arg(token),
         arg(reason),
         arg(stacktrace),
-        arg(lock_ms),
     ];
     let script = &SCRIPTS.retry_job;
     let code: i64 = script.run(con, &k, &args).await?;
