@@ -38,6 +38,7 @@
     [17] limiter duration - ms, "" for none
     [18] attemptsMade - attempts ended before this one (the worker read it at claim; it holds
          the lock, so nobody else changed it); stored as `atm` + 1
+    [19] compat - BULLMQ_COMPAT: "auto", "5" or "6" (paused-queue rule)
   Returns:
     0 finished, nothing claimed (or no job ready)
     {fields, jobId, 0, 0} | {0, 0, ttl, 0} | {0, 0, 0, due} as moveToActive, when fetchNext
@@ -76,6 +77,7 @@ local stacktrace = ARGV[15]
 local limitMax = tonumber(ARGV[16])
 local limitDuration = tonumber(ARGV[17])
 local attemptsMade = (tonumber(ARGV[18]) or 0) + 1
+local compat = ARGV[19]
 
 --!include releaseLock
 --!include removeJobKeys
@@ -108,7 +110,7 @@ if stacktrace ~= "" then
   rcall("HSET", jobKey, "stacktrace", stacktrace)
 end
 
-local state = readQueueState(keys.meta, keys.active)
+local state = readQueueState(keys.meta, keys.active, compat)
 
 local dedupId = jobFields[2]
 if dedupId then
@@ -138,7 +140,7 @@ end
 
 if fetchNext then
   local next = claimNextJob(keys, baseKey, now, token, lockDuration, workerName, limitMax,
-                            limitDuration, state)
+                            limitDuration, compat, state)
   if next then
     return next
   end

@@ -186,6 +186,7 @@ impl Worker {
             inner.keys.clone(),
             inner.opts.stalled_interval,
             inner.opts.max_stalled_count,
+            inner.opts.compat,
             background.clone(),
         ));
         helpers.close();
@@ -380,6 +381,7 @@ async fn fetch_loop(inner: Arc<Inner>, client: Client, jobs: TaskTracker) {
             lock_ms: inner.opts.lock_duration.as_millis() as u64,
             worker_name: inner.opts.name.clone(),
             limiter: None,
+            compat: inner.opts.compat,
         };
         match scripts::move_to_active::call(&mut con, &inner.keys, now_ms(), &claim).await {
             Ok(Claim::Job(job)) => {
@@ -701,6 +703,7 @@ async fn finish(
                         job.opts.lifo,
                         &err.message,
                         &stack,
+                        claim.compat,
                     )
                     .await
                     .map(|()| (Claim::Empty, Final::Retried)),
@@ -806,7 +809,14 @@ impl Inner {
 async fn release_all(inner: &Inner) {
     let mut con = inner.con.clone();
     for (id, token) in inner.locks.snapshot() {
-        match scripts::move_job_from_active_to_wait::call(&mut con, &inner.keys, &id, &token).await
+        match scripts::move_job_from_active_to_wait::call(
+            &mut con,
+            &inner.keys,
+            &id,
+            &token,
+            inner.opts.compat,
+        )
+        .await
         {
             Ok(()) => {
                 inner.counters.released.fetch_add(1, Ordering::Relaxed);

@@ -81,6 +81,7 @@ pub(crate) fn args(
         lmax,
         ldur,
         arg(f.attempts_made),
+        arg(claim.compat.as_arg()),
     ]
 }
 
@@ -155,18 +156,19 @@ mod tests {
             lock_ms: 30000,
             worker_name: None,
             limiter: None,
+            compat: crate::bullmq::options::Compat::V6,
         };
         let a: Vec<String> = args(&keys, 10, &f, &claim)
             .into_iter()
             .map(|b| String::from_utf8(b).unwrap())
             .collect();
-        assert_eq!(a.len(), 18);
+        assert_eq!(a.len(), 19);
         assert_eq!(&a[..6], ["3", "10", "failedReason", "boom", "failed", "1"]);
         assert_eq!(
             (a[10].as_str(), a[11].as_str(), a[12].as_str()),
             ("5", "60", "")
         );
         assert_eq!((a[13].as_str(), a[14].as_str()), ("3", "[\"x\"]"));
-        assert_eq!(a[17], "2");
+        assert_eq!((a[17].as_str(), a[18].as_str()), ("2", "6"));
     }
 }

@@ -5,6 +5,7 @@ use redis::aio::ConnectionLike;
 use super::arg;
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
+use crate::bullmq::options::Compat;
 use crate::bullmq::script::SCRIPTS;
 
 /// Puts the job back for an immediate retry (`lifo` pushes it to the front).
@@ -22,6 +23,7 @@ pub async fn call<C: ConnectionLike + Send>(
     lifo: bool,
     reason: &str,
     stacktrace: &str,
+    compat: Compat,
 ) -> Result<(), Error> {
     let job_key = keys.job(job_id);
     let k = [
@@ -45,6 +47,7 @@ pub async fn call<C: ConnectionLike + Send>(
         arg(token),
         arg(reason),
         arg(stacktrace),
+        arg(compat.as_arg()),
     ];
     let script = &SCRIPTS.retry_job;
     let code: i64 = script.run(con, &k, &args).await?;
