@@ -126,6 +126,13 @@ pub struct RunArgs {
     /// the queue's `meta.version`, `5` or `6` force one.
     #[arg(long, env = "BULLMQ_COMPAT", default_value = "auto", value_parser = parse_compat)]
     pub bullmq_compat: Compat,
+    /// Worker rate limiter (Node's `limiter.max`): at most this many jobs start per
+    /// `--rate-limit-duration-ms`, shared with every worker limiting the same queue.
+    #[arg(long, env = "RATE_LIMIT_MAX", requires = "rate_limit_duration_ms", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate_limit_max: Option<u64>,
+    /// The rate limiter's window in ms (Node's `limiter.duration`).
+    #[arg(long, env = "RATE_LIMIT_DURATION_MS", requires = "rate_limit_max", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate_limit_duration_ms: Option<u64>,
     /// A test processor to run instead of the POS pipeline (the default).
     #[arg(long, value_enum, env = "PROCESSOR")]
     pub processor: Option<ProcessorKind>,
@@ -439,6 +446,7 @@ impl RunConfig {
             remove_on_fail: keep("REMOVE_ON_FAIL", &args.remove_on_fail)?,
             until_drained: args.until_drained,
             compat: args.bullmq_compat,
+            limiter: args.rate_limit_max.zip(args.rate_limit_duration_ms),
         };
         Ok(Self {
             redis_job_url: args.redis_job_url,

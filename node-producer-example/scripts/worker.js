@@ -31,6 +31,8 @@ const SETTINGS = {
   DRAIN_DELAY_MS: [5000, positiveInt],
   REMOVE_ON_COMPLETE: [undefined, keepJobs],
   REMOVE_ON_FAIL: [undefined, keepJobs],
+  RATE_LIMIT_MAX: [undefined, positiveInt],
+  RATE_LIMIT_DURATION_MS: [undefined, positiveInt],
   LOG_FORMAT: ['pretty', oneOf('pretty', 'json')],
   PROCESSOR: ['noop', oneOf('noop', 'sleep', 'fail')],
 };
@@ -84,6 +86,9 @@ function parseCommandLine(argv, env) {
     } catch (err) {
       throw new Error(`invalid ${name}: ${err.message}`);
     }
+  }
+  if ((config.RATE_LIMIT_MAX === undefined) !== (config.RATE_LIMIT_DURATION_MS === undefined)) {
+    throw new Error('RATE_LIMIT_MAX and RATE_LIMIT_DURATION_MS must be given together');
   }
   return config;
 }
@@ -174,6 +179,7 @@ async function main() {
     ...(config.WORKER_NAME ? { name: config.WORKER_NAME } : {}),
     ...(config.REMOVE_ON_COMPLETE ? { removeOnComplete: config.REMOVE_ON_COMPLETE } : {}),
     ...(config.REMOVE_ON_FAIL ? { removeOnFail: config.REMOVE_ON_FAIL } : {}),
+    ...(config.RATE_LIMIT_MAX ? { limiter: { max: config.RATE_LIMIT_MAX, duration: config.RATE_LIMIT_DURATION_MS } } : {}),
   });
 
   const resultKey = (jobId) => `fetch-worker:result:${queueSettings.queueName}:${jobId}`;

@@ -33,6 +33,10 @@ pub struct WorkerOptions {
     pub until_drained: bool,
     /// Which BullMQ major's rules apply where the majors differ (paused queues).
     pub compat: Compat,
+    /// The worker rate limiter `(max, duration ms)`: at most `max` jobs move to active per
+    /// `duration` window, counted in the queue's `limiter` key, so Node workers with a
+    /// `limiter` on the same queue share the budget. A global limit (`meta.max`) wins.
+    pub limiter: Option<(u64, u64)>,
 }
 
 impl WorkerOptions {
@@ -52,6 +56,7 @@ impl WorkerOptions {
             remove_on_fail: None,
             until_drained: false,
             compat: Compat::Auto,
+            limiter: None,
         }
     }
 }

@@ -380,7 +380,7 @@ async fn fetch_loop(inner: Arc<Inner>, client: Client, jobs: TaskTracker) {
             token: inner.next_token(),
             lock_ms: inner.opts.lock_duration.as_millis() as u64,
             worker_name: inner.opts.name.clone(),
-            limiter: None,
+            limiter: inner.opts.limiter,
             compat: inner.opts.compat,
         };
         match scripts::move_to_active::call(&mut con, &inner.keys, now_ms(), &claim).await {
