@@ -48,10 +48,11 @@
     -4 the job has pending children (complete refused)
     -6 the lock belongs to another token
     -9 the job has failed children (complete refused)
-  Emits: completed (returnvalue) or failed (failedReason), retries-exhausted, active and
+  Emits: added and waiting/delayed (a keepLastIfActive job stored while this one ran),
+         completed (returnvalue) or failed (failedReason), retries-exhausted, active and
          waiting (when fetching next), drained
-  Compat: BullMQ 5 and 6 alike. Not handled: flows' parent propagation, keepLastIfActive
-          deduplication, metrics (see README, "Compatibility").
+  Compat: BullMQ 5 and 6 alike. Not handled: flows' parent propagation, metrics (see README,
+          "Compatibility").
 ]]
 local rcall = redis.call
 local keys = {wait = KEYS[1], active = KEYS[2], prioritized = KEYS[3], events = KEYS[4],
@@ -83,6 +84,7 @@ local compat = ARGV[19]
 --!include removeJobKeys
 --!include trimFinishedJobs
 --!include claimNextJob
+--!include requeueDeduplicatedNext
 
 -- Every BullMQ job hash has a `name` (possibly ""), so one HMGET answers "does it exist" and
 -- reads the deduplication id.
@@ -119,6 +121,7 @@ if dedupId then
   if ttl == 0 or (ttl == -1 and rcall("GET", dedupKey) == jobId) then
     rcall("DEL", dedupKey)
   end
+  requeueDeduplicatedNext(keys, baseKey, dedupId, now, state)
 end
 
 if keepCount ~= 0 then

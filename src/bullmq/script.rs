@@ -94,6 +94,10 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
         include_str!("../../lua/includes/releaseLock.lua"),
     ),
     (
+        "requeueDeduplicatedNext",
+        include_str!("../../lua/includes/requeueDeduplicatedNext.lua"),
+    ),
+    (
         "removeJobKeys",
         include_str!("../../lua/includes/removeJobKeys.lua"),
     ),
