@@ -39,6 +39,7 @@
     [18] attemptsMade - attempts ended before this one (the worker read it at claim; it holds
          the lock, so nobody else changed it); stored as `atm` + 1
     [19] compat - BULLMQ_COMPAT: "auto", "5" or "6" (paused-queue rule)
+    [20] metrics max data points - "" when the worker collects no metrics
   Returns:
     0 finished, nothing claimed (or no job ready)
     {fields, jobId, 0, 0} | {0, 0, ttl, 0} | {0, 0, 0, due} as moveToActive, when fetchNext
@@ -51,7 +52,7 @@
   Emits: added and waiting/delayed (a keepLastIfActive job stored while this one ran),
          completed (returnvalue) or failed (failedReason), retries-exhausted, active and
          waiting (when fetching next), drained
-  Compat: BullMQ 5 and 6 alike. Not handled: flows' parent propagation, metrics (see README,
+  Compat: BullMQ 5 and 6 alike. Not handled: flows' parent propagation (see README,
           "Compatibility").
 ]]
 local rcall = redis.call
@@ -79,12 +80,14 @@ local limitMax = tonumber(ARGV[16])
 local limitDuration = tonumber(ARGV[17])
 local attemptsMade = (tonumber(ARGV[18]) or 0) + 1
 local compat = ARGV[19]
+local metricsPoints = tonumber(ARGV[20])
 
 --!include releaseLock
 --!include removeJobKeys
 --!include trimFinishedJobs
 --!include claimNextJob
 --!include requeueDeduplicatedNext
+--!include collectMetrics
 
 -- Every BullMQ job hash has a `name` (possibly ""), so one HMGET answers "does it exist" and
 -- reads the deduplication id.
@@ -139,6 +142,9 @@ emitEvent(keys.events, state.maxEvents, target, "jobId", jobId, field, value, "p
 if target == "failed" and attemptsMade >= attempts then
   emitEvent(keys.events, state.maxEvents, "retries-exhausted", "jobId", jobId, "attemptsMade",
             attemptsMade)
+end
+if metricsPoints and metricsPoints > 0 then
+  collectMetrics(baseKey .. "metrics:" .. target, now, metricsPoints)
 end
 
 if fetchNext then

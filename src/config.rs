@@ -133,6 +133,10 @@ pub struct RunArgs {
     /// The rate limiter's window in ms (Node's `limiter.duration`).
     #[arg(long, env = "RATE_LIMIT_DURATION_MS", requires = "rate_limit_max", value_parser = clap::value_parser!(u64).range(1..))]
     pub rate_limit_duration_ms: Option<u64>,
+    /// Collect BullMQ metrics for `Queue.getMetrics` / Bull Board (Node's worker
+    /// `metrics.maxDataPoints`): one-minute points, at most this many kept. Unset = off.
+    #[arg(long, env = "METRICS_MAX_DATA_POINTS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub metrics_max_data_points: Option<u64>,
     /// A test processor to run instead of the POS pipeline (the default).
     #[arg(long, value_enum, env = "PROCESSOR")]
     pub processor: Option<ProcessorKind>,
@@ -447,6 +451,7 @@ impl RunConfig {
             until_drained: args.until_drained,
             compat: args.bullmq_compat,
             limiter: args.rate_limit_max.zip(args.rate_limit_duration_ms),
+            metrics_max_data_points: args.metrics_max_data_points,
         };
         Ok(Self {
             redis_job_url: args.redis_job_url,

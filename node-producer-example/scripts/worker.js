@@ -33,6 +33,7 @@ const SETTINGS = {
   REMOVE_ON_FAIL: [undefined, keepJobs],
   RATE_LIMIT_MAX: [undefined, positiveInt],
   RATE_LIMIT_DURATION_MS: [undefined, positiveInt],
+  METRICS_MAX_DATA_POINTS: [undefined, positiveInt],
   LOG_FORMAT: ['pretty', oneOf('pretty', 'json')],
   PROCESSOR: ['noop', oneOf('noop', 'sleep', 'fail')],
 };
@@ -179,6 +180,7 @@ async function main() {
     ...(config.WORKER_NAME ? { name: config.WORKER_NAME } : {}),
     ...(config.REMOVE_ON_COMPLETE ? { removeOnComplete: config.REMOVE_ON_COMPLETE } : {}),
     ...(config.REMOVE_ON_FAIL ? { removeOnFail: config.REMOVE_ON_FAIL } : {}),
+    ...(config.METRICS_MAX_DATA_POINTS ? { metrics: { maxDataPoints: config.METRICS_MAX_DATA_POINTS } } : {}),
     ...(config.RATE_LIMIT_MAX ? { limiter: { max: config.RATE_LIMIT_MAX, duration: config.RATE_LIMIT_DURATION_MS } } : {}),
   });
 

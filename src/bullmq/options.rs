@@ -37,6 +37,9 @@ pub struct WorkerOptions {
     /// `duration` window, counted in the queue's `limiter` key, so Node workers with a
     /// `limiter` on the same queue share the budget. A global limit (`meta.max`) wins.
     pub limiter: Option<(u64, u64)>,
+    /// Collect `Queue.getMetrics` data (Node's worker `metrics.maxDataPoints`): one point per
+    /// minute, at most this many kept. `None`, as in Node, collects nothing.
+    pub metrics_max_data_points: Option<u64>,
 }
 
 impl WorkerOptions {
@@ -57,6 +60,7 @@ impl WorkerOptions {
             until_drained: false,
             compat: Compat::Auto,
             limiter: None,
+            metrics_max_data_points: None,
         }
     }
 }

@@ -62,6 +62,10 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
         include_str!("../../lua/includes/claimNextJob.lua"),
     ),
     (
+        "collectMetrics",
+        include_str!("../../lua/includes/collectMetrics.lua"),
+    ),
+    (
         "delayedScore",
         include_str!("../../lua/includes/delayedScore.lua"),
     ),

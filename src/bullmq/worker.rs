@@ -653,6 +653,7 @@ async fn finish(
                     attempts: job.opts.attempts,
                     fetch_next,
                     attempts_made: job.attempts_made,
+                    metrics_points: inner.opts.metrics_max_data_points,
                 };
                 scripts::move_to_finished::call(&mut con, keys, now_ms(), &f, claim)
                     .await
@@ -685,6 +686,7 @@ async fn finish(
                             attempts: job.opts.attempts,
                             fetch_next,
                             attempts_made: job.attempts_made,
+                            metrics_points: inner.opts.metrics_max_data_points,
                         };
                         scripts::move_to_finished::call(&mut con, keys, now_ms(), &f, claim)
                             .await

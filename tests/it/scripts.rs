@@ -49,6 +49,7 @@ async fn complete(
         attempts: 1,
         fetch_next,
         attempts_made: 0,
+        metrics_points: None,
     };
     scripts::move_to_finished::call(&mut q.con, &keys, now_ms(), &f, &claim_args(token)).await
 }
@@ -228,6 +229,7 @@ async fn final_failure_emits_failed_and_retries_exhausted() {
         attempts: 1,
         fetch_next: false,
         attempts_made: 0,
+        metrics_points: None,
     };
     scripts::move_to_finished::call(&mut q.con, &keys, now_ms(), &f, &claim_args("t"))
         .await
