@@ -136,6 +136,7 @@ const PROCESSORS = {
     }
     await job.updateProgress(100);
     await job.log(`slept ${ms} ms`);
+    if (d.setData !== undefined) await job.updateData(d.setData);
     return { slept: ms };
   },
 
@@ -146,7 +147,13 @@ const PROCESSORS = {
       return { succeededOnAttempt: d.succeedOnAttempt };
     }
     const message = typeof d.message === 'string' ? d.message : 'failed by request';
-    throw d.fatal === true ? new bullmq.UnrecoverableError(message) : new Error(message);
+    if (d.fatal === true) throw new bullmq.UnrecoverableError(message);
+    if (d.discard === true) {
+      // bullmq 6 dropped job.discard(); an UnrecoverableError is its way to stop retries.
+      if (typeof job.discard !== 'function') throw new bullmq.UnrecoverableError(message);
+      job.discard();
+    }
+    throw new Error(message);
   },
 };
 
