@@ -16,7 +16,7 @@
   ARGV:
     [1] jobId
     [2] token
-    [3] lockDuration - ms; only used to put back a lock that belonged to another token
+    [3] compat - BULLMQ_COMPAT: "auto", "5" or "6" (paused-queue rule)
   Returns: 0 handed back, -1 no job hash, -2 no lock, -3 not active, -6 lock owned by another
   Emits: waiting (prev active)
   Compat: the same state move as BullMQ's moveJobFromActiveToWait (rate-limit put-back).
@@ -33,6 +33,7 @@ local eventsKey = KEYS[8]
 local jobKey = KEYS[9]
 local jobId = ARGV[1]
 local token = ARGV[2]
+local compat = ARGV[3]
 
 --!include leaveActive
 --!include readQueueState
@@ -40,11 +41,11 @@ local token = ARGV[2]
 --!include addWakeMarker
 --!include readyListFor
 
-local left = leaveActive(jobKey, activeKey, stalledKey, token, jobId, tonumber(ARGV[3]))
+local left = leaveActive(jobKey, activeKey, stalledKey, token, jobId)
 if left < 0 then
   return left
 end
-local state = readQueueState(metaKey, activeKey)
+local state = readQueueState(metaKey, activeKey, compat)
 local priority = tonumber(rcall("HGET", jobKey, "priority")) or 0
 if priority > 0 then
   rcall("ZADD", prioritizedKey, priority * 4294967296, jobId)

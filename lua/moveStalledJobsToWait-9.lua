@@ -21,6 +21,7 @@
     [2] base key - "P:Q:"
     [3] now - ms since epoch
     [4] stalledInterval - ms; the throttle key lives this long
+    [5] compat - BULLMQ_COMPAT: "auto", "5" or "6" (paused-queue rule)
   Returns: the ids moved back to wait (empty when none, or when another worker checked recently)
   Emits: waiting (prev active), stalled
   Compat: BullMQ 5.53.2+ and 6 (lazy `defa` failure); paused jobs: see includes/readyListFor.
@@ -39,6 +40,7 @@ local maxStalledCount = tonumber(ARGV[1])
 local baseKey = ARGV[2]
 local now = ARGV[3]
 local interval = tonumber(ARGV[4])
+local compat = ARGV[5]
 
 --!include readQueueState
 --!include emitEvent
@@ -50,7 +52,7 @@ if rcall("EXISTS", checkKey) == 1 then
 end
 rcall("SET", checkKey, now, "PX", interval)
 
-local state = readQueueState(metaKey, activeKey)
+local state = readQueueState(metaKey, activeKey, compat)
 local moved = {}
 local candidates = rcall("SMEMBERS", stalledKey)
 if #candidates > 0 then

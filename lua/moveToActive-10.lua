@@ -22,13 +22,14 @@
     [5] worker name - "" for none
     [6] limiter max - jobs per window, "" for none
     [7] limiter duration - window in ms, "" for none
+    [8] compat - BULLMQ_COMPAT: "auto", "5" or "6" (paused-queue rule)
   Returns:
     {fields, jobId, 0, 0} a job was claimed (fields as in includes/claimNextJob)
     {0, 0, ttl, 0} rate limited for ttl ms
     {0, 0, 0, due} no job ready; the earliest delayed job is due at `due` ms
     {0, 0, 0, 0} paused, at global concurrency, or empty
   Emits: waiting (promoted delayed jobs), active
-  Compat: BullMQ 5 and 6 alike (paused jobs: see includes/readyListFor).
+  Compat: BullMQ 5 and 6 (paused jobs: see includes/readyListFor).
 ]]
 local rcall = redis.call
 local keys = {wait = KEYS[1], active = KEYS[2], prioritized = KEYS[3], events = KEYS[4],
@@ -41,8 +42,9 @@ local lockDuration = tonumber(ARGV[4])
 local workerName = ARGV[5] ~= "" and ARGV[5] or nil
 local limitMax = tonumber(ARGV[6])
 local limitDuration = tonumber(ARGV[7])
+local compat = ARGV[8]
 
 --!include claimNextJob
 
 return claimNextJob(keys, baseKey, now, token, lockDuration, workerName, limitMax,
-                    limitDuration) or {0, 0, 0, 0}
+                    limitDuration, compat) or {0, 0, 0, 0}

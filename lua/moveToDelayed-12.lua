@@ -32,6 +32,7 @@
     [11] limiter max - "" for none
     [12] limiter duration - ms, "" for none
     [13] skipAttempt - "1" for a deferral that is not a failed attempt, else "0"
+    [14] compat - BULLMQ_COMPAT: "auto", "5" or "6" (paused-queue rule)
   Returns:
     0 moved (nothing claimed)
     {fields, jobId, 0, 0} moved, and the next job was claimed
@@ -55,13 +56,14 @@ local workerName = ARGV[10] ~= "" and ARGV[10] or nil
 local limitMax = tonumber(ARGV[11])
 local limitDuration = tonumber(ARGV[12])
 local skipAttempt = ARGV[13] == "1"
+local compat = ARGV[14]
 
 --!include leaveActive
 --!include delayedScore
 --!include addDelayMarker
 --!include claimNextJob
 
-local left = leaveActive(jobKey, keys.active, keys.stalled, token, jobId, lockDuration)
+local left = leaveActive(jobKey, keys.active, keys.stalled, token, jobId)
 if left < 0 then
   return left
 end
@@ -73,12 +75,12 @@ else
 end
 local due = now + delay
 rcall("ZADD", keys.delayed, delayedScore(keys.delayed, due), jobId)
-local state = readQueueState(keys.meta, keys.active)
+local state = readQueueState(keys.meta, keys.active, compat)
 emitEvent(keys.events, state.maxEvents, "delayed", "jobId", jobId, "delay", due)
 
 if fetchNext then
   local next = claimNextJob(keys, baseKey, now, token, lockDuration, workerName, limitMax,
-                            limitDuration, state)
+                            limitDuration, compat, state)
   if next and next[2] ~= 0 then
     return next
   end

@@ -38,6 +38,8 @@
     [17] limiter duration - ms, "" for none
     [18] attemptsMade - attempts ended before this one (the worker read it at claim; it holds
          the lock, so nobody else changed it); stored as `atm` + 1
+    [19] compat - BULLMQ_COMPAT: "auto", "5" or "6" (paused-queue rule)
+    [20] metrics max data points - "" when the worker collects no metrics
   Returns:
     0 finished, nothing claimed (or no job ready)
     {fields, jobId, 0, 0} | {0, 0, ttl, 0} | {0, 0, 0, due} as moveToActive, when fetchNext
@@ -47,10 +49,11 @@
     -4 the job has pending children (complete refused)
     -6 the lock belongs to another token
     -9 the job has failed children (complete refused)
-  Emits: completed (returnvalue) or failed (failedReason), retries-exhausted, active and
+  Emits: added and waiting/delayed (a keepLastIfActive job stored while this one ran),
+         completed (returnvalue) or failed (failedReason), retries-exhausted, active and
          waiting (when fetching next), drained
-  Compat: BullMQ 5 and 6 alike. Not handled: flows' parent propagation, keepLastIfActive
-          deduplication, metrics (see README, "Compatibility").
+  Compat: BullMQ 5 and 6 alike. Not handled: flows' parent propagation (see README,
+          "Compatibility").
 ]]
 local rcall = redis.call
 local keys = {wait = KEYS[1], active = KEYS[2], prioritized = KEYS[3], events = KEYS[4],
@@ -76,11 +79,15 @@ local stacktrace = ARGV[15]
 local limitMax = tonumber(ARGV[16])
 local limitDuration = tonumber(ARGV[17])
 local attemptsMade = (tonumber(ARGV[18]) or 0) + 1
+local compat = ARGV[19]
+local metricsPoints = tonumber(ARGV[20])
 
 --!include releaseLock
 --!include removeJobKeys
 --!include trimFinishedJobs
 --!include claimNextJob
+--!include requeueDeduplicatedNext
+--!include collectMetrics
 
 -- Every BullMQ job hash has a `name` (possibly ""), so one HMGET answers "does it exist" and
 -- reads the deduplication id.
@@ -97,7 +104,7 @@ if target == "completed" and
     return -9
   end
 end
-local released = releaseLock(jobKey, keys.stalled, token, jobId, lockDuration)
+local released = releaseLock(jobKey, keys.stalled, token, jobId)
 if released < 0 then
   return released
 end
@@ -108,7 +115,7 @@ if stacktrace ~= "" then
   rcall("HSET", jobKey, "stacktrace", stacktrace)
 end
 
-local state = readQueueState(keys.meta, keys.active)
+local state = readQueueState(keys.meta, keys.active, compat)
 
 local dedupId = jobFields[2]
 if dedupId then
@@ -117,6 +124,7 @@ if dedupId then
   if ttl == 0 or (ttl == -1 and rcall("GET", dedupKey) == jobId) then
     rcall("DEL", dedupKey)
   end
+  requeueDeduplicatedNext(keys, baseKey, dedupId, now, state)
 end
 
 if keepCount ~= 0 then
@@ -135,10 +143,13 @@ if target == "failed" and attemptsMade >= attempts then
   emitEvent(keys.events, state.maxEvents, "retries-exhausted", "jobId", jobId, "attemptsMade",
             attemptsMade)
 end
+if metricsPoints and metricsPoints > 0 then
+  collectMetrics(baseKey .. "metrics:" .. target, now, metricsPoints)
+end
 
 if fetchNext then
   local next = claimNextJob(keys, baseKey, now, token, lockDuration, workerName, limitMax,
-                            limitDuration, state)
+                            limitDuration, compat, state)
   if next then
     return next
   end

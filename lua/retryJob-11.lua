@@ -23,7 +23,7 @@
     [5] token
     [6] failedReason - raw message
     [7] stacktrace - JSON array of strings
-    [8] lockDuration - ms; only used to put back a lock that belonged to another token
+    [8] compat - BULLMQ_COMPAT: "auto", "5" or "6" (paused-queue rule)
   Returns: 0 done, -1 no job hash, -2 no lock, -3 not active, -6 lock owned by another token
   Emits: waiting (prev active), and waiting (prev delayed) for promoted jobs
   Compat: BullMQ 5 and 6 alike (paused jobs: see includes/readyListFor).
@@ -45,20 +45,21 @@ local now = tonumber(ARGV[2])
 local pushCmd = ARGV[3] == "RPUSH" and "RPUSH" or "LPUSH"
 local jobId = ARGV[4]
 local token = ARGV[5]
+local compat = ARGV[8]
 
 --!include leaveActive
 --!include readQueueState
 --!include promoteDueJobs
 
-local state = readQueueState(metaKey, activeKey)
+local state = readQueueState(metaKey, activeKey, compat)
 promoteDueJobs(delayedKey, waitKey, pausedKey, prioritizedKey, pcKey, markerKey, eventsKey,
                baseKey, now, state)
-local left = leaveActive(jobKey, activeKey, stalledKey, token, jobId, tonumber(ARGV[8]))
+local left = leaveActive(jobKey, activeKey, stalledKey, token, jobId)
 if left < 0 then
   return left
 end
 rcall("HSET", jobKey, "failedReason", ARGV[6], "stacktrace", ARGV[7])
-state = readQueueState(metaKey, activeKey)
+state = readQueueState(metaKey, activeKey, compat)
 local priority = tonumber(rcall("HGET", jobKey, "priority")) or 0
 pushReady(readyListFor(waitKey, pausedKey, state), prioritizedKey, pcKey, jobId, priority, pushCmd)
 addWakeMarker(markerKey, state)

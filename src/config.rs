@@ -10,7 +10,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::bullmq::{KeepJobs, WorkerOptions};
+use crate::bullmq::{Compat, KeepJobs, WorkerOptions};
+
+/// Parses `BULLMQ_COMPAT` (`auto`, `5`, `6`).
+fn parse_compat(s: &str) -> Result<Compat, String> {
+    s.parse()
+        .map_err(|e: crate::bullmq::BadCompat| e.to_string())
+}
 
 /// `fetch-worker`: consumes the `fetch` BullMQ queue natively.
 #[derive(Debug, Parser)]
@@ -116,6 +122,21 @@ pub struct RunArgs {
     /// Worker default for jobs without `removeOnFail` (same forms as `--remove-on-complete`).
     #[arg(long, env = "REMOVE_ON_FAIL")]
     pub remove_on_fail: Option<String>,
+    /// Which BullMQ major's rules to follow where 5 and 6 differ (paused queues): `auto` reads
+    /// the queue's `meta.version`, `5` or `6` force one.
+    #[arg(long, env = "BULLMQ_COMPAT", default_value = "auto", value_parser = parse_compat)]
+    pub bullmq_compat: Compat,
+    /// Worker rate limiter (Node's `limiter.max`): at most this many jobs start per
+    /// `--rate-limit-duration-ms`, shared with every worker limiting the same queue.
+    #[arg(long, env = "RATE_LIMIT_MAX", requires = "rate_limit_duration_ms", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate_limit_max: Option<u64>,
+    /// The rate limiter's window in ms (Node's `limiter.duration`).
+    #[arg(long, env = "RATE_LIMIT_DURATION_MS", requires = "rate_limit_max", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate_limit_duration_ms: Option<u64>,
+    /// Collect BullMQ metrics for `Queue.getMetrics` / Bull Board (Node's worker
+    /// `metrics.maxDataPoints`): one-minute points, at most this many kept. Unset = off.
+    #[arg(long, env = "METRICS_MAX_DATA_POINTS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub metrics_max_data_points: Option<u64>,
     /// A test processor to run instead of the POS pipeline (the default).
     #[arg(long, value_enum, env = "PROCESSOR")]
     pub processor: Option<ProcessorKind>,
@@ -502,6 +523,9 @@ impl RunConfig {
             remove_on_complete: keep("REMOVE_ON_COMPLETE", &args.remove_on_complete)?,
             remove_on_fail: keep("REMOVE_ON_FAIL", &args.remove_on_fail)?,
             until_drained: args.until_drained,
+            compat: args.bullmq_compat,
+            limiter: args.rate_limit_max.zip(args.rate_limit_duration_ms),
+            metrics_max_data_points: args.metrics_max_data_points,
         };
         Ok(Self {
             redis_job_url: args.redis_job_url,

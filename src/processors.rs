@@ -25,7 +25,8 @@ impl Processor for Noop {
 ///
 /// With `data.delayMs`, the job's first run does none of that: it moves the job to `delayed`
 /// for that many ms with the reason `delayed for <delayMs> ms` (BullMQ's `DelayedError`), and
-/// the next run sleeps as usual.
+/// the next run sleeps as usual. With `data.setData`, the job's data is replaced by that value
+/// (BullMQ's `job.updateData`) before it completes.
 #[derive(Debug, Default)]
 pub struct Sleep;
 
@@ -56,6 +57,9 @@ impl Processor for Sleep {
             tokio::time::sleep(Duration::from_millis(ms % 10)).await;
             h.progress(&json!(100)).await.map_err(report)?;
             h.log(&format!("slept {ms} ms")).await.map_err(report)?;
+            if let Some(new_data) = job.data.get("setData") {
+                h.update_data(new_data).await.map_err(report)?;
+            }
             Ok(json!({"slept": ms}))
         }
         .boxed()
@@ -73,7 +77,8 @@ fn whole_ms(data: &Value, field: &str) -> Result<Option<u64>, ProcessError> {
 }
 
 /// Fails with `data.message` (default `failed by request`); non-retryable when `data.fatal`
-/// is true; from attempt `data.succeedOnAttempt` on, succeeds with
+/// is true; discarded (a plain error, never retried: BullMQ's `job.discard()`) when
+/// `data.discard` is true; from attempt `data.succeedOnAttempt` on, succeeds with
 /// `{"succeededOnAttempt": n}`.
 #[derive(Debug, Default)]
 pub struct Fail;
@@ -92,6 +97,8 @@ impl Processor for Fail {
                     .to_string();
                 if data.get("fatal").and_then(Value::as_bool) == Some(true) {
                     Err(ProcessError::permanent(message))
+                } else if data.get("discard").and_then(Value::as_bool) == Some(true) {
+                    Err(ProcessError::discarded(message))
                 } else {
                     Err(ProcessError::retryable(message))
                 }

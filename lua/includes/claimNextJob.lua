@@ -4,8 +4,9 @@
   with `token`, stamp it and return the fields a worker needs.
 
   KEYS: none (the caller passes a table of its keys: wait, active, prioritized, events,
-        limiter, delayed, paused, meta, pc, marker). A caller that has just read the queue
-        state (after its own changes to `active`) passes it as `knownState` to save a read.
+        limiter, delayed, paused, meta, pc, marker). `compat` is the worker's BULLMQ_COMPAT
+        (see includes/readQueueState). A caller that has just read the queue state (after its
+        own changes to `active`) passes it as `knownState` to save a read.
   ARGV: none
   Returns: nil when there is no job and no delayed job (the queue is drained); otherwise
            {fields|0, jobId|0, rateLimitTtlMs, nextDelayedDueMs} where fields are the values of
@@ -19,10 +20,10 @@
 --!include promoteDueJobs
 
 local function claimNextJob(k, baseKey, now, token, lockDuration, workerName, limitMax,
-                            limitDuration, knownState)
+                            limitDuration, compat, knownState)
   local JOB_FIELDS = {"name", "data", "opts", "timestamp", "atm", "attemptsMade", "ats", "stc",
                       "defa", "stacktrace"}
-  local state = knownState or readQueueState(k.meta, k.active)
+  local state = knownState or readQueueState(k.meta, k.active, compat)
   promoteDueJobs(k.delayed, k.wait, k.paused, k.prioritized, k.pc, k.marker, k.events, baseKey,
                  now, state)
 

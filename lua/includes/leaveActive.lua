@@ -1,8 +1,7 @@
 --[[
   The common start of every script that ends an attempt or hands a job back: the job must
   exist, the caller's token must own its lock (released here), and the job must be in
-  `active` (removed here). Nothing is changed when a check fails, except a foreign lock,
-  which releaseLock puts back.
+  `active` (removed here). Nothing is changed when a check fails.
 
   KEYS: none (job, active and stalled keys are arguments)
   ARGV: none
@@ -13,11 +12,11 @@
 ]]
 --!include releaseLock
 
-local function leaveActive(jobKey, activeKey, stalledKey, token, jobId, lockDuration)
+local function leaveActive(jobKey, activeKey, stalledKey, token, jobId)
   if rcall("EXISTS", jobKey) == 0 then
     return -1
   end
-  local released = releaseLock(jobKey, stalledKey, token, jobId, lockDuration)
+  local released = releaseLock(jobKey, stalledKey, token, jobId)
   if released < 0 then
     return released
   end

@@ -1,7 +1,9 @@
 --[[
   Applies `removeOnComplete` / `removeOnFail` retention to a finished set after a job joined it:
-  first drop jobs finished more than `age` seconds ago (at most `limit` per call, default 1000),
-  then keep only the newest `count` (count < 0 keeps all). Nothing runs in the background:
+  first drop jobs finished more than `age` seconds ago, at most `limit` per call (default
+  1000), the most recently finished of them first as BullMQ does (so with a small limit the
+  oldest expired jobs outlive newer expired ones until later calls); then keep only the newest
+  `count` (count < 0 keeps all). Nothing runs in the background:
   retention is evaluated only when another job of the same kind finishes, as in BullMQ.
 
   KEYS: none
@@ -15,7 +17,7 @@
 local function trimFinishedJobs(setKey, baseKey, now, count, age, limit)
   if age then
     local bound = now - age * 1000
-    local old = rcall("ZRANGEBYSCORE", setKey, 0, bound, "LIMIT", 0, limit or 1000)
+    local old = rcall("ZREVRANGEBYSCORE", setKey, bound, "-inf", "LIMIT", 0, limit or 1000)
     for _, id in ipairs(old) do
       removeJobKeys(baseKey .. id)
       rcall("ZREM", setKey, id)

@@ -31,6 +31,9 @@ const SETTINGS = {
   DRAIN_DELAY_MS: [5000, positiveInt],
   REMOVE_ON_COMPLETE: [undefined, keepJobs],
   REMOVE_ON_FAIL: [undefined, keepJobs],
+  RATE_LIMIT_MAX: [undefined, positiveInt],
+  RATE_LIMIT_DURATION_MS: [undefined, positiveInt],
+  METRICS_MAX_DATA_POINTS: [undefined, positiveInt],
   LOG_FORMAT: ['pretty', oneOf('pretty', 'json')],
   PROCESSOR: ['noop', oneOf('noop', 'sleep', 'fail')],
 };
@@ -85,6 +88,9 @@ function parseCommandLine(argv, env) {
       throw new Error(`invalid ${name}: ${err.message}`);
     }
   }
+  if ((config.RATE_LIMIT_MAX === undefined) !== (config.RATE_LIMIT_DURATION_MS === undefined)) {
+    throw new Error('RATE_LIMIT_MAX and RATE_LIMIT_DURATION_MS must be given together');
+  }
   return config;
 }
 
@@ -130,6 +136,7 @@ const PROCESSORS = {
     }
     await job.updateProgress(100);
     await job.log(`slept ${ms} ms`);
+    if (d.setData !== undefined) await job.updateData(d.setData);
     return { slept: ms };
   },
 
@@ -140,7 +147,13 @@ const PROCESSORS = {
       return { succeededOnAttempt: d.succeedOnAttempt };
     }
     const message = typeof d.message === 'string' ? d.message : 'failed by request';
-    throw d.fatal === true ? new bullmq.UnrecoverableError(message) : new Error(message);
+    if (d.fatal === true) throw new bullmq.UnrecoverableError(message);
+    if (d.discard === true) {
+      // bullmq 6 dropped job.discard(); an UnrecoverableError is its way to stop retries.
+      if (typeof job.discard !== 'function') throw new bullmq.UnrecoverableError(message);
+      job.discard();
+    }
+    throw new Error(message);
   },
 };
 
@@ -174,6 +187,8 @@ async function main() {
     ...(config.WORKER_NAME ? { name: config.WORKER_NAME } : {}),
     ...(config.REMOVE_ON_COMPLETE ? { removeOnComplete: config.REMOVE_ON_COMPLETE } : {}),
     ...(config.REMOVE_ON_FAIL ? { removeOnFail: config.REMOVE_ON_FAIL } : {}),
+    ...(config.METRICS_MAX_DATA_POINTS ? { metrics: { maxDataPoints: config.METRICS_MAX_DATA_POINTS } } : {}),
+    ...(config.RATE_LIMIT_MAX ? { limiter: { max: config.RATE_LIMIT_MAX, duration: config.RATE_LIMIT_DURATION_MS } } : {}),
   });
 
   const resultKey = (jobId) => `fetch-worker:result:${queueSettings.queueName}:${jobId}`;

@@ -1,7 +1,8 @@
 'use strict';
 // What a processor can ask of the worker besides completing or failing, seen from the outside
-// through the `sleep` test processor's job data: move itself to delayed (Node's
-// `job.moveToDelayed` + `DelayedError`).
+// through the test processors' job data: move itself to delayed (Node's `job.moveToDelayed`
+// + `DelayedError`), replace its data (`job.updateData`), give up without retrying
+// (`job.discard()`).
 
 const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
@@ -61,5 +62,31 @@ describe(`processor API (worker=${s.WORKER}, bullmq ${version})`, () => {
     const done = await h.job(parked.id);
     assert.equal(done.attemptsMade, 1, 'attempts 1 is not used up by the deferral');
     assert.equal(await done.getState(), 'completed');
+  });
+
+  it('setData replaces the job data (job.updateData), visible to Node readers', async (t) => {
+    const h = await s.setup(t, redis);
+    h.startWorker({ processor: 'sleep' });
+    const job = await h.queue.add('fetch-job', { ms: 0, setData: { branch: 'BMC', done: true } });
+    await s.withTimeout(job.waitUntilFinished(h.queueEvents), 10000, 'waitUntilFinished');
+    const stored = await h.job(job.id);
+    assert.deepEqual(stored.data, { branch: 'BMC', done: true });
+    assert.deepEqual(stored.returnvalue, { slept: 0 });
+  });
+
+  it('discard fails the job at once although attempts remain (bullmq 5 job.discard())', async (t) => {
+    const h = await s.setup(t, redis);
+    h.startWorker({ processor: 'fail' });
+    const job = await h.queue.add('fetch-job', { discard: true, message: 'give up' }, { attempts: 3, backoff: { type: 'fixed', delay: 100 } });
+    const failed = await h.waitForEvent((e) => e.event === 'failed' && e.jobId === job.id, { timeout: 10000, message: 'failed' });
+    assert.equal(failed.failedReason, 'give up');
+    const stored = await h.job(job.id);
+    assert.equal(await stored.getState(), 'failed');
+    assert.equal(stored.attemptsMade, 1, 'no retry');
+    assert.equal(stored.stacktrace.length, 1);
+    // A plain Error after job.discard() in bullmq 5; bullmq 6 has no discard(), so its
+    // reference worker throws an UnrecoverableError instead.
+    assert.match(stored.stacktrace[0], /^(Unrecoverable)?Error: give up/);
+    assert.deepEqual(lifecycle(h, job.id), ['added', 'waiting', 'active', 'failed'], 'no delayed, no retries-exhausted');
   });
 });

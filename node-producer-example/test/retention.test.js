@@ -69,6 +69,19 @@ describe(`retention (worker=${s.WORKER}, bullmq ${version})`, () => {
     assert.deepEqual(await existing(h, [...byCount, ...byAge, last]), [last.id]);
   });
 
+  it('removeOnComplete: {age, limit} removes the most recently finished expired jobs first', async (t) => {
+    const h = await s.setup(t, redis);
+    h.startWorker({ processor: 'fail' });
+    const old = await runInOrder(h, Array.from({ length: 4 }, () => ok({ removeOnComplete: false })));
+    await s.sleep(1200);
+    const [first] = await runInOrder(h, [ok({ removeOnComplete: { age: 1, limit: 1 } })]);
+    assert.deepEqual(await finishedIds(h, 'completed'), [old[0].id, old[1].id, old[2].id, first.id],
+      'one removal per finish, the newest expired job (upstream order)');
+    const [second] = await runInOrder(h, [ok({ removeOnComplete: { age: 1, limit: 2 } })]);
+    assert.deepEqual(await finishedIds(h, 'completed'), [old[0].id, first.id, second.id]);
+    assert.deepEqual(await existing(h, old), [old[0].id], 'the removed jobs\' hashes are gone');
+  });
+
   it('removeOnFail: true and N trim the failed set; failed is still emitted', async (t) => {
     const h = await s.setup(t, redis);
     h.startWorker({ processor: 'fail' });

@@ -29,7 +29,7 @@ pub use error::{Error, ScriptCode};
 pub use job::{Backoff, Job, JobOptions};
 pub use keys::QueueKeys;
 pub use observer::{AttemptOutcome, Observer};
-pub use options::{KeepJobs, WorkerOptions};
+pub use options::{BadCompat, Compat, KeepJobs, WorkerOptions};
 pub use processor::{Defer, JobContext, JobHandle, ProcessError, Processor};
 pub use results::ResultCache;
 pub use worker::{RunSummary, Worker};

@@ -31,6 +31,15 @@ pub struct WorkerOptions {
     pub remove_on_fail: Option<KeepJobs>,
     /// Stop once the queue is drained.
     pub until_drained: bool,
+    /// Which BullMQ major's rules apply where the majors differ (paused queues).
+    pub compat: Compat,
+    /// The worker rate limiter `(max, duration ms)`: at most `max` jobs move to active per
+    /// `duration` window, counted in the queue's `limiter` key, so Node workers with a
+    /// `limiter` on the same queue share the budget. A global limit (`meta.max`) wins.
+    pub limiter: Option<(u64, u64)>,
+    /// Collect `Queue.getMetrics` data (Node's worker `metrics.maxDataPoints`): one point per
+    /// minute, at most this many kept. `None`, as in Node, collects nothing.
+    pub metrics_max_data_points: Option<u64>,
 }
 
 impl WorkerOptions {
@@ -49,6 +58,55 @@ impl WorkerOptions {
             remove_on_complete: None,
             remove_on_fail: None,
             until_drained: false,
+            compat: Compat::Auto,
+            limiter: None,
+            metrics_max_data_points: None,
+        }
+    }
+}
+
+/// Which BullMQ major the worker behaves as where 5 and 6 differ (`BULLMQ_COMPAT`).
+///
+/// The only such difference on the worker's path is where ready jobs go while the queue is
+/// paused: BullMQ 5 pushes them to the `paused` list, BullMQ 6 leaves them in `wait`. `Auto`
+/// decides per script call from `meta.version` (`bullmq:<version>`, written by every Node
+/// `Queue`): major 6 or later follows 6, anything else (5.x, or no version yet) follows 5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compat {
+    /// Follow the queue's `meta.version`.
+    #[default]
+    Auto,
+    /// Always BullMQ 5's rules.
+    V5,
+    /// Always BullMQ 6's rules.
+    V6,
+}
+
+impl Compat {
+    /// The value the Lua scripts take (`auto`, `5`, `6`).
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            Compat::Auto => "auto",
+            Compat::V5 => "5",
+            Compat::V6 => "6",
+        }
+    }
+}
+
+/// `BULLMQ_COMPAT` held something other than `auto`, `5` or `6`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected auto, 5 or 6, got {0:?}")]
+pub struct BadCompat(pub String);
+
+impl std::str::FromStr for Compat {
+    type Err = BadCompat;
+
+    fn from_str(s: &str) -> Result<Compat, BadCompat> {
+        match s.trim() {
+            "auto" | "" => Ok(Compat::Auto),
+            "5" => Ok(Compat::V5),
+            "6" => Ok(Compat::V6),
+            other => Err(BadCompat(other.to_string())),
         }
     }
 }

@@ -32,6 +32,9 @@ pub struct ProcessError {
     pub retryable: bool,
     /// Extra lines for the stack trace entry (for example an error's cause chain).
     pub detail: Vec<String>,
+    /// Set by [`ProcessError::discarded`]: a plain error that must not be retried (Node's
+    /// `job.discard()` before throwing), as opposed to an `UnrecoverableError`.
+    pub discarded: bool,
     /// Set when this is not a failure but a request to move the job elsewhere.
     pub defer: Option<Defer>,
 }
@@ -55,6 +58,7 @@ impl ProcessError {
             message: message.into(),
             retryable,
             detail: Vec::new(),
+            discarded: false,
             defer: None,
         }
     }
@@ -65,6 +69,7 @@ impl ProcessError {
             message: message.into(),
             retryable: true,
             detail: Vec::new(),
+            discarded: false,
             defer: None,
         }
     }
@@ -75,7 +80,18 @@ impl ProcessError {
             message: message.into(),
             retryable: false,
             detail: Vec::new(),
+            discarded: false,
             defer: None,
+        }
+    }
+
+    /// A failure that ends the job now although attempts remain, Node's `job.discard()`
+    /// followed by a plain `throw new Error(message)`: no retry, no `retries-exhausted`, and
+    /// the stack entry reads `Error:` (not `UnrecoverableError:`).
+    pub fn discarded(message: impl Into<String>) -> ProcessError {
+        ProcessError {
+            discarded: true,
+            ..ProcessError::permanent(message)
         }
     }
 
@@ -89,6 +105,7 @@ impl ProcessError {
             message: reason.into(),
             retryable: false,
             detail: Vec::new(),
+            discarded: false,
             defer: Some(Defer::Delayed { until_ms }),
         }
     }
@@ -100,7 +117,7 @@ impl ProcessError {
 
     /// The stack trace entry stored for this failure, shaped like a JavaScript stack.
     pub fn stack_entry(&self) -> String {
-        let kind = if self.retryable {
+        let kind = if self.retryable || self.discarded {
             "Error"
         } else {
             "UnrecoverableError"
@@ -161,6 +178,17 @@ impl JobHandle {
         scripts::update_progress::call(&mut con, &self.keys, &self.id, &progress.to_string()).await
     }
 
+    /// Replaces the job's data (Node's `job.updateData`): later attempts, Bull Board and
+    /// Node readers see `data`. The running attempt keeps the [`JobContext::data`] it got.
+    ///
+    /// # Errors
+    ///
+    /// Redis errors, or the job is gone.
+    pub async fn update_data(&self, data: &Value) -> Result<(), Error> {
+        let mut con = self.con.clone();
+        scripts::update_data::call(&mut con, &self.keys, &self.id, &data.to_string()).await
+    }
+
     /// Appends a line to the job's log (`Job.getLogs` / Bull Board's Logs tab).
     ///
     /// # Errors
@@ -171,5 +199,34 @@ impl JobHandle {
         scripts::add_log::call(&mut con, &self.keys, &self.id, line, self.keep_logs)
             .await
             .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_entries_name_the_node_error_class() {
+        assert!(
+            ProcessError::retryable("x")
+                .stack_entry()
+                .starts_with("Error: x")
+        );
+        assert!(
+            ProcessError::permanent("x")
+                .stack_entry()
+                .starts_with("UnrecoverableError: x")
+        );
+        let discarded = ProcessError::discarded("x");
+        assert!(!discarded.retryable);
+        assert!(discarded.stack_entry().starts_with("Error: x"));
+        let delayed = ProcessError::delayed(42, "later");
+        assert_eq!(delayed.delayed_until(), Some(42));
+        assert!(
+            !delayed.retryable,
+            "callers that retry by themselves leave a deferral alone"
+        );
+        assert_eq!(ProcessError::retryable("x").delayed_until(), None);
     }
 }

@@ -41,6 +41,7 @@ pub(crate) const COMMANDS: &[(&str, &str)] = &[
         include_str!("../../lua/updateProgress-3.lua"),
     ),
     ("addLog-2", include_str!("../../lua/addLog-2.lua")),
+    ("updateData-1", include_str!("../../lua/updateData-1.lua")),
     (
         "moveJobFromActiveToWait-9",
         include_str!("../../lua/moveJobFromActiveToWait-9.lua"),
@@ -60,6 +61,10 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
     (
         "claimNextJob",
         include_str!("../../lua/includes/claimNextJob.lua"),
+    ),
+    (
+        "collectMetrics",
+        include_str!("../../lua/includes/collectMetrics.lua"),
     ),
     (
         "delayedScore",
@@ -92,6 +97,10 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
     (
         "releaseLock",
         include_str!("../../lua/includes/releaseLock.lua"),
+    ),
+    (
+        "requeueDeduplicatedNext",
+        include_str!("../../lua/includes/requeueDeduplicatedNext.lua"),
     ),
     (
         "removeJobKeys",
@@ -232,6 +241,8 @@ pub struct Scripts {
     pub update_progress: Script,
     /// `addLog-2`.
     pub add_log: Script,
+    /// `updateData-1`.
+    pub update_data: Script,
     /// `moveJobFromActiveToWait-9`.
     pub move_job_from_active_to_wait: Script,
 }
@@ -246,6 +257,7 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     move_stalled_jobs_to_wait: Script::embedded("moveStalledJobsToWait-9"),
     update_progress: Script::embedded("updateProgress-3"),
     add_log: Script::embedded("addLog-2"),
+    update_data: Script::embedded("updateData-1"),
     move_job_from_active_to_wait: Script::embedded("moveJobFromActiveToWait-9"),
 });
 

@@ -9,6 +9,7 @@ use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use super::keys::QueueKeys;
+use super::options::Compat;
 use super::scripts;
 use super::worker::now_ms;
 
@@ -18,6 +19,7 @@ pub async fn check_stalled(
     keys: Arc<QueueKeys>,
     interval: Duration,
     max_stalled_count: u32,
+    compat: Compat,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(interval);
@@ -34,6 +36,7 @@ pub async fn check_stalled(
             now_ms(),
             max_stalled_count,
             ms,
+            compat,
         )
         .await
         {

@@ -20,8 +20,8 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::error::Error;
-use super::job::Job;
+use super::error::{Error, ScriptCode};
+use super::job::{Backoff, Job};
 use super::keys::QueueKeys;
 use super::lock::{LockTable, renew_locks};
 use super::observer::{AttemptOutcome, Observer};
@@ -186,6 +186,7 @@ impl Worker {
             inner.keys.clone(),
             inner.opts.stalled_interval,
             inner.opts.max_stalled_count,
+            inner.opts.compat,
             background.clone(),
         ));
         helpers.close();
@@ -379,7 +380,8 @@ async fn fetch_loop(inner: Arc<Inner>, client: Client, jobs: TaskTracker) {
             token: inner.next_token(),
             lock_ms: inner.opts.lock_duration.as_millis() as u64,
             worker_name: inner.opts.name.clone(),
-            limiter: None,
+            limiter: inner.opts.limiter,
+            compat: inner.opts.compat,
         };
         match scripts::move_to_active::call(&mut con, &inner.keys, now_ms(), &claim).await {
             Ok(Claim::Job(job)) => {
@@ -548,6 +550,10 @@ enum FailurePlan {
     RetryNow,
     /// Retry after this many ms.
     RetryAfter(u64),
+    /// No way to end the attempt (the retry delay cannot be computed): leave the job active
+    /// with its lock no longer renewed, so stalled recovery takes it. This is what a Node
+    /// worker does when its backoff lookup throws; the text is its error message.
+    Abandon(String),
 }
 
 fn plan_failure(job: &Job, err: &ProcessError) -> FailurePlan {
@@ -560,8 +566,39 @@ fn plan_failure(job: &Job, err: &ProcessError) -> FailurePlan {
         Some(b) => match b.delay_ms(job.attempts_made + 1) {
             Some(0) => FailurePlan::RetryNow,
             Some(ms) => FailurePlan::RetryAfter(ms),
-            None => FailurePlan::Fail(format!("{} (unknown backoff strategy {b:?})", err.message)),
+            None => FailurePlan::Abandon(unknown_backoff_message(b)),
         },
+    }
+}
+
+/// Node's text for a backoff type it has no strategy for (no custom `backoffStrategy` here).
+fn unknown_backoff_message(b: &Backoff) -> String {
+    let kind = match b {
+        Backoff::Unknown(kind) => kind.as_str(),
+        Backoff::Fixed { .. } => "fixed",
+        Backoff::Exponential { .. } => "exponential",
+    };
+    format!(
+        "Unknown backoff strategy {kind}. If a custom backoff strategy is used, specify it when the queue is created."
+    )
+}
+
+/// The message a Node worker fails an attempt with when Redis refuses its completion for a
+/// reason other than a lost lock, and whether that failure may be retried (a failed child is
+/// an `UnrecoverableError` there). `None` for codes a completion never gets.
+fn refused_completion(code: ScriptCode, job_id: &str) -> Option<ProcessError> {
+    let command = "moveToFinished";
+    match code {
+        ScriptCode::PendingChildren => Some(ProcessError::retryable(format!(
+            "Job {job_id} has pending dependencies. {command}"
+        ))),
+        ScriptCode::FailedChildren => Some(ProcessError::permanent(format!(
+            "Cannot complete job {job_id} because it has at least one failed child. {command}"
+        ))),
+        ScriptCode::JobMissing => Some(ProcessError::retryable(format!(
+            "Missing key for job {job_id}. {command}"
+        ))),
+        _ => None,
     }
 }
 
@@ -576,6 +613,10 @@ fn stacktrace_json(job: &Job, err: &ProcessError) -> String {
 }
 
 /// Ends the attempt in Redis. Returns the next job when fetch-next claimed one.
+///
+/// A completion Redis refuses for a reason other than a lost lock (pending or failed children,
+/// a deleted job) becomes a failure of the attempt with Node's message, retried or failed like
+/// any other, instead of leaving the job to stall.
 async fn finish(
     inner: &Arc<Inner>,
     job: &Job,
@@ -583,6 +624,7 @@ async fn finish(
     claim: &ClaimArgs,
     took: Duration,
 ) -> Option<Job> {
+    let mut result = result;
     let fetch_next = !inner.stop_claiming.is_cancelled();
     let keys = &inner.keys;
     let mut con = inner.con.clone();
@@ -611,6 +653,7 @@ async fn finish(
                     attempts: job.opts.attempts,
                     fetch_next,
                     attempts_made: job.attempts_made,
+                    metrics_points: inner.opts.metrics_max_data_points,
                 };
                 scripts::move_to_finished::call(&mut con, keys, now_ms(), &f, claim)
                     .await
@@ -643,10 +686,15 @@ async fn finish(
                             attempts: job.opts.attempts,
                             fetch_next,
                             attempts_made: job.attempts_made,
+                            metrics_points: inner.opts.metrics_max_data_points,
                         };
                         scripts::move_to_finished::call(&mut con, keys, now_ms(), &f, claim)
                             .await
                             .map(|c| (c, Final::Failed(reason)))
+                    }
+                    FailurePlan::Abandon(message) => {
+                        tracing::error!(job_id = %job.id, error.message = %message, "cannot plan the retry; the job will stall and be recovered");
+                        return None;
                     }
                     FailurePlan::RetryNow => scripts::retry_job::call(
                         &mut con,
@@ -657,7 +705,7 @@ async fn finish(
                         job.opts.lifo,
                         &err.message,
                         &stack,
-                        claim.lock_ms,
+                        claim.compat,
                     )
                     .await
                     .map(|()| (Claim::Empty, Final::Retried)),
@@ -688,6 +736,14 @@ async fn finish(
             Err(Error::Script { code, .. }) if code.is_lock_lost() => {
                 tracing::warn!(job_id = %job.id, %code, "lock lost before finishing; leaving the job to its new owner");
                 return None;
+            }
+            Err(Error::Script { code, .. }) if result.is_ok() => {
+                let Some(failure) = refused_completion(code, &job.id) else {
+                    tracing::error!(job_id = %job.id, %code, "completion refused; stalled recovery will take the job");
+                    return None;
+                };
+                tracing::warn!(job_id = %job.id, %code, "completion refused; failing the attempt");
+                result = Err(failure);
             }
             Err(e) if e.is_transient() => {
                 tracing::warn!(job_id = %job.id, error.message = %e, "finishing failed; retrying");
@@ -760,7 +816,7 @@ async fn release_all(inner: &Inner) {
             &inner.keys,
             &id,
             &token,
-            inner.opts.lock_duration.as_millis() as u64,
+            inner.opts.compat,
         )
         .await
         {
@@ -819,6 +875,38 @@ mod tests {
             plan_failure(&job(0, 0, None), &e),
             FailurePlan::Fail("x".into())
         );
+    }
+
+    #[test]
+    fn unknown_backoff_leaves_the_job_to_stall_with_nodes_message() {
+        let e = ProcessError::retryable("x");
+        let linear = Some(Backoff::Unknown("linear".into()));
+        assert_eq!(
+            plan_failure(&job(3, 0, linear.clone()), &e),
+            FailurePlan::Abandon(
+                "Unknown backoff strategy linear. If a custom backoff strategy is used, \
+                 specify it when the queue is created."
+                    .into()
+            )
+        );
+        // The last attempt fails without looking the strategy up, as in Node.
+        assert_eq!(
+            plan_failure(&job(3, 2, linear), &e),
+            FailurePlan::Fail("x".into())
+        );
+    }
+
+    #[test]
+    fn refused_completions_fail_with_nodes_messages() {
+        let pending = refused_completion(ScriptCode::PendingChildren, "7").unwrap();
+        assert_eq!(
+            pending.message,
+            "Job 7 has pending dependencies. moveToFinished"
+        );
+        assert!(pending.retryable);
+        let failed = refused_completion(ScriptCode::FailedChildren, "7").unwrap();
+        assert!(!failed.retryable, "an UnrecoverableError in Node");
+        assert!(refused_completion(ScriptCode::LockMismatch, "7").is_none());
     }
 
     #[test]

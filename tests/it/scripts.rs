@@ -2,7 +2,7 @@
 
 use fetch_worker::bullmq::scripts::move_to_finished::{Finish, Outcome};
 use fetch_worker::bullmq::scripts::{self, Claim, ClaimArgs};
-use fetch_worker::bullmq::{Error, KeepJobs, ScriptCode};
+use fetch_worker::bullmq::{Compat, Error, KeepJobs, ScriptCode};
 use serde_json::json;
 
 use crate::support::{NewJob, RedisServer, TestQueue, now_ms};
@@ -13,6 +13,7 @@ fn claim_args(token: &str) -> ClaimArgs {
         lock_ms: 30_000,
         worker_name: Some("w1".into()),
         limiter: None,
+        compat: Compat::Auto,
     }
 }
 
@@ -48,6 +49,7 @@ async fn complete(
         attempts: 1,
         fetch_next,
         attempts_made: 0,
+        metrics_points: None,
     };
     scripts::move_to_finished::call(&mut q.con, &keys, now_ms(), &f, &claim_args(token)).await
 }
@@ -64,7 +66,7 @@ async fn retry(q: &mut TestQueue, id: &str, token: &str, lifo: bool, reason: &st
         lifo,
         reason,
         "[]",
-        30_000,
+        Compat::Auto,
     )
     .await
     .unwrap();
@@ -227,6 +229,7 @@ async fn final_failure_emits_failed_and_retries_exhausted() {
         attempts: 1,
         fetch_next: false,
         attempts_made: 0,
+        metrics_points: None,
     };
     scripts::move_to_finished::call(&mut q.con, &keys, now_ms(), &f, &claim_args("t"))
         .await
@@ -391,9 +394,16 @@ async fn stalled_jobs_go_back_to_wait_and_get_deferred_failure_past_the_limit() 
                 .query_async(&mut con)
                 .await
                 .unwrap();
-            scripts::move_stalled_jobs_to_wait::call(&mut con, &keys, now_ms(), 1, 1000)
-                .await
-                .unwrap()
+            scripts::move_stalled_jobs_to_wait::call(
+                &mut con,
+                &keys,
+                now_ms(),
+                1,
+                1000,
+                Compat::Auto,
+            )
+            .await
+            .unwrap()
         }
     };
     for round in 1..=2u32 {
@@ -433,16 +443,30 @@ async fn stalled_jobs_go_back_to_wait_and_get_deferred_failure_past_the_limit() 
         .unwrap();
     let mut con = q.con.clone();
     assert!(
-        scripts::move_stalled_jobs_to_wait::call(&mut con, &keys, now_ms(), 1, 60_000)
-            .await
-            .unwrap()
-            .is_empty()
+        scripts::move_stalled_jobs_to_wait::call(
+            &mut con,
+            &keys,
+            now_ms(),
+            1,
+            60_000,
+            Compat::Auto
+        )
+        .await
+        .unwrap()
+        .is_empty()
     );
     assert!(
-        scripts::move_stalled_jobs_to_wait::call(&mut con, &keys, now_ms(), 1, 60_000)
-            .await
-            .unwrap()
-            .is_empty()
+        scripts::move_stalled_jobs_to_wait::call(
+            &mut con,
+            &keys,
+            now_ms(),
+            1,
+            60_000,
+            Compat::Auto
+        )
+        .await
+        .unwrap()
+        .is_empty()
     );
 }
 
@@ -454,6 +478,15 @@ async fn finishing_without_the_lock_is_refused() {
     let mut q = TestQueue::new(&server, "lockloss").await;
     let id = q.add(NewJob::new(json!({}))).await;
     job_id(claim(&mut q, "mine").await);
+    // The owner renewed for longer than the caller's lock duration.
+    let _: () = redis::cmd("SET")
+        .arg(q.keys.lock(&id))
+        .arg("mine")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut q.con)
+        .await
+        .unwrap();
     let err = complete(&mut q, &id, "theirs", KeepJobs::ALL, false)
         .await
         .unwrap_err();
@@ -467,6 +500,19 @@ async fn finishing_without_the_lock_is_refused() {
         ),
         "{err}"
     );
+    // The owner's lock is left exactly as it was: value and TTL (the caller's is 30 s).
+    let lock: Option<String> = redis::cmd("GET")
+        .arg(q.keys.lock(&id))
+        .query_async(&mut q.con)
+        .await
+        .unwrap();
+    assert_eq!(lock.as_deref(), Some("mine"));
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(q.keys.lock(&id))
+        .query_async(&mut q.con)
+        .await
+        .unwrap();
+    assert!(ttl > 55_000, "the owner's TTL is kept, got {ttl}");
     let _: () = redis::cmd("DEL")
         .arg(q.keys.lock(&id))
         .query_async(&mut q.con)
@@ -570,6 +616,54 @@ async fn paused_queue_claims_nothing_and_retries_go_to_paused() {
         .unwrap();
     assert_eq!(job_id(claim(&mut q, "u").await), b);
     assert_eq!(job_id(claim(&mut q, "u").await), a);
+}
+
+/// Where a retry goes while the queue is paused: `paused` under BullMQ 5's rule, `wait` under
+/// 6's. `auto` follows `meta.version`; `5` and `6` override it.
+#[tokio::test]
+async fn paused_rule_follows_meta_version_unless_overridden() {
+    let server = RedisServer::start();
+    let cases = [
+        (None, Compat::Auto, "paused"),
+        (Some("bullmq:5.81.5"), Compat::Auto, "paused"),
+        (Some("bullmq:6.7.0"), Compat::Auto, "wait"),
+        (Some("bullmq:10.0.1"), Compat::Auto, "wait"),
+        (Some("bullmq:6.7.0"), Compat::V5, "paused"),
+        (Some("bullmq:5.81.5"), Compat::V6, "wait"),
+        (None, Compat::V6, "wait"),
+    ];
+    for (n, (version, compat, expected)) in cases.into_iter().enumerate() {
+        let mut q = TestQueue::new(&server, &format!("rule{n}")).await;
+        let id = q.add(NewJob::new(json!({}))).await;
+        job_id(claim(&mut q, "t").await);
+        let keys = q.keys.clone();
+        let mut meta = redis::cmd("HSET");
+        meta.arg(&keys.meta).arg("paused").arg(1);
+        if let Some(v) = version {
+            meta.arg("version").arg(v);
+        }
+        let _: () = meta.query_async(&mut q.con).await.unwrap();
+        scripts::retry_job::call(
+            &mut q.con,
+            &keys,
+            now_ms(),
+            &id,
+            "t",
+            false,
+            "x",
+            "[]",
+            compat,
+        )
+        .await
+        .unwrap();
+        let (in_wait, in_paused) = (q.llen(&keys.wait).await, q.llen(&keys.paused).await);
+        let got = match (in_wait, in_paused) {
+            (1, 0) => "wait",
+            (0, 1) => "paused",
+            other => panic!("case {n}: job in neither or both lists: {other:?}"),
+        };
+        assert_eq!(got, expected, "case {n}: version {version:?}, {compat:?}");
+    }
 }
 
 /// Plain jobs beat prioritized ones; lower priority numbers first; one priority is FIFO.
@@ -793,7 +887,7 @@ async fn hand_back_puts_the_job_in_front_without_an_attempt() {
     let b = q.add(NewJob::new(json!({}))).await;
     job_id(claim(&mut q, "t").await);
     let keys = q.keys.clone();
-    scripts::move_job_from_active_to_wait::call(&mut q.con, &keys, &a, "t", 30_000)
+    scripts::move_job_from_active_to_wait::call(&mut q.con, &keys, &a, "t", Compat::Auto)
         .await
         .unwrap();
     assert_eq!(q.lrange(&keys.wait).await, vec![b, a.clone()]);

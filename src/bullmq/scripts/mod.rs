@@ -12,12 +12,14 @@ pub mod move_to_active;
 pub mod move_to_delayed;
 pub mod move_to_finished;
 pub mod retry_job;
+pub mod update_data;
 pub mod update_progress;
 
 use redis::Value;
 
 use super::error::Error;
 use super::job::{CLAIM_FIELDS, Job};
+use super::options::Compat;
 
 /// What a claim (moveToActive, or fetch-next) produced.
 #[derive(Debug)]
@@ -43,6 +45,8 @@ pub struct ClaimArgs {
     pub worker_name: Option<String>,
     /// Worker rate limit `(max, duration ms)`, if any.
     pub limiter: Option<(u64, u64)>,
+    /// Which major's paused-queue rule applies.
+    pub compat: Compat,
 }
 
 impl ClaimArgs {

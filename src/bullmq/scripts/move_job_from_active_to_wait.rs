@@ -5,6 +5,7 @@ use redis::aio::ConnectionLike;
 use super::arg;
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
+use crate::bullmq::options::Compat;
 use crate::bullmq::script::SCRIPTS;
 
 /// Hands the job back so another worker takes it next.
@@ -17,7 +18,7 @@ pub async fn call<C: ConnectionLike + Send>(
     keys: &QueueKeys,
     job_id: &str,
     token: &str,
-    lock_ms: u64,
+    compat: Compat,
 ) -> Result<(), Error> {
     let job_key = keys.job(job_id);
     let k = [
@@ -33,7 +34,7 @@ pub async fn call<C: ConnectionLike + Send>(
     ];
     let script = &SCRIPTS.move_job_from_active_to_wait;
     let code: i64 = script
-        .run(con, &k, &[arg(job_id), arg(token), arg(lock_ms)])
+        .run(con, &k, &[arg(job_id), arg(token), arg(compat.as_arg())])
         .await?;
     Error::check(script.name(), job_id, code).map(drop)
 }

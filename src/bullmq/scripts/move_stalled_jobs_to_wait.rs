@@ -5,6 +5,7 @@ use redis::aio::ConnectionLike;
 use super::arg;
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
+use crate::bullmq::options::Compat;
 use crate::bullmq::script::SCRIPTS;
 
 /// Runs one stalled check (a no-op when another worker ran one within `interval_ms`).
@@ -22,6 +23,7 @@ pub async fn call<C: ConnectionLike + Send>(
     now_ms: u64,
     max_stalled_count: u32,
     interval_ms: u64,
+    compat: Compat,
 ) -> Result<Vec<String>, Error> {
     let k = [
         keys.stalled.as_str(),
@@ -39,6 +41,7 @@ pub async fn call<C: ConnectionLike + Send>(
         arg(&keys.base),
         arg(now_ms),
         arg(interval_ms.max(1)),
+        arg(compat.as_arg()),
     ];
     SCRIPTS.move_stalled_jobs_to_wait.run(con, &k, &args).await
 }

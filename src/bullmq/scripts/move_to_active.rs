@@ -40,6 +40,7 @@ pub async fn call<C: ConnectionLike + Send>(
         arg(claim.worker_name.as_deref().unwrap_or("")),
         lmax,
         ldur,
+        arg(claim.compat.as_arg()),
     ];
     let script = &SCRIPTS.move_to_active;
     let reply: Value = script.run(con, &k, &args).await?;

@@ -96,6 +96,7 @@ async fn run<C: ConnectionLike + Send>(
         lmax,
         ldur,
         arg(if failure.is_none() { "1" } else { "0" }),
+        arg(claim.compat.as_arg()),
     ];
     let script = &SCRIPTS.move_to_delayed;
     let reply: Value = script.run(con, &k, &args).await?;

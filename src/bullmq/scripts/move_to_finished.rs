@@ -41,6 +41,9 @@ pub struct Finish<'a> {
     pub fetch_next: bool,
     /// Attempts ended before this one (read at claim).
     pub attempts_made: u32,
+    /// Count the finish in the queue's metrics, keeping this many one-minute points (the
+    /// worker's `metrics.maxDataPoints`); `None` collects nothing.
+    pub metrics_points: Option<u64>,
 }
 
 /// Builds ARGV (pure, for tests).
@@ -81,6 +84,8 @@ pub(crate) fn args(
         lmax,
         ldur,
         arg(f.attempts_made),
+        arg(claim.compat.as_arg()),
+        f.metrics_points.map(arg).unwrap_or_default(),
     ]
 }
 
@@ -149,24 +154,27 @@ mod tests {
             attempts: 3,
             fetch_next: true,
             attempts_made: 2,
+            metrics_points: Some(60),
         };
         let claim = ClaimArgs {
             token: "t:1".into(),
             lock_ms: 30000,
             worker_name: None,
             limiter: None,
+            compat: crate::bullmq::options::Compat::V6,
         };
         let a: Vec<String> = args(&keys, 10, &f, &claim)
             .into_iter()
             .map(|b| String::from_utf8(b).unwrap())
             .collect();
-        assert_eq!(a.len(), 18);
+        assert_eq!(a.len(), 20);
         assert_eq!(&a[..6], ["3", "10", "failedReason", "boom", "failed", "1"]);
         assert_eq!(
             (a[10].as_str(), a[11].as_str(), a[12].as_str()),
             ("5", "60", "")
         );
         assert_eq!((a[13].as_str(), a[14].as_str()), ("3", "[\"x\"]"));
-        assert_eq!(a[17], "2");
+        assert_eq!((a[17].as_str(), a[18].as_str()), ("2", "6"));
+        assert_eq!(a[19], "60");
     }
 }

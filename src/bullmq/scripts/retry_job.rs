@@ -5,6 +5,7 @@ use redis::aio::ConnectionLike;
 use super::arg;
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
+use crate::bullmq::options::Compat;
 use crate::bullmq::script::SCRIPTS;
 
 /// Puts the job back for an immediate retry (`lifo` pushes it to the front).
@@ -22,7 +23,7 @@ pub async fn call<C: ConnectionLike + Send>(
     lifo: bool,
     reason: &str,
     stacktrace: &str,
-    lock_ms: u64,
+    compat: Compat,
 ) -> Result<(), Error> {
     let job_key = keys.job(job_id);
     let k = [
@@ -46,7 +47,7 @@ pub async fn call<C: ConnectionLike + Send>(
         arg(token),
         arg(reason),
         arg(stacktrace),
-        arg(lock_ms),
+        arg(compat.as_arg()),
     ];
     let script = &SCRIPTS.retry_job;
     let code: i64 = script.run(con, &k, &args).await?;
