@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::bullmq::{KeepJobs, WorkerOptions};
+use crate::secret::SecretUrl;
 
 /// `fetch-worker`: consumes the `fetch` BullMQ queue natively.
 #[derive(Debug, Parser)]
@@ -103,6 +104,10 @@ pub struct RunArgs {
     /// Worker name: shown in Bull Board and stored as the job's `pb` field.
     #[arg(long, env = "WORKER_NAME")]
     pub worker_name: Option<String>,
+    /// The longest one attempt of a job may run (ms); past it the attempt fails as retryable
+    /// (the job's attempts and backoff apply) and its work is dropped. 0 disables the limit.
+    #[arg(long, env = "JOB_TIMEOUT_MS", default_value_t = 600_000)]
+    pub job_timeout_ms: u64,
     /// How long in-flight jobs may run after SIGTERM before they are left to stalled recovery (ms).
     #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000)]
     pub shutdown_timeout_ms: u64,
@@ -220,6 +225,10 @@ pub struct FetchArgs {
     /// The largest file accepted (bytes); a larger one fails the job without retry.
     #[arg(long, env = "POS_MAX_FILE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub pos_max_file_bytes: u64,
+    /// The most files one day's listing may name; a longer listing fails the job without
+    /// retry and without downloading anything (a real day has three to five).
+    #[arg(long, env = "POS_MAX_FILES_PER_DAY", default_value_t = crate::pipeline::fetch::DEFAULT_MAX_FILES_PER_DAY)]
+    pub pos_max_files_per_day: usize,
     /// Tries of the list call and of each download on transient errors, the first included.
     #[arg(long, env = "POS_FETCH_ATTEMPTS", default_value_t = 3)]
     pub pos_fetch_attempts: u32,
@@ -262,6 +271,9 @@ impl FetchConfig {
                 return Err(invalid(name, "must be greater than 0"));
             }
         }
+        if args.pos_max_files_per_day == 0 {
+            return Err(invalid("POS_MAX_FILES_PER_DAY", "must be at least 1"));
+        }
         if args.pos_fetch_attempts == 0 {
             return Err(invalid("POS_FETCH_ATTEMPTS", "must be at least 1"));
         }
@@ -278,6 +290,7 @@ impl FetchConfig {
         options.list_timeout = Duration::from_millis(args.pos_list_timeout_ms);
         options.download_timeout = Duration::from_millis(args.pos_download_timeout_ms);
         options.max_file_size = args.pos_max_file_bytes;
+        options.max_files = args.pos_max_files_per_day;
         options.retry = RetryPolicy {
             attempts: args.pos_fetch_attempts,
             initial_backoff: Duration::from_millis(args.pos_fetch_backoff_ms),
@@ -327,18 +340,20 @@ pub enum ConfigError {
 /// Validated settings of `fetch-worker run`.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// Redis URL of the queue database.
-    pub redis_job_url: String,
-    /// Redis URL of the cache database.
-    pub redis_cache_url: String,
+    /// Redis URL of the queue database (may carry a password).
+    pub redis_job_url: SecretUrl,
+    /// Redis URL of the cache database (may carry a password).
+    pub redis_cache_url: SecretUrl,
     /// Worker settings for the BullMQ layer.
     pub worker: WorkerOptions,
     /// TTL of results written into the cache.
     pub result_ttl: Duration,
     /// A test processor, or `None` for the POS pipeline.
     pub processor: Option<ProcessorKind>,
-    /// MongoDB URI.
-    pub mongo_uri: String,
+    /// MongoDB URI (may carry credentials).
+    pub mongo_uri: SecretUrl,
+    /// The longest one attempt may run, if limited.
+    pub job_timeout: Option<Duration>,
     /// Raw storage.
     pub storage: StorageKind,
     /// `NEW_BRANCHES` as given.
@@ -430,12 +445,13 @@ impl RunConfig {
             until_drained: args.until_drained,
         };
         Ok(Self {
-            redis_job_url: args.redis_job_url,
-            redis_cache_url: args.redis_cache_url,
+            redis_job_url: SecretUrl::new(args.redis_job_url),
+            redis_cache_url: SecretUrl::new(args.redis_cache_url),
             worker,
             result_ttl: Duration::from_secs(args.result_ttl_seconds),
             processor: args.processor,
-            mongo_uri: args.mongo_uri,
+            mongo_uri: SecretUrl::new(args.mongo_uri),
+            job_timeout: Some(Duration::from_millis(args.job_timeout_ms)).filter(|d| !d.is_zero()),
             storage: args.storage,
             new_branches: args.new_branches,
             cache_invalidate_pattern: Some(args.cache_invalidate_pattern).filter(|p| !p.is_empty()),
@@ -471,11 +487,11 @@ mod fetch_config_tests {
     fn defaults_are_the_legacy_server_and_documented_limits() {
         let c = parse(&[]).expect("defaults");
         assert_eq!(
-            c.options.list_url.as_str(),
+            c.options.list_url.expose().as_str(),
             crate::pipeline::fetch::LEGACY_LIST_URL
         );
         assert_eq!(
-            c.options.file_base_url.as_str(),
+            c.options.file_base_url.expose().as_str(),
             crate::pipeline::fetch::LEGACY_FILE_BASE_URL
         );
         assert_eq!(c.raw_storage_path, PathBuf::from("./raw"));
@@ -484,6 +500,7 @@ mod fetch_config_tests {
         assert_eq!(c.options.list_timeout, Duration::from_secs(20));
         assert_eq!(c.options.download_timeout, Duration::from_secs(60));
         assert_eq!(c.options.max_file_size, 64 << 20);
+        assert_eq!(c.options.max_files, 64);
     }
 
     #[test]
@@ -493,6 +510,10 @@ mod fetch_config_tests {
             (&["--pos-list-timeout-ms", "0"][..], "POS_LIST_TIMEOUT_MS"),
             (&["--pos-list-url", "ftp://x/"][..], "POS_LIST_URL"),
             (&["--pos-file-base-url", "nope"][..], "POS_FILE_BASE_URL"),
+            (
+                &["--pos-max-files-per-day", "0"][..],
+                "POS_MAX_FILES_PER_DAY",
+            ),
         ] {
             match parse(args) {
                 Err(ConfigError::Invalid { name: got, .. }) => assert_eq!(got, name, "{args:?}"),
