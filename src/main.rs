@@ -63,6 +63,7 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
         None => processor,
     };
     let stop_ops = tokio_util::sync::CancellationToken::new();
+    let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let listener = match config.metrics_addr {
         None => None,
         // Several workers on one host (local scaling, tests) share the default address: the
@@ -85,6 +86,7 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
         let health = fetch_worker::ops::Health {
             redis: queue_con,
             mongo,
+            shutting_down: shutting_down.clone(),
         };
         tokio::spawn(fetch_worker::ops::serve(
             listener,
@@ -110,8 +112,13 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
     .await
     .context("connecting to the queue database")?
     .with_observer(metrics);
+    let draining = shutting_down.clone();
     worker
-        .run(fetch_worker::shutdown::signal_then_force_exit())
+        .run(async move {
+            fetch_worker::shutdown::signal_then_force_exit().await;
+            // `/health/ready` turns 503 while in-flight jobs finish.
+            draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
         .await?;
     stop_ops.cancel();
     Ok(())

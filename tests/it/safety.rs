@@ -631,3 +631,118 @@ async fn r11_a_second_signal_exits_at_once() {
     assert!(stderr.contains("second shutdown signal"), "{stderr}");
     assert_eq!(stack.queue.lrange(&active).await, vec![id]);
 }
+
+async fn get(url: &str) -> (u16, Value) {
+    let resp = reqwest::get(url).await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `/health/live` stays 200 while the process serves; `/health/ready` is 503 while Redis is
+/// over its memory limit, while it is a read-only replica, and once the worker is draining for
+/// shutdown, and 200 otherwise. A request whose headers never finish is closed by the server.
+#[tokio::test]
+async fn r11_readiness_tells_the_truth_and_half_sent_requests_are_closed() {
+    let mut stack = Stack::start("ready", vec![]).await;
+    let port = free_port();
+    let proc = stack.spawn(&[
+        ("PROCESSOR", "sleep".to_string()),
+        ("SHUTDOWN_TIMEOUT_MS", "600000".to_string()),
+        ("METRICS_ADDR", format!("127.0.0.1:{port}")),
+        ("RUST_LOG", "fetch_worker=info".to_string()),
+    ]);
+    let base = format!("http://127.0.0.1:{port}");
+    let (live, ready) = (
+        format!("{base}/health/live"),
+        format!("{base}/health/ready"),
+    );
+    eventually(30, "the ops endpoint is up and ready", || {
+        let url = ready.clone();
+        async move {
+            match reqwest::get(&url).await {
+                Ok(r) => r.status().as_u16() == 200,
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    assert_eq!(get(&live).await.0, 200);
+
+    let admin = redis::Client::open(stack.redis.url(0)).unwrap();
+    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+    let config = |value: &str| {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("SET").arg("maxmemory").arg(value);
+        cmd
+    };
+    let _: () = config("1").query_async(&mut admin).await.unwrap();
+    let (status, body) = get(&ready).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["redis"].as_str().unwrap().starts_with("low memory"),
+        "{body}"
+    );
+    assert_eq!(get(&live).await.0, 200);
+    let _: () = config("0").query_async(&mut admin).await.unwrap();
+    assert_eq!(get(&ready).await.0, 200);
+
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(free_port())
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let (status, body) = get(&ready).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["redis"], json!("read-only replica"));
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(get(&ready).await.0, 200);
+
+    // A request that never finishes its headers.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut half = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        half.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(30), half.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "a half-sent request was kept open for 30 s");
+    }
+
+    stack.queue.add(NewJob::new(json!({"ms": 600_000}))).await;
+    let active = stack.queue.keys.active.clone();
+    crate::support::wait_count(
+        &stack.queue.con,
+        "LLEN",
+        &active,
+        1,
+        30,
+        "the job is active",
+    )
+    .await;
+    proc.signal("TERM");
+    eventually(30, "the worker took the first signal", || {
+        let seen = proc
+            .lines()
+            .iter()
+            .any(|l| l.contains("shutdown requested"));
+        async move { seen }
+    })
+    .await;
+    let (status, body) = get(&ready).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["shuttingDown"], json!(true));
+    assert_eq!(get(&live).await.0, 200);
+    proc.signal("TERM");
+    let _ = proc.wait();
+}
