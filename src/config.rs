@@ -13,6 +13,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::bullmq::{KeepJobs, WorkerOptions};
 use crate::secret::SecretUrl;
 
+/// The default of `REMOVE_ON_COMPLETE`: the producer's retention of completed jobs.
+pub const DEFAULT_REMOVE_ON_COMPLETE: &str = r#"{"age":604800,"count":10000}"#;
+/// The default of `REMOVE_ON_FAIL`: the producer's retention of failed jobs.
+pub const DEFAULT_REMOVE_ON_FAIL: &str = r#"{"age":2592000}"#;
+
 /// `fetch-worker`: consumes the `fetch` BullMQ queue natively.
 #[derive(Debug, Parser)]
 #[command(name = "fetch-worker", version, about, long_about = None)]
@@ -114,13 +119,16 @@ pub struct RunArgs {
     /// Idle wait on the marker before polling again (ms).
     #[arg(long, env = "DRAIN_DELAY_MS", default_value_t = 5_000)]
     pub drain_delay_ms: u64,
-    /// Worker default for jobs without `removeOnComplete`: `true`, `false`, a count, or
-    /// `{"age":seconds,"count":n}`.
-    #[arg(long, env = "REMOVE_ON_COMPLETE")]
-    pub remove_on_complete: Option<String>,
-    /// Worker default for jobs without `removeOnFail` (same forms as `--remove-on-complete`).
-    #[arg(long, env = "REMOVE_ON_FAIL")]
-    pub remove_on_fail: Option<String>,
+    /// Worker default for jobs without `removeOnComplete`: `true`, `false` (keep all), a count,
+    /// or `{"age":seconds,"count":n}`. The default, 7 days and at most 10,000, is the
+    /// producer's (`node-producer-example/src/retention.json`): under `noeviction` a queue that
+    /// keeps everything grows until Redis refuses writes.
+    #[arg(long, env = "REMOVE_ON_COMPLETE", default_value = DEFAULT_REMOVE_ON_COMPLETE)]
+    pub remove_on_complete: String,
+    /// Worker default for jobs without `removeOnFail` (same forms as `--remove-on-complete`);
+    /// by default 30 days, as the producer's.
+    #[arg(long, env = "REMOVE_ON_FAIL", default_value = DEFAULT_REMOVE_ON_FAIL)]
+    pub remove_on_fail: String,
     /// A test processor to run instead of the POS pipeline (the default).
     #[arg(long, value_enum, env = "PROCESSOR")]
     pub processor: Option<ProcessorKind>,
@@ -410,16 +418,12 @@ impl RunConfig {
             redis::parse_redis_url(url)
                 .ok_or_else(|| invalid(name, "not a redis:// or rediss:// URL"))?;
         }
-        let keep = |name: &'static str, raw: &Option<String>| -> Result<Option<KeepJobs>, _> {
-            raw.as_deref()
-                .map(|s| {
-                    let value: serde_json::Value = serde_json::from_str(s)
-                        .map_err(|e| invalid(name, &format!("not JSON: {e}")))?;
-                    KeepJobs::from_option(&value).ok_or_else(|| {
-                        invalid(name, "expected true, false, a count or {age,count}")
-                    })
-                })
-                .transpose()
+        let keep = |name: &'static str, raw: &str| -> Result<Option<KeepJobs>, _> {
+            let value: serde_json::Value =
+                serde_json::from_str(raw).map_err(|e| invalid(name, &format!("not JSON: {e}")))?;
+            KeepJobs::from_option(&value)
+                .map(Some)
+                .ok_or_else(|| invalid(name, "expected true, false, a count or {age,count}"))
         };
         let metrics_addr = match args.metrics_addr.trim() {
             "" => None,
@@ -520,5 +524,35 @@ mod fetch_config_tests {
                 Ok(_) => panic!("{args:?} accepted"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    /// The worker's retention defaults are the producer's (issue 11): both read the same
+    /// numbers, the producer from `node-producer-example/src/retention.json`.
+    #[test]
+    fn worker_retention_defaults_match_the_producers() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("node-producer-example/src/retention.json");
+        let shared: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        assert_eq!(
+            parse(DEFAULT_REMOVE_ON_COMPLETE),
+            shared["removeOnComplete"]
+        );
+        assert_eq!(parse(DEFAULT_REMOVE_ON_FAIL), shared["removeOnFail"]);
+        let args = Cli::try_parse_from(["fetch-worker", "run"]).unwrap();
+        let Command::Run(args) = args.command else {
+            panic!("not run")
+        };
+        let config = RunConfig::from_args(*args).unwrap();
+        let keep = config.worker.remove_on_complete.unwrap();
+        assert_eq!((keep.count, keep.age), (10_000, Some(604_800)));
+        let keep = config.worker.remove_on_fail.unwrap();
+        assert_eq!((keep.count, keep.age), (-1, Some(2_592_000)));
     }
 }
