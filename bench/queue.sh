@@ -226,9 +226,11 @@ run_peer() {
   case "$peer" in
     node) cmd=("${common[@]}" CONCURRENCY="$c" DRAIN_TIMEOUT_S="$DRAIN_TIMEOUT_S" node "$NODE_PEER/drain.js") ;;
     official) cmd=("${common[@]}" CONCURRENCY="$c" DRAIN_TIMEOUT_S="$DRAIN_TIMEOUT_S" "$OFFICIAL_BIN") ;;
-    # REDIS_CACHE_URL points at this Redis too (db 0): its default is port 6379.
+    # REDIS_CACHE_URL points at this Redis too (db 0): its default is port 6379. Retention off,
+    # as the peers keep every job.
     ours) cmd=(env REDIS_JOB_URL="$REDIS_URL" REDIS_CACHE_URL="redis://127.0.0.1:$PORT/0"
       QUEUE_NAME="$QUEUE_NAME" BULL_PREFIX="$BULL_PREFIX" JOB_CONCURRENCY="$c"
+      REMOVE_ON_COMPLETE=false REMOVE_ON_FAIL=false JOB_TIMEOUT_MS=0
       "$OURS_BIN" run --processor noop --until-drained) ;;
   esac
 

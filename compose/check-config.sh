@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Validates compose/docker-compose.yml without a Docker engine: the default stack, the demo
 # profile, and the demo env file (which must point the workers at fakepos, while the default
-# leaves POS_* unset so the binary's legacy URLs apply). Uses Debian's docker-compose (v1,
+# leaves POS_* unset so the binary's legacy URLs apply), and the safety settings of issue 11:
+# secrets required from an env file, Redis and MongoDB auth, pinned images, memory limits, the
+# worker's ops port unpublished and its healthcheck on /health/ready. Uses Debian's docker-compose (v1,
 # installed by tests/setup.sh) and also `docker compose` (v2) when that plugin is present.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,6 +11,9 @@ cd "$root"
 
 file=compose/docker-compose.yml
 demo_env=compose/demo.env
+secrets=compose/secrets.env.example
+empty=$(mktemp)
+trap 'rm -f "$empty" "$empty.yml"' EXIT
 fail() { echo "check-config: $*" >&2; exit 1; }
 
 composes=()
@@ -18,15 +23,53 @@ if docker compose version >/dev/null 2>&1; then composes+=("docker compose"); fi
 
 # Variables a caller may have exported must not leak into what is checked.
 unset POS_LIST_URL POS_FILE_BASE_URL COMPOSE_PROFILES
+unset REDIS_PASSWORD MONGO_ROOT_USER MONGO_ROOT_PASSWORD API_TOKEN BOARD_USER BOARD_PASSWORD
+
+# check_safety COMPOSE CONFIG: the issue-11 settings of the resolved configuration.
+check_safety() {
+  local compose=$1 config=$2
+  grep -q -- '--requirepass' <<<"$config" || fail "$compose: Redis must require a password"
+  grep -q 'MONGO_INITDB_ROOT_PASSWORD: replace-with' <<<"$config" || fail "$compose: MongoDB must enable auth from the env file"
+  grep -q 'redis://:replace-with-a-long-random-redis-password@redis:6379/1' <<<"$config" ||
+    fail "$compose: the clients must use Redis's password"
+  grep -q 'authSource=admin' <<<"$config" || fail "$compose: the clients must log in to MongoDB"
+  grep -q '/health/ready' <<<"$config" || fail "$compose: the worker's healthcheck must use /health/ready"
+  local images
+  images=$(grep -E '^ +image: ' <<<"$config" | grep -vE ':local$' || true)
+  if grep -vqE 'image: [a-z0-9./-]+:[0-9]+\.[0-9]+\.[0-9]+' <<<"$images"; then
+    fail "$compose: images must be pinned to exact versions: $images"
+  fi
+  printf '%s\n' "$config" >"$empty.yml"
+  python3 - "$compose" "$empty.yml" <<'PY' || exit 1
+import sys, yaml
+with open(sys.argv[2]) as f:
+    doc = yaml.safe_load(f)
+for name, svc in doc["services"].items():
+    limit = svc.get("mem_limit") or svc.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory")
+    if not limit:
+        sys.exit(f"check-config: {sys.argv[1]}: service {name} has no memory limit")
+if doc["services"]["worker"].get("ports"):
+    sys.exit(f"check-config: {sys.argv[1]}: the worker's ops port must not be published")
+for name in ("redis", "mongo"):
+    nets = doc["services"][name].get("networks") or {}
+    if list(nets) != ["backend"]:
+        sys.exit(f"check-config: {sys.argv[1]}: {name} must be on the internal backend network only")
+if not doc["networks"]["backend"].get("internal"):
+    sys.exit(f"check-config: {sys.argv[1]}: the backend network must be internal")
+PY
+}
 
 for compose in "${composes[@]}"; do
   echo "check-config: $compose ($($compose version --short 2>/dev/null || echo '?'))"
-  $compose -f "$file" config -q
-  $compose -f "$file" --profile demo config -q
+  $compose -f "$file" --env-file "$secrets" config -q
+  $compose -f "$file" --env-file "$secrets" --profile demo config -q
   $compose -f "$file" --env-file "$demo_env" config -q
   $compose -f "$file" --env-file "$demo_env" --profile demo config -q
+  if $compose -f "$file" --env-file "$empty" config -q >/dev/null 2>&1; then
+    fail "$compose: the stack must refuse to start without its secrets"
+  fi
 
-  default=$($compose -f "$file" config)
+  default=$($compose -f "$file" --env-file "$secrets" config)
   demo=$($compose -f "$file" --env-file "$demo_env" config)
   if grep -Eq 'POS_(LIST|FILE_BASE)_URL: *[^ n]' <<<"$default"; then
     fail "$compose: without demo.env the worker must leave POS_* unset"
@@ -38,6 +81,7 @@ for compose in "${composes[@]}"; do
   if grep -q 'container_name' <<<"$default"; then
     fail "$compose: no container_name, so the worker can be scaled"
   fi
+  check_safety "$compose" "$default"
 done
 grep -qx 'COMPOSE_PROFILES=demo' "$demo_env" || fail "$demo_env must enable the demo profile"
 echo "check-config: ok"

@@ -59,6 +59,8 @@ export REDIS_CACHE_URL="redis://127.0.0.1:$redis_port/0"
 export MONGO_URI="mongodb://127.0.0.1:$mongo_port/biggs"
 export QUEUE_NAME=fetch BULL_PREFIX=bull
 export BOARD_USER=${BOARD_USER:-admin} BOARD_PASSWORD=${BOARD_PASSWORD:-demo}
+# The producer's API needs a bearer token; the demo makes a random one.
+export API_TOKEN=${API_TOKEN:-$(python3 -c 'import secrets; print(secrets.token_hex(16))')}
 
 app_port=${DEMO_PORT:-$(free_port)}
 (cd node-producer-example && PORT="$app_port" BRANCHES=../tests/fixtures/legacy-samples/branches.txt \
@@ -87,7 +89,8 @@ for line in sys.stdin:
     branch, pos, date = line.split()
     missing.setdefault(branch, {}).setdefault(pos, []).append(date)
 print(json.dumps({"branches_missing": missing}))')
-answer=$(curl -s -X POST -H 'content-type: application/json' --data "$body" "http://127.0.0.1:$app_port/missing")
+answer=$(curl -s -X POST -H 'content-type: application/json' -H "authorization: Bearer $API_TOKEN" \
+  --data "$body" "http://127.0.0.1:$app_port/missing")
 count=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["count"])' "$answer")
 echo "POST /missing -> 202, $count fetch-job(s) enqueued"
 
@@ -122,7 +125,8 @@ print(f"file records: {db.filerecords.count_documents({})}, monitor entries: {db
 PY
 echo
 echo "Bull Board: http://127.0.0.1:$app_port/admin/queues  (user $BOARD_USER, password $BOARD_PASSWORD)"
-echo "Worker health and metrics: curl http://127.0.0.1:${metrics_ports[0]}/health  (and /metrics; workers 2, 3 on :${metrics_ports[1]}, :${metrics_ports[2]})"
+echo "API token (Authorization: Bearer): $API_TOKEN"
+echo "Worker health and metrics: curl http://127.0.0.1:${metrics_ports[0]}/health/ready  (/health/live, /metrics; workers 2, 3 on :${metrics_ports[1]}, :${metrics_ports[2]})"
 
 if [ "${DEMO_BROWSER_TEST:-0}" = 1 ]; then
   echo "== browser check (headless Chromium on Bull Board)"

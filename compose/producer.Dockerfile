@@ -1,6 +1,6 @@
 # The Node producer example (Express: /missing, /jobs/:id, Bull Board at /admin/queues,
 # /health). Build context: the repository root (see ../.dockerignore).
-FROM node:20-slim
+FROM node:20.20.2-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 # Dependencies first, so a code change does not reinstall them.

@@ -11,12 +11,18 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::bullmq::{Compat, KeepJobs, WorkerOptions};
+use crate::secret::SecretUrl;
 
 /// Parses `BULLMQ_COMPAT` (`auto`, `5`, `6`).
 fn parse_compat(s: &str) -> Result<Compat, String> {
     s.parse()
         .map_err(|e: crate::bullmq::BadCompat| e.to_string())
 }
+
+/// The default of `REMOVE_ON_COMPLETE`: the producer's retention of completed jobs.
+pub const DEFAULT_REMOVE_ON_COMPLETE: &str = r#"{"age":604800,"count":10000}"#;
+/// The default of `REMOVE_ON_FAIL`: the producer's retention of failed jobs.
+pub const DEFAULT_REMOVE_ON_FAIL: &str = r#"{"age":2592000}"#;
 
 /// `fetch-worker`: consumes the `fetch` BullMQ queue natively.
 #[derive(Debug, Parser)]
@@ -109,19 +115,26 @@ pub struct RunArgs {
     /// Worker name: shown in Bull Board and stored as the job's `pb` field.
     #[arg(long, env = "WORKER_NAME")]
     pub worker_name: Option<String>,
+    /// The longest one attempt of a job may run (ms); past it the attempt fails as retryable
+    /// (the job's attempts and backoff apply) and its work is dropped. 0 disables the limit.
+    #[arg(long, env = "JOB_TIMEOUT_MS", default_value_t = 600_000)]
+    pub job_timeout_ms: u64,
     /// How long in-flight jobs may run after SIGTERM before they are left to stalled recovery (ms).
     #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000)]
     pub shutdown_timeout_ms: u64,
     /// Idle wait on the marker before polling again (ms).
     #[arg(long, env = "DRAIN_DELAY_MS", default_value_t = 5_000)]
     pub drain_delay_ms: u64,
-    /// Worker default for jobs without `removeOnComplete`: `true`, `false`, a count, or
-    /// `{"age":seconds,"count":n}`.
-    #[arg(long, env = "REMOVE_ON_COMPLETE")]
-    pub remove_on_complete: Option<String>,
-    /// Worker default for jobs without `removeOnFail` (same forms as `--remove-on-complete`).
-    #[arg(long, env = "REMOVE_ON_FAIL")]
-    pub remove_on_fail: Option<String>,
+    /// Worker default for jobs without `removeOnComplete`: `true`, `false` (keep all), a count,
+    /// or `{"age":seconds,"count":n}`. The default, 7 days and at most 10,000, is the
+    /// producer's (`node-producer-example/src/retention.json`): under `noeviction` a queue that
+    /// keeps everything grows until Redis refuses writes.
+    #[arg(long, env = "REMOVE_ON_COMPLETE", default_value = DEFAULT_REMOVE_ON_COMPLETE)]
+    pub remove_on_complete: String,
+    /// Worker default for jobs without `removeOnFail` (same forms as `--remove-on-complete`);
+    /// by default 30 days, as the producer's.
+    #[arg(long, env = "REMOVE_ON_FAIL", default_value = DEFAULT_REMOVE_ON_FAIL)]
+    pub remove_on_fail: String,
     /// Which BullMQ major's rules to follow where 5 and 6 differ (paused queues): `auto` reads
     /// the queue's `meta.version`, `5` or `6` force one.
     #[arg(long, env = "BULLMQ_COMPAT", default_value = "auto", value_parser = parse_compat)]
@@ -269,6 +282,10 @@ pub struct FetchArgs {
     /// The largest file accepted (bytes); a larger one fails the job without retry.
     #[arg(long, env = "POS_MAX_FILE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub pos_max_file_bytes: u64,
+    /// The most files one day's listing may name; a longer listing fails the job without
+    /// retry and without downloading anything (a real day has three to five).
+    #[arg(long, env = "POS_MAX_FILES_PER_DAY", default_value_t = crate::pipeline::fetch::DEFAULT_MAX_FILES_PER_DAY)]
+    pub pos_max_files_per_day: usize,
     /// Tries of the list call and of each download on transient errors, the first included.
     #[arg(long, env = "POS_FETCH_ATTEMPTS", default_value_t = 3)]
     pub pos_fetch_attempts: u32,
@@ -311,6 +328,9 @@ impl FetchConfig {
                 return Err(invalid(name, "must be greater than 0"));
             }
         }
+        if args.pos_max_files_per_day == 0 {
+            return Err(invalid("POS_MAX_FILES_PER_DAY", "must be at least 1"));
+        }
         if args.pos_fetch_attempts == 0 {
             return Err(invalid("POS_FETCH_ATTEMPTS", "must be at least 1"));
         }
@@ -327,6 +347,7 @@ impl FetchConfig {
         options.list_timeout = Duration::from_millis(args.pos_list_timeout_ms);
         options.download_timeout = Duration::from_millis(args.pos_download_timeout_ms);
         options.max_file_size = args.pos_max_file_bytes;
+        options.max_files = args.pos_max_files_per_day;
         options.retry = RetryPolicy {
             attempts: args.pos_fetch_attempts,
             initial_backoff: Duration::from_millis(args.pos_fetch_backoff_ms),
@@ -376,18 +397,20 @@ pub enum ConfigError {
 /// Validated settings of `fetch-worker run`.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// Redis URL of the queue database.
-    pub redis_job_url: String,
-    /// Redis URL of the cache database.
-    pub redis_cache_url: String,
+    /// Redis URL of the queue database (may carry a password).
+    pub redis_job_url: SecretUrl,
+    /// Redis URL of the cache database (may carry a password).
+    pub redis_cache_url: SecretUrl,
     /// Worker settings for the BullMQ layer.
     pub worker: WorkerOptions,
     /// TTL of results written into the cache.
     pub result_ttl: Duration,
     /// A test processor, or `None` for the POS pipeline.
     pub processor: Option<ProcessorKind>,
-    /// MongoDB URI.
-    pub mongo_uri: String,
+    /// MongoDB URI (may carry credentials).
+    pub mongo_uri: SecretUrl,
+    /// The longest one attempt may run, if limited.
+    pub job_timeout: Option<Duration>,
     /// Raw storage.
     pub storage: StorageKind,
     /// `NEW_BRANCHES` as given.
@@ -490,16 +513,12 @@ impl RunConfig {
             redis::parse_redis_url(url)
                 .ok_or_else(|| invalid(name, "not a redis:// or rediss:// URL"))?;
         }
-        let keep = |name: &'static str, raw: &Option<String>| -> Result<Option<KeepJobs>, _> {
-            raw.as_deref()
-                .map(|s| {
-                    let value: serde_json::Value = serde_json::from_str(s)
-                        .map_err(|e| invalid(name, &format!("not JSON: {e}")))?;
-                    KeepJobs::from_option(&value).ok_or_else(|| {
-                        invalid(name, "expected true, false, a count or {age,count}")
-                    })
-                })
-                .transpose()
+        let keep = |name: &'static str, raw: &str| -> Result<Option<KeepJobs>, _> {
+            let value: serde_json::Value =
+                serde_json::from_str(raw).map_err(|e| invalid(name, &format!("not JSON: {e}")))?;
+            KeepJobs::from_option(&value)
+                .map(Some)
+                .ok_or_else(|| invalid(name, "expected true, false, a count or {age,count}"))
         };
         let metrics_addr = match args.metrics_addr.trim() {
             "" => None,
@@ -528,12 +547,13 @@ impl RunConfig {
             metrics_max_data_points: args.metrics_max_data_points,
         };
         Ok(Self {
-            redis_job_url: args.redis_job_url,
-            redis_cache_url: args.redis_cache_url,
+            redis_job_url: SecretUrl::new(args.redis_job_url),
+            redis_cache_url: SecretUrl::new(args.redis_cache_url),
             worker,
             result_ttl: Duration::from_secs(args.result_ttl_seconds),
             processor: args.processor,
-            mongo_uri: args.mongo_uri,
+            mongo_uri: SecretUrl::new(args.mongo_uri),
+            job_timeout: Some(Duration::from_millis(args.job_timeout_ms)).filter(|d| !d.is_zero()),
             storage: args.storage,
             new_branches: args.new_branches,
             cache_invalidate_pattern: Some(args.cache_invalidate_pattern).filter(|p| !p.is_empty()),
@@ -613,11 +633,11 @@ mod fetch_config_tests {
     fn defaults_are_the_legacy_server_and_documented_limits() {
         let c = parse(&[]).expect("defaults");
         assert_eq!(
-            c.options.list_url.as_str(),
+            c.options.list_url.expose().as_str(),
             crate::pipeline::fetch::LEGACY_LIST_URL
         );
         assert_eq!(
-            c.options.file_base_url.as_str(),
+            c.options.file_base_url.expose().as_str(),
             crate::pipeline::fetch::LEGACY_FILE_BASE_URL
         );
         assert_eq!(c.raw_storage_path, PathBuf::from("./raw"));
@@ -626,6 +646,7 @@ mod fetch_config_tests {
         assert_eq!(c.options.list_timeout, Duration::from_secs(20));
         assert_eq!(c.options.download_timeout, Duration::from_secs(60));
         assert_eq!(c.options.max_file_size, 64 << 20);
+        assert_eq!(c.options.max_files, 64);
     }
 
     #[test]
@@ -635,11 +656,45 @@ mod fetch_config_tests {
             (&["--pos-list-timeout-ms", "0"][..], "POS_LIST_TIMEOUT_MS"),
             (&["--pos-list-url", "ftp://x/"][..], "POS_LIST_URL"),
             (&["--pos-file-base-url", "nope"][..], "POS_FILE_BASE_URL"),
+            (
+                &["--pos-max-files-per-day", "0"][..],
+                "POS_MAX_FILES_PER_DAY",
+            ),
         ] {
             match parse(args) {
                 Err(ConfigError::Invalid { name: got, .. }) => assert_eq!(got, name, "{args:?}"),
                 Ok(_) => panic!("{args:?} accepted"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    /// The worker's retention defaults are the producer's (issue 11): both read the same
+    /// numbers, the producer from `node-producer-example/src/retention.json`.
+    #[test]
+    fn worker_retention_defaults_match_the_producers() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("node-producer-example/src/retention.json");
+        let shared: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        assert_eq!(
+            parse(DEFAULT_REMOVE_ON_COMPLETE),
+            shared["removeOnComplete"]
+        );
+        assert_eq!(parse(DEFAULT_REMOVE_ON_FAIL), shared["removeOnFail"]);
+        let args = Cli::try_parse_from(["fetch-worker", "run"]).unwrap();
+        let Command::Run(args) = args.command else {
+            panic!("not run")
+        };
+        let config = RunConfig::from_args(*args).unwrap();
+        let keep = config.worker.remove_on_complete.unwrap();
+        assert_eq!((keep.count, keep.age), (10_000, Some(604_800)));
+        let keep = config.worker.remove_on_fail.unwrap();
+        assert_eq!((keep.count, keep.age), (-1, Some(2_592_000)));
     }
 }

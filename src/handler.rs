@@ -176,11 +176,14 @@ impl JobDay {
     /// A message a person understands, naming the bad field.
     pub fn from_data(data: &Value) -> Result<JobDay, String> {
         let obj = data.as_object().ok_or_else(|| {
-            format!("job data must be an object with branch, pos and date, got {data}")
+            format!(
+                "job data must be an object with branch, pos and date, got {}",
+                preview(data)
+            )
         })?;
         let text = |key: &str| match obj.get(key) {
             Some(Value::String(s)) => Ok(s.as_str()),
-            Some(other) => Err(format!("{key} must be a string, got {other}")),
+            Some(other) => Err(format!("{key} must be a string, got {}", preview(other))),
             None => Err(format!("{key} is missing")),
         };
         let branch = Branch::parse(text("branch")?).map_err(|e| e.to_string())?;
@@ -190,7 +193,7 @@ impl JobDay {
                 .ok_or_else(|| format!("pos must be 1 or 2, got {n}"))
                 .and_then(|n| PosNo::new(n).map_err(|e| e.to_string()))?,
             Some(Value::String(s)) => PosNo::parse(s.trim()).map_err(|e| e.to_string())?,
-            Some(other) => return Err(format!("pos must be 1 or 2, got {other}")),
+            Some(other) => return Err(format!("pos must be 1 or 2, got {}", preview(other))),
             None => return Err("pos is missing".into()),
         };
         if !(1..=2).contains(&pos.get()) {
@@ -207,11 +210,21 @@ impl Processor for Arc<FetchHandler> {
         let this = self.clone();
         // Every log line of the job carries the day, beside the worker's job span.
         let data = &job.data;
-        let field = |k: &str| data.get(k).map(|v| v.to_string()).unwrap_or_default();
+        let field = |k: &str| data.get(k).map(preview).unwrap_or_default();
         let span = tracing::info_span!("day", branch = %field("branch"), pos = %field("pos"),
             date = %field("date"));
         async move { this.run(job).await }.instrument(span).boxed()
     }
+}
+
+/// The most bytes of job data quoted in a failure or a log field: enough to recognise a value,
+/// never an echo of a huge payload.
+const PREVIEW_BYTES: usize = 120;
+
+/// `value` as JSON, cut to [`PREVIEW_BYTES`].
+fn preview(value: &Value) -> String {
+    let text = value.to_string();
+    crate::bullmq::processor::cap_text(&text, PREVIEW_BYTES).into_owned()
 }
 
 /// Progress milestones (percent) shown in Bull Board.
@@ -249,7 +262,7 @@ impl FetchHandler {
 
         let client = PosClient::new(config.fetch.options.clone())
             .map_err(|e| SetupError::Config(e.to_string()))?;
-        let mut mongo_options = mongodb::options::ClientOptions::parse(&config.mongo_uri)
+        let mut mongo_options = mongodb::options::ClientOptions::parse(config.mongo_uri.expose())
             .await
             .map_err(|e| SetupError::Mongo(e.to_string()))?;
         // Bounded waits: a URI that sets its own timeouts keeps them.
@@ -457,11 +470,12 @@ impl FetchHandler {
 
         // 3. Combine (blocking, on its own thread) and 4. import, as batches arrive.
         report_to.progress(progress::COMBINING).await;
-        let scratch = std::env::temp_dir().join(format!("fetch-worker-{}", uuid::Uuid::new_v4()));
+        // Removed when dropped: also when the attempt is timed out or aborted at shutdown.
+        let scratch = crate::scratch::ScratchDir::new();
         let outcome = self
-            .combine_and_import(day, mday, &stored, &scratch, &report_to)
+            .combine_and_import(day, mday, &stored, scratch.path(), &report_to)
             .await;
-        let _ = tokio::fs::remove_dir_all(&scratch).await;
+        drop(scratch);
         let (report, written, removed) = match outcome {
             Ok(v) => v,
             Err(err) => {
@@ -827,9 +841,15 @@ mod tests {
                 "date",
             ),
             (json!("BMC"), "must be an object"),
+            (json!(["x".repeat(1 << 20)]), "more bytes cut"),
+            (
+                json!({"branch": "x".repeat(1 << 20), "pos": 1, "date": "2026-02-09"}),
+                "longer than 32",
+            ),
         ] {
             let err = JobDay::from_data(&data).unwrap_err();
             assert!(err.contains(needle), "{data}: {err}");
+            assert!(err.len() < 512, "job data echoed: {} bytes", err.len());
         }
     }
 }

@@ -11,6 +11,8 @@
 //!   `fake-pos` subcommand.
 //! - [`config`]: the command line and environment, validated into typed settings.
 //! - [`telemetry`] and [`shutdown`]: logging and the signal future.
+//! - [`scratch`]: per-job scratch directories, removed on every path.
+//! - [`secret`]: settings that hold credentials, and the redaction of URLs in every output.
 #![warn(missing_docs)]
 
 pub mod bullmq;
@@ -21,5 +23,7 @@ pub mod metrics;
 pub mod ops;
 pub mod pipeline;
 pub mod processors;
+pub mod scratch;
+pub mod secret;
 pub mod shutdown;
 pub mod telemetry;

@@ -36,7 +36,7 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
     use std::sync::Arc;
 
     let cache_client =
-        redis::Client::open(config.redis_cache_url.as_str()).context("REDIS_CACHE_URL")?;
+        redis::Client::open(config.redis_cache_url.expose().as_str()).context("REDIS_CACHE_URL")?;
     let cache_con = cache_client
         .get_connection_manager()
         .await
@@ -58,7 +58,12 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
             Arc::new(Arc::new(handler))
         }
     };
+    let processor: Arc<dyn Processor> = match config.job_timeout {
+        Some(limit) => Arc::new(fetch_worker::bullmq::TimeLimit::new(processor, limit)),
+        None => processor,
+    };
     let stop_ops = tokio_util::sync::CancellationToken::new();
+    let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let listener = match config.metrics_addr {
         None => None,
         // Several workers on one host (local scaling, tests) share the default address: the
@@ -73,7 +78,7 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
         },
     };
     if let Some(listener) = listener {
-        let queue_con = redis::Client::open(config.redis_job_url.as_str())
+        let queue_con = redis::Client::open(config.redis_job_url.expose().as_str())
             .context("REDIS_JOB_URL")?
             .get_connection_manager()
             .await
@@ -81,6 +86,7 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
         let health = fetch_worker::ops::Health {
             redis: queue_con,
             mongo,
+            shutting_down: shutting_down.clone(),
         };
         tokio::spawn(fetch_worker::ops::serve(
             listener,
@@ -98,7 +104,7 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
         "fetch-worker starting"
     );
     let worker = Worker::connect(
-        &config.redis_job_url,
+        config.redis_job_url.expose(),
         config.worker,
         processor,
         Some(results),
@@ -106,7 +112,14 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
     .await
     .context("connecting to the queue database")?
     .with_observer(metrics);
-    worker.run(fetch_worker::shutdown::signal()).await?;
+    let draining = shutting_down.clone();
+    worker
+        .run(async move {
+            fetch_worker::shutdown::signal_then_force_exit().await;
+            // `/health/ready` turns 503 while in-flight jobs finish.
+            draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+        .await?;
     stop_ops.cancel();
     Ok(())
 }

@@ -1,47 +1,122 @@
-//! The operations endpoint: `GET /health` and `GET /metrics` on `METRICS_ADDR`.
+//! The operations endpoint on `METRICS_ADDR`: `/health/live`, `/health/ready` (also served
+//! as `/health`) and `/metrics`.
 //!
-//! `/health` answers 200 only when Redis (the queue database) and MongoDB (when the pipeline
-//! runs) answer a ping within two seconds, 503 otherwise, with a JSON body naming each check,
-//! so compose restarts a worker that lost its databases and a load balancer never counts it.
+//! - **`/health/live`** is 200 while the process serves requests: an orchestrator restarts the
+//!   process only when this fails (a restart does not fix a sick Redis).
+//! - **`/health/ready`** is 200 only when the worker can claim and finish jobs: a Redis round
+//!   trip (`INFO`) succeeds within [`CHECK_TIMEOUT`], Redis is a writable primary (not a
+//!   replica: every script call would fail with `READONLY`), it has memory to spare (under
+//!   [`MEMORY_READY_PERCENT`] of `maxmemory`; past it, with `noeviction`, every claim fails with
+//!   `OOM`), MongoDB answers a ping (when the pipeline runs), and the worker is not shutting
+//!   down. Otherwise 503, with a JSON body naming each check. An orchestrator stops routing
+//!   work or alerts on it; compose's healthcheck uses it.
+//!
+//! The server reads a request's headers within [`HEADER_READ_TIMEOUT`] or closes the
+//! connection, so half-sent requests cannot pile up.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
-/// What `/health` checks.
+/// What `/health/ready` checks.
 #[derive(Clone)]
 pub struct Health {
     /// The queue database.
     pub redis: redis::aio::ConnectionManager,
     /// The app's MongoDB, when the pipeline runs.
     pub mongo: Option<mongodb::Database>,
+    /// Set once the worker stops claiming for shutdown.
+    pub shutting_down: Arc<AtomicBool>,
 }
 
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest each readiness check may take.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Above this share of `maxmemory` (percent) the worker is not ready: writes are about to fail.
+pub const MEMORY_READY_PERCENT: u64 = 95;
+
+/// The longest the server waits for a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What `INFO` says about whether Redis takes our writes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RedisState {
+    /// A primary with memory to spare.
+    Ok,
+    /// A replica: writes fail with `READONLY`.
+    Replica,
+    /// `used_memory` is at or above [`MEMORY_READY_PERCENT`] of `maxmemory`.
+    LowMemory {
+        /// Bytes used.
+        used: u64,
+        /// The limit.
+        max: u64,
+    },
+}
+
+impl RedisState {
+    /// Reads `INFO replication` + `INFO memory` text.
+    pub fn from_info(info: &str) -> RedisState {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let number = |name: &str| field(name).and_then(|v| v.parse::<u64>().ok());
+        if field("role").is_some_and(|r| r != "master") {
+            return RedisState::Replica;
+        }
+        match (number("used_memory"), number("maxmemory")) {
+            (Some(used), Some(max))
+                if max > 0
+                    && used.saturating_mul(100) >= max.saturating_mul(MEMORY_READY_PERCENT) =>
+            {
+                RedisState::LowMemory { used, max }
+            }
+            _ => RedisState::Ok,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            RedisState::Ok => "ok".into(),
+            RedisState::Replica => "read-only replica".into(),
+            RedisState::LowMemory { used, max } => {
+                format!("low memory: {used} of maxmemory {max} bytes used")
+            }
+        }
+    }
+}
 
 impl Health {
     async fn check(&self) -> (bool, serde_json::Value) {
         let mut con = self.redis.clone();
-        let redis_ok = matches!(
-            tokio::time::timeout(
-                CHECK_TIMEOUT,
-                redis::cmd("PING").query_async::<String>(&mut con)
-            )
-            .await,
-            Ok(Ok(_))
-        );
+        let info = tokio::time::timeout(
+            CHECK_TIMEOUT,
+            redis::cmd("INFO")
+                .arg("replication")
+                .arg("memory")
+                .query_async::<String>(&mut con),
+        )
+        .await;
+        let redis_word = match info {
+            Ok(Ok(text)) => RedisState::from_info(&text).describe(),
+            _ => "unreachable".to_string(),
+        };
+        let redis_ok = redis_word == "ok";
         let mongo = match &self.mongo {
             None => None,
             Some(db) => Some(matches!(
@@ -54,9 +129,13 @@ impl Health {
             )),
         };
         let word = |ok: bool| if ok { "ok" } else { "unreachable" };
-        let ready = redis_ok && mongo.unwrap_or(true);
-        let mut body =
-            json!({"status": if ready { "ok" } else { "unavailable" }, "redis": word(redis_ok)});
+        let stopping = self.shutting_down.load(Ordering::SeqCst);
+        let ready = redis_ok && mongo.unwrap_or(true) && !stopping;
+        let mut body = json!({
+            "status": if ready { "ok" } else { "unavailable" },
+            "redis": redis_word,
+            "shuttingDown": stopping,
+        });
         if let Some(ok) = mongo {
             body["mongo"] = json!(word(ok));
         }
@@ -64,7 +143,8 @@ impl Health {
     }
 }
 
-/// Serves `/health` and `/metrics` on `listener` until `stop` is cancelled.
+/// Serves `/health/live`, `/health/ready` (and `/health`) and `/metrics` on `listener` until
+/// `stop` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     health: Health,
@@ -92,6 +172,8 @@ pub async fn serve(
                 async move { Ok::<_, Infallible>(route(req.uri().path(), &health, &metrics).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
@@ -100,7 +182,12 @@ pub async fn serve(
 
 async fn route(path: &str, health: &Health, metrics: &Metrics) -> Response<Full<Bytes>> {
     let (status, kind, body) = match path {
-        "/health" => {
+        "/health/live" => (
+            StatusCode::OK,
+            "application/json",
+            json!({"status": "ok"}).to_string(),
+        ),
+        "/health/ready" | "/health" => {
             let (ready, body) = health.check().await;
             let status = if ready {
                 StatusCode::OK
@@ -139,4 +226,37 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /health and /metrics");
     Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_says_whether_redis_takes_writes() {
+        let info = |role: &str, used: u64, max: u64| {
+            format!(
+                "# Replication\r\nrole:{role}\r\nconnected_slaves:0\r\n# Memory\r\nused_memory:{used}\r\nused_memory_human:1M\r\nmaxmemory:{max}\r\n"
+            )
+        };
+        assert_eq!(
+            RedisState::from_info(&info("master", 900, 0)),
+            RedisState::Ok
+        );
+        assert_eq!(
+            RedisState::from_info(&info("master", 900, 1000)),
+            RedisState::Ok
+        );
+        assert_eq!(
+            RedisState::from_info(&info("master", 950, 1000)),
+            RedisState::LowMemory {
+                used: 950,
+                max: 1000
+            }
+        );
+        assert_eq!(
+            RedisState::from_info(&info("slave", 1, 0)),
+            RedisState::Replica
+        );
+    }
 }

@@ -1,14 +1,20 @@
 'use strict';
 // The app's Express side of the `fetch` queue, testable without listening:
 //
-//   POST /missing       {branches_missing} → one `fetch-job` {branch, pos, date} per POS day
+//   POST /missing       {branches_missing} → one `fetch-job` {branch, pos, date} per POS day,
+//                       job id `day.<branch>.<pos>.<date>`; days already queued, delayed or
+//                       running are skipped and listed with the reason
 //   GET  /missing       ?start&end → the POS days not imported (no `done` import record), as branches_missing
 //   GET  /jobs/:id      a job's state, progress, attempts, result or failure, timestamps
-//   GET  /health        Redis PING and MongoDB ping
+//   GET  /health        Redis PING and MongoDB ping (no token: for orchestrators)
 //   /admin/queues       Bull Board behind basic auth (only when credentials are given)
+//
+// Every route but /health and the board needs `Authorization: Bearer <API_TOKEN>`; POST
+// /missing is also rate limited per client.
 
 const express = require('express');
-const { DEFAULT_JOB_OPTIONS } = require('./queue');
+const { DEFAULT_JOB_OPTIONS, RETENTION } = require('./queue');
+const { bearerAuth, RateLimiter, rateLimit } = require('./guard');
 const { BOARD_PATH, mountBoard } = require('./board');
 const { BadRequest, jobsFromBody, parseRange, presentDays, missingShape } = require('./missing');
 const { log: defaultLog } = require('./log');
@@ -17,6 +23,22 @@ const JOB_NAME = 'fetch-job';
 /** Ids BullMQ makes (integers) and the usual custom ones; never a `:` (it would name another key). */
 const JOB_ID_RE = /^[A-Za-z0-9_.-]{1,200}$/;
 const BODY_LIMIT = '2mb';
+/** POST /missing requests allowed per client per minute by default. */
+const DEFAULT_POST_RATE = 30;
+
+/** States in which a day's job is still to run or running: it is not enqueued again. */
+const PENDING_STATES = Object.freeze({
+  waiting: 'already queued',
+  prioritized: 'already queued',
+  'waiting-children': 'already queued',
+  delayed: 'delayed (waiting for a retry)',
+  active: 'running',
+});
+
+/** The job id of one POS day: stable, so the same day is never queued twice. */
+function dayJobId({ branch, pos, date }) {
+  return `day.${branch}.${pos}.${date}`;
+}
 
 /** A 503 answer: a store the request needs does not answer. */
 class Unavailable extends Error {
@@ -99,9 +121,14 @@ async function describeJob(job) {
  * @param {number} [options.healthTimeoutMs] per-store timeout of /health and of Redis readiness
  * @param {number} [options.maxJobs]  the most jobs one POST /missing may enqueue
  * @param {number} [options.maxRangeDays] the widest GET /missing range
+ * @param {string|null} [options.apiToken] the bearer token of the API routes; `null` turns the
+ *        check off (local demos); absent, the API refuses every request
+ * @param {{max: number, windowMs: number}} [options.postRate] POST /missing per client
+ * @param {{maxFailures: number, windowMs: number}} [options.boardThrottle] failed board logins
  */
 function createApp({
   queue, mongoDb, branches, boardAuth = null, log = defaultLog, healthTimeoutMs = 2000, maxJobs, maxRangeDays,
+  apiToken, postRate = { max: DEFAULT_POST_RATE, windowMs: 60000 }, boardThrottle,
 }) {
   if (!queue) throw new Error('createApp: queue is required');
   if (!mongoDb) throw new Error('createApp: mongoDb is required');
@@ -110,28 +137,58 @@ function createApp({
 
   const app = express();
   app.disable('x-powered-by');
+  const api = bearerAuth(apiToken);
+  const posts = rateLimit(new RateLimiter(postRate));
 
-  app.post('/missing', express.json({ limit: BODY_LIMIT }), async (req, res) => {
+  app.post('/missing', api, posts, express.json({ limit: BODY_LIMIT }), async (req, res) => {
     if (!req.is('application/json')) {
       throw new BadRequest('send the body as application/json: {"branches_missing": {BRANCH: {"1": [dates], "2": [dates]}}}');
     }
     const jobs = jobsFromBody(req.body, maxJobs === undefined ? {} : { maxJobs });
     if (jobs.length === 0) {
-      res.status(202).json({ jobIds: [], count: 0 });
+      res.status(202).json({ jobIds: [], count: 0, skipped: [] });
       return;
     }
     await readyRedis(queue, healthTimeoutMs);
-    const added = await queue.addBulk(jobs.map((data) => ({
+    // A day whose job is pending or running is skipped; a finished one (kept for its retention
+    // period) is removed so the day can be fetched again.
+    const states = await Promise.all(jobs.map((data) => queue.getJobState(dayJobId(data))));
+    const skipped = [];
+    const fresh = [];
+    for (const [i, data] of jobs.entries()) {
+      const jobId = dayJobId(data);
+      const reason = PENDING_STATES[states[i]];
+      if (reason) {
+        skipped.push({ ...data, jobId, reason });
+        continue;
+      }
+      if (states[i] === 'completed' || states[i] === 'failed') {
+        const old = await queue.getJob(jobId);
+        // A job that moved on since (locked by a worker) is left alone and reported.
+        if (old && !(await old.remove().then(() => true, () => false))) {
+          skipped.push({ ...data, jobId, reason: 'running' });
+          continue;
+        }
+      }
+      fresh.push({ data, jobId });
+    }
+    const added = fresh.length === 0 ? [] : await queue.addBulk(fresh.map(({ data, jobId }) => ({
       name: JOB_NAME,
       data,
-      opts: { attempts: DEFAULT_JOB_OPTIONS.attempts, backoff: { ...DEFAULT_JOB_OPTIONS.backoff } },
+      opts: {
+        jobId,
+        attempts: DEFAULT_JOB_OPTIONS.attempts,
+        backoff: { ...DEFAULT_JOB_OPTIONS.backoff },
+        removeOnComplete: { ...RETENTION.removeOnComplete },
+        removeOnFail: { ...RETENTION.removeOnFail },
+      },
     })));
     const jobIds = added.map((job) => job.id);
-    log('info', 'enqueued missing POS days', { count: jobIds.length, first: jobIds[0], last: jobIds[jobIds.length - 1] });
-    res.status(202).json({ jobIds, count: jobIds.length });
+    log('info', 'enqueued missing POS days', { count: jobIds.length, skipped: skipped.length, first: jobIds[0], last: jobIds[jobIds.length - 1] });
+    res.status(202).json({ jobIds, count: jobIds.length, skipped });
   });
 
-  app.get('/missing', async (req, res) => {
+  app.get('/missing', api, async (req, res) => {
     const { start, end } = req.query;
     if (Array.isArray(start) || Array.isArray(end)) throw new BadRequest('give start and end once each');
     const range = parseRange(start, end, maxRangeDays === undefined ? {} : { maxDays: maxRangeDays });
@@ -144,7 +201,7 @@ function createApp({
     res.json({ branches_missing: missingShape(branchList, range.days, present) });
   });
 
-  app.get('/jobs/:id', async (req, res) => {
+  app.get('/jobs/:id', api, async (req, res) => {
     const { id } = req.params;
     if (!JOB_ID_RE.test(id)) throw new BadRequest(`job id ${JSON.stringify(id)} is not 1-200 letters, digits, "_", "." or "-"`);
     await readyRedis(queue, healthTimeoutMs);
@@ -177,7 +234,7 @@ function createApp({
   });
 
   if (boardAuth) {
-    mountBoard(app, { queue, auth: boardAuth });
+    mountBoard(app, { queue, auth: boardAuth, throttle: boardThrottle });
   } else {
     app.use(BOARD_PATH, (req, res) => {
       res.status(404).json({ error: 'Bull Board is disabled: set BOARD_USER and BOARD_PASSWORD to enable it' });
@@ -222,4 +279,4 @@ function errorAnswer(err) {
   return { status, message: `internal error: ${err.message}` };
 }
 
-module.exports = { createApp, withTimeout, JOB_NAME, Unavailable };
+module.exports = { createApp, withTimeout, dayJobId, JOB_NAME, Unavailable };

@@ -8,6 +8,10 @@
 const MAX_JOBS = 10000;
 /** The widest GET /missing range, in days (both ends included). */
 const MAX_RANGE_DAYS = 366;
+/** The most distinct days one POST /missing may name (a year, leap day included). */
+const MAX_DAYS_PER_REQUEST = 366;
+/** The earliest day POST /missing accepts; the POS exports start long after it. */
+const FIRST_DAY = '2000-01-01';
 /** The POS terminals of every branch. */
 const POS_NUMBERS = Object.freeze([1, 2]);
 
@@ -68,13 +72,25 @@ function show(value) {
 }
 
 /**
+ * The latest day POST /missing accepts: today where the calendar is furthest ahead (UTC+14),
+ * so a branch's "today" is accepted wherever it is, and no later.
+ */
+function lastDay(now = Date.now()) {
+  return formatDay(new Date(now + 14 * 60 * 60 * 1000));
+}
+
+/**
  * Validates a POST /missing body and lists the jobs it asks for: one `{branch, pos, date}` per
  * distinct (branch, pos, date), in the body's order (a date listed twice for the same branch
- * and POS gives one job). Throws BadRequest naming the first problem found.
+ * and POS gives one job). Days run from FIRST_DAY to today ([`lastDay`]); at most
+ * `maxDays` distinct days and `maxJobs` jobs per request. Throws BadRequest naming the first
+ * problem found.
  *
  * @returns {{branch: string, pos: number, date: string}[]}
  */
-function jobsFromBody(body, { maxJobs = MAX_JOBS } = {}) {
+function jobsFromBody(body, { maxJobs = MAX_JOBS, maxDays = MAX_DAYS_PER_REQUEST, now = Date.now() } = {}) {
+  const latest = lastDay(now);
+  const days = new Set();
   if (!isPlainObject(body)) {
     throw new BadRequest('the body must be a JSON object {"branches_missing": {BRANCH: {"1": [dates], "2": [dates]}}}');
   }
@@ -103,8 +119,15 @@ function jobsFromBody(body, { maxJobs = MAX_JOBS } = {}) {
         if (!parseDay(date)) {
           throw new BadRequest(`branches_missing.${branch}.${posKey}: ${show(date)} is not a real YYYY-MM-DD date`);
         }
+        if (date < FIRST_DAY || date > latest) {
+          throw new BadRequest(`branches_missing.${branch}.${posKey}: ${date} is outside ${FIRST_DAY}..${latest} (today)`);
+        }
         if (seen.has(date)) continue;
         seen.add(date);
+        days.add(date);
+        if (days.size > maxDays) {
+          throw new BadRequest(`too many days: at most ${maxDays} distinct dates per request`);
+        }
         if (jobs.length >= maxJobs) {
           throw new BadRequest(`too many jobs: at most ${maxJobs} (branch, pos, date) per request`);
         }
@@ -191,6 +214,9 @@ function missingShape(branches, days, present) {
 module.exports = {
   MAX_JOBS,
   MAX_RANGE_DAYS,
+  MAX_DAYS_PER_REQUEST,
+  FIRST_DAY,
+  lastDay,
   POS_NUMBERS,
   BadRequest,
   isBranchCode,

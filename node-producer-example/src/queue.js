@@ -5,7 +5,19 @@
 
 const { bullmq } = require('./bullmq');
 
-/** Job options the app adds to every job unless the caller overrides them. */
+/**
+ * How long finished jobs stay in Redis: completed ones 7 days (at most 10,000), failed ones 30
+ * days. Under `noeviction` a queue that keeps everything grows until Redis refuses writes and
+ * the queue halts. POST /missing sets them on every job; the same file is the worker's REMOVE_ON_COMPLETE / REMOVE_ON_FAIL default
+ * (a Rust test checks they agree).
+ */
+const RETENTION = Object.freeze(require('./retention.json'));
+
+/**
+ * Job options the app adds to every job unless the caller overrides them. Retention
+ * ([`RETENTION`]) is added by POST /missing, not here: the interop scripts and benchmarks
+ * count finished jobs and must see every one.
+ */
 const DEFAULT_JOB_OPTIONS = Object.freeze({
   attempts: 3,
   backoff: Object.freeze({ type: 'exponential', delay: 1000 }),
@@ -66,6 +78,7 @@ function createQueueEvents(overrides = {}, opts = {}) {
 
 module.exports = {
   DEFAULT_JOB_OPTIONS,
+  RETENTION,
   settings,
   connectionOptions,
   createQueue,

@@ -6,13 +6,18 @@
 //   REDIS_JOB_URL   the queue's Redis (default redis://127.0.0.1:6379/1); QUEUE_NAME, BULL_PREFIX
 //   MONGO_URI       default mongodb://127.0.0.1:27017/biggs (database from the path)
 //   BRANCHES        a file of branch codes one per line, or a comma list (default: legacy's 28)
-//   BOARD_USER, BOARD_PASSWORD   Bull Board's basic auth; both unset disables the board
+//   BOARD_USER, BOARD_PASSWORD   Bull Board's basic auth; both unset disables the board. With
+//                   NODE_ENV=production a default or short password (< 12) refuses to start
+//   API_TOKEN       the bearer token of /missing and /jobs (at least 16 characters); required
+//                   unless API_AUTH=off (local demos only; refused with NODE_ENV=production)
+//   POST_RATE_PER_MINUTE  POST /missing requests per client per minute (default 30)
 //
 // SIGTERM / SIGINT: stop accepting connections, let in-flight requests finish (up to
 // SHUTDOWN_TIMEOUT_MS, default 10000), close the queue and MongoDB, exit 0.
 
 const { MongoClient } = require('mongodb');
 const { createApp, withTimeout } = require('./app');
+const { weakBoardPassword } = require('./board');
 const { createQueue, settings } = require('./queue');
 const { loadBranches } = require('./branches');
 const { version: bullmqVersion } = require('./bullmq');
@@ -33,9 +38,29 @@ function config(env = process.env) {
   if (Boolean(user) !== Boolean(password)) {
     throw new Error(`${user ? 'BOARD_USER' : 'BOARD_PASSWORD'} is set but ${user ? 'BOARD_PASSWORD' : 'BOARD_USER'} is not: set both to enable Bull Board, or neither to disable it`);
   }
+  const production = env.NODE_ENV === 'production';
+  if (user && production) {
+    const weak = weakBoardPassword({ user, password });
+    if (weak) throw new Error(`${weak} (NODE_ENV=production): choose a long random one`);
+  }
+  let apiToken = env.API_TOKEN || '';
+  if (env.API_AUTH === 'off') {
+    if (production) throw new Error('API_AUTH=off is for local demos and refused with NODE_ENV=production');
+    apiToken = null;
+  } else if (!apiToken) {
+    throw new Error('API_TOKEN is required (clients send Authorization: Bearer <API_TOKEN>); API_AUTH=off disables it for local demos');
+  } else if (apiToken.length < 16 || /\s/.test(apiToken)) {
+    throw new Error('API_TOKEN must be at least 16 characters without spaces');
+  }
+  const postRate = env.POST_RATE_PER_MINUTE ? Number(env.POST_RATE_PER_MINUTE) : 30;
+  if (!Number.isInteger(postRate) || postRate < 1) {
+    throw new Error(`POST_RATE_PER_MINUTE must be a positive integer, got ${JSON.stringify(env.POST_RATE_PER_MINUTE)}`);
+  }
   return {
     port,
     shutdownTimeoutMs,
+    apiToken,
+    postRate: { max: postRate, windowMs: 60000 },
     mongoUri: env.MONGO_URI || DEFAULT_MONGO_URI,
     branches: loadBranches(env.BRANCHES),
     boardAuth: user ? { user, password } : null,
@@ -69,7 +94,10 @@ async function main() {
   );
 
   if (!cfg.boardAuth) log('warn', 'Bull Board disabled: BOARD_USER and BOARD_PASSWORD are not set');
-  const app = createApp({ queue, mongoDb, branches: cfg.branches, boardAuth: cfg.boardAuth, log });
+  if (cfg.apiToken === null) log('warn', 'API_AUTH=off: /missing and /jobs answer anyone (local demos only)');
+  const app = createApp({
+    queue, mongoDb, branches: cfg.branches, boardAuth: cfg.boardAuth, log, apiToken: cfg.apiToken, postRate: cfg.postRate,
+  });
 
   const server = app.listen(cfg.port);
   server.on('error', (err) => {

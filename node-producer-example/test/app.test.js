@@ -16,7 +16,7 @@ const { version } = require('../src/bullmq');
 const { createQueue } = require('../src/queue');
 const { createApp } = require('../src/app');
 const { silent } = require('../src/log');
-const { config: serverConfig } = require('../src/server');
+const { config: serverConfigOf } = require('../src/server');
 const { LEGACY_BRANCHES } = require('../src/branches');
 
 const redis = s.useRedis();
@@ -24,6 +24,8 @@ const mongo = s.useMongo();
 
 const EXAMPLE_DIR = path.resolve(__dirname, '..');
 const BOARD_AUTH = Object.freeze({ user: 'admin', password: 'pa:ss word' });
+/** The API token of every app these tests build. */
+const TOKEN = 'test-token-0123456789abcdef';
 const midnight = (day) => new Date(`${day}T00:00:00Z`);
 const basic = (user, password) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 
@@ -44,8 +46,10 @@ async function serve(t, app) {
   return {
     base,
     /** fetch relative to the app; resolves to {status, headers, body (JSON when JSON, else text)}. */
-    async request(method, url, { json, body, headers = {} } = {}) {
+    async request(method, url, { json, body, headers = {}, token = TOKEN } = {}) {
       const init = { method, headers: { ...headers } };
+      // The API's bearer token, unless the test sends its own Authorization (the board's).
+      if (token && !init.headers.authorization && !url.startsWith('/admin')) init.headers.authorization = `Bearer ${token}`;
       if (json !== undefined) {
         init.body = JSON.stringify(json);
         init.headers['content-type'] = 'application/json';
@@ -61,12 +65,19 @@ async function serve(t, app) {
 }
 
 /** A harness (unique queue) plus the app on it, listening, with its own database. */
-async function appHarness(t, { branches = ['BMC', 'BIA', 'AYALA-FRN'], boardAuth = null, queue } = {}) {
+async function appHarness(t, options = {}) {
+  const {
+    branches = ['BMC', 'BIA', 'AYALA-FRN'], boardAuth = null, queue, postRate, boardThrottle,
+  } = options;
+  // `apiToken: undefined` given explicitly means "not configured".
+  const apiToken = 'apiToken' in options ? options.apiToken : TOKEN;
   const h = await s.setup(t, redis);
   const dbName = mongo.server.uniqueDbName();
   const mongoDb = client.db(dbName);
   t.after(() => mongoDb.dropDatabase().catch(() => {}));
-  const app = createApp({ queue: queue || h.queue, mongoDb, branches, boardAuth, log: silent });
+  const app = createApp({
+    queue: queue || h.queue, mongoDb, branches, boardAuth, log: silent, apiToken, postRate, boardThrottle,
+  });
   const http = await serve(t, app);
   return { h, mongoDb, dbName, http };
 }
@@ -122,7 +133,15 @@ describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_
       assert.equal(typeof hashes[id].data.pos, 'number', 'pos is a Number in the job data');
       assert.equal(hashes[id].opts.attempts, 3);
       assert.deepEqual(hashes[id].opts.backoff, { type: 'exponential', delay: 1000 });
+      // Retention (issue 11): BullMQ stores removeOnComplete/removeOnFail as `kl`-style opts.
+      const opts = hashes[id].opts;
+      assert.deepEqual(opts.removeOnComplete ?? opts.roc, { age: 604800, count: 10000 }, JSON.stringify(opts));
+      assert.deepEqual(opts.removeOnFail ?? opts.rof, { age: 2592000 }, JSON.stringify(opts));
     }
+    assert.deepEqual(res.body.jobIds, [
+      'day.BMC.1.2026-02-09', 'day.BMC.1.2026-02-10', 'day.BMC.2.2026-02-10', 'day.AYALA-FRN.2.2024-02-29',
+    ]);
+    assert.deepEqual(res.body.skipped, []);
     assert.deepEqual((await h.db.lrange(h.key('wait'), 0, -1)).sort(), res.body.jobIds.slice().sort(), 'all waiting');
     assert.deepEqual(await h.counts(), { wait: 4, paused: 0, active: 0, prioritized: 0, delayed: 0, completed: 0, failed: 0 });
   });
@@ -161,26 +180,34 @@ describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_
       assert.match(res.body.error, pattern, label);
     }
 
-    // More than 10,000 jobs: 5,001 distinct days on both POS of one branch.
-    const start = Date.UTC(2000, 0, 1);
-    const days = Array.from({ length: 5001 }, (_, i) => new Date(start + i * 86400000).toISOString().slice(0, 10));
-    const big = await http.request('POST', '/missing', { json: bm({ BMC: { 1: days, 2: days } }) });
+    // More than 366 distinct days (issue 11: 10,000 were accepted), and days outside
+    // 2000-01-01..today (0000-01-01 was accepted).
+    const start = Date.UTC(2001, 0, 1);
+    const days = Array.from({ length: 367 }, (_, i) => new Date(start + i * 86400000).toISOString().slice(0, 10));
+    const big = await http.request('POST', '/missing', { json: bm({ BMC: { 1: days.slice(0, 200) }, BIA: { 2: days.slice(200) } }) });
     assert.equal(big.status, 400);
-    assert.match(big.body.error, /too many jobs: at most 10000/);
+    assert.match(big.body.error, /too many days: at most 366 distinct dates per request/);
+    const farFuture = new Date(Date.now() + 3 * 86400000).toISOString().slice(0, 10);
+    for (const day of ['0000-01-01', '1999-12-31', farFuture]) {
+      const res = await http.request('POST', '/missing', { json: bm({ BMC: { 1: [day] } }) });
+      assert.equal(res.status, 400, day);
+      assert.match(res.body.error, new RegExp(`${day} is outside 2000-01-01\\.\\.`), day);
+    }
 
     assert.equal(await h.db.exists(h.key('id')), 0, 'no job id was ever taken');
     assert.equal(await h.db.llen(h.key('wait')), 0);
 
-    // Exactly 10,000 is allowed.
-    const max = await http.request('POST', '/missing', { json: bm({ BMC: { 1: days.slice(0, 5000), 2: days.slice(0, 5000) } }) });
+    // Exactly 366 days, on both POS of three branches, is allowed.
+    const year = days.slice(0, 366);
+    const max = await http.request('POST', '/missing', { json: bm({ BMC: { 1: year, 2: year }, BIA: { 1: year }, 'AYALA-FRN': { 2: year } }) });
     assert.equal(max.status, 202, JSON.stringify(max.body).slice(0, 200));
-    assert.equal(max.body.count, 10000);
-    assert.equal(await h.db.llen(h.key('wait')), 10000);
+    assert.equal(max.body.count, 4 * 366);
+    assert.equal(await h.db.llen(h.key('wait')), 4 * 366);
 
     // Nothing to do is not an error: the empty GET /missing answer can be POSTed as it is.
     const empty = await http.request('POST', '/missing', { json: bm({}) });
     assert.equal(empty.status, 202);
-    assert.deepEqual(empty.body, { jobIds: [], count: 0 });
+    assert.deepEqual(empty.body, { jobIds: [], count: 0, skipped: [] });
   });
 
   // -------------------------------------------------------------------------------------------
@@ -385,7 +412,7 @@ describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_
     const queue = createQueue({ redisUrl: own.url(1), queueName: 'fetch', prefix: s.PREFIX });
     queue.on('error', () => {});
     t.after(() => s.withTimeout(queue.close(), 3000, 'Queue.close').catch(() => queue.disconnect()));
-    const app = createApp({ queue, mongoDb: client.db(mongo.server.uniqueDbName()), branches: ['BMC'], log: silent, healthTimeoutMs: 1500 });
+    const app = createApp({ queue, mongoDb: client.db(mongo.server.uniqueDbName()), branches: ['BMC'], log: silent, healthTimeoutMs: 1500, apiToken: TOKEN });
     const http = await serve(t, app);
 
     const up = await http.request('GET', '/health');
@@ -414,7 +441,7 @@ describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_
     const deadPort = await s.freePort();
     const dead = new MongoClient(`mongodb://127.0.0.1:${deadPort}/biggs`, { serverSelectionTimeoutMS: 300 });
     t.after(() => dead.close());
-    const app = createApp({ queue: h.queue, mongoDb: dead.db(), branches: ['BMC'], log: silent });
+    const app = createApp({ queue: h.queue, mongoDb: dead.db(), branches: ['BMC'], log: silent, apiToken: TOKEN });
     const http = await serve(t, app);
     const res = await http.request('GET', '/health');
     assert.equal(res.status, 503);
@@ -423,6 +450,110 @@ describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_
     const missing = await http.request('GET', '/missing?start=2026-02-09&end=2026-02-09');
     assert.equal(missing.status, 503);
     assert.match(missing.body.error, /MongoDB unavailable/);
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // Issue 11: a producer that faces a network
+
+  it('r11: /missing and /jobs need the bearer token; /health does not; an app without a token is locked', async (t) => {
+    const { http } = await appHarness(t);
+    const body = { json: { branches_missing: { BMC: { 1: ['2026-02-09'] } } } };
+    for (const [method, url, extra] of [['POST', '/missing', body], ['GET', '/missing?start=2026-02-09&end=2026-02-09', {}], ['GET', '/jobs/1', {}]]) {
+      for (const token of [null, 'wrong-token-0123456789']) {
+        const res = await http.request(method, url, { ...extra, token });
+        assert.equal(res.status, 401, `${method} ${url} with ${token}`);
+        assert.match(res.body.error, /Authorization: Bearer/);
+      }
+    }
+    assert.equal((await http.request('GET', '/health', { token: null })).status, 200);
+    assert.equal((await http.request('POST', '/missing', body)).status, 202);
+
+    const locked = await appHarness(t, { apiToken: undefined });
+    const res = await locked.http.request('POST', '/missing', body);
+    assert.equal(res.status, 401);
+    assert.match(res.body.error, /no API_TOKEN configured/);
+    assert.equal(await locked.h.db.llen(locked.h.key('wait')), 0);
+    const open = await appHarness(t, { apiToken: null });
+    assert.equal((await open.http.request('POST', '/missing', { ...body, token: null })).status, 202, 'explicitly disabled');
+  });
+
+  it('r11: POST /missing is rate limited per client with Retry-After', async (t) => {
+    const { http } = await appHarness(t, { postRate: { max: 2, windowMs: 60000 } });
+    const body = { json: { branches_missing: {} } };
+    assert.equal((await http.request('POST', '/missing', body)).status, 202);
+    assert.equal((await http.request('POST', '/missing', body)).status, 202);
+    const third = await http.request('POST', '/missing', body);
+    assert.equal(third.status, 429);
+    assert.match(third.body.error, /too many requests: at most 2 per 60 s/);
+    assert.ok(Number(third.headers.get('retry-after')) > 0);
+  });
+
+  it('r11: a day queued, delayed or running is not enqueued twice, and the answer says why; a finished day is fetched again', async (t) => {
+    const { h, http } = await appHarness(t);
+    const bm = (x) => ({ json: { branches_missing: x } });
+    const first = await http.request('POST', '/missing', bm({ BMC: { 1: ['2026-02-09', '2026-02-10'] } }));
+    assert.deepEqual(first.body.jobIds, ['day.BMC.1.2026-02-09', 'day.BMC.1.2026-02-10']);
+    // One of them delayed (as a retry is), the other waiting.
+    const delayed = await h.queue.getJob('day.BMC.1.2026-02-10');
+    await delayed.changeDelay(600000).catch(async () => {
+      await h.db.lrem(h.key('wait'), 0, delayed.id);
+      await h.db.zadd(h.key('delayed'), (Date.now() + 600000) * 4096, delayed.id);
+    });
+    const again = await http.request('POST', '/missing', bm({ BMC: { 1: ['2026-02-09', '2026-02-10', '2026-02-11'] } }));
+    assert.equal(again.status, 202, JSON.stringify(again.body));
+    assert.deepEqual(again.body.jobIds, ['day.BMC.1.2026-02-11']);
+    assert.deepEqual(again.body.skipped.map((x) => [x.jobId, x.reason]), [
+      ['day.BMC.1.2026-02-09', 'already queued'],
+      ['day.BMC.1.2026-02-10', 'delayed (waiting for a retry)'],
+    ]);
+    assert.deepEqual(again.body.skipped[0], { branch: 'BMC', pos: 1, date: '2026-02-09', jobId: 'day.BMC.1.2026-02-09', reason: 'already queued' });
+
+    // Running: the sleep processor holds the job.
+    const running = await http.request('POST', '/missing', bm({ BIA: { 2: ['2026-02-09'] } }));
+    const [id] = running.body.jobIds;
+    await h.db.hset(h.key(id), 'data', JSON.stringify({ ms: 60000, branch: 'BIA', pos: 2, date: '2026-02-09' }));
+    await h.queue.remove('day.BMC.1.2026-02-09');
+    await h.queue.remove('day.BMC.1.2026-02-11');
+    await h.queue.remove('day.BMC.1.2026-02-10');
+    h.startWorker({ processor: 'sleep' });
+    await s.waitUntil(async () => (await h.queue.getJobState(id)) === 'active', { timeout: 20000, message: 'job active' });
+    const busy = await http.request('POST', '/missing', bm({ BIA: { 2: ['2026-02-09'] } }));
+    assert.deepEqual(busy.body.jobIds, []);
+    assert.deepEqual(busy.body.skipped.map((x) => x.reason), ['running']);
+  });
+
+  it('r11: a day whose job finished is enqueued again under the same id', async (t) => {
+    const { h, http } = await appHarness(t);
+    const bm = { json: { branches_missing: { BMC: { 2: ['2026-02-09'] } } } };
+    const first = await http.request('POST', '/missing', bm);
+    h.startWorker({ processor: 'noop' });
+    await h.waitForCounts({ completed: 1 });
+    const again = await http.request('POST', '/missing', bm);
+    assert.deepEqual(again.body.jobIds, first.body.jobIds);
+    assert.deepEqual(again.body.skipped, []);
+    await h.waitForCounts({ completed: 1, wait: 0 });
+    const job = await h.queue.getJob(first.body.jobIds[0]);
+    assert.equal(await job.getState(), 'completed');
+  });
+
+  it('r11: Bull Board throttles failed logins, and refuses a default or short password in production', async (t) => {
+    const { http } = await appHarness(t, { boardAuth: BOARD_AUTH, boardThrottle: { maxFailures: 2, windowMs: 60000 } });
+    const wrong = { headers: { authorization: basic('admin', 'guess') } };
+    assert.equal((await http.request('GET', '/admin/queues', wrong)).status, 401);
+    assert.equal((await http.request('GET', '/admin/queues', wrong)).status, 401);
+    assert.equal((await http.request('GET', '/admin/queues', wrong)).status, 429);
+    const right = await http.request('GET', '/admin/queues', { headers: { authorization: basic(BOARD_AUTH.user, BOARD_AUTH.password) } });
+    assert.equal(right.status, 429, 'locked out for the window, even with the right password');
+
+    const prod = (env) => serverConfigOf({ API_TOKEN: TOKEN, NODE_ENV: 'production', ...env });
+    assert.throws(() => prod({ BOARD_USER: 'admin', BOARD_PASSWORD: 'admin' }), /default password/);
+    assert.throws(() => prod({ BOARD_USER: 'ops', BOARD_PASSWORD: 'short-pw' }), /at least 12 characters/);
+    assert.deepEqual(prod({ BOARD_USER: 'ops', BOARD_PASSWORD: 'a-long-random-passphrase' }).boardAuth.user, 'ops');
+    assert.equal(serverConfigOf({ API_TOKEN: TOKEN, BOARD_USER: 'admin', BOARD_PASSWORD: 'admin' }).boardAuth.password, 'admin', 'allowed outside production');
+    assert.throws(() => serverConfigOf({}), /API_TOKEN is required/);
+    assert.throws(() => serverConfigOf({ API_TOKEN: 'short' }), /at least 16 characters/);
+    assert.equal(serverConfigOf({ API_AUTH: 'off' }).apiToken, null);
+    assert.throws(() => serverConfigOf({ API_AUTH: 'off', NODE_ENV: 'production' }), /refused with NODE_ENV=production/);
   });
 
   // -------------------------------------------------------------------------------------------
@@ -444,6 +575,7 @@ describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_
         BRANCHES: 'XA, XB',
         BOARD_USER: '',
         BOARD_PASSWORD: '',
+        API_TOKEN: TOKEN,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -458,7 +590,8 @@ describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_
     const base = `http://127.0.0.1:${port}`;
     const health = await fetch(`${base}/health`);
     assert.equal(health.status, 200, await health.clone().text());
-    const missing = await (await fetch(`${base}/missing?start=2026-02-09&end=2026-02-09`)).json();
+    assert.equal((await fetch(`${base}/missing?start=2026-02-09&end=2026-02-09`)).status, 401, 'the API needs the token');
+    const missing = await (await fetch(`${base}/missing?start=2026-02-09&end=2026-02-09`, { headers: { authorization: `Bearer ${TOKEN}` } })).json();
     assert.deepEqual(missing, { branches_missing: { XA: { 2: ['2026-02-09'] }, XB: { 1: ['2026-02-09'], 2: ['2026-02-09'] } } });
     assert.equal((await fetch(`${base}/admin/queues`)).status, 404, 'board disabled');
 
@@ -470,6 +603,7 @@ describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_
   });
 
   it('server configuration: defaults, BRANCHES as a file or a list, board credentials in pairs', () => {
+    const serverConfig = (env) => serverConfigOf({ API_TOKEN: TOKEN, ...env });
     const base = serverConfig({});
     assert.equal(base.port, 3000);
     assert.equal(base.mongoUri, 'mongodb://127.0.0.1:27017/biggs');

@@ -11,6 +11,7 @@
 //! - [`processor`]: the trait the work plugs into.
 //! - [`results`]: final outcomes written to the app's cache database.
 //! - [`observer`]: hooks for metrics.
+//! - [`time_limit`]: the per-attempt time limit.
 
 pub mod error;
 pub mod job;
@@ -23,6 +24,7 @@ pub mod results;
 pub mod script;
 pub mod scripts;
 pub mod stalled;
+pub mod time_limit;
 pub mod worker;
 
 pub use error::{Error, ScriptCode};
@@ -32,4 +34,5 @@ pub use observer::{AttemptOutcome, Observer};
 pub use options::{BadCompat, Compat, KeepJobs, WorkerOptions};
 pub use processor::{Defer, JobContext, JobHandle, ProcessError, Processor};
 pub use results::ResultCache;
+pub use time_limit::TimeLimit;
 pub use worker::{RunSummary, Worker};

@@ -1,6 +1,7 @@
 //! The seam between the queue and the work: a [`Processor`] gets a job's name and data plus
 //! progress and log handles, and returns a JSON result or a typed [`ProcessError`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -10,6 +11,34 @@ use serde_json::Value;
 use super::error::Error;
 use super::keys::QueueKeys;
 use super::scripts;
+
+/// The most bytes of a failure's message kept in `failedReason`, the stack trace entry and the
+/// result cache. A failure text is for a person; anything longer is an echo of input (20 MB of
+/// job data once became a 20 MB `failedReason`, stack trace and cache entry).
+pub const MAX_FAILURE_BYTES: usize = 4096;
+
+/// The most extra stack trace lines kept per failure ([`ProcessError::detail`]).
+pub const MAX_DETAIL_LINES: usize = 16;
+
+/// The most bytes of one job log line ([`JobHandle::log`]).
+pub const MAX_LOG_LINE_BYTES: usize = 4096;
+
+/// `text` cut to at most `max` bytes (at a character boundary), with a note saying how much
+/// was cut; borrowed unchanged when it fits.
+pub fn cap_text(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!(
+        "{}… [{} more bytes cut]",
+        &text[..end],
+        text.len() - end
+    ))
+}
 
 /// Does the work of one job attempt.
 ///
@@ -115,6 +144,22 @@ impl ProcessError {
         self.defer.map(|Defer::Delayed { until_ms }| until_ms)
     }
 
+    /// The same failure with its message cut to [`MAX_FAILURE_BYTES`] and its detail to
+    /// [`MAX_DETAIL_LINES`] lines of at most that size; the worker applies it before anything
+    /// is stored.
+    pub fn capped(mut self) -> ProcessError {
+        if let Cow::Owned(cut) = cap_text(&self.message, MAX_FAILURE_BYTES) {
+            self.message = cut;
+        }
+        self.detail.truncate(MAX_DETAIL_LINES);
+        for line in &mut self.detail {
+            if let Cow::Owned(cut) = cap_text(line, MAX_FAILURE_BYTES) {
+                *line = cut;
+            }
+        }
+        self
+    }
+
     /// The stack trace entry stored for this failure, shaped like a JavaScript stack.
     pub fn stack_entry(&self) -> String {
         let kind = if self.retryable || self.discarded {
@@ -189,14 +234,16 @@ impl JobHandle {
         scripts::update_data::call(&mut con, &self.keys, &self.id, &data.to_string()).await
     }
 
-    /// Appends a line to the job's log (`Job.getLogs` / Bull Board's Logs tab).
+    /// Appends a line to the job's log (`Job.getLogs` / Bull Board's Logs tab), cut to
+    /// [`MAX_LOG_LINE_BYTES`].
     ///
     /// # Errors
     ///
     /// Redis errors, or the job is gone.
     pub async fn log(&self, line: &str) -> Result<(), Error> {
         let mut con = self.con.clone();
-        scripts::add_log::call(&mut con, &self.keys, &self.id, line, self.keep_logs)
+        let line = cap_text(line, MAX_LOG_LINE_BYTES);
+        scripts::add_log::call(&mut con, &self.keys, &self.id, &line, self.keep_logs)
             .await
             .map(drop)
     }
@@ -228,5 +275,32 @@ mod tests {
             "callers that retry by themselves leave a deferral alone"
         );
         assert_eq!(ProcessError::retryable("x").delayed_until(), None);
+    }
+
+    #[test]
+    fn long_texts_are_cut_at_a_character_boundary_with_a_note() {
+        assert!(matches!(cap_text("short", 10), Cow::Borrowed("short")));
+        let cut = cap_text("ééééé", 3);
+        assert_eq!(cut, "é… [8 more bytes cut]");
+        let huge = "x".repeat(20 << 20);
+        let err = ProcessError {
+            message: format!("invalid job data: got {huge}"),
+            retryable: false,
+            detail: vec![huge.clone(); 1000],
+            discarded: false,
+            defer: None,
+        }
+        .capped();
+        assert!(
+            err.message.len() < MAX_FAILURE_BYTES + 64,
+            "{}",
+            err.message.len()
+        );
+        assert!(err.message.starts_with("invalid job data: got xxx"));
+        assert!(err.message.ends_with("more bytes cut]"));
+        assert_eq!(err.detail.len(), MAX_DETAIL_LINES);
+        assert!(err.stack_entry().len() < 20 * (MAX_FAILURE_BYTES + 64));
+        let small = ProcessError::retryable("fine").capped();
+        assert_eq!(small.message, "fine");
     }
 }

@@ -624,7 +624,8 @@ async fn finish(
     claim: &ClaimArgs,
     took: Duration,
 ) -> Option<Job> {
-    let mut result = result;
+    // Failure texts are capped before anything is stored (failedReason, stack trace, cache).
+    let mut result = result.map_err(ProcessError::capped);
     let fetch_next = !inner.stop_claiming.is_cancelled();
     let keys = &inner.keys;
     let mut con = inner.con.clone();

@@ -11,7 +11,8 @@
 //!  {"fault": "truncate"}, {"fault": "chunked"}, {"fault": "reset", "times": 1},
 //!  {"fault": "html"},
 //!  {"fault": "error_body"}, {"fault": "list_body", "body": "../x,a_B_1_..."},
-//!  {"fault": "status", "status": 503, "target": "list", "chance": 0.1}]
+//!  {"fault": "status", "status": 503, "target": "list", "chance": 0.1},
+//!  {"fault": "redirect", "location": "http://elsewhere/fetch_list2.php", "status": 302}]
 //! ```
 //!
 //! # Matching
@@ -60,6 +61,19 @@ pub enum Fault {
     Chunked,
     /// Reset the connection (TCP RST) without answering.
     Reset,
+    /// Answer with a redirect to `location` (any URL: another server, another scheme, a path
+    /// here), as a misconfigured or hijacked POS server would.
+    Redirect {
+        /// The `Location` header.
+        location: String,
+        /// The status: 301, 302 (the default), 303, 307 or 308.
+        #[serde(default = "default_redirect_status")]
+        status: u16,
+    },
+}
+
+fn default_redirect_status() -> u16 {
+    302
 }
 
 /// Which requests a rule applies to.

@@ -352,6 +352,19 @@ async fn handle(
         Some(Fault::Delay { .. }) => normal,
         Some(Fault::Truncate) => truncated(normal).await,
         Some(Fault::Chunked) => chunked(normal).await,
+        Some(Fault::Redirect { location, status }) => {
+            let status = StatusCode::from_u16(status)
+                .ok()
+                .filter(StatusCode::is_redirection)
+                .unwrap_or(StatusCode::FOUND);
+            let mut response = text(status, format!("moved to {location}\n"));
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response
+                    .headers_mut()
+                    .insert(hyper::header::LOCATION, value);
+            }
+            response
+        }
         Some(Fault::Reset) => {
             reset.store(true, Ordering::SeqCst);
             return Err(ResetByFault);

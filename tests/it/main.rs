@@ -7,6 +7,7 @@ mod gridfs;
 mod import;
 mod ops;
 mod pipeline;
+mod safety;
 mod scripts;
 mod support;
 mod worker;

@@ -88,7 +88,7 @@ async fn health_metrics_and_json_logs() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap(),
-        json!({"status": "ok", "redis": "ok", "mongo": "ok"})
+        json!({"status": "ok", "redis": "ok", "mongo": "ok", "shuttingDown": false})
     );
     assert!(
         q.hget(&id, "failedReason")

@@ -1,10 +1,15 @@
 //! Errors of listing and downloading, each saying whether another attempt may succeed.
 
 use crate::pipeline::storage::StorageError;
+use crate::secret::RedactedUrl;
 
 use super::listing::ListBodyError;
 
 /// A failure of [`PosClient`](super::PosClient).
+///
+/// Every URL in it is a [`RedactedUrl`] (no user-info, no query) and request errors are kept
+/// without their URL ([`reqwest::Error::without_url`]), because this text becomes the job's
+/// `failedReason`, its log and a monitor entry.
 ///
 /// [`FetchError::is_transient`] decides what the job does: transient errors are retried (first
 /// in-process per the retry policy, then by the queue), permanent ones fail the job at once.
@@ -19,11 +24,12 @@ pub enum FetchError {
         reason: String,
     },
     /// The request could not be completed: connect failure, timeout, reset, body cut off.
-    /// Transient, except for errors building the request or following redirects.
+    /// Transient, except for errors building the request or following redirects. Build it
+    /// with [`FetchError::request`], which strips the URL from the client's error.
     #[error("{url}: {source}")]
     Request {
         /// The URL.
-        url: String,
+        url: RedactedUrl,
         /// The client's error.
         #[source]
         source: reqwest::Error,
@@ -33,7 +39,7 @@ pub enum FetchError {
     #[error("{url}: HTTP {status}")]
     Status {
         /// The URL.
-        url: String,
+        url: RedactedUrl,
         /// The status code.
         status: u16,
     },
@@ -41,16 +47,37 @@ pub enum FetchError {
     #[error("{url}: {source}")]
     ListBody {
         /// The list URL.
-        url: String,
+        url: RedactedUrl,
         /// What was wrong with the body.
         #[source]
         source: ListBodyError,
+    },
+    /// The server redirected somewhere other than the URL's own origin (another host, port or
+    /// scheme, https to http included), or redirected too often. Permanent: the answer is the
+    /// server's configuration, and following it could store another server's body as an export.
+    #[error("{url}: redirect refused: {reason}")]
+    Redirect {
+        /// The URL requested.
+        url: RedactedUrl,
+        /// Where it pointed and why that was refused.
+        reason: String,
+    },
+    /// The list named more files than a day can have ([`FetchOptions::max_files`](super::FetchOptions::max_files)).
+    /// Permanent: nothing was downloaded.
+    #[error("{url}: the listing names {files} files, more than the limit of {limit} per day")]
+    TooManyFiles {
+        /// The list URL.
+        url: RedactedUrl,
+        /// Files listed (valid ones for the day).
+        files: usize,
+        /// The limit.
+        limit: usize,
     },
     /// The list body was larger than any real list. Permanent.
     #[error("{url}: list body larger than {limit} bytes")]
     ListTooLarge {
         /// The list URL.
-        url: String,
+        url: RedactedUrl,
         /// The limit.
         limit: usize,
     },
@@ -59,7 +86,7 @@ pub enum FetchError {
     #[error("{url}: file larger than the limit of {limit} bytes (declared: {declared:?})")]
     TooLarge {
         /// The file URL.
-        url: String,
+        url: RedactedUrl,
         /// The limit.
         limit: u64,
         /// The size the server declared, when it did.
@@ -69,7 +96,7 @@ pub enum FetchError {
     #[error("{url}: body truncated after {received} of {expected} bytes")]
     Truncated {
         /// The file URL.
-        url: String,
+        url: RedactedUrl,
         /// The declared length.
         expected: u64,
         /// What arrived.
@@ -87,11 +114,32 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// A request error for `url`, with the client's own copy of the URL removed (it would
+    /// carry the credentials); a redirect refused by our policy becomes
+    /// [`FetchError::Redirect`].
+    pub fn request(url: &reqwest::Url, source: reqwest::Error) -> FetchError {
+        let refused = std::error::Error::source(&source)
+            .and_then(|inner| inner.downcast_ref::<super::RedirectRefused>())
+            .map(|r| r.to_string());
+        if let Some(reason) = refused {
+            return FetchError::Redirect {
+                url: url.into(),
+                reason,
+            };
+        }
+        FetchError::Request {
+            url: url.into(),
+            source: source.without_url(),
+        }
+    }
+
     /// True when another attempt may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
             FetchError::Config { .. }
             | FetchError::ListTooLarge { .. }
+            | FetchError::Redirect { .. }
+            | FetchError::TooManyFiles { .. }
             | FetchError::TooLarge { .. } => false,
             FetchError::Request { source, .. } => !(source.is_builder() || source.is_redirect()),
             FetchError::Status { status, .. } => is_transient_status(*status),
@@ -133,7 +181,7 @@ mod tests {
 
     #[test]
     fn size_and_hostile_errors_are_permanent_truncation_is_not() {
-        let url = "http://x/".to_string();
+        let url = RedactedUrl::new("http://x/");
         assert!(
             FetchError::TooLarge {
                 url: url.clone(),

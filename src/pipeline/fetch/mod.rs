@@ -20,7 +20,16 @@
 //!   [`RetryPolicy::max_backoff`] (default 5 s), without jitter (one worker makes one request
 //!   at a time per job). The queue's own retries come on top of these.
 //! - **Statuses.** 404 is transient (a listed file may be replaced while we look), as are 408,
-//!   425, 429 and 5xx; other 4xx are permanent. Redirects are followed (at most 5).
+//!   425, 429 and 5xx; other 4xx are permanent.
+//! - **Redirects** are followed only within the requested URL's origin (same scheme, host and
+//!   port, so never from https to http), at most [`MAX_REDIRECTS`] times; anything else is a
+//!   permanent [`FetchError::Redirect`]. A POS server that sends us elsewhere is misconfigured
+//!   or compromised, and what we would fetch there would be stored as the day's export.
+//! - **Files per day.** A listing naming more than [`FetchOptions::max_files`] files (default
+//!   [`DEFAULT_MAX_FILES_PER_DAY`]; a real day has three to five) is refused before anything
+//!   is downloaded, permanently.
+//! - **Secrets.** The list and base URLs may carry credentials (user-info, a query token).
+//!   They are kept as [`SecretUrl`]s and every error and log line shows them redacted.
 //! - **Timeouts.** A connect timeout, then a total timeout per attempt covering the whole
 //!   response, body included: [`FetchOptions::list_timeout`] for the list (default 20 s, the
 //!   Node port's `POS_LIST_TIMEOUT_MS`), [`FetchOptions::download_timeout`] for each file
@@ -53,6 +62,7 @@ use sha2::{Digest, Sha256};
 
 use crate::pipeline::day::{Branch, BusinessDate, PosNo};
 use crate::pipeline::storage::{RawStorage, RawWriter, StorageLocation};
+use crate::secret::{RedactedUrl, SecretUrl, redact_url};
 
 pub use error::FetchError;
 pub use listing::{ListBodyError, Listing, SkipReason, Skipped, parse_list};
@@ -64,6 +74,11 @@ pub const LEGACY_LIST_URL: &str = "https://biggsph.com/biggsinc_loyalty/controll
 pub const LEGACY_FILE_BASE_URL: &str = "https://biggsph.com/biggsinc_loyalty/controller/";
 /// The largest list body read; a real list of a day has a few hundred bytes.
 pub const MAX_LIST_BYTES: usize = 1 << 20;
+/// The most redirects followed for one request (each within the URL's origin).
+pub const MAX_REDIRECTS: usize = 5;
+/// The default of [`FetchOptions::max_files`] (`POS_MAX_FILES_PER_DAY`): a real day lists
+/// three to five exports, so 64 leaves room for re-exports while bounding what one job does.
+pub const DEFAULT_MAX_FILES_PER_DAY: usize = 64;
 /// The User-Agent of every request.
 pub const USER_AGENT: &str = concat!("fetch-worker/", env!("CARGO_PKG_VERSION"));
 
@@ -104,10 +119,10 @@ impl RetryPolicy {
 /// Everything [`PosClient`] needs. Build with [`FetchOptions::new`], then adjust fields.
 #[derive(Debug, Clone)]
 pub struct FetchOptions {
-    /// The list endpoint.
-    pub list_url: Url,
-    /// The download base; always ends with `/`.
-    pub file_base_url: Url,
+    /// The list endpoint (may carry credentials).
+    pub list_url: SecretUrl<Url>,
+    /// The download base; always ends with `/` (may carry credentials).
+    pub file_base_url: SecretUrl<Url>,
     /// The longest wait for a TCP (and TLS) connection.
     pub connect_timeout: Duration,
     /// The longest a list attempt may take, body included.
@@ -116,13 +131,15 @@ pub struct FetchOptions {
     pub download_timeout: Duration,
     /// The largest file accepted, in bytes.
     pub max_file_size: u64,
+    /// The most files one day's listing may name.
+    pub max_files: usize,
     /// Retries of the list call and of each download.
     pub retry: RetryPolicy,
 }
 
 impl FetchOptions {
     /// Options for these URLs with the defaults: connect 10 s, list 20 s, download 60 s,
-    /// 64 MiB per file, [`RetryPolicy::default`]. A base URL without a trailing `/` gets one,
+    /// 64 MiB per file, 64 files per day, [`RetryPolicy::default`]. A base URL without a trailing `/` gets one,
     /// so that `base + reference` stays inside the base path.
     ///
     /// # Errors
@@ -131,14 +148,15 @@ impl FetchOptions {
     /// query or fragment.
     pub fn new(list_url: &str, file_base_url: &str) -> Result<FetchOptions, FetchError> {
         let parse = |name: &'static str, raw: &str| {
+            let shown = redact_url(raw);
             let url = Url::parse(raw).map_err(|e| FetchError::Config {
                 name,
-                reason: format!("{raw:?}: {e}"),
+                reason: format!("{shown:?}: {e}"),
             })?;
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(FetchError::Config {
                     name,
-                    reason: format!("{raw:?} is not an http(s) URL"),
+                    reason: format!("{shown:?} is not an http(s) URL"),
                 });
             }
             Ok(url)
@@ -156,12 +174,13 @@ impl FetchOptions {
             file_base_url.set_path(&path);
         }
         Ok(FetchOptions {
-            list_url,
-            file_base_url,
+            list_url: SecretUrl::new(list_url),
+            file_base_url: SecretUrl::new(file_base_url),
             connect_timeout: Duration::from_secs(10),
             list_timeout: Duration::from_secs(20),
             download_timeout: Duration::from_secs(60),
             max_file_size: 64 << 20,
+            max_files: DEFAULT_MAX_FILES_PER_DAY,
             retry: RetryPolicy::default(),
         })
     }
@@ -185,7 +204,7 @@ pub struct StoredFile {
 /// The HTTP client of the POS server. Cheap to clone (the connection pool is shared).
 #[derive(Debug, Clone)]
 pub struct PosClient {
-    /// The pooled client: connect timeout, redirect limit and User-Agent set once.
+    /// The pooled client: connect timeout, redirect policy and User-Agent set once.
     http: reqwest::Client,
     /// The settings.
     options: FetchOptions,
@@ -200,7 +219,17 @@ impl PosClient {
     pub fn new(options: FetchOptions) -> Result<PosClient, FetchError> {
         let http = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let previous = attempt.previous();
+                let verdict = match previous.first() {
+                    Some(first) => check_redirect(first, attempt.url(), previous.len()),
+                    None => Ok(()),
+                };
+                match verdict {
+                    Ok(()) => attempt.follow(),
+                    Err(refused) => attempt.error(refused),
+                }
+            }))
             .user_agent(USER_AGENT)
             .build()
             .map_err(|e| FetchError::Config {
@@ -236,8 +265,8 @@ impl PosClient {
         pos: PosNo,
         date: BusinessDate,
     ) -> Result<Listing, FetchError> {
-        let url = self.options.list_url.as_str();
-        self.with_retries("list", url, || self.list_once(branch, pos, date))
+        let url = self.options.list_url.redacted();
+        self.with_retries("list", &url, || self.list_once(branch, pos, date))
             .await
     }
 
@@ -259,7 +288,8 @@ impl PosClient {
         storage: &dyn RawStorage,
     ) -> Result<StoredFile, FetchError> {
         let url = self.file_url(file);
-        self.with_retries("download", url.as_str(), || {
+        let shown = RedactedUrl::from(&url);
+        self.with_retries("download", &shown, || {
             self.download_once(file, &url, storage)
         })
         .await
@@ -268,7 +298,7 @@ impl PosClient {
     /// The download URL: the base followed by the reference, exactly (both already validated,
     /// so the result can only be a path below the base).
     pub fn file_url(&self, file: &FileRef) -> Url {
-        let mut url = self.options.file_base_url.clone();
+        let mut url = self.options.file_base_url.expose().clone();
         let path = format!("{}{}", url.path(), file.as_str());
         url.set_path(&path);
         url
@@ -278,7 +308,7 @@ impl PosClient {
     async fn with_retries<T, F, Fut>(
         &self,
         what: &str,
-        url: &str,
+        url: &RedactedUrl,
         mut op: F,
     ) -> Result<T, FetchError>
     where
@@ -295,7 +325,7 @@ impl PosClient {
                     let delay = policy.delay_after(attempt);
                     tracing::warn!(
                         what,
-                        url,
+                        url = %url,
                         attempt,
                         attempts,
                         delay_ms = delay.as_millis() as u64,
@@ -316,7 +346,7 @@ impl PosClient {
         pos: PosNo,
         date: BusinessDate,
     ) -> Result<Listing, FetchError> {
-        let url = &self.options.list_url;
+        let url = self.options.list_url.expose();
         let pos_text = pos.to_string();
         let date_text = date.to_string();
         let form = [
@@ -336,17 +366,14 @@ impl PosClient {
         if let Ok(value) = HeaderValue::from_str(&format!("{origin}/")) {
             request = request.header(REFERER, value);
         }
-        let request_error = |source| FetchError::Request {
-            url: url.to_string(),
-            source,
-        };
+        let request_error = |source| FetchError::request(url, source);
         let mut response = request.send().await.map_err(request_error)?;
         check_status(url, response.status())?;
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(request_error)? {
             if body.len() + chunk.len() > MAX_LIST_BYTES {
                 return Err(FetchError::ListTooLarge {
-                    url: url.to_string(),
+                    url: url.into(),
                     limit: MAX_LIST_BYTES,
                 });
             }
@@ -355,11 +382,18 @@ impl PosClient {
         let text = String::from_utf8_lossy(&body);
         let listing =
             parse_list(&text, branch, pos, date).map_err(|source| FetchError::ListBody {
-                url: url.to_string(),
+                url: url.into(),
                 source,
             })?;
+        if listing.files.len() > self.options.max_files {
+            return Err(FetchError::TooManyFiles {
+                url: url.into(),
+                files: listing.files.len(),
+                limit: self.options.max_files,
+            });
+        }
         tracing::debug!(
-            url = %url,
+            url = %RedactedUrl::from(url),
             files = listing.files.len(),
             skipped = listing.skipped.len(),
             "listed"
@@ -380,15 +414,12 @@ impl PosClient {
             .timeout(self.options.download_timeout)
             .send()
             .await
-            .map_err(|source| FetchError::Request {
-                url: url.to_string(),
-                source,
-            })?;
+            .map_err(|source| FetchError::request(url, source))?;
         check_status(url, response.status())?;
         let declared = response.content_length();
         if declared.is_some_and(|len| len > limit) {
             return Err(FetchError::TooLarge {
-                url: url.to_string(),
+                url: url.into(),
                 limit,
                 declared,
             });
@@ -404,13 +435,13 @@ impl PosClient {
             Ok(done) => done,
             Err(err) => {
                 if let Err(abort) = writer.abort().await {
-                    tracing::warn!(url = %url, error.message = %abort, "discarding a partial file failed");
+                    tracing::warn!(url = %RedactedUrl::from(url), error.message = %abort, "discarding a partial file failed");
                 }
                 return Err(err);
             }
         };
         let location = writer.commit().await.map_err(storage_error)?;
-        tracing::debug!(url = %url, size, sha256 = %sha256, path = %location.path, "downloaded");
+        tracing::debug!(url = %RedactedUrl::from(url), size, sha256 = %sha256, path = %location.path, "downloaded");
         Ok(StoredFile {
             reference: file.as_str().to_string(),
             file_name: file.name().to_string(),
@@ -446,22 +477,19 @@ async fn stream_body(
                 return Err(match declared {
                     Some(expected) if size < expected && !source.is_timeout() => {
                         FetchError::Truncated {
-                            url: url.to_string(),
+                            url: url.into(),
                             expected,
                             received: size,
                         }
                     }
-                    _ => FetchError::Request {
-                        url: url.to_string(),
-                        source,
-                    },
+                    _ => FetchError::request(url, source),
                 });
             }
         };
         size += chunk.len() as u64;
         if size > limit {
             return Err(FetchError::TooLarge {
-                url: url.to_string(),
+                url: url.into(),
                 limit,
                 declared,
             });
@@ -479,7 +507,7 @@ async fn stream_body(
         && size != expected
     {
         return Err(FetchError::Truncated {
-            url: url.to_string(),
+            url: url.into(),
             expected,
             received: size,
         });
@@ -493,10 +521,47 @@ fn check_status(url: &Url, status: StatusCode) -> Result<(), FetchError> {
         Ok(())
     } else {
         Err(FetchError::Status {
-            url: url.to_string(),
+            url: url.into(),
             status: status.as_u16(),
         })
     }
+}
+
+/// Why a redirect was not followed. Carries redacted URLs only: its text ends up in the job's
+/// failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RedirectRefused {
+    /// The target is another origin (scheme, host or port), https to http included.
+    #[error("{to} is not on the origin of {from}")]
+    OtherOrigin {
+        /// The URL first requested.
+        from: RedactedUrl,
+        /// Where the server pointed.
+        to: RedactedUrl,
+    },
+    /// More than [`MAX_REDIRECTS`] redirects.
+    #[error("more than {MAX_REDIRECTS} redirects")]
+    TooMany,
+}
+
+/// Whether a redirect from the first URL of a request (`first`) to `next` may be followed,
+/// `hops` redirects having been followed so far. Same origin only: the scheme, host and port
+/// must all match, so a downgrade from https to http is refused like any other origin.
+///
+/// # Errors
+///
+/// The [`RedirectRefused`] reason.
+pub fn check_redirect(first: &Url, next: &Url, hops: usize) -> Result<(), RedirectRefused> {
+    if hops > MAX_REDIRECTS {
+        return Err(RedirectRefused::TooMany);
+    }
+    if first.origin() != next.origin() {
+        return Err(RedirectRefused::OtherOrigin {
+            from: first.into(),
+            to: next.into(),
+        });
+    }
+    Ok(())
 }
 
 /// Lower-case hex.
@@ -539,10 +604,13 @@ mod tests {
     #[test]
     fn options_normalise_the_base_and_refuse_other_schemes() {
         let o = FetchOptions::new(LEGACY_LIST_URL, LEGACY_FILE_BASE_URL).expect("legacy");
-        assert_eq!(o.file_base_url.as_str(), LEGACY_FILE_BASE_URL);
+        assert_eq!(o.file_base_url.expose().as_str(), LEGACY_FILE_BASE_URL);
         let o = FetchOptions::new("http://127.0.0.1:9/list", "http://127.0.0.1:9/files")
             .expect("local");
-        assert_eq!(o.file_base_url.as_str(), "http://127.0.0.1:9/files/");
+        assert_eq!(
+            o.file_base_url.expose().as_str(),
+            "http://127.0.0.1:9/files/"
+        );
         for (list, base) in [
             ("ftp://x/list", "http://x/"),
             ("http://x/list", "file:///tmp/"),
@@ -552,6 +620,41 @@ mod tests {
             let err = FetchOptions::new(list, base).expect_err(base);
             assert!(err.is_permanent());
         }
+    }
+
+    #[test]
+    fn redirects_stay_on_the_origin_and_never_downgrade() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        let first = u("https://pos.example/list?token=T0KEN");
+        assert!(check_redirect(&first, &u("https://pos.example/other/list"), 1).is_ok());
+        assert!(check_redirect(&first, &u("https://pos.example:443/x"), 5).is_ok());
+        for next in [
+            "http://pos.example/list",
+            "https://evil.example/list",
+            "https://pos.example:8443/list",
+            "https://sub.pos.example/list",
+        ] {
+            let err = check_redirect(&first, &u(next), 1).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("not on the origin"), "{text}");
+            assert!(!text.contains("T0KEN"), "{text}");
+        }
+        assert!(matches!(
+            check_redirect(&first, &u("https://pos.example/x"), MAX_REDIRECTS + 1),
+            Err(RedirectRefused::TooMany)
+        ));
+    }
+
+    #[test]
+    fn a_bad_url_setting_is_reported_without_its_credentials() {
+        let err = FetchOptions::new("ftp://u:PosS3cret@h/l?token=T0KEN", "http://h/")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("POS_LIST_URL"), "{err}");
+        assert!(
+            !err.contains("PosS3cret") && !err.contains("T0KEN"),
+            "{err}"
+        );
     }
 
     proptest::proptest! {
