@@ -60,12 +60,13 @@ describe(`retention (worker=${s.WORKER}, bullmq ${version})`, () => {
     const byCount = await runInOrder(h, Array.from({ length: 4 }, () => ok({ removeOnComplete: { age: 3600, count: 2 } })));
     assert.deepEqual(await finishedIds(h, 'completed'), [byCount[2].id, byCount[3].id], 'count applies');
 
-    const byAge = await runInOrder(h, Array.from({ length: 2 }, () => ok({ removeOnComplete: { age: 1, count: 100 } })));
+    // An age of 3 s: the jobs above must all finish within it, even on a loaded machine.
+    const byAge = await runInOrder(h, Array.from({ length: 2 }, () => ok({ removeOnComplete: { age: 3, count: 100 } })));
     assert.deepEqual(await finishedIds(h, 'completed'), [byCount[2].id, byCount[3].id, ...byAge.map((j) => j.id)],
       'nothing is old enough yet');
-    await s.sleep(1200);
-    const [last] = await runInOrder(h, [ok({ removeOnComplete: { age: 1, count: 100 } })]);
-    assert.deepEqual(await finishedIds(h, 'completed'), [last.id], 'jobs finished more than 1 s earlier are removed');
+    await s.sleep(3200);
+    const [last] = await runInOrder(h, [ok({ removeOnComplete: { age: 3, count: 100 } })]);
+    assert.deepEqual(await finishedIds(h, 'completed'), [last.id], 'jobs finished more than 3 s earlier are removed');
     assert.deepEqual(await existing(h, [...byCount, ...byAge, last]), [last.id]);
   });
 
