@@ -148,6 +148,9 @@ pub struct FetchHandler {
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// When a day's export is expected (an empty listing before then waits).
     pub ready: ReadyRule,
+    /// The longest one attempt runs (`JOB_TIMEOUT_MS`), enforced here rather than around the
+    /// processor so a last attempt that times out leaves its monitor entry like any failure.
+    pub time_limit: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for FetchHandler {
@@ -322,6 +325,7 @@ impl FetchHandler {
             batch_size: config.import_batch_size,
             metrics: None,
             ready: config.ready,
+            time_limit: config.job_timeout,
         })
     }
 
@@ -334,7 +338,17 @@ impl FetchHandler {
         let mday = Day::from_parts(&day.branch, day.pos, day.date).ok_or_else(|| {
             ProcessError::permanent(format!("invalid job data: no calendar date {}", day.date))
         })?;
-        let outcome = self.attempt(&job, &day, &mday).await;
+        let outcome = match self.time_limit {
+            None => self.attempt(&job, &day, &mday).await,
+            Some(limit) => tokio::time::timeout(limit, self.attempt(&job, &day, &mday))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ProcessError::retryable(format!(
+                        "attempt timed out after {} ms (JOB_TIMEOUT_MS)",
+                        limit.as_millis()
+                    )))
+                }),
+        };
         if let Err(err) = &outcome {
             let last_attempt = job.attempts_made + 1 >= job.attempts.max(1);
             if !is_wait(err) && (last_attempt || !err.retryable) {

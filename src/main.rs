@@ -58,9 +58,11 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
             Arc::new(Arc::new(handler))
         }
     };
-    let processor: Arc<dyn Processor> = match config.job_timeout {
-        Some(limit) => Arc::new(fetch_worker::bullmq::TimeLimit::new(processor, limit)),
-        None => processor,
+    // The pipeline enforces JOB_TIMEOUT_MS itself (so a final time-out leaves a monitor
+    // entry); the test processors get the generic wrapper.
+    let processor: Arc<dyn Processor> = match (config.job_timeout, &config.processor) {
+        (Some(limit), Some(_)) => Arc::new(fetch_worker::bullmq::TimeLimit::new(processor, limit)),
+        _ => processor,
     };
     let stop_ops = tokio_util::sync::CancellationToken::new();
     let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));

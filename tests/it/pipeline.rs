@@ -109,6 +109,7 @@ impl Env {
             batch_size: 1000,
             metrics: None,
             ready: fetch_worker::pipeline::ready::ReadyRule::default(),
+            time_limit: None,
         })
     }
 
@@ -884,4 +885,28 @@ async fn a_day_whose_export_is_not_ready_waits_for_it() {
     let rv: Value =
         serde_json::from_str(&env.queue.hget(&ids[2], "returnvalue").await.unwrap()).unwrap();
     assert_eq!(rv["note"], "no files");
+}
+
+/// JOB_TIMEOUT_MS in the pipeline: an attempt stuck on a slow POS server fails as retryable,
+/// and when the last one times out the job fails with a monitor entry, like any final failure.
+#[tokio::test]
+async fn an_attempt_past_the_time_limit_fails_and_the_last_leaves_a_monitor_entry() {
+    let mut env = Env::start("time_limit").await;
+    env.pos.faults().set(vec![
+        FaultRule::new(Fault::Delay { ms: 3_000 }).on(Target::Download),
+    ]);
+    let ids = env.enqueue(&[job(
+        "BMC",
+        "2026-02-09",
+        json!({"attempts": 2, "backoff": {"type": "fixed", "delay": 50}}),
+    )]);
+    let mut handler = env.handler().await;
+    Arc::get_mut(&mut handler).unwrap().time_limit = Some(Duration::from_millis(300));
+    let summary = env.drain_with(handler, 1).await;
+    assert_eq!((summary.completed, summary.failed), (0, 1));
+    let reason = env.queue.hget(&ids[0], "failedReason").await.unwrap();
+    assert_eq!(reason, "attempt timed out after 300 ms (JOB_TIMEOUT_MS)");
+    assert_eq!(env.queue.hget(&ids[0], "atm").await.as_deref(), Some("2"));
+    let notes = env.monitor_notes().await;
+    assert_eq!(notes, vec![reason], "one entry, for the final failure");
 }
