@@ -335,18 +335,12 @@ pub struct DayRecord {
 
 impl DayRecord {
     fn from_document(d: &Document) -> DayRecord {
-        let number = |k: &str| match d.get(k) {
-            Some(Bson::Int64(n)) => Some(*n),
-            Some(Bson::Int32(n)) => Some(i64::from(*n)),
-            Some(Bson::Double(n)) => Some(*n as i64),
-            _ => None,
-        };
         DayRecord {
-            fence: number("fence").unwrap_or(0),
-            has_fence: number("fence").is_some(),
+            fence: int(d, "fence").unwrap_or(0),
+            has_fence: int(d, "fence").is_some(),
             done: d.get_str("state").is_ok_and(|s| s == "done"),
             job: d.get_str("job").unwrap_or_default().to_string(),
-            until_ms: number("untilMs").unwrap_or(0),
+            until_ms: int(d, "untilMs").unwrap_or(0),
         }
     }
 }
@@ -768,28 +762,13 @@ impl DayImport {
             .importer
             .bounded(op, self.importer.db.run_command(command))
             .await?;
-        if let Ok(errors) = reply.get_array("writeErrors")
-            && let Some(Bson::Document(first)) = errors.first()
-        {
-            let code = match first.get("code") {
-                Some(Bson::Int32(c)) => *c,
-                Some(Bson::Int64(c)) => *c as i32,
-                _ => 0,
-            };
+        if let Some((code, message)) = first_write_error(&reply) {
             if code == DUPLICATE_KEY {
                 return Err(self.fenced());
             }
-            return Err(ImportError::Write {
-                op,
-                code,
-                message: first.get_str("errmsg").unwrap_or_default().to_string(),
-            });
+            return Err(ImportError::Write { op, code, message });
         }
-        let n = match reply.get("n") {
-            Some(Bson::Int32(n)) => i64::from(*n),
-            Some(Bson::Int64(n)) => *n,
-            _ => -1,
-        };
+        let n = int(&reply, "n").unwrap_or(-1);
         if n != expected {
             return Err(ImportError::Unexpected {
                 op,
@@ -884,20 +863,14 @@ impl DayImport {
                 self.importer.db.run_command(command),
             )
             .await?;
-        if let Ok(errors) = reply.get_array("writeErrors")
-            && let Some(Bson::Document(first)) = errors.first()
-        {
+        if let Some((code, message)) = first_write_error(&reply) {
             return Err(ImportError::Write {
                 op: "deleting rows of older imports",
-                code: first.get_i32("code").unwrap_or_default(),
-                message: first.get_str("errmsg").unwrap_or_default().to_string(),
+                code,
+                message,
             });
         }
-        let removed = match reply.get("n") {
-            Some(Bson::Int32(n)) => *n as u64,
-            Some(Bson::Int64(n)) => *n as u64,
-            _ => 0,
-        };
+        let removed = int(&reply, "n").map_or(0, |n| n.max(0) as u64);
         let res = self
             .importer
             .bounded(
@@ -916,6 +889,28 @@ impl DayImport {
         }
         Ok((self.written, removed))
     }
+}
+
+/// A whole number stored under `key`, whichever BSON width the server chose (nx-27017 answers
+/// Int32 where MongoDB keeps the Int64 written; a JavaScript writer may store a double).
+fn int(d: &Document, key: &str) -> Option<i64> {
+    match d.get(key) {
+        Some(Bson::Int64(n)) => Some(*n),
+        Some(Bson::Int32(n)) => Some(i64::from(*n)),
+        Some(Bson::Double(n)) => Some(*n as i64),
+        _ => None,
+    }
+}
+
+/// The code and message of a write command's first write error, if it reported any.
+fn first_write_error(reply: &Document) -> Option<(i32, String)> {
+    let errors = reply.get_array("writeErrors").ok()?;
+    let Some(Bson::Document(first)) = errors.first() else {
+        return None;
+    };
+    let code = int(first, "code").unwrap_or(0) as i32;
+    let message = first.get_str("errmsg").unwrap_or_default().to_string();
+    Some((code, message))
 }
 
 fn is_duplicate_key(e: &mongodb::error::Error) -> bool {

@@ -261,22 +261,48 @@ async fn another_job_takes_over_once_the_lease_has_run_out() {
     assert_eq!(record(&db, &d).await.get_str("state").unwrap(), "done");
 }
 
+/// Two importers of one database: `slow` talks through a proxy that can hold its requests,
+/// `fast` talks directly (two workers, one behind a bad network).
+struct Race {
+    db: mongodb::Database,
+    proxy: Proxy,
+    slow: Importer,
+    fast: Importer,
+}
+
+impl Race {
+    async fn start(mongo: &TestMongo, label: &str, lease_ms: u64) -> Race {
+        let db_name = TestMongo::unique_db(label);
+        let db = mongo.database(&db_name).await;
+        let proxy = Proxy::start(mongo.addr()).await;
+        let slow_db = mongodb::Client::with_uri_str(mongo.uri_via(proxy.addr))
+            .await
+            .unwrap()
+            .database(&db_name);
+        let slow = Importer::new(slow_db, "slow").with_timeouts(quick(lease_ms));
+        let fast = Importer::new(db.clone(), "fast").with_timeouts(quick(lease_ms));
+        fast.ensure_indexes().await.unwrap();
+        Race {
+            db,
+            proxy,
+            slow,
+            fast,
+        }
+    }
+}
+
 /// The reproduced loss: an older import's stale-row delete, held by the network for seconds,
 /// lands after a newer import finished the day. The newer rows survive; the older import
 /// learns it was fenced; the day is exact and `done`.
 #[tokio::test]
 async fn a_delayed_delete_of_an_older_import_cannot_remove_newer_rows() {
     let mongo = TestMongo::start();
-    let db_name = TestMongo::unique_db("late_delete");
-    let db = mongo.database(&db_name).await;
-    let proxy = Proxy::start(mongo.addr()).await;
-    let slow_db = mongodb::Client::with_uri_str(mongo.uri_via(proxy.addr))
-        .await
-        .unwrap()
-        .database(&db_name);
-    let slow = Importer::new(slow_db, "slow").with_timeouts(quick(1_000));
-    let fast = Importer::new(db.clone(), "fast").with_timeouts(quick(1_000));
-    fast.ensure_indexes().await.unwrap();
+    let Race {
+        db,
+        proxy,
+        slow,
+        fast,
+    } = Race::start(&mongo, "late_delete", 1_000).await;
     let rows = day_rows("BMC", "2026-02-09");
     let d = day("BMC", "2026-02-09");
 
@@ -315,16 +341,12 @@ async fn a_delayed_delete_of_an_older_import_cannot_remove_newer_rows() {
 #[tokio::test]
 async fn a_late_batch_of_an_older_import_writes_nothing() {
     let mongo = TestMongo::start();
-    let db_name = TestMongo::unique_db("late_batch");
-    let db = mongo.database(&db_name).await;
-    let proxy = Proxy::start(mongo.addr()).await;
-    let slow_db = mongodb::Client::with_uri_str(mongo.uri_via(proxy.addr))
-        .await
-        .unwrap()
-        .database(&db_name);
-    let slow = Importer::new(slow_db, "slow").with_timeouts(quick(600_000));
-    let fast = Importer::new(db.clone(), "fast").with_timeouts(quick(600_000));
-    fast.ensure_indexes().await.unwrap();
+    let Race {
+        db,
+        proxy,
+        slow,
+        fast,
+    } = Race::start(&mongo, "late_batch", 600_000).await;
     let rows = day_rows("BMC", "2026-02-09");
     let d = day("BMC", "2026-02-09");
     // The older export had one more line than the newer one.

@@ -501,20 +501,15 @@ impl Env {
 
     /// Waits until `n` jobs have completed (90 s at most).
     async fn wait_for_completed(&self, n: u64) {
-        let completed = self.queue.keys.completed.clone();
-        let probe = self.queue.con.clone();
-        eventually(90, "the jobs completed", || {
-            let mut con = probe.clone();
-            let key = completed.clone();
-            async move {
-                redis::cmd("ZCARD")
-                    .arg(key)
-                    .query_async::<u64>(&mut con)
-                    .await
-                    .unwrap_or(0)
-                    == n
-            }
-        })
+        let completed = &self.queue.keys.completed;
+        wait_count(
+            &self.queue.con,
+            "ZCARD",
+            completed,
+            n,
+            90,
+            "the jobs completed",
+        )
         .await;
     }
 
