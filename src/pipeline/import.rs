@@ -52,7 +52,10 @@
 //! 3. **Finish** renews the lease (a CAS on `fence: F`, which fails if a newer import began),
 //!    then, if the import it took over from was unfinished (`running`), waits until `t_F + W`
 //!    plus a margin, then deletes the day's rows with `fence < F`, then marks the record
-//!    `done` with a CAS on `fence: F`, whose matched count must be 1.
+//!    `done` with a CAS on `fence: F`, whose matched count must be 1. A day's first import
+//!    (no record before it) skips the delete: every import writes the record before any row,
+//!    so a day without a record has no rows (and the delete would scan on servers that do
+//!    not use the index for it).
 //!
 //! **Invariant.** When `F`'s `done` CAS matches: (a) every row of `F`'s export is stored with
 //! fence `F` (each batch was acknowledged, and nothing newer overwrote it: a newer import
@@ -687,6 +690,7 @@ impl Importer {
                 .await?;
             }
             let import = DayImport {
+                fresh: record.is_none(),
                 importer: self.clone(),
                 day: day.clone(),
                 import_id: import_id.clone(),
@@ -720,6 +724,8 @@ pub struct DayImport {
     unfinished_predecessor: bool,
     /// When this import raised the guard (`t_F` in the module docs).
     guard_raised_at: tokio::time::Instant,
+    /// The day had no record: no import of it ever began, so it has no rows to delete.
+    fresh: bool,
     written: u64,
 }
 
@@ -821,6 +827,32 @@ impl DayImport {
         Ok(())
     }
 
+    /// Deletes the day's rows of older imports (`fence < F`); returns how many.
+    async fn delete_stale(&self) -> Result<u64, ImportError> {
+        let mut stale = self.day.filter();
+        stale.insert("fence", doc! {"$lt": self.fence});
+        let command = doc! {
+            "delete": "transactions",
+            "deletes": [{"q": stale, "limit": 0}],
+            "maxTimeMS": self.importer.timeouts.write_max_time.as_millis() as i64,
+        };
+        let reply = self
+            .importer
+            .bounded(
+                "deleting rows of older imports",
+                self.importer.db.run_command(command),
+            )
+            .await?;
+        if let Some((code, message)) = first_write_error(&reply) {
+            return Err(ImportError::Write {
+                op: "deleting rows of older imports",
+                code,
+                message,
+            });
+        }
+        Ok(int(&reply, "n").map_or(0, |n| n.max(0) as u64))
+    }
+
     /// Finishes the import: waits out an unfinished predecessor's writes, deletes the day's
     /// rows of older imports, marks the day `done`.
     ///
@@ -849,28 +881,11 @@ impl DayImport {
                 self.renew().await?;
             }
         }
-        let mut stale = self.day.filter();
-        stale.insert("fence", doc! {"$lt": self.fence});
-        let command = doc! {
-            "delete": "transactions",
-            "deletes": [{"q": stale, "limit": 0}],
-            "maxTimeMS": self.importer.timeouts.write_max_time.as_millis() as i64,
+        let removed = if self.fresh {
+            0
+        } else {
+            self.delete_stale().await?
         };
-        let reply = self
-            .importer
-            .bounded(
-                "deleting rows of older imports",
-                self.importer.db.run_command(command),
-            )
-            .await?;
-        if let Some((code, message)) = first_write_error(&reply) {
-            return Err(ImportError::Write {
-                op: "deleting rows of older imports",
-                code,
-                message,
-            });
-        }
-        let removed = int(&reply, "n").map_or(0, |n| n.max(0) as u64);
         let res = self
             .importer
             .bounded(

@@ -306,7 +306,10 @@ async fn a_delayed_delete_of_an_older_import_cannot_remove_newer_rows() {
     let rows = day_rows("BMC", "2026-02-09");
     let d = day("BMC", "2026-02-09");
 
-    // The slow worker imports every row, then its finish's delete is held for 8 s.
+    // The day was imported before (from an earlier export), so a re-import deletes stale
+    // rows at its end.
+    import_as(&fast, &d, "job-0", &rows[..10]).await;
+    // The slow worker re-imports every row, then its finish's delete is held for 8 s.
     let mut old = slow.begin(&d, "job-1").await.unwrap();
     for batch in rows.chunks(200) {
         old.write(batch).await.unwrap();
@@ -326,14 +329,14 @@ async fn a_delayed_delete_of_an_older_import_cannot_remove_newer_rows() {
     let outcome = old_finish.await.unwrap();
     assert_eq!(proxy.held(), 1, "the delete was held");
     assert!(
-        matches!(outcome, Err(ImportError::Fenced { fence: 1, .. })),
+        matches!(outcome, Err(ImportError::Fenced { fence: 2, .. })),
         "{outcome:?}"
     );
     assert_eq!(day_keys(&fast, &d).await.unwrap(), sorted_keys(&rows));
-    assert!(fences(&db, &d).await.iter().all(|f| *f == 2));
+    assert!(fences(&db, &d).await.iter().all(|f| *f == 3));
     let rec = record(&db, &d).await;
     assert_eq!(rec.get_str("state").unwrap(), "done");
-    assert_eq!(number(&rec, "fence"), 2);
+    assert_eq!(number(&rec, "fence"), 3);
 }
 
 /// An older import's batch that reaches the server after a newer import finished writes
