@@ -260,6 +260,11 @@ struct Blocker {
     client: Client,
     con: Option<MultiplexedConnection>,
     name: String,
+    /// A `BZPOPMIN` was sent and its reply not read: the wait was abandoned (the claim loop
+    /// moved on when a job ended). Redis still holds that call blocked on the connection, and
+    /// it would pop the next marker for nobody, leaving the next wait to sleep its full
+    /// timeout; so the next wait opens a fresh connection (closing the old one ends the call).
+    in_flight: bool,
 }
 
 impl Blocker {
@@ -290,12 +295,18 @@ impl Blocker {
     /// `None` on timeout.
     async fn wait(&mut self, marker: &str, timeout: Duration) -> Result<Option<f64>, Error> {
         let secs = timeout.as_secs_f64().max(0.001);
+        if self.in_flight {
+            self.con = None;
+        }
+        self.in_flight = true;
         let con = self.connection().await?;
         let mut cmd = redis::cmd("BZPOPMIN");
         cmd.arg(marker).arg(format!("{secs:.3}"));
         let call = cmd.query_async::<Value>(con);
         // Watchdog: a reply overdue by a second means the connection is broken.
-        match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
+        let reply = tokio::time::timeout(timeout + Duration::from_secs(1), call).await;
+        self.in_flight = false;
+        match reply {
             Ok(Ok(Value::Array(items))) => Ok(items.get(2).and_then(score)),
             Ok(Ok(_)) => Ok(None),
             Ok(Err(e)) => {
@@ -327,6 +338,7 @@ async fn fetch_loop(inner: Arc<Inner>, client: Client, jobs: TaskTracker) {
     let mut blocker = Blocker {
         client,
         con: None,
+        in_flight: false,
         name: QueueKeys::client_name(
             &inner.opts.prefix,
             &inner.opts.queue,

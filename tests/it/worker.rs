@@ -418,3 +418,50 @@ async fn results_reach_the_cache_and_the_worker_is_named() {
     assert!(list.contains(&format!("name={expected} ")), "{list}");
     running.stop().await;
 }
+
+/// A job that ends while the claim loop waits on the marker makes the loop leave that wait;
+/// the `BZPOPMIN` it sent stays blocked in Redis. The next job's marker must still wake the
+/// worker at once: the abandoned call must not swallow it (it did, and the job then waited
+/// for the full drain delay, 5 s here).
+#[tokio::test]
+async fn a_job_added_after_another_ended_mid_wait_is_claimed_at_once() {
+    let redis = RedisServer::start();
+    let mut q = TestQueue::new(&redis, "midwait").await;
+    let mut opts = q.options();
+    opts.concurrency = 2;
+    opts.drain_delay = Duration::from_secs(5);
+    opts.until_drained = false;
+    let running = Running::start(&q.url, opts, Arc::new(Sleep), None).await;
+    let long = q.add(NewJob::new(json!({"ms": 1200}))).await;
+    // The worker claims it, finds nothing more and blocks on the marker; the job ends at
+    // about 1.2 s, which abandons that wait.
+    wait_count(
+        &q.con,
+        "ZCARD",
+        &q.keys.completed,
+        1,
+        10,
+        "the long job done",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let next = q.add(NewJob::new(json!({"ms": 0}))).await;
+    wait_count(
+        &q.con,
+        "ZCARD",
+        &q.keys.completed,
+        2,
+        10,
+        "the next job done",
+    )
+    .await;
+    running.stop().await;
+    let added: u64 = q.hget(&next, "timestamp").await.unwrap().parse().unwrap();
+    let started: u64 = q.hget(&next, "processedOn").await.unwrap().parse().unwrap();
+    assert!(
+        started - added < 1000,
+        "picked up {} ms after it was added (the drain delay is 5000)",
+        started - added
+    );
+    assert!(q.hget(&long, "finishedOn").await.is_some());
+}
