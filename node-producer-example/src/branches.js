@@ -1,7 +1,7 @@
 'use strict';
 // The branches GET /missing expects transactions from: `BRANCHES` is a file with one code per
 // line (legacy's settings/branches.txt) when such a file exists, otherwise a comma list; unset,
-// the 28 codes of legacy's branches.txt (docs/pos-formats.md §3.10), in file order.
+// the 28 codes of legacy's settings/branches.txt (listed below), in that file's order.
 
 const fs = require('node:fs');
 const { isBranchCode } = require('./missing');

@@ -1,5 +1,5 @@
 'use strict';
-// Missing POS days: the `branches_missing` shape (docs/pos-formats.md §4.1, §5.1)
+// Missing POS days: the `branches_missing` shape the legacy tool exchanged
 // `{BRANCH: {"1": ["YYYY-MM-DD", …], "2": […]}}`, validated on the way in (POST /missing) and
 // computed from the worker's `imports` records on the way out (GET /missing): a day is present
 // when its import finished, not when some of its rows exist.

@@ -1,6 +1,6 @@
 //! One rd5000 line into one legacy row: column selection, Excel escaping, lookups, daypart.
 //!
-//! This is `stringifyAppend` of the legacy combiner, rule for rule (docs/pos-formats.md §2–3):
+//! This is `stringifyAppend` of the legacy combiner, rule for rule (restated here in full):
 //!
 //! 1. The line is split naively on `,`. Input columns 0, 2, 4, 5, 6, 7, 8, 11, 12, 13, 18, 21,
 //!    31, 32, 34, 35, 36, 37 are taken in that order; a line with fewer fields yields fewer

@@ -9,7 +9,8 @@
 //! into the legacy 27-column row (`legacy` module) and, from the same line and tables, a typed
 //! [`Transaction`]. Both go to a [`RowSink`]; lines whose DATE is not the file name's date go to
 //! [`RowSink::monitor`] instead. A [`GroupReport`] says which files were used and why, and what
-//! was rejected. The rules are those of docs/pos-formats.md §2–3; each module names its own.
+//! was rejected. The legacy combiner's rules are restated in the module that applies them
+//! (`files`: which file of each type; `lookups`: the reference tables; `legacy`: the row).
 //!
 //! The legacy row always comes from legacy's naive comma split. The typed record reads every
 //! line that contains a `"` (in rd5000 and in the reference files) with real CSV quoting
@@ -228,7 +229,9 @@ impl CombineError {
     }
 }
 
-/// Branch codes whose exports use the newer layout (docs/pos-formats.md §3.6).
+/// Branch codes whose exports use the newer layout (legacy's `newBranches.txt`): their rd5500
+/// carries each item's department (`CATEG_ID`), which then replaces the row's DEPARTMENT CODE
+/// (the rules are in the `lookups` and `legacy` modules).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewBranches(BTreeSet<String>);
 

@@ -1,7 +1,7 @@
 //! Fetching one POS day: ask the list endpoint which files exist, then stream each file into
 //! raw storage with its SHA-256.
 //!
-//! The protocol is the legacy one (§3.1 of `pos-formats.md`): a form POST of `branch`, `pos`
+//! The protocol is the legacy one: a form POST of `branch`, `pos`
 //! and `date` to the list URL answers with comma-separated file references, and each file is
 //! `GET <base URL><reference>`. This module knows nothing about jobs, Redis or MongoDB.
 //!

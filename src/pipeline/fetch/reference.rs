@@ -14,8 +14,8 @@
 //! - Relative: no leading `/`; no empty segment (`a//b`, trailing `/`); no segment starting with
 //!   `.` (hidden files); no `..` anywhere, even inside a segment, since no real name has one;
 //!   at most [`FileRef::MAX_SEGMENTS`] segments. The legacy code never showed whether the
-//!   endpoint returns bare names or relative paths (§3.1), so simple relative paths are allowed.
-//! - The last segment is an export file name per §3.2 ([`PosFileName`]).
+//!   endpoint returns bare names or relative paths, so simple relative paths are allowed.
+//! - The last segment is an export file name ([`PosFileName`]).
 
 use std::fmt;
 
@@ -93,7 +93,7 @@ impl RefError {
     }
 }
 
-/// A parsed export file name: `a_<BRANCH>_<POS>_<type>_<YYYY-MM-DD>_<HH-MM>_.csv` (§3.2).
+/// A parsed export file name: `a_<BRANCH>_<POS>_<type>_<YYYY-MM-DD>_<HH-MM>_.csv`.
 ///
 /// Stricter than the legacy combiner, which only split on `_` and checked nothing: here the
 /// prefix `a`, the trailing `_.csv`, the date and the time must all be right, because the name
