@@ -369,7 +369,7 @@ impl FetchHandler {
 
         // 0. A day another job is importing right now: wait for it, before downloading anything.
         if let Err(e) = self.importer.check_free(mday, &job.id).await {
-            return Err(self.import_failure(e, mday, job, &report_to).await);
+            return Err(self.import_failure(e, mday, &report_to).await);
         }
 
         // 1. List.
@@ -599,7 +599,7 @@ impl FetchHandler {
         }
         let mut import = match self.importer.begin(mday, &report_to.job.id).await {
             Ok(import) => import,
-            Err(e) => return Err(self.import_failure(e, mday, report_to.job, report_to).await),
+            Err(e) => return Err(self.import_failure(e, mday, report_to).await),
         };
         if import.fence() > 1 {
             report_to
@@ -654,7 +654,7 @@ impl FetchHandler {
             Err(e) => return Err(ProcessError::retryable(format!("combine task failed: {e}"))),
         };
         if let Some(e) = write_error {
-            return Err(self.import_failure(e, mday, report_to.job, report_to).await);
+            return Err(self.import_failure(e, mday, report_to).await);
         }
         let group = report
             .groups
@@ -669,7 +669,7 @@ impl FetchHandler {
             .await;
         let (written, removed) = match import.finish().await {
             Ok(done) => done,
-            Err(e) => return Err(self.import_failure(e, mday, report_to.job, report_to).await),
+            Err(e) => return Err(self.import_failure(e, mday, report_to).await),
         };
         Ok((group, written, removed))
     }
@@ -681,9 +681,9 @@ impl FetchHandler {
         &self,
         e: ImportError,
         day: &Day,
-        job: &JobContext,
         report_to: &Reporter<'_>,
     ) -> ProcessError {
+        let job = report_to.job;
         let busy = match e {
             ImportError::Busy { .. } => e,
             ImportError::Fenced { .. } => {

@@ -689,7 +689,7 @@ impl Importer {
                 )
                 .await?;
             }
-            let import = DayImport {
+            let mut import = DayImport {
                 fresh: record.is_none(),
                 importer: self.clone(),
                 day: day.clone(),
@@ -702,7 +702,8 @@ impl Importer {
             import
                 .run_update("raising the fence guard", Vec::new())
                 .await?;
-            let mut import = import;
+            // `t_F` is when the raise was acknowledged: it executed no later than that, so
+            // waiting from here is never too short.
             import.guard_raised_at = tokio::time::Instant::now();
             return Ok(import);
         }
