@@ -9,10 +9,14 @@
 #   DEMO_EXIT=1            exit after the summary instead of waiting for Ctrl-C (CI)
 #   DEMO_BROWSER_TEST=1    after the summary, run the Bull Board browser check (CI)
 #   DEMO_PORT=3000         the producer's port (Bull Board at /admin/queues)
+#   DEMO_HOLD=1            keep the stack up even without a terminal (stop it with
+#                          `kill -INT <pid>` or `kill <pid>`)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-bash tests/setup.sh >/dev/null
+echo "== setting up (a fresh machine installs packages and builds the worker: about 10 minutes"
+echo "   on 2 cores the first time, seconds afterwards)"
+bash tests/setup.sh
 
 work=$(mktemp -d)
 pids=()
@@ -20,6 +24,7 @@ cleanup() {
   trap - EXIT INT TERM
   echo
   echo "stopping the demo"
+  [ -n "${hold_pid:-}" ] && kill "$hold_pid" 2>/dev/null || true
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
   [ -n "${redis_port:-}" ] && redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
@@ -127,6 +132,10 @@ echo
 echo "Bull Board: http://127.0.0.1:$app_port/admin/queues  (user $BOARD_USER, password $BOARD_PASSWORD)"
 echo "API token (Authorization: Bearer): $API_TOKEN"
 echo "Worker health and metrics: curl http://127.0.0.1:${metrics_ports[0]}/health/ready  (/health/live, /metrics; workers 2, 3 on :${metrics_ports[1]}, :${metrics_ports[2]})"
+# The workers log at warn level here: anything they said deserves a look.
+warnings=$(cat "$work"/worker-*.log | grep -c . || true)
+echo "worker warnings: $warnings"
+[ "$warnings" = 0 ] || sed 's/^/  /' "$work"/worker-*.log | tail -20
 
 if [ "${DEMO_BROWSER_TEST:-0}" = 1 ]; then
   echo "== browser check (headless Chromium on Bull Board)"
@@ -135,7 +144,13 @@ if [ "${DEMO_BROWSER_TEST:-0}" = 1 ]; then
     SCREENSHOT="$root/target/artifacts/bull-board.png" node --test test/browser/)
 fi
 
-if [ "${DEMO_EXIT:-0}" != 1 ] && [ -t 0 ]; then
-  echo "press Ctrl-C to stop the demo"
-  while true; do sleep 3600; done
+if [ "${DEMO_HOLD:-0}" = 1 ] || { [ "${DEMO_EXIT:-0}" != 1 ] && [ -t 0 ]; }; then
+  echo "press Ctrl-C to stop the demo (or kill -INT $$)"
+  # `wait` returns as soon as a signal arrives, so its trap runs at once; a foreground
+  # `sleep` would hold the trap until it ended.
+  while true; do
+    sleep 3600 &
+    hold_pid=$!
+    wait "$hold_pid" || true
+  done
 fi

@@ -56,6 +56,17 @@ pub enum ProcessorKind {
     Fail,
 }
 
+impl ProcessorKind {
+    /// The name as given on the command line (`noop`, `sleep`, `fail`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Noop => "noop",
+            Self::Sleep => "sleep",
+            Self::Fail => "fail",
+        }
+    }
+}
+
 /// Where raw downloads are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StorageKind {
@@ -119,7 +130,8 @@ pub struct RunArgs {
     /// (the job's attempts and backoff apply) and its work is dropped. 0 disables the limit.
     #[arg(long, env = "JOB_TIMEOUT_MS", default_value_t = 600_000)]
     pub job_timeout_ms: u64,
-    /// How long in-flight jobs may run after SIGTERM before they are left to stalled recovery (ms).
+    /// How long in-flight jobs may run after SIGTERM before they are handed back to the front of
+    /// the queue, with no attempt used (ms). A second signal exits at once.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000)]
     pub shutdown_timeout_ms: u64,
     /// Idle wait on the marker before polling again (ms).
@@ -241,7 +253,8 @@ pub struct CombineArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "legacy-csv")]
     pub format: CombineFormat,
-    /// Branches using the newer file layout: a file of codes, or a comma-separated list.
+    /// Branches using the newer file layout: a file of codes, or a comma-separated list
+    /// (default: BPAG, BGRAN, BETA, BTAB, the legacy settings).
     #[arg(long, env = "NEW_BRANCHES")]
     pub new_branches: Option<String>,
     /// Where to write the `pos,branch,date` monitor rows (date mismatches).
@@ -384,14 +397,41 @@ pub struct FakePosArgs {
 /// A validation failure of the command line or environment.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A value was out of range or malformed.
-    #[error("invalid {name}: {reason}")]
+    /// A value was out of range or malformed. The message names the setting as the user gave
+    /// it ([`as_given`]).
+    #[error("invalid {}: {reason}", as_given(name))]
     Invalid {
         /// The flag or variable.
         name: &'static str,
         /// What is wrong.
         reason: String,
     },
+}
+
+/// A setting's name as the user gave it: the flag (`--remove-on-complete`) when the command
+/// line has it, otherwise the environment variable (`REMOVE_ON_COMPLETE`). Every flag of
+/// `run` is its variable in lower case with dashes, and a flag wins over its variable, so
+/// this names the value that was actually read. `A/B` names two settings.
+pub fn as_given(name: &str) -> String {
+    as_given_in(name, &std::env::args().collect::<Vec<_>>())
+}
+
+fn as_given_in(name: &str, args: &[String]) -> String {
+    name.split('/')
+        .map(|var| {
+            let flag = format!("--{}", var.to_ascii_lowercase().replace('_', "-"));
+            let with_value = format!("{flag}=");
+            let on_command_line = args
+                .iter()
+                .any(|a| *a == flag || a.starts_with(&with_value));
+            if on_command_line {
+                flag
+            } else {
+                var.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Validated settings of `fetch-worker run`.
@@ -514,11 +554,14 @@ impl RunConfig {
                 .ok_or_else(|| invalid(name, "not a redis:// or rediss:// URL"))?;
         }
         let keep = |name: &'static str, raw: &str| -> Result<Option<KeepJobs>, _> {
-            let value: serde_json::Value =
-                serde_json::from_str(raw).map_err(|e| invalid(name, &format!("not JSON: {e}")))?;
-            KeepJobs::from_option(&value)
+            let forms = "accepted: true (remove at once), false (keep all), a count such as \
+                         1000 (keep the newest), or {\"age\": seconds, \"count\": n}";
+            let shown = crate::bullmq::processor::cap_text(raw, 40);
+            serde_json::from_str::<serde_json::Value>(raw)
+                .ok()
+                .and_then(|value| KeepJobs::from_option(&value))
                 .map(Some)
-                .ok_or_else(|| invalid(name, "expected true, false, a count or {age,count}"))
+                .ok_or_else(|| invalid(name, &format!("`{shown}` is not a retention; {forms}")))
         };
         let metrics_addr = match args.metrics_addr.trim() {
             "" => None,
@@ -696,5 +739,45 @@ mod retention_tests {
         assert_eq!((keep.count, keep.age), (10_000, Some(604_800)));
         let keep = config.worker.remove_on_fail.unwrap();
         assert_eq!((keep.count, keep.age), (-1, Some(2_592_000)));
+    }
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+
+    fn argv(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    /// Errors name the setting the way the user gave it: the flag when it was on the command
+    /// line (both `--flag value` and `--flag=value`), the variable otherwise.
+    #[test]
+    fn a_setting_is_named_as_given() {
+        let name = "REMOVE_ON_COMPLETE";
+        assert_eq!(
+            as_given_in(name, &argv(&["fw", "run"])),
+            "REMOVE_ON_COMPLETE"
+        );
+        assert_eq!(
+            as_given_in(name, &argv(&["fw", "run", "--remove-on-complete", "x"])),
+            "--remove-on-complete"
+        );
+        assert_eq!(
+            as_given_in(name, &argv(&["fw", "run", "--remove-on-complete=x"])),
+            "--remove-on-complete"
+        );
+        // A flag that merely starts the same is another setting.
+        assert_eq!(
+            as_given_in(name, &argv(&["fw", "run", "--remove-on-completely"])),
+            "REMOVE_ON_COMPLETE"
+        );
+        assert_eq!(
+            as_given_in(
+                "QUEUE_NAME/BULL_PREFIX",
+                &argv(&["fw", "--bull-prefix", ""])
+            ),
+            "QUEUE_NAME/--bull-prefix"
+        );
     }
 }

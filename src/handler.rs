@@ -213,7 +213,7 @@ impl Processor for Arc<FetchHandler> {
         let this = self.clone();
         // Every log line of the job carries the day, beside the worker's job span.
         let data = &job.data;
-        let field = |k: &str| data.get(k).map(preview).unwrap_or_default();
+        let field = |k: &str| data.get(k).map(span_text).unwrap_or_default();
         let span = tracing::info_span!("day", branch = %field("branch"), pos = %field("pos"),
             date = %field("date"));
         async move { this.run(job).await }.instrument(span).boxed()
@@ -228,6 +228,15 @@ const PREVIEW_BYTES: usize = 120;
 fn preview(value: &Value) -> String {
     let text = value.to_string();
     crate::bullmq::processor::cap_text(&text, PREVIEW_BYTES).into_owned()
+}
+
+/// A job-data value as a span field: a string as itself (`BMC`, not `"BMC"`), anything else
+/// as its JSON; capped like [`preview`].
+fn span_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => crate::bullmq::processor::cap_text(text, PREVIEW_BYTES).into_owned(),
+        other => preview(other),
+    }
 }
 
 /// Progress milestones (percent) shown in Bull Board.
@@ -423,6 +432,8 @@ impl FetchHandler {
                 }
             }
             report_to.log("no files listed for this day".into()).await;
+            // The job is finished, whatever it found: its progress says so.
+            report_to.progress(100).await;
             return Ok(json!({
                 "branch": day.branch.as_str(), "pos": day.pos.get(), "date": day.date.to_string(),
                 "files": [], "rows": {"parsed": 0, "imported": 0, "rejected": 0, "dateMismatch": 0},

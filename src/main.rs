@@ -102,7 +102,9 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
         queue = %config.worker.queue,
         prefix = %config.worker.prefix,
         concurrency = config.worker.concurrency,
-        processor = ?config.processor,
+        processor = config
+            .processor
+            .map_or("fetch", fetch_worker::config::ProcessorKind::name),
         "fetch-worker starting"
     );
     let worker = Worker::connect(
@@ -141,23 +143,50 @@ fn combine(args: CombineArgs) -> anyhow::Result<()> {
         new_branches,
         ..CombineOptions::default()
     };
-    let out: Box<dyn Write> = match &args.out {
+    anyhow::ensure!(
+        args.dir.is_dir(),
+        "listing {}: not a directory (give the folder that holds the day's export files)",
+        args.dir.display()
+    );
+    // `--out` is written under a partial name and renamed when the run succeeds, so a failed
+    // run never leaves a file that looks like a (header-only or cut) result.
+    let partial = args.out.as_ref().map(|path| {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        path.with_file_name(format!(".{name}.partial"))
+    });
+    let out: Box<dyn Write> = match &partial {
         Some(path) => Box::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
         ),
         None => Box::new(std::io::stdout().lock()),
     };
     let out = std::io::BufWriter::with_capacity(1 << 16, out);
-    let (report, monitor): (_, MonitorLog) = match args.format {
-        CombineFormat::LegacyCsv => {
-            let mut sink = LegacyCsvWriter::new(out).context("writing the header")?;
-            let report = combine_dir(&args.dir, &options, &mut sink)?;
-            (report, sink.finish().context("flushing the output")?.1)
+    let combined = (|| -> anyhow::Result<_> {
+        Ok(match args.format {
+            CombineFormat::LegacyCsv => {
+                let mut sink = LegacyCsvWriter::new(out).context("writing the header")?;
+                let report = combine_dir(&args.dir, &options, &mut sink)?;
+                (report, sink.finish().context("flushing the output")?.1)
+            }
+            CombineFormat::Jsonl => {
+                let mut sink = JsonlWriter::new(out);
+                let report = combine_dir(&args.dir, &options, &mut sink)?;
+                (report, sink.finish().context("flushing the output")?.1)
+            }
+        })
+    })();
+    let (report, monitor): (_, MonitorLog) = match (combined, &partial, &args.out) {
+        (Ok(done), Some(partial), Some(out)) => {
+            std::fs::rename(partial, out)
+                .with_context(|| format!("moving the output into {}", out.display()))?;
+            done
         }
-        CombineFormat::Jsonl => {
-            let mut sink = JsonlWriter::new(out);
-            let report = combine_dir(&args.dir, &options, &mut sink)?;
-            (report, sink.finish().context("flushing the output")?.1)
+        (Ok(done), _, _) => done,
+        (Err(e), partial, _) => {
+            if let Some(partial) = partial {
+                let _ = std::fs::remove_file(partial);
+            }
+            return Err(e);
         }
     };
     if let Some(path) = &args.monitor {

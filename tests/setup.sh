@@ -52,6 +52,8 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 # One build profile for everything (tests, demo, interop, the image): the release build, with
-# exactly the command compose/Dockerfile runs.
-echo "setup: cargo build --release --locked --bin fetch-worker"
-cargo build --quiet --release --locked --bin fetch-worker
+# exactly the command compose/Dockerfile runs. The release tests reuse this compile (Cargo.toml
+# unifies the features the dev-dependencies would change). Cargo shows its own progress: a cold
+# build takes several minutes on 2 cores.
+echo "setup: cargo build --release --locked --bin fetch-worker (cold: about 7 minutes on 2 cores)"
+cargo build --release --locked --bin fetch-worker

@@ -225,7 +225,14 @@ impl Worker {
             released: c.released.load(Ordering::Relaxed),
             delayed: c.delayed.load(Ordering::Relaxed),
         };
-        tracing::info!(?summary, "worker stopped");
+        tracing::info!(
+            completed = summary.completed,
+            failed = summary.failed,
+            retried = summary.retried,
+            released = summary.released,
+            delayed = summary.delayed,
+            "worker stopped"
+        );
         Ok(summary)
     }
 }

@@ -69,10 +69,11 @@ fn legacy_csv_is_byte_identical_to_the_legacy_combiner() -> Result<()> {
 
     let summary = String::from_utf8(output.stderr)?;
     assert!(
-        summary.contains("combined 17 groups: 7452 rows, 0 monitor rows"),
+        summary.contains(
+            "combined 17 groups: 7452 rows, 0 monitor rows, 17 header lines, 0 lines rejected"
+        ),
         "{summary}"
     );
-    assert!(summary.contains("header line: 17"), "{summary}");
     assert!(
         summary.contains("fetch_list2.php: not a .csv file"),
         "{summary}"
@@ -191,5 +192,36 @@ fn a_missing_directory_is_reported() -> Result<()> {
         stderr.contains("listing /nonexistent/fetch-worker-combine"),
         "{stderr}"
     );
+    Ok(())
+}
+
+/// A failed run leaves nothing behind under `--out` (issue 15: `--out x.csv /nonexistent` left a
+/// header-only file), and a file already there is not clobbered by the failed run.
+#[test]
+fn a_failed_combine_leaves_no_output_file() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("x.csv");
+    let missing = dir.path().join("nonexistent");
+    let output = combine(&["--out", out.to_str().unwrap(), missing.to_str().unwrap()])?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a directory"), "{stderr}");
+    assert!(!out.exists(), "no output file after a failed run");
+    assert_eq!(
+        std::fs::read_dir(dir.path())?.count(),
+        0,
+        "no partial file either"
+    );
+
+    // A run that fails part-way (an unreadable file in the folder) keeps the earlier output.
+    std::fs::write(&out, "earlier result\n")?;
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input)?;
+    std::fs::create_dir(input.join("a_BMC_1_rd5000_2026-02-09_20-00_.csv"))?;
+    let output = combine(&["--out", out.to_str().unwrap(), input.to_str().unwrap()])?;
+    if !output.status.success() {
+        assert_eq!(std::fs::read_to_string(&out)?, "earlier result\n");
+        assert!(!dir.path().join(".x.csv.partial").exists());
+    }
     Ok(())
 }

@@ -9,5 +9,6 @@ mod ops;
 mod pipeline;
 mod safety;
 mod scripts;
+mod startup;
 mod support;
 mod worker;

@@ -133,7 +133,25 @@ async fn health_metrics_and_json_logs() {
         .flat_map(|s| s.as_object().unwrap().clone())
         .collect();
     assert_eq!(fields["job_id"], json!(id));
-    assert_eq!(fields["branch"], json!("\"BMC\""));
-    assert_eq!(fields["date"], json!("\"2026-02-09\""));
+    // Strings as themselves, not as Rust or JSON quoted text (issue 15).
+    assert_eq!(fields["branch"], json!("BMC"));
+    assert_eq!(fields["date"], json!("2026-02-09"));
+    assert_eq!(fields["pos"], json!("1"));
+    // No line carries a Rust debug rendering (`Some(..)`, `RunSummary { .. }`).
+    for line in &lines {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        let text = v.to_string();
+        assert!(
+            !text.contains("Some(") && !text.contains("None") && !text.contains(" { "),
+            "debug text in a JSON log line: {line}"
+        );
+    }
+    let stopped = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "worker stopped")
+        .unwrap_or_else(|| panic!("no 'worker stopped' line in {lines:?}"));
+    assert_eq!(stopped["failed"], json!(2));
     assert!(fields.contains_key("pos"));
 }

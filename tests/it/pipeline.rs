@@ -265,6 +265,8 @@ async fn every_sample_day_is_imported_and_rerunning_changes_nothing() {
         expected.get(&(branch.clone(), date.clone())).copied()
     );
     assert_eq!(rv["rows"]["dateMismatch"], 0);
+    // Clean files: the header line of each export is not a rejected line.
+    assert_eq!(rv["rows"]["rejected"], 0);
     assert!(
         rv["files"]
             .as_array()
@@ -385,6 +387,11 @@ async fn faults_end_as_retry_then_success_or_monitor_entry() {
                     serde_json::from_str(&env.queue.hget(&ids[i], "returnvalue").await.unwrap())
                         .unwrap();
                 assert_eq!(rv["note"], "no files");
+                // A finished job says 100 %, even when it found nothing (issue 15).
+                assert_eq!(
+                    env.queue.hget(&ids[i], "progress").await.as_deref(),
+                    Some("100")
+                );
             }
             _ => {
                 assert_eq!(

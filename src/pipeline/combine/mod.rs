@@ -354,7 +354,10 @@ pub struct TypedReport {
     pub records: u64,
     /// Lines whose (real) DATE differs from the file name's date: no record.
     pub monitor_rows: u64,
-    /// Lines without a record, by reason.
+    /// Header lines (TIME where the hour is): no record, and not a rejected line either,
+    /// since every export starts with one.
+    pub header_lines: u64,
+    /// Lines without a record, by reason (the header is not one of them).
     pub rejected: BTreeMap<RejectReason, u64>,
     /// The first rejected lines (in processing order, so bottom-up).
     pub rejected_lines: Vec<RejectedLine>,
@@ -371,6 +374,10 @@ pub struct TypedReport {
 
 impl TypedReport {
     fn reject(&mut self, rejected: RejectedLine) {
+        if rejected.reason == RejectReason::HeaderLine {
+            self.header_lines += 1;
+            return;
+        }
         *self.rejected.entry(rejected.reason).or_default() += 1;
         if self.rejected_lines.len() < REJECTED_SAMPLES {
             self.rejected_lines.push(rejected);
@@ -415,7 +422,9 @@ pub struct GroupReport {
     pub rows: u64,
     /// Lines whose DATE differs from the file name's date.
     pub monitor_rows: u64,
-    /// Rejected rd5000 lines by reason.
+    /// Header lines (TIME where the hour is): neither a row nor a rejected line.
+    pub header_lines: u64,
+    /// Rejected rd5000 lines by reason (the header is not one of them).
     pub rejected: BTreeMap<RejectReason, u64>,
     /// The first rejected lines (in processing order, so bottom-up).
     pub rejected_lines: Vec<RejectedLine>,
@@ -438,6 +447,7 @@ impl GroupReport {
             lines: 0,
             rows: 0,
             monitor_rows: 0,
+            header_lines: 0,
             rejected: BTreeMap::new(),
             rejected_lines: Vec::new(),
             lossy_lines: 0,
@@ -447,6 +457,10 @@ impl GroupReport {
     }
 
     fn reject(&mut self, line: u64, reason: RejectReason) {
+        if reason == RejectReason::HeaderLine {
+            self.header_lines += 1;
+            return;
+        }
         *self.rejected.entry(reason).or_default() += 1;
         if self.rejected_lines.len() < REJECTED_SAMPLES {
             self.rejected_lines.push(RejectedLine {
@@ -487,11 +501,12 @@ impl fmt::Display for GroupReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {} lines, {} rows, {} monitor, {} rejected",
+            "{}: {} lines, {} rows, {} monitor, {} header, {} rejected",
             self.key,
             self.lines,
             self.rows,
             self.monitor_rows,
+            self.header_lines,
             self.rejected_total()
         )?;
         write_reasons(f, self.rejected.iter().map(|(r, n)| (r.describe(), *n)))?;
@@ -574,6 +589,11 @@ impl CombineReport {
         self.groups.iter().map(|g| g.monitor_rows).sum()
     }
 
+    /// Header lines, all groups.
+    pub fn header_lines(&self) -> u64 {
+        self.groups.iter().map(|g| g.header_lines).sum()
+    }
+
     /// Rejected lines by reason, all groups.
     pub fn rejected(&self) -> BTreeMap<RejectReason, u64> {
         let mut total = BTreeMap::new();
@@ -589,10 +609,11 @@ impl fmt::Display for CombineReport {
         let rejected = self.rejected();
         write!(
             f,
-            "combined {} groups: {} rows, {} monitor rows, {} lines rejected",
+            "combined {} groups: {} rows, {} monitor rows, {} header lines, {} lines rejected",
             self.groups.len(),
             self.rows(),
             self.monitor_rows(),
+            self.header_lines(),
             rejected.values().sum::<u64>()
         )?;
         write_reasons(f, rejected.iter().map(|(r, n)| (r.describe(), *n)))?;

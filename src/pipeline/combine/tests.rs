@@ -59,7 +59,7 @@ fn run(group: &Group) -> (GroupReport, CollectSink) {
 }
 
 #[test]
-fn rows_come_out_bottom_to_top_and_the_header_is_rejected() {
+fn rows_come_out_bottom_to_top_and_the_header_is_counted_apart() {
     let dir = tempfile::tempdir().unwrap();
     let data = format!(
         "{RD5000_HEADER}\n{}\n{}\n",
@@ -75,8 +75,13 @@ fn rows_come_out_bottom_to_top_and_the_header_is_rejected() {
     assert_eq!(sink.rows.len(), 2);
     assert!(sink.rows[0].contains(",SECOND,"));
     assert!(sink.rows[1].contains(",FIRST,"));
-    assert_eq!(report.rejected[&RejectReason::HeaderLine], 1);
-    assert_eq!(report.rejected_lines[0].line, 1);
+    // The header is neither a row nor a rejected line (issue 15: `rows.rejected` was 1 on
+    // every job).
+    assert_eq!(report.header_lines, 1);
+    assert_eq!(report.rejected_total(), 0);
+    assert!(report.rejected_lines.is_empty());
+    assert_eq!(report.typed.header_lines, 1);
+    assert_eq!(report.typed.rejected_total(), 0);
     assert_eq!(sink.transactions[0].source_line, 3);
     assert_eq!(sink.transactions[1].source_line, 2);
 }
@@ -494,7 +499,7 @@ fn combine_with(replaced: FileType, data: &[u8], new_branch: bool) {
     let report = combine_group(&group, &CombineOptions::default(), &mut sink).unwrap();
     // Every line is accounted for exactly once.
     assert_eq!(
-        report.rows + report.monitor_rows + report.rejected_total(),
+        report.rows + report.monitor_rows + report.rejected_total() + report.header_lines,
         report.lines
     );
     assert_eq!(sink.rows.len() as u64, report.rows);
@@ -502,7 +507,7 @@ fn combine_with(replaced: FileType, data: &[u8], new_branch: bool) {
     let typed = &report.typed;
     assert_eq!(sink.transactions.len() as u64, typed.records);
     assert_eq!(
-        typed.records + typed.monitor_rows + typed.rejected_total(),
+        typed.records + typed.monitor_rows + typed.rejected_total() + typed.header_lines,
         report.lines
     );
     for row in &sink.rows {
@@ -988,10 +993,11 @@ fn r17_lines_whose_fields_do_not_fit_are_rejected_with_a_monitor_note() {
         let typed = &report.typed;
         assert_eq!(typed.rejected[&RejectReason::FieldCount], 2);
         assert_eq!(typed.rejected[&RejectReason::UnclosedQuote], 1);
-        assert_eq!(typed.rejected[&RejectReason::HeaderLine], 1);
+        assert_eq!(typed.header_lines, 1);
+        assert!(!typed.rejected.contains_key(&RejectReason::HeaderLine));
         assert_eq!(typed.layout_rejected(), 3);
         assert_eq!(
-            typed.records + typed.monitor_rows + typed.rejected_total(),
+            typed.records + typed.monitor_rows + typed.rejected_total() + typed.header_lines,
             report.lines
         );
         let lines: Vec<(u64, RejectReason, Option<usize>)> = typed
