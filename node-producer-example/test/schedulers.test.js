@@ -167,6 +167,32 @@ describe(`job schedulers (worker=${s.WORKER}, bullmq ${version})`, () => {
   });
 });
 
+describe(`job schedulers shared with Node's worker (bullmq ${version})`, () => {
+  it('ours, then a Node worker, then ours again carry one schedule on without a break', async (t) => {
+    const h = await s.setup(t, redis);
+    await h.queue.upsertJobScheduler('relay', { every: 300 }, { name: 'fetch-job', data: { r: 1 } });
+    const by = {};
+    for (const [leg, kind] of [[1, 'rust'], [2, 'node'], [3, 'rust']]) {
+      const before = completedIds(h).length;
+      const w = h.startWorker({ processor: 'noop', kind, name: `${kind}-${leg}` });
+      await h.waitUntil(() => completedIds(h).length >= before + 3, { timeout: 15000, message: `leg ${leg} (${kind}) ran three iterations` });
+      await w.stop('SIGTERM');
+      for (const id of completedIds(h).slice(before)) by[id] = (await h.job(id)).processedBy;
+    }
+    const done = completedIds(h);
+    for (let i = 1; i < done.length; i++) {
+      assert.ok(millisOf(done[i]) > millisOf(done[i - 1]), 'each iteration later than the one before');
+      assert.equal((millisOf(done[i]) - millisOf(done[0])) % 300, 0, 'all on the scheduler slots');
+    }
+    const workers = new Set(Object.values(by));
+    assert.ok(workers.has('rust-1') && workers.has('node-2') && workers.has('rust-3'), `each leg ran iterations: ${JSON.stringify(by)}`);
+    const scheduler = await h.queue.getJobScheduler('relay');
+    assert.equal(scheduler.iterationCount, done.length + 1, 'ic counts every iteration, whoever made it');
+    assert.equal(await pending(h), 1, 'the next iteration is pending');
+    assert.ok(scheduler.next > Math.max(...done.map(millisOf)));
+  });
+});
+
 describe(`repeatable jobs, add with repeat (worker=${s.WORKER}, bullmq ${version})`, () => {
   if (major === 5) {
     it('BullMQ 5: add(..., {repeat: {every}}) and {repeat: {pattern}} keep repeating', async (t) => {
