@@ -349,6 +349,45 @@ mod tests {
     }
 
     #[test]
+    fn scheduler_iterations_carry_their_key_and_schedule() {
+        let j = claim(&[
+            Some("tick"),
+            Some("{}"),
+            Some(
+                r#"{"repeat":{"cron":"*/5 * * * * *","tz":"Asia/Manila","count":3,"limit":10,
+                    "startDate":1700000000000,"endDate":"2026-12-31T00:00:00Z"},
+                    "prevMillis":1795971605000,"repeatJobKey":"nightly"}"#,
+            ),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some("nightly"),
+        ]);
+        assert_eq!(j.repeat_job_key.as_deref(), Some("nightly"));
+        assert_eq!(j.opts.prev_millis, Some(1_795_971_605_000));
+        let r = j.opts.repeat.unwrap();
+        assert_eq!(
+            r.pattern.as_deref(),
+            Some("*/5 * * * * *"),
+            "legacy `cron` alias"
+        );
+        assert_eq!(r.tz.as_deref(), Some("Asia/Manila"));
+        assert_eq!((r.count, r.limit, r.every), (3, Some(10), None));
+        assert_eq!(r.start_date, Some(1_700_000_000_000));
+        assert_eq!(
+            r.end_date,
+            Some(1_798_675_200_000),
+            "an ISO date is read as JS would"
+        );
+        let plain = claim(&[Some("n"), None, Some("{}")]);
+        assert!(plain.repeat_job_key.is_none() && plain.opts.repeat.is_none());
+    }
+
+    #[test]
     fn bad_data_is_reported_not_panicked() {
         let j = claim(&[Some("n"), Some("{oops")]);
         assert!(j.data_error.is_some());
