@@ -5,9 +5,11 @@
 //! Both majors store a schedule the same way: the `repeat` sorted set scores each scheduler
 //! with its latest iteration's time, `repeat:<id>` holds its definition, and iterations are
 //! jobs `repeat:<id>:<ms>` whose `rjk` names the scheduler. BullMQ 5.x's `add` with `repeat`
-//! writes the same layout under an md5 id, so it takes the same path. Only keys of the old
-//! `name:id:endDate:tz:every` shape without a scheduler behind them (written before BullMQ
-//! 5 hashed them) are not scheduled: BullMQ 6 refuses them too.
+//! writes the same layout under an md5 id (or its `repeat.key`), and its own worker continues
+//! it through the scheduler path, so we do too. Only keys of the old `name:id:endDate:tz:every`
+//! form with no scheduler behind them (older releases, or a custom `repeat.key` of five or
+//! more parts) are not continued: a 5.x worker has separate legacy code for them, BullMQ 6
+//! refuses them as we do.
 //!
 //! Who computes what, as in Node: this module decides whether a next iteration is due at all
 //! (`limit`, `endDate`) and evaluates `pattern` (cron) schedules with their time zone; the
