@@ -26,7 +26,9 @@ impl Processor for Noop {
 /// With `data.delayMs`, the job's first run does none of that: it moves the job to `delayed`
 /// for that many ms with the reason `delayed for <delayMs> ms` (BullMQ's `DelayedError`), and
 /// the next run sleeps as usual. With `data.setData`, the job's data is replaced by that value
-/// (BullMQ's `job.updateData`) before it completes.
+/// (BullMQ's `job.updateData`) before it completes. With `data.rateLimitMs`, the job's first
+/// run rate-limits the whole queue for that many ms and hands the job back (Node's
+/// `worker.rateLimit(ms)` + `RateLimitError`), and the next run sleeps as usual.
 #[derive(Debug, Default)]
 pub struct Sleep;
 
@@ -45,6 +47,12 @@ impl Processor for Sleep {
             }
             let h = &job.handle;
             let report = |e: crate::bullmq::Error| ProcessError::retryable(e.to_string());
+            if let Some(limit_ms) = whole_ms(&job.data, "rateLimitMs")?
+                && job.attempts_started <= 1
+            {
+                h.rate_limit(limit_ms).await.map_err(report)?;
+                return Err(ProcessError::rate_limited());
+            }
             h.log(&format!("sleeping {ms} ms")).await.map_err(report)?;
             h.progress(&json!(0)).await.map_err(report)?;
             let step = Duration::from_millis(ms / 10);

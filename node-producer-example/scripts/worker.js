@@ -110,6 +110,9 @@ const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const dataOf = (job) => (job.data && typeof job.data === 'object' ? job.data : {});
 
+/** The running Worker, for processors that call its methods (`rateLimit`). */
+let currentWorker = null;
+
 /** The three test processors, identical in behaviour to the Rust binary's. */
 const PROCESSORS = {
   async noop(job) {
@@ -124,6 +127,12 @@ const PROCESSORS = {
       await job.log(`delayed for ${delayMs} ms`);
       await job.moveToDelayed(Date.now() + delayMs, token);
       throw new bullmq.DelayedError();
+    }
+    // data.rateLimitMs: the first run rate-limits the queue and hands the job back
+    // (worker.rateLimit + RateLimitError); the next one sleeps.
+    if (d.rateLimitMs !== undefined && d.rateLimitMs !== null && job.attemptsStarted <= 1) {
+      await currentWorker.rateLimit(Math.max(0, Math.floor(Number(d.rateLimitMs) || 0)));
+      throw bullmq.Worker.RateLimitError();
     }
     const ms = Math.max(0, Math.floor(Number(d.ms) || 0));
     await job.log(`sleeping ${ms} ms`);
@@ -190,6 +199,8 @@ async function main() {
     ...(config.METRICS_MAX_DATA_POINTS ? { metrics: { maxDataPoints: config.METRICS_MAX_DATA_POINTS } } : {}),
     ...(config.RATE_LIMIT_MAX ? { limiter: { max: config.RATE_LIMIT_MAX, duration: config.RATE_LIMIT_DURATION_MS } } : {}),
   });
+
+  currentWorker = worker;
 
   const resultKey = (jobId) => `fetch-worker:result:${queueSettings.queueName}:${jobId}`;
   const writeResult = (jobId, value) =>

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::options::KeepJobs;
 
 /// The fields `claimNextJob` returns, in its order.
-pub(crate) const CLAIM_FIELDS: usize = 10;
+pub(crate) const CLAIM_FIELDS: usize = 11;
 
 /// A job this worker holds the lock of.
 #[derive(Debug, Clone)]
@@ -36,6 +36,9 @@ pub struct Job {
     pub deferred_failure: Option<String>,
     /// Stack traces of earlier failed attempts.
     pub stacktrace: Vec<String>,
+    /// `rjk`: the job scheduler (or v5 repeatable job) that produced this job, whose next
+    /// iteration the worker schedules when it claims the job.
+    pub repeat_job_key: Option<String>,
 }
 
 impl Job {
@@ -53,6 +56,7 @@ impl Job {
         let stc = next();
         let defa = next();
         let stack = next();
+        let rjk = next();
 
         let (data, data_error) = match raw_data.as_deref() {
             None | Some("") => (Value::Object(Default::default()), None),
@@ -82,6 +86,7 @@ impl Job {
             stalled_counter: count(stc),
             deferred_failure: defa.filter(|d| !d.is_empty()),
             stacktrace,
+            repeat_job_key: rjk.filter(|k| !k.is_empty()),
         }
     }
 }
@@ -154,6 +159,80 @@ pub struct JobOptions {
     pub stack_trace_limit: Option<usize>,
     /// `kl` (keepLogs).
     pub keep_logs: Option<u64>,
+    /// `repeat`: the schedule this job is an iteration of.
+    pub repeat: Option<RepeatOptions>,
+    /// `prevMillis`: the scheduled time (ms) of this iteration, when the producer set it.
+    pub prev_millis: Option<u64>,
+}
+
+/// A job's `repeat` options as the producer stored them (the schedule, plus the iteration
+/// count `count`). Dates are ms since the Unix epoch; an unparseable date is absent, as a
+/// `NaN` date compares false in Node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RepeatOptions {
+    /// `every`: a fixed interval, ms.
+    pub every: Option<u64>,
+    /// `pattern` (or the legacy `cron`): a cron expression, optionally with seconds.
+    pub pattern: Option<String>,
+    /// `tz`: an IANA time zone for `pattern`.
+    pub tz: Option<String>,
+    /// `utc`: evaluate `pattern` in UTC (cron-parser's option).
+    pub utc: bool,
+    /// `startDate`: no iteration before it.
+    pub start_date: Option<i64>,
+    /// `endDate`: no iteration after it.
+    pub end_date: Option<i64>,
+    /// `limit`: the most iterations.
+    pub limit: Option<u64>,
+    /// `count`: this job's iteration number (1 for the first).
+    pub count: u64,
+    /// `immediately`: the first iteration runs at once.
+    pub immediately: bool,
+}
+
+impl RepeatOptions {
+    fn from_value(v: &Value) -> Option<RepeatOptions> {
+        let map = v.as_object()?;
+        let num = |key: &str| map.get(key).and_then(number);
+        let text = |key: &str| {
+            map.get(key)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        Some(RepeatOptions {
+            every: num("every").filter(|n| *n > 0.0).map(|n| n as u64),
+            pattern: text("pattern").or_else(|| text("cron")),
+            tz: text("tz"),
+            utc: map.get("utc").and_then(Value::as_bool).unwrap_or(false),
+            start_date: map.get("startDate").and_then(date_ms),
+            end_date: map.get("endDate").and_then(date_ms),
+            limit: num("limit").map(|n| n.max(0.0) as u64),
+            count: num("count").map(|n| n.max(0.0) as u64).unwrap_or(0),
+            immediately: map.get("immediately").and_then(Value::as_bool) == Some(true),
+        })
+    }
+}
+
+/// A JSON number, or a string holding one.
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => parse_number(s),
+        _ => None,
+    }
+}
+
+/// A date as JavaScript's `new Date(x).getTime()` reads the forms producers store: ms since
+/// the epoch (a number or numeric string) or an RFC 3339 text.
+fn date_ms(v: &Value) -> Option<i64> {
+    if let Some(n) = number(v) {
+        return Some(n as i64);
+    }
+    let text = v.as_str()?;
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|d| d.timestamp_millis())
 }
 
 impl JobOptions {
@@ -174,6 +253,8 @@ impl JobOptions {
             remove_on_fail: v.get("removeOnFail").and_then(KeepJobs::from_option),
             stack_trace_limit: num("stackTraceLimit").map(|n| n.max(0.0) as usize),
             keep_logs: num("kl").map(|n| n.max(0.0) as u64),
+            repeat: v.get("repeat").and_then(RepeatOptions::from_value),
+            prev_millis: num("prevMillis").filter(|n| *n >= 0.0).map(|n| n as u64),
         }
     }
 }
@@ -265,6 +346,45 @@ mod tests {
         // The legacy `attemptsMade` field is read first, as Node does.
         assert_eq!(j.attempts_made, 4);
         assert_eq!(j.data, json!({}));
+    }
+
+    #[test]
+    fn scheduler_iterations_carry_their_key_and_schedule() {
+        let j = claim(&[
+            Some("tick"),
+            Some("{}"),
+            Some(
+                r#"{"repeat":{"cron":"*/5 * * * * *","tz":"Asia/Manila","count":3,"limit":10,
+                    "startDate":1700000000000,"endDate":"2026-12-31T00:00:00Z"},
+                    "prevMillis":1795971605000,"repeatJobKey":"nightly"}"#,
+            ),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some("nightly"),
+        ]);
+        assert_eq!(j.repeat_job_key.as_deref(), Some("nightly"));
+        assert_eq!(j.opts.prev_millis, Some(1_795_971_605_000));
+        let r = j.opts.repeat.unwrap();
+        assert_eq!(
+            r.pattern.as_deref(),
+            Some("*/5 * * * * *"),
+            "legacy `cron` alias"
+        );
+        assert_eq!(r.tz.as_deref(), Some("Asia/Manila"));
+        assert_eq!((r.count, r.limit, r.every), (3, Some(10), None));
+        assert_eq!(r.start_date, Some(1_700_000_000_000));
+        assert_eq!(
+            r.end_date,
+            Some(1_798_675_200_000),
+            "an ISO date is read as JS would"
+        );
+        let plain = claim(&[Some("n"), None, Some("{}")]);
+        assert!(plain.repeat_job_key.is_none() && plain.opts.repeat.is_none());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`results`]: final outcomes written to the app's cache database.
 //! - [`observer`]: hooks for metrics.
 //! - [`time_limit`]: the per-attempt time limit.
+//! - [`scheduler`]: the next iteration of job schedulers and repeatable jobs.
 
 pub mod error;
 pub mod job;
@@ -21,6 +22,7 @@ pub mod observer;
 mod options;
 pub mod processor;
 pub mod results;
+pub mod scheduler;
 pub mod script;
 pub mod scripts;
 pub mod stalled;

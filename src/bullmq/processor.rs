@@ -77,7 +77,17 @@ pub enum Defer {
         /// Due time, ms since the Unix epoch.
         until_ms: u64,
     },
+    /// Back to the front of `wait` because the queue is rate limited (BullMQ's
+    /// `RateLimitError`); the worker claims nothing more until the queue's limiter expires.
+    RateLimited,
 }
+
+/// The message of BullMQ's `RateLimitError`.
+pub const RATE_LIMIT_MESSAGE: &str = "bullmq:rateLimitExceeded";
+
+/// The value Node's `Worker.rateLimit` stores in the limiter key (`Number.MAX_SAFE_INTEGER`):
+/// above any `max`, so every limiting worker sees the queue as limited until the key expires.
+const MANUAL_LIMIT: u64 = 9_007_199_254_740_991;
 
 impl ProcessError {
     /// A failure that is retried when `retryable` (the caller's error says whether it is
@@ -139,9 +149,28 @@ impl ProcessError {
         }
     }
 
+    /// Not a failure: hand the job back to the front of `wait` because the queue is rate
+    /// limited, BullMQ's `RateLimitError`. The attempt is not counted and nothing is logged;
+    /// the worker then claims nothing until the queue's limiter expires (its remaining time,
+    /// capped at 30 s like Node's `maximumRateLimitDelay`). Set the limit first with
+    /// [`JobHandle::rate_limit`] (Node's `worker.rateLimit(ms)`); without one the job is
+    /// simply handed back.
+    pub fn rate_limited() -> ProcessError {
+        ProcessError {
+            message: RATE_LIMIT_MESSAGE.to_string(),
+            retryable: false,
+            detail: Vec::new(),
+            discarded: false,
+            defer: Some(Defer::RateLimited),
+        }
+    }
+
     /// The due time when this asks for [`ProcessError::delayed`].
     pub fn delayed_until(&self) -> Option<u64> {
-        self.defer.map(|Defer::Delayed { until_ms }| until_ms)
+        match self.defer {
+            Some(Defer::Delayed { until_ms }) => Some(until_ms),
+            _ => None,
+        }
     }
 
     /// The same failure with its message cut to [`MAX_FAILURE_BYTES`] and its detail to
@@ -234,6 +263,26 @@ impl JobHandle {
         scripts::update_data::call(&mut con, &self.keys, &self.id, &data.to_string()).await
     }
 
+    /// Rate-limits the whole queue for `ms` milliseconds, Node's `worker.rateLimit(ms)` (and
+    /// `queue.rateLimit`): sets the queue's `limiter` key so that no worker limiting this
+    /// queue (ours with `RATE_LIMIT_MAX`, Node's with `limiter`) starts a job until it expires.
+    /// Follow it with [`ProcessError::rate_limited`] to hand this job back.
+    ///
+    /// # Errors
+    ///
+    /// Redis errors.
+    pub async fn rate_limit(&self, ms: u64) -> Result<(), Error> {
+        let mut con = self.con.clone();
+        let _: () = redis::cmd("SET")
+            .arg(&self.keys.limiter)
+            .arg(MANUAL_LIMIT)
+            .arg("PX")
+            .arg(ms.max(1))
+            .query_async(&mut con)
+            .await?;
+        Ok(())
+    }
+
     /// Appends a line to the job's log (`Job.getLogs` / Bull Board's Logs tab), cut to
     /// [`MAX_LOG_LINE_BYTES`].
     ///
@@ -275,6 +324,11 @@ mod tests {
             "callers that retry by themselves leave a deferral alone"
         );
         assert_eq!(ProcessError::retryable("x").delayed_until(), None);
+        let limited = ProcessError::rate_limited();
+        assert_eq!(limited.defer, Some(Defer::RateLimited));
+        assert_eq!(limited.message, "bullmq:rateLimitExceeded");
+        assert_eq!(limited.delayed_until(), None);
+        assert!(!limited.retryable);
     }
 
     #[test]

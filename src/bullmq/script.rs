@@ -43,8 +43,12 @@ pub(crate) const COMMANDS: &[(&str, &str)] = &[
     ("addLog-2", include_str!("../../lua/addLog-2.lua")),
     ("updateData-1", include_str!("../../lua/updateData-1.lua")),
     (
-        "moveJobFromActiveToWait-9",
-        include_str!("../../lua/moveJobFromActiveToWait-9.lua"),
+        "moveJobFromActiveToWait-10",
+        include_str!("../../lua/moveJobFromActiveToWait-10.lua"),
+    ),
+    (
+        "updateJobScheduler-12",
+        include_str!("../../lua/updateJobScheduler-12.lua"),
     ),
 ];
 
@@ -243,8 +247,10 @@ pub struct Scripts {
     pub add_log: Script,
     /// `updateData-1`.
     pub update_data: Script,
-    /// `moveJobFromActiveToWait-9`.
+    /// `moveJobFromActiveToWait-10`.
     pub move_job_from_active_to_wait: Script,
+    /// `updateJobScheduler-12`.
+    pub update_job_scheduler: Script,
 }
 
 /// The process-wide flattened scripts.
@@ -258,7 +264,8 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     update_progress: Script::embedded("updateProgress-3"),
     add_log: Script::embedded("addLog-2"),
     update_data: Script::embedded("updateData-1"),
-    move_job_from_active_to_wait: Script::embedded("moveJobFromActiveToWait-9"),
+    move_job_from_active_to_wait: Script::embedded("moveJobFromActiveToWait-10"),
+    update_job_scheduler: Script::embedded("updateJobScheduler-12"),
 });
 
 #[cfg(test)]

@@ -60,7 +60,8 @@ pub struct RunSummary {
     pub failed: u64,
     /// Attempts that failed and were scheduled again.
     pub retried: u64,
-    /// Jobs handed back to the queue at shutdown.
+    /// Jobs handed back to the queue: at shutdown, or by a processor that rate-limited the
+    /// queue.
     pub released: u64,
     /// Attempts whose processor parked the job in `delayed` ([`ProcessError::delayed`]).
     pub delayed: u64,
@@ -103,6 +104,9 @@ struct Inner {
     counters: Counters,
     /// Who else wants to know (metrics), if anyone.
     observer: Option<Arc<dyn Observer>>,
+    /// Until when (ms since epoch) nothing is claimed because a processor rate-limited the
+    /// queue ([`ProcessError::rate_limited`]); 0 when not limited. Node's `limitUntil`.
+    limit_until: AtomicU64,
 }
 
 /// A BullMQ worker for one queue.
@@ -141,6 +145,7 @@ impl Worker {
                 task_ended: Notify::new(),
                 counters: Counters::default(),
                 observer: None,
+                limit_until: AtomicU64::new(0),
                 opts,
             }),
             client,
@@ -395,6 +400,18 @@ async fn fetch_loop(inner: Arc<Inner>, client: Client, jobs: TaskTracker) {
             }
         }
 
+        let limited_for = inner.rate_limited_for(now_ms());
+        if limited_for > 0 {
+            // A processor rate-limited the queue: wait it out (at most 30 s, then look again),
+            // then claim at once rather than wait for a marker.
+            let nap = Duration::from_millis(limited_for).min(MAX_RATE_LIMIT_DELAY);
+            tokio::select! {
+                _ = inner.stop_claiming.cancelled() => return,
+                _ = tokio::time::sleep(nap) => {}
+            }
+            drained = false;
+        }
+
         let claim = ClaimArgs {
             token: inner.next_token(),
             lock_ms: inner.opts.lock_duration.as_millis() as u64,
@@ -477,6 +494,11 @@ impl Inner {
         )
     }
 
+    /// How long (ms) claims stay paused by a processor's rate limit; 0 when they are not.
+    fn rate_limited_for(&self, now: u64) -> u64 {
+        self.limit_until.load(Ordering::Relaxed).saturating_sub(now)
+    }
+
     fn keep_for(&self, job: &Job, completed: bool) -> KeepJobs {
         let (own, default) = if completed {
             (job.opts.remove_on_complete, self.opts.remove_on_complete)
@@ -497,6 +519,19 @@ async fn run_slot(inner: &Arc<Inner>, mut job: Job, claim: ClaimArgs) {
         let result = {
             use tracing::Instrument;
             span.in_scope(|| tracing::debug!(name = %job.name, "job claimed"));
+            if job.repeat_job_key.is_some() {
+                // As a Node worker does: the next iteration exists before this one runs.
+                let mut con = inner.con.clone();
+                super::scheduler::schedule_next(
+                    &mut con,
+                    &inner.keys,
+                    &job,
+                    inner.opts.compat,
+                    now_ms,
+                )
+                .instrument(span.clone())
+                .await;
+            }
             attempt(inner, &job).instrument(span.clone()).await
         };
         let Some(result) = result else {
@@ -645,12 +680,12 @@ async fn finish(
 ) -> Option<Job> {
     // Failure texts are capped before anything is stored (failedReason, stack trace, cache).
     let mut result = result.map_err(ProcessError::capped);
-    let fetch_next = !inner.stop_claiming.is_cancelled();
+    let fetch_next = !inner.stop_claiming.is_cancelled() && inner.rate_limited_for(now_ms()) == 0;
     let keys = &inner.keys;
     let mut con = inner.con.clone();
     let mut wait = Duration::from_millis(100);
     if let Err(err) = &result
-        && err.defer.is_some()
+        && err.delayed_until().is_some()
     {
         // Said once, before the move, so the log explains the wait however many tries the
         // move takes.
@@ -691,6 +726,25 @@ async fn finish(
                 .await
                 .map(|c| (c, Final::Delayed(*until_ms)))
             }
+            Err(ProcessError {
+                defer: Some(Defer::RateLimited),
+                ..
+            }) => scripts::move_job_from_active_to_wait::call(
+                &mut con,
+                keys,
+                &job.id,
+                &claim.token,
+                claim.compat,
+            )
+            .await
+            .map(|ttl| {
+                if ttl > 0 {
+                    inner
+                        .limit_until
+                        .fetch_max(now_ms() + ttl, Ordering::Relaxed);
+                }
+                (Claim::Empty, Final::RateLimited(ttl))
+            }),
             Err(err) => {
                 let stack = stacktrace_json(job, err);
                 match plan_failure(job, err) {
@@ -786,6 +840,8 @@ enum Final {
     Retried,
     /// Parked in `delayed` until this time (ms) at the processor's request.
     Delayed(u64),
+    /// Handed back to `wait` by a rate-limiting processor; the limiter holds this many ms.
+    RateLimited(u64),
 }
 
 impl Inner {
@@ -796,6 +852,7 @@ impl Inner {
             Final::Failed(_) => AttemptOutcome::Failed,
             Final::Retried => AttemptOutcome::Retried,
             Final::Delayed(_) => AttemptOutcome::Delayed,
+            Final::RateLimited(_) => AttemptOutcome::Released,
         };
         if let Some(o) = &self.observer {
             o.attempt_finished(outcome, took);
@@ -814,6 +871,10 @@ impl Inner {
                 if let Some(cache) = &self.results {
                     cache.store(&job.id, Err(&reason));
                 }
+            }
+            (Final::RateLimited(ttl_ms), _) => {
+                c.released.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(job_id = %job.id, ttl_ms, "queue rate limited by the processor; job handed back");
             }
             (Final::Delayed(until_ms), _) => {
                 c.delayed.fetch_add(1, Ordering::Relaxed);
@@ -840,7 +901,7 @@ async fn release_all(inner: &Inner) {
         )
         .await
         {
-            Ok(()) => {
+            Ok(_) => {
                 inner.counters.released.fetch_add(1, Ordering::Relaxed);
                 if let Some(o) = &inner.observer {
                     o.attempt_finished(AttemptOutcome::Released, Duration::ZERO);

@@ -8,6 +8,7 @@ mod import;
 mod ops;
 mod pipeline;
 mod safety;
+mod schedulers;
 mod scripts;
 mod startup;
 mod support;

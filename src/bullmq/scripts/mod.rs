@@ -13,6 +13,7 @@ pub mod move_to_delayed;
 pub mod move_to_finished;
 pub mod retry_job;
 pub mod update_data;
+pub mod update_job_scheduler;
 pub mod update_progress;
 
 use redis::Value;

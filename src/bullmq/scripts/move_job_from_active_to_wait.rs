@@ -1,4 +1,4 @@
-//! `lua/moveJobFromActiveToWait-9.lua`: active → front of wait, no attempt used.
+//! `lua/moveJobFromActiveToWait-10.lua`: active → front of wait, no attempt used.
 
 use redis::aio::ConnectionLike;
 
@@ -10,6 +10,10 @@ use crate::bullmq::script::SCRIPTS;
 
 /// Hands the job back so another worker takes it next.
 ///
+/// # Returns
+///
+/// How long the queue's rate limiter still holds, in ms (0 when it is not set).
+///
 /// # Errors
 ///
 /// [`Error::Script`] when the job is gone or the lock was lost; Redis errors.
@@ -19,7 +23,7 @@ pub async fn call<C: ConnectionLike + Send>(
     job_id: &str,
     token: &str,
     compat: Compat,
-) -> Result<(), Error> {
+) -> Result<u64, Error> {
     let job_key = keys.job(job_id);
     let k = [
         keys.active.as_str(),
@@ -31,10 +35,11 @@ pub async fn call<C: ConnectionLike + Send>(
         &keys.marker,
         &keys.events,
         &job_key,
+        &keys.limiter,
     ];
     let script = &SCRIPTS.move_job_from_active_to_wait;
     let code: i64 = script
         .run(con, &k, &[arg(job_id), arg(token), arg(compat.as_arg())])
         .await?;
-    Error::check(script.name(), job_id, code).map(drop)
+    Error::check(script.name(), job_id, code).map(|ms| ms as u64)
 }

@@ -1,7 +1,9 @@
 --[[
   Hands an active job back without using up an attempt: its lock is released and it returns to
   the front of the ready list (or the front of its priority class), so the next free worker
-  takes it. Used on shutdown for jobs that did not finish within the grace period.
+  takes it. Used on shutdown for jobs that did not finish within the grace period, and when a
+  processor rate-limits the queue (BullMQ's RateLimitError): the reply is then how long the
+  queue's limiter still holds, which the worker waits out before claiming again.
 
   KEYS:
     [1] active - P:Q:active
@@ -13,11 +15,13 @@
     [7] marker - P:Q:marker
     [8] events - P:Q:events
     [9] job - P:Q:<id>
+    [10] limiter - P:Q:limiter
   ARGV:
     [1] jobId
     [2] token
     [3] compat - BULLMQ_COMPAT: "auto", "5" or "6" (paused-queue rule)
-  Returns: 0 handed back, -1 no job hash, -2 no lock, -3 not active, -6 lock owned by another
+  Returns: the limiter's remaining time in ms (0 when it is not set) once handed back; -1 no
+           job hash, -2 no lock, -3 not active, -6 lock owned by another
   Emits: waiting (prev active)
   Compat: the same state move as BullMQ's moveJobFromActiveToWait (rate-limit put-back).
 ]]
@@ -31,6 +35,7 @@ local prioritizedKey = KEYS[6]
 local markerKey = KEYS[7]
 local eventsKey = KEYS[8]
 local jobKey = KEYS[9]
+local limiterKey = KEYS[10]
 local jobId = ARGV[1]
 local token = ARGV[2]
 local compat = ARGV[3]
@@ -54,4 +59,8 @@ else
 end
 addWakeMarker(markerKey, state)
 emitEvent(eventsKey, state.maxEvents, "waiting", "jobId", jobId, "prev", "active")
+local limitedFor = rcall("PTTL", limiterKey)
+if limitedFor > 0 then
+  return limitedFor
+end
 return 0
