@@ -250,8 +250,8 @@ mod progress {
 /// Why the pipeline could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    /// MongoDB could not be reached or indexed.
-    #[error("mongodb: {0}")]
+    /// MongoDB could not be used (the message names the address and the setting).
+    #[error("{0}")]
     Mongo(String),
     /// A setting is unusable.
     #[error("{0}")]
@@ -274,9 +274,16 @@ impl FetchHandler {
 
         let client = PosClient::new(config.fetch.options.clone())
             .map_err(|e| SetupError::Config(e.to_string()))?;
+        let mongo_label =
+            crate::startup::server_label("MongoDB", &config.mongo_uri.redacted(), "MONGO_URI");
         let mut mongo_options = mongodb::options::ClientOptions::parse(config.mongo_uri.expose())
             .await
-            .map_err(|e| SetupError::Mongo(e.to_string()))?;
+            .map_err(|e| match crate::startup::describe_mongo(&e) {
+                crate::startup::Problem::Permanent(why)
+                | crate::startup::Problem::Transient(why) => {
+                    SetupError::Mongo(format!("{mongo_label}: {why}"))
+                }
+            })?;
         // Bounded waits: a URI that sets its own timeouts keeps them.
         mongo_options
             .server_selection_timeout
@@ -285,7 +292,7 @@ impl FetchHandler {
             .connect_timeout
             .get_or_insert(config.mongo_connect_timeout);
         let mongo = mongodb::Client::with_options(mongo_options)
-            .map_err(|e| SetupError::Mongo(e.to_string()))?;
+            .map_err(|e| SetupError::Mongo(format!("{mongo_label}: {e}")))?;
         let db = mongo
             .default_database()
             .unwrap_or_else(|| mongo.database("biggs"));
@@ -295,10 +302,22 @@ impl FetchHandler {
             .clone()
             .unwrap_or_else(|| format!("fetch-worker-{}", std::process::id()));
         let importer = Importer::new(db.clone(), owner).with_timeouts(config.import_timeouts);
-        importer
-            .ensure_indexes()
-            .await
-            .map_err(|e| SetupError::Mongo(e.to_string()))?;
+        // A MongoDB that is not up yet is waited for (each try logged); bad credentials end
+        // the start with a message that says so.
+        tracing::info!("connecting to {mongo_label}");
+        crate::startup::wait_for(
+            &mongo_label,
+            || importer.ensure_indexes(),
+            |e: &ImportError| match e {
+                ImportError::Mongo { source, .. } => crate::startup::describe_mongo(source),
+                ImportError::Timeout { .. } => {
+                    crate::startup::Problem::Transient("no answer in time".into())
+                }
+                other => crate::startup::Problem::Permanent(other.to_string()),
+            },
+        )
+        .await
+        .map_err(SetupError::Mongo)?;
         let (storage, materialize): (Arc<dyn RawStorage>, Arc<dyn Materialize>) =
             match config.storage {
                 StorageKind::Local => (

@@ -11,6 +11,7 @@
 //!   `fake-pos` subcommand.
 //! - [`config`]: the command line and environment, validated into typed settings.
 //! - [`telemetry`] and [`shutdown`]: logging and the signal future.
+//! - [`startup`]: waiting for the servers at start-up, with one line per try.
 //! - [`scratch`]: per-job scratch directories, removed on every path.
 //! - [`secret`]: settings that hold credentials, and the redaction of URLs in every output.
 #![warn(missing_docs)]
@@ -26,4 +27,5 @@ pub mod processors;
 pub mod scratch;
 pub mod secret;
 pub mod shutdown;
+pub mod startup;
 pub mod telemetry;

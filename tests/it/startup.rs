@@ -61,3 +61,78 @@ fn a_bad_flag_is_named_as_a_flag() {
         "{err}"
     );
 }
+
+/// `MONGO_URI` unreachable: 30 s of silence, then a driver dump with `mongodb: mongodb:`. Now
+/// the worker says where it connects, then one line per try with the address, the setting and
+/// the cause, and keeps waiting (a stack whose MongoDB comes up later just works).
+#[test]
+fn an_unreachable_mongodb_is_waited_for_with_one_clear_line_per_try() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let redis = crate::support::RedisServer::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fetch-worker"))
+        .arg("run")
+        .env("REDIS_JOB_URL", redis.url(1))
+        .env("REDIS_CACHE_URL", redis.url(0))
+        .env("MONGO_URI", "mongodb://fw-user:s3cret-pw@127.0.0.1:1/biggs")
+        .env("MONGO_SERVER_SELECTION_TIMEOUT_MS", "300")
+        .env("METRICS_ADDR", "")
+        .env("RUST_LOG", "fetch_worker=info")
+        .env("LOG_FORMAT", "pretty")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting fetch-worker");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while lines
+        .iter()
+        .filter(|l: &&String| l.contains("trying again"))
+        .count()
+        < 2
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => break,
+        }
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = lines.join("\n");
+    assert!(
+        still_running,
+        "the worker waits instead of exiting:\n{text}"
+    );
+    let label = "MongoDB at mongodb://***@127.0.0.1:1/biggs (MONGO_URI)";
+    assert!(text.contains(&format!("connecting to {label}")), "{text}");
+    let tries: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("trying again"))
+        .collect();
+    assert_eq!(tries.len(), 2, "{text}");
+    for line in tries {
+        assert!(
+            line.contains(&format!(
+                "{label} is not reachable: connection refused; trying again in"
+            )),
+            "{line}"
+        );
+    }
+    assert!(
+        !text.contains("s3cret-pw"),
+        "no password in the log: {text}"
+    );
+    assert!(!text.contains("Topology"), "no driver dump: {text}");
+}
