@@ -2,12 +2,14 @@
 //! progress and log handles, and returns a JSON result or a typed [`ProcessError`].
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use redis::aio::ConnectionManager;
 use serde_json::Value;
 
+use super::children;
 use super::error::Error;
 use super::keys::QueueKeys;
 use super::scripts;
@@ -77,6 +79,9 @@ pub enum Defer {
         /// Due time, ms since the Unix epoch.
         until_ms: u64,
     },
+    /// Already in `waiting-children`: the processor moved it there with
+    /// [`JobHandle::move_to_waiting_children`], so the worker only lets go of it.
+    WaitingChildren,
 }
 
 impl ProcessError {
@@ -139,9 +144,26 @@ impl ProcessError {
         }
     }
 
+    /// Not a failure: the processor parked the job in `waiting-children` with
+    /// [`JobHandle::move_to_waiting_children`] (which returned `true`) and stops here, BullMQ's
+    /// `WaitingChildrenError`. The worker changes nothing in Redis: the attempt is not
+    /// counted, and the job runs again from the start once its last child finishes.
+    pub fn waiting_children() -> ProcessError {
+        ProcessError {
+            message: "waiting for children".to_string(),
+            retryable: false,
+            detail: Vec::new(),
+            discarded: false,
+            defer: Some(Defer::WaitingChildren),
+        }
+    }
+
     /// The due time when this asks for [`ProcessError::delayed`].
     pub fn delayed_until(&self) -> Option<u64> {
-        self.defer.map(|Defer::Delayed { until_ms }| until_ms)
+        match self.defer {
+            Some(Defer::Delayed { until_ms }) => Some(until_ms),
+            _ => None,
+        }
     }
 
     /// The same failure with its message cut to [`MAX_FAILURE_BYTES`] and its detail to
@@ -197,13 +219,16 @@ pub struct JobContext {
     pub handle: JobHandle,
 }
 
-/// Reports progress and log lines for one job. Cheap to clone.
+/// Reports progress and log lines for one job, and reads or waits for its children (flows).
+/// Cheap to clone.
 #[derive(Clone)]
 pub struct JobHandle {
     pub(crate) keys: Arc<QueueKeys>,
     pub(crate) con: ConnectionManager,
     pub(crate) id: String,
     pub(crate) keep_logs: Option<u64>,
+    /// The lock token of this attempt, for the moves only the lock owner may make.
+    pub(crate) token: String,
 }
 
 impl std::fmt::Debug for JobHandle {
@@ -232,6 +257,52 @@ impl JobHandle {
     pub async fn update_data(&self, data: &Value) -> Result<(), Error> {
         let mut con = self.con.clone();
         scripts::update_data::call(&mut con, &self.keys, &self.id, &data.to_string()).await
+    }
+
+    /// Parks the job in `waiting-children` when it has a pending child (Node's
+    /// `job.moveToWaitingChildren(token, {child})`): `child_key` (a full job key,
+    /// `P:Q:<id>`) or, with `None`, any child. On `true` the job has left `active` and its lock
+    /// is released: return [`ProcessError::waiting_children`] right away; the job runs again
+    /// from the start when its last child finishes. On `false` nothing is pending and the
+    /// attempt carries on.
+    ///
+    /// # Errors
+    ///
+    /// Redis errors; a `failParentOnFailure` child failed (`FailedChildren`); the job is gone
+    /// or no longer ours.
+    pub async fn move_to_waiting_children(&self, child_key: Option<&str>) -> Result<bool, Error> {
+        let mut con = self.con.clone();
+        scripts::move_to_waiting_children::call(
+            &mut con,
+            &self.keys,
+            super::worker::now_ms(),
+            &self.id,
+            &self.token,
+            child_key,
+        )
+        .await
+    }
+
+    /// The return values of the job's completed children, keyed by child job key (Node's
+    /// `job.getChildrenValues()`); see [`children::children_values`].
+    ///
+    /// # Errors
+    ///
+    /// Redis errors; a stored value that is not JSON.
+    pub async fn children_values(&self) -> Result<BTreeMap<String, Value>, Error> {
+        let mut con = self.con.clone();
+        children::children_values(&mut con, &self.keys, &self.id).await
+    }
+
+    /// The failure reasons of children whose failure the job ignores or tolerates, keyed by
+    /// child job key (Node's `job.getIgnoredChildrenFailures()`).
+    ///
+    /// # Errors
+    ///
+    /// Redis errors.
+    pub async fn ignored_children_failures(&self) -> Result<BTreeMap<String, String>, Error> {
+        let mut con = self.con.clone();
+        children::ignored_children_failures(&mut con, &self.keys, &self.id).await
     }
 
     /// Appends a line to the job's log (`Job.getLogs` / Bull Board's Logs tab), cut to
@@ -275,6 +346,10 @@ mod tests {
             "callers that retry by themselves leave a deferral alone"
         );
         assert_eq!(ProcessError::retryable("x").delayed_until(), None);
+        let parked = ProcessError::waiting_children();
+        assert_eq!(parked.defer, Some(Defer::WaitingChildren));
+        assert_eq!(parked.delayed_until(), None);
+        assert!(!parked.retryable);
     }
 
     #[test]

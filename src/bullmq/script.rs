@@ -46,6 +46,10 @@ pub(crate) const COMMANDS: &[(&str, &str)] = &[
         "moveJobFromActiveToWait-9",
         include_str!("../../lua/moveJobFromActiveToWait-9.lua"),
     ),
+    (
+        "moveToWaitingChildren-8",
+        include_str!("../../lua/moveToWaitingChildren-8.lua"),
+    ),
 ];
 
 /// The embedded helpers: (function name, text).
@@ -71,12 +75,20 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
         include_str!("../../lua/includes/delayedScore.lua"),
     ),
     (
+        "deferParentFailure",
+        include_str!("../../lua/includes/deferParentFailure.lua"),
+    ),
+    (
         "emitEvent",
         include_str!("../../lua/includes/emitEvent.lua"),
     ),
     (
         "leaveActive",
         include_str!("../../lua/includes/leaveActive.lua"),
+    ),
+    (
+        "moveParentToWait",
+        include_str!("../../lua/includes/moveParentToWait.lua"),
     ),
     (
         "promoteDueJobs",
@@ -99,6 +111,10 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
         include_str!("../../lua/includes/releaseLock.lua"),
     ),
     (
+        "releaseParent",
+        include_str!("../../lua/includes/releaseParent.lua"),
+    ),
+    (
         "requeueDeduplicatedNext",
         include_str!("../../lua/includes/requeueDeduplicatedNext.lua"),
     ),
@@ -109,6 +125,14 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
     (
         "trimFinishedJobs",
         include_str!("../../lua/includes/trimFinishedJobs.lua"),
+    ),
+    (
+        "unlinkFromParent",
+        include_str!("../../lua/includes/unlinkFromParent.lua"),
+    ),
+    (
+        "updateParentOnFinish",
+        include_str!("../../lua/includes/updateParentOnFinish.lua"),
     ),
 ];
 
@@ -245,6 +269,8 @@ pub struct Scripts {
     pub update_data: Script,
     /// `moveJobFromActiveToWait-9`.
     pub move_job_from_active_to_wait: Script,
+    /// `moveToWaitingChildren-8`.
+    pub move_to_waiting_children: Script,
 }
 
 /// The process-wide flattened scripts.
@@ -259,6 +285,7 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     add_log: Script::embedded("addLog-2"),
     update_data: Script::embedded("updateData-1"),
     move_job_from_active_to_wait: Script::embedded("moveJobFromActiveToWait-9"),
+    move_to_waiting_children: Script::embedded("moveToWaitingChildren-8"),
 });
 
 #[cfg(test)]

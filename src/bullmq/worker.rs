@@ -490,7 +490,9 @@ async fn run_slot(inner: &Arc<Inner>, mut job: Job, claim: ClaimArgs) {
         let result = {
             use tracing::Instrument;
             span.in_scope(|| tracing::debug!(name = %job.name, "job claimed"));
-            attempt(inner, &job).instrument(span.clone()).await
+            attempt(inner, &job, &claim.token)
+                .instrument(span.clone())
+                .await
         };
         let Some(result) = result else {
             // Aborted at shutdown: the lock stays tracked so the job is handed back.
@@ -513,8 +515,9 @@ async fn run_slot(inner: &Arc<Inner>, mut job: Job, claim: ClaimArgs) {
     }
 }
 
-/// Runs one attempt. `None` when the attempt was aborted at shutdown.
-async fn attempt(inner: &Arc<Inner>, job: &Job) -> Option<Result<Json, ProcessError>> {
+/// Runs one attempt of `job`, held with `token`. `None` when the attempt was aborted at
+/// shutdown.
+async fn attempt(inner: &Arc<Inner>, job: &Job, token: &str) -> Option<Result<Json, ProcessError>> {
     if let Some(reason) = &job.deferred_failure {
         return Some(Err(ProcessError::permanent(reason.clone())));
     }
@@ -533,6 +536,7 @@ async fn attempt(inner: &Arc<Inner>, job: &Job) -> Option<Result<Json, ProcessEr
             con: inner.con.clone(),
             id: job.id.clone(),
             keep_logs: job.opts.keep_logs,
+            token: token.to_string(),
         },
     };
     let work = AssertUnwindSafe(inner.processor.process(ctx)).catch_unwind();
@@ -643,7 +647,7 @@ async fn finish(
     let mut con = inner.con.clone();
     let mut wait = Duration::from_millis(100);
     if let Err(err) = &result
-        && err.defer.is_some()
+        && matches!(err.defer, Some(Defer::Delayed { .. }))
     {
         // Said once, before the move, so the log explains the wait however many tries the
         // move takes.
@@ -683,6 +687,20 @@ async fn finish(
                 )
                 .await
                 .map(|c| (c, Final::Delayed(*until_ms)))
+            }
+            Err(ProcessError {
+                defer: Some(Defer::WaitingChildren),
+                ..
+            }) => {
+                // The processor already moved the job (and released its lock); as a Node
+                // worker after `WaitingChildrenError`, only claim the next job.
+                if fetch_next {
+                    scripts::move_to_active::call(&mut con, keys, now_ms(), claim)
+                        .await
+                        .map(|c| (c, Final::WaitingChildren))
+                } else {
+                    Ok((Claim::Empty, Final::WaitingChildren))
+                }
             }
             Err(err) => {
                 let stack = stacktrace_json(job, err);
@@ -779,6 +797,8 @@ enum Final {
     Retried,
     /// Parked in `delayed` until this time (ms) at the processor's request.
     Delayed(u64),
+    /// Parked in `waiting-children` by the processor.
+    WaitingChildren,
 }
 
 impl Inner {
@@ -789,6 +809,7 @@ impl Inner {
             Final::Failed(_) => AttemptOutcome::Failed,
             Final::Retried => AttemptOutcome::Retried,
             Final::Delayed(_) => AttemptOutcome::Delayed,
+            Final::WaitingChildren => AttemptOutcome::WaitingChildren,
         };
         if let Some(o) = &self.observer {
             o.attempt_finished(outcome, took);
@@ -811,6 +832,9 @@ impl Inner {
             (Final::Delayed(until_ms), _) => {
                 c.delayed.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(job_id = %job.id, until_ms, "job deferred to delayed by its processor");
+            }
+            (Final::WaitingChildren, _) => {
+                tracing::info!(job_id = %job.id, "job waits for its children");
             }
             _ => {
                 c.retried.fetch_add(1, Ordering::Relaxed);
