@@ -9,7 +9,7 @@
 const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const s = require('./support');
-const { version } = require('../src/bullmq');
+const { version, major } = require('../src/bullmq');
 
 const redis = s.useRedis();
 
@@ -107,6 +107,39 @@ describe(`flows (worker=${s.WORKER}, bullmq ${version})`, () => {
       assert.equal(await h.db.hget(`alt:${kidsQueue}:${c.job.id}`, 'returnvalue'), JSON.stringify({ slept: c.job.data.ms }));
       assert.equal(await h.db.zscore(`alt:${kidsQueue}:completed`, c.job.id) !== null, true);
     }
+  });
+
+  it('a parent released while its queue is paused goes where that major counts it (v5: paused, v6: wait)', async (t) => {
+    const h = await s.setup(t, redis);
+    const kidsQueue = `${h.queueName}-kids`;
+    await h.queue.pause();
+    assert.match(await h.db.hget(h.key('meta'), 'version'), new RegExp(`^bullmq:${major}\\.`), 'the Queue wrote its version');
+    h.startWorker({ processor: 'sleep', queueName: kidsQueue });
+    const flow = await flowProducer(t, h).add({
+      name: 'parent',
+      queueName: h.queueName,
+      data: { ms: 0, returnChildren: true },
+      children: [{ name: 'child', queueName: kidsQueue, data: { ms: 0 } }],
+    });
+    const parentId = flow.job.id;
+    const released = await h.waitForEvent((e) => e.event === 'waiting' && e.jobId === parentId, { timeout: 15000, message: 'parent released' });
+    assert.equal(released.prev, 'waiting-children');
+    const [waitList, pausedList] = [await h.db.lrange(h.key('wait'), 0, -1), await h.db.lrange(h.key('paused'), 0, -1)];
+    if (major === 6) {
+      assert.deepEqual([waitList, pausedList], [[parentId], []], 'v6: wait, never the legacy paused list');
+    } else {
+      assert.deepEqual([waitList, pausedList], [[], [parentId]], 'v5: the paused list');
+    }
+    assert.equal(await h.db.zscore(h.key('marker'), '0'), null, 'no wake marker while paused');
+    const counts = await h.queue.getJobCounts('wait', 'paused', 'waiting-children');
+    assert.equal(counts.wait + counts.paused, 1, `the parent is counted as waiting: ${JSON.stringify(counts)}`);
+    assert.equal(counts['waiting-children'], 0);
+
+    await h.queue.resume();
+    h.startWorker({ processor: 'sleep' });
+    const p = await finishedParent(h, parentId);
+    assert.equal(p.state, 'completed');
+    assert.deepEqual(p.job.returnvalue, { slept: 0, children: { [`${s.PREFIX}:${kidsQueue}:${flow.children[0].job.id}`]: { slept: 0 } } });
   });
 
   it('failParentOnFailure: the child\'s failure fails the parent lazily with upstream\'s reason', async (t) => {
