@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::children;
 use super::error::Error;
 use super::keys::QueueKeys;
+use super::lock::LockTable;
 use super::scripts;
 
 /// The most bytes of a failure's message kept in `failedReason`, the stack trace entry and the
@@ -229,6 +230,9 @@ pub struct JobHandle {
     pub(crate) keep_logs: Option<u64>,
     /// The lock token of this attempt, for the moves only the lock owner may make.
     pub(crate) token: String,
+    /// The worker's lock table: a job that gave its lock up (parked in `waiting-children`)
+    /// leaves it, so renewal does not report the lock lost and shutdown does not hand it back.
+    pub(crate) locks: LockTable,
 }
 
 impl std::fmt::Debug for JobHandle {
@@ -272,7 +276,7 @@ impl JobHandle {
     /// or no longer ours.
     pub async fn move_to_waiting_children(&self, child_key: Option<&str>) -> Result<bool, Error> {
         let mut con = self.con.clone();
-        scripts::move_to_waiting_children::call(
+        let moved = scripts::move_to_waiting_children::call(
             &mut con,
             &self.keys,
             super::worker::now_ms(),
@@ -280,7 +284,11 @@ impl JobHandle {
             &self.token,
             child_key,
         )
-        .await
+        .await?;
+        if moved {
+            self.locks.untrack(&self.id);
+        }
+        Ok(moved)
     }
 
     /// The return values of the job's completed children, keyed by child job key (Node's

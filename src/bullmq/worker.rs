@@ -537,6 +537,7 @@ async fn attempt(inner: &Arc<Inner>, job: &Job, token: &str) -> Option<Result<Js
             id: job.id.clone(),
             keep_logs: job.opts.keep_logs,
             token: token.to_string(),
+            locks: inner.locks.clone(),
         },
     };
     let work = AssertUnwindSafe(inner.processor.process(ctx)).catch_unwind();
