@@ -45,6 +45,38 @@ async function finishedParent(h, id) {
   };
 }
 
+/**
+ * One flow whose child completes and one whose child fails with failParentOnFailure, the
+ * parents worked by `parentsKind` and the children (another queue) by `kidsKind`: the values
+ * and the deferred failure one kind of worker writes are read by the other.
+ */
+async function mixedFlows(t, h, parentsKind, kidsKind) {
+  const kidsQueue = `${h.queueName}-kids`;
+  h.startWorker({ processor: 'fail', kind: parentsKind, name: `${parentsKind}-parents` });
+  h.startWorker({ processor: 'fail', kind: kidsKind, queueName: kidsQueue, name: `${kidsKind}-kids` });
+  const producer = flowProducer(t, h);
+  const good = await producer.add({
+    name: 'parent',
+    queueName: h.queueName,
+    data: { succeedOnAttempt: 1 },
+    children: [{ name: 'ok', queueName: kidsQueue, data: { succeedOnAttempt: 1 } }],
+  });
+  const bad = await producer.add({
+    name: 'parent',
+    queueName: h.queueName,
+    data: { succeedOnAttempt: 1 },
+    children: [{ name: 'bad', queueName: kidsQueue, data: { fatal: true, message: 'child broke' }, opts: { failParentOnFailure: true } }],
+  });
+  const kidKey = (flow) => `${s.PREFIX}:${kidsQueue}:${flow.children[0].job.id}`;
+  const g = await finishedParent(h, good.job.id);
+  assert.equal(g.state, 'completed');
+  assert.deepEqual(g.processed, { [kidKey(good)]: { succeededOnAttempt: 1 } });
+  const b = await finishedParent(h, bad.job.id);
+  assert.equal(b.state, 'failed');
+  assert.equal(b.job.failedReason, `child ${kidKey(bad)} failed`);
+  assert.deepEqual(b.unsuccessful, [kidKey(bad)]);
+}
+
 describe(`flows (worker=${s.WORKER}, bullmq ${version})`, () => {
   it('a parent with two children completes once both did, with their values in getChildrenValues', async (t) => {
     const h = await s.setup(t, redis);
@@ -166,6 +198,14 @@ describe(`flows (worker=${s.WORKER}, bullmq ${version})`, () => {
     assert.deepEqual(lifecycle(h, parentId).slice(-3), ['waiting', 'active', 'failed']);
     assert.equal(h.events.filter({ event: 'waiting', jobId: parentId })[0].prev, 'waiting-children');
     assert.equal(h.events.filter({ event: 'retries-exhausted', jobId: parentId }).length, 0);
+  });
+
+  it('children on the worker under test, parents on Node\'s worker: values and failParentOnFailure reach Node', async (t) => {
+    await mixedFlows(t, await s.setup(t, redis), 'node', s.WORKER);
+  });
+
+  it('children on Node\'s worker, parents on the worker under test: it reads their values and fails on defa', async (t) => {
+    await mixedFlows(t, await s.setup(t, redis), s.WORKER, 'node');
   });
 
   it('continueParentOnFailure: the parent runs and completes; the failure is in getIgnoredChildrenFailures', async (t) => {
