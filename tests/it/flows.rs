@@ -636,3 +636,79 @@ async fn move_to_waiting_children_parks_only_a_job_with_pending_children() {
         })
     ));
 }
+
+/// End to end through the worker and the `sleep` processor: a job with `waitChildren` and a
+/// pending child parks itself (lock released, not an attempt, out of the worker's hands: the
+/// drained worker stops), and once the child completed in its own queue it runs again and
+/// returns the child's value (`returnChildren`).
+#[tokio::test]
+async fn the_sleep_processor_waits_for_its_child_then_returns_its_value() {
+    use std::sync::Arc;
+
+    use fetch_worker::processors::Sleep;
+
+    let server = RedisServer::start();
+    let mut q = TestQueue::new(&server, "parent").await;
+    let mut kids = TestQueue::new(&server, "kids").await;
+    let parent = q
+        .add(NewJob::new(
+            json!({"ms": 0, "waitChildren": true, "returnChildren": true}),
+        ))
+        .await;
+    let child = add_child(&mut kids, &q.keys.clone(), &parent, json!({})).await;
+    let child_key = kids.keys.job(&child);
+    let _: () = redis::cmd("SADD")
+        .arg(q.keys.dependencies(&parent))
+        .arg(&child_key)
+        .query_async(&mut q.con)
+        .await
+        .unwrap();
+
+    let first = q.drain(q.options(), Arc::new(Sleep)).await;
+    assert_eq!((first.completed, first.failed, first.retried), (0, 0, 0));
+    assert_eq!(
+        q.zrange(&q.keys.waiting_children.clone()).await,
+        vec![parent.clone()]
+    );
+    assert!(!q.exists(&q.keys.lock(&parent)).await, "lock released");
+    assert_eq!(q.llen(&q.keys.active.clone()).await, 0);
+    assert_eq!(q.hget(&parent, "atm").await, None, "not an attempt");
+    assert_eq!(q.hget(&parent, "ats").await.as_deref(), Some("1"));
+
+    finish(
+        &mut kids,
+        &child,
+        completed(json!({"slept": 1})),
+        KeepJobs::ALL,
+        now_ms(),
+    )
+    .await;
+    assert_eq!(q.lrange(&q.keys.wait.clone()).await, vec![parent.clone()]);
+    let second = q.drain(q.options(), Arc::new(Sleep)).await;
+    assert_eq!(second.completed, 1);
+    let value: Value =
+        serde_json::from_str(&q.hget(&parent, "returnvalue").await.unwrap()).unwrap();
+    assert_eq!(
+        value,
+        json!({"slept": 0, "children": {child_key: {"slept": 1}}})
+    );
+    assert_eq!(q.hget(&parent, "atm").await.as_deref(), Some("1"));
+    let lifecycle: Vec<String> = q
+        .events_of(&parent)
+        .await
+        .into_iter()
+        .filter(|n| n != "progress")
+        .collect();
+    assert_eq!(
+        lifecycle,
+        vec![
+            "added",
+            "waiting",
+            "active",
+            "waiting-children",
+            "waiting",
+            "active",
+            "completed"
+        ]
+    );
+}
