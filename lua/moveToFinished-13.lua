@@ -51,9 +51,11 @@
     -9 the job has failed children (complete refused)
   Emits: added and waiting/delayed (a keepLastIfActive job stored while this one ran),
          completed (returnvalue) or failed (failedReason), retries-exhausted, active and
-         waiting (when fetching next), drained
-  Compat: BullMQ 5 and 6 alike. Not handled: flows' parent propagation (see README,
-          "Compatibility").
+         waiting (when fetching next), drained; on a parent's queue (flows): waiting (prev
+         waiting-children) or delayed when the parent is released
+  Compat: BullMQ 5 and 6 alike. Flows as upstream: a child updates its parent (which may be
+          in another queue or prefix) before retention runs, see includes/updateParentOnFinish
+          and includes/unlinkFromParent; the parent's queue follows its own major's pause rule.
 ]]
 local rcall = redis.call
 local keys = {wait = KEYS[1], active = KEYS[2], prioritized = KEYS[3], events = KEYS[4],
@@ -88,10 +90,12 @@ local metricsPoints = tonumber(ARGV[20])
 --!include claimNextJob
 --!include requeueDeduplicatedNext
 --!include collectMetrics
+--!include updateParentOnFinish
+--!include unlinkFromParent
 
 -- Every BullMQ job hash has a `name` (possibly ""), so one HMGET answers "does it exist" and
--- reads the deduplication id.
-local jobFields = rcall("HMGET", jobKey, "name", "deid")
+-- reads the deduplication id and the parent fields (flows).
+local jobFields = rcall("HMGET", jobKey, "name", "deid", "parentKey", "parent")
 if not jobFields[1] and rcall("EXISTS", jobKey) == 0 then
   return -1
 end
@@ -127,15 +131,25 @@ if dedupId then
   requeueDeduplicatedNext(keys, baseKey, dedupId, now, state)
 end
 
+-- Flows: the parent hears about its child before retention may delete the child.
+local parentKey = jobFields[3] or nil
+if parentKey or jobFields[4] then
+  updateParentOnFinish(jobKey, parentKey, jobFields[4] or nil, target == "completed", value,
+                       now, compat)
+end
+
 if keepCount ~= 0 then
   rcall("ZADD", finishedKey, now, jobId)
   rcall("HSET", jobKey, field, value, "finishedOn", now, "atm", attemptsMade)
   if target == "failed" then
     rcall("HDEL", jobKey, "defa")
   end
-  trimFinishedJobs(finishedKey, baseKey, now, keepCount, keepAge, keepLimit)
+  trimFinishedJobs(finishedKey, baseKey, now, keepCount, keepAge, keepLimit, compat)
 else
   removeJobKeys(jobKey)
+  if parentKey then
+    unlinkFromParent(jobKey, parentKey, compat)
+  end
 end
 
 emitEvent(keys.events, state.maxEvents, target, "jobId", jobId, field, value, "prev", "active")

@@ -29,6 +29,12 @@ impl Processor for Noop {
 /// (BullMQ's `job.updateData`) before it completes. With `data.rateLimitMs`, the job's first
 /// run rate-limits the whole queue for that many ms and hands the job back (Node's
 /// `worker.rateLimit(ms)` + `RateLimitError`), and the next run sleeps as usual.
+///
+/// Flows: with `data.waitChildren: true`, a run that finds a pending child parks the job in
+/// `waiting-children` first (BullMQ's `moveToWaitingChildren` + `WaitingChildrenError`); the
+/// run after the last child finished finds none and carries on. With
+/// `data.returnChildren: true` the result also carries `children`, the children's return
+/// values keyed by child job key (BullMQ's `job.getChildrenValues()`).
 #[derive(Debug, Default)]
 pub struct Sleep;
 
@@ -53,6 +59,11 @@ impl Processor for Sleep {
                 h.rate_limit(limit_ms).await.map_err(report)?;
                 return Err(ProcessError::rate_limited());
             }
+            if flag(&job.data, "waitChildren")
+                && h.move_to_waiting_children(None).await.map_err(report)?
+            {
+                return Err(ProcessError::waiting_children());
+            }
             h.log(&format!("sleeping {ms} ms")).await.map_err(report)?;
             h.progress(&json!(0)).await.map_err(report)?;
             let step = Duration::from_millis(ms / 10);
@@ -68,10 +79,19 @@ impl Processor for Sleep {
             if let Some(new_data) = job.data.get("setData") {
                 h.update_data(new_data).await.map_err(report)?;
             }
+            if flag(&job.data, "returnChildren") {
+                let children = h.children_values().await.map_err(report)?;
+                return Ok(json!({"slept": ms, "children": children}));
+            }
             Ok(json!({"slept": ms}))
         }
         .boxed()
     }
+}
+
+/// True when `data.<field>` is the JSON `true`.
+fn flag(data: &Value, field: &str) -> bool {
+    data.get(field).and_then(Value::as_bool) == Some(true)
 }
 
 /// Reads `data.<field>` as a whole number of milliseconds; absent or null is `None`.

@@ -134,6 +134,10 @@ const PROCESSORS = {
       await currentWorker.rateLimit(Math.max(0, Math.floor(Number(d.rateLimitMs) || 0)));
       throw bullmq.Worker.RateLimitError();
     }
+    // data.waitChildren: a run that finds a pending child parks the job in waiting-children.
+    if (d.waitChildren === true && (await job.moveToWaitingChildren(token))) {
+      throw new bullmq.WaitingChildrenError();
+    }
     const ms = Math.max(0, Math.floor(Number(d.ms) || 0));
     await job.log(`sleeping ${ms} ms`);
     await job.updateProgress(0);
@@ -146,6 +150,8 @@ const PROCESSORS = {
     await job.updateProgress(100);
     await job.log(`slept ${ms} ms`);
     if (d.setData !== undefined) await job.updateData(d.setData);
+    // data.returnChildren: the children's return values, keyed by child job key.
+    if (d.returnChildren === true) return { slept: ms, children: await job.getChildrenValues() };
     return { slept: ms };
   },
 

@@ -39,6 +39,8 @@ pub struct QueueKeys {
     pub repeat: String,
     /// `P:Q:id`.
     pub id: String,
+    /// `P:Q:waiting-children`: parents waiting for their children (flows).
+    pub waiting_children: String,
 }
 
 impl QueueKeys {
@@ -63,6 +65,7 @@ impl QueueKeys {
             marker: k("marker"),
             repeat: k("repeat"),
             id: k("id"),
+            waiting_children: k("waiting-children"),
             base,
         }
     }
@@ -80,6 +83,26 @@ impl QueueKeys {
     /// The job's log list `P:Q:<id>:logs`.
     pub fn logs(&self, id: &str) -> String {
         format!("{}{id}:logs", self.base)
+    }
+
+    /// The job's pending children `P:Q:<id>:dependencies` (a set of child job keys).
+    pub fn dependencies(&self, id: &str) -> String {
+        format!("{}{id}:dependencies", self.base)
+    }
+
+    /// The job's completed children's return values `P:Q:<id>:processed` (child key → JSON).
+    pub fn processed(&self, id: &str) -> String {
+        format!("{}{id}:processed", self.base)
+    }
+
+    /// The job's ignored or tolerated child failures `P:Q:<id>:failed` (child key → reason).
+    pub fn failed_children(&self, id: &str) -> String {
+        format!("{}{id}:failed", self.base)
+    }
+
+    /// The job's children that failed with `failParentOnFailure`, `P:Q:<id>:unsuccessful`.
+    pub fn unsuccessful(&self, id: &str) -> String {
+        format!("{}{id}:unsuccessful", self.base)
     }
 
     /// The connection name Node gives its workers, `P:<base64(queue)>[:w:<name>]`, which
@@ -106,6 +129,11 @@ mod tests {
         assert_eq!(k.job("42"), "bull:fetch:42");
         assert_eq!(k.lock("42"), "bull:fetch:42:lock");
         assert_eq!(k.logs("42"), "bull:fetch:42:logs");
+        assert_eq!(k.waiting_children, "bull:fetch:waiting-children");
+        assert_eq!(k.dependencies("42"), "bull:fetch:42:dependencies");
+        assert_eq!(k.processed("42"), "bull:fetch:42:processed");
+        assert_eq!(k.failed_children("42"), "bull:fetch:42:failed");
+        assert_eq!(k.unsuccessful("42"), "bull:fetch:42:unsuccessful");
     }
 
     #[test]

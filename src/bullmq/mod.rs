@@ -9,11 +9,13 @@
 //! - [`worker`]: the claim loop, slots, retries, shutdown.
 //! - [`lock`] and [`stalled`]: lock renewal and stalled recovery.
 //! - [`processor`]: the trait the work plugs into.
+//! - [`children`]: what a parent job (flows) reads about its children.
 //! - [`results`]: final outcomes written to the app's cache database.
 //! - [`observer`]: hooks for metrics.
 //! - [`time_limit`]: the per-attempt time limit.
 //! - [`scheduler`]: the next iteration of job schedulers and repeatable jobs.
 
+pub mod children;
 pub mod error;
 pub mod job;
 pub mod keys;

@@ -16,10 +16,13 @@ pub enum AttemptOutcome {
     Released,
     /// The processor parked the job in `delayed` to run later (not a failure).
     Delayed,
+    /// The processor parked the job in `waiting-children` until its children finish (flows).
+    WaitingChildren,
 }
 
 impl AttemptOutcome {
-    /// A short lowercase label (`completed`, `failed`, `retried`, `released`, `delayed`).
+    /// A short lowercase label (`completed`, `failed`, `retried`, `released`, `delayed`,
+    /// `waiting-children`).
     pub fn label(self) -> &'static str {
         match self {
             AttemptOutcome::Completed => "completed",
@@ -27,6 +30,7 @@ impl AttemptOutcome {
             AttemptOutcome::Retried => "retried",
             AttemptOutcome::Released => "released",
             AttemptOutcome::Delayed => "delayed",
+            AttemptOutcome::WaitingChildren => "waiting-children",
         }
     }
 }

@@ -2,14 +2,17 @@
 //! progress and log handles, and returns a JSON result or a typed [`ProcessError`].
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use redis::aio::ConnectionManager;
 use serde_json::Value;
 
+use super::children;
 use super::error::Error;
 use super::keys::QueueKeys;
+use super::lock::LockTable;
 use super::scripts;
 
 /// The most bytes of a failure's message kept in `failedReason`, the stack trace entry and the
@@ -80,6 +83,9 @@ pub enum Defer {
     /// Back to the front of `wait` because the queue is rate limited (BullMQ's
     /// `RateLimitError`); the worker claims nothing more until the queue's limiter expires.
     RateLimited,
+    /// Already in `waiting-children`: the processor moved it there with
+    /// [`JobHandle::move_to_waiting_children`], so the worker only lets go of it.
+    WaitingChildren,
 }
 
 /// The message of BullMQ's `RateLimitError`.
@@ -165,6 +171,20 @@ impl ProcessError {
         }
     }
 
+    /// Not a failure: the processor parked the job in `waiting-children` with
+    /// [`JobHandle::move_to_waiting_children`] (which returned `true`) and stops here, BullMQ's
+    /// `WaitingChildrenError`. The worker changes nothing in Redis: the attempt is not
+    /// counted, and the job runs again from the start once its last child finishes.
+    pub fn waiting_children() -> ProcessError {
+        ProcessError {
+            message: "waiting for children".to_string(),
+            retryable: false,
+            detail: Vec::new(),
+            discarded: false,
+            defer: Some(Defer::WaitingChildren),
+        }
+    }
+
     /// The due time when this asks for [`ProcessError::delayed`].
     pub fn delayed_until(&self) -> Option<u64> {
         match self.defer {
@@ -226,13 +246,19 @@ pub struct JobContext {
     pub handle: JobHandle,
 }
 
-/// Reports progress and log lines for one job. Cheap to clone.
+/// Reports progress and log lines for one job, and reads or waits for its children (flows).
+/// Cheap to clone.
 #[derive(Clone)]
 pub struct JobHandle {
     pub(crate) keys: Arc<QueueKeys>,
     pub(crate) con: ConnectionManager,
     pub(crate) id: String,
     pub(crate) keep_logs: Option<u64>,
+    /// The lock token of this attempt, for the moves only the lock owner may make.
+    pub(crate) token: String,
+    /// The worker's lock table: a job that gave its lock up (parked in `waiting-children`)
+    /// leaves it, so renewal does not report the lock lost and shutdown does not hand it back.
+    pub(crate) locks: LockTable,
 }
 
 impl std::fmt::Debug for JobHandle {
@@ -261,6 +287,56 @@ impl JobHandle {
     pub async fn update_data(&self, data: &Value) -> Result<(), Error> {
         let mut con = self.con.clone();
         scripts::update_data::call(&mut con, &self.keys, &self.id, &data.to_string()).await
+    }
+
+    /// Parks the job in `waiting-children` when it has a pending child (Node's
+    /// `job.moveToWaitingChildren(token, {child})`): `child_key` (a full job key,
+    /// `P:Q:<id>`) or, with `None`, any child. On `true` the job has left `active` and its lock
+    /// is released: return [`ProcessError::waiting_children`] right away; the job runs again
+    /// from the start when its last child finishes. On `false` nothing is pending and the
+    /// attempt carries on.
+    ///
+    /// # Errors
+    ///
+    /// Redis errors; a `failParentOnFailure` child failed (`FailedChildren`); the job is gone
+    /// or no longer ours.
+    pub async fn move_to_waiting_children(&self, child_key: Option<&str>) -> Result<bool, Error> {
+        let mut con = self.con.clone();
+        let moved = scripts::move_to_waiting_children::call(
+            &mut con,
+            &self.keys,
+            super::worker::now_ms(),
+            &self.id,
+            &self.token,
+            child_key,
+        )
+        .await?;
+        if moved {
+            self.locks.untrack(&self.id);
+        }
+        Ok(moved)
+    }
+
+    /// The return values of the job's completed children, keyed by child job key (Node's
+    /// `job.getChildrenValues()`); see [`children::children_values`].
+    ///
+    /// # Errors
+    ///
+    /// Redis errors; a stored value that is not JSON.
+    pub async fn children_values(&self) -> Result<BTreeMap<String, Value>, Error> {
+        let mut con = self.con.clone();
+        children::children_values(&mut con, &self.keys, &self.id).await
+    }
+
+    /// The failure reasons of children whose failure the job ignores or tolerates, keyed by
+    /// child job key (Node's `job.getIgnoredChildrenFailures()`).
+    ///
+    /// # Errors
+    ///
+    /// Redis errors.
+    pub async fn ignored_children_failures(&self) -> Result<BTreeMap<String, String>, Error> {
+        let mut con = self.con.clone();
+        children::ignored_children_failures(&mut con, &self.keys, &self.id).await
     }
 
     /// Rate-limits the whole queue for `ms` milliseconds, Node's `worker.rateLimit(ms)` (and
@@ -329,6 +405,10 @@ mod tests {
         assert_eq!(limited.message, "bullmq:rateLimitExceeded");
         assert_eq!(limited.delayed_until(), None);
         assert!(!limited.retryable);
+        let parked = ProcessError::waiting_children();
+        assert_eq!(parked.defer, Some(Defer::WaitingChildren));
+        assert_eq!(parked.delayed_until(), None);
+        assert!(!parked.retryable);
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub(crate) const COMMANDS: &[(&str, &str)] = &[
         "updateJobScheduler-12",
         include_str!("../../lua/updateJobScheduler-12.lua"),
     ),
+    (
+        "moveToWaitingChildren-8",
+        include_str!("../../lua/moveToWaitingChildren-8.lua"),
+    ),
 ];
 
 /// The embedded helpers: (function name, text).
@@ -75,12 +79,20 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
         include_str!("../../lua/includes/delayedScore.lua"),
     ),
     (
+        "deferParentFailure",
+        include_str!("../../lua/includes/deferParentFailure.lua"),
+    ),
+    (
         "emitEvent",
         include_str!("../../lua/includes/emitEvent.lua"),
     ),
     (
         "leaveActive",
         include_str!("../../lua/includes/leaveActive.lua"),
+    ),
+    (
+        "moveParentToWait",
+        include_str!("../../lua/includes/moveParentToWait.lua"),
     ),
     (
         "promoteDueJobs",
@@ -103,6 +115,10 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
         include_str!("../../lua/includes/releaseLock.lua"),
     ),
     (
+        "releaseParent",
+        include_str!("../../lua/includes/releaseParent.lua"),
+    ),
+    (
         "requeueDeduplicatedNext",
         include_str!("../../lua/includes/requeueDeduplicatedNext.lua"),
     ),
@@ -113,6 +129,14 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
     (
         "trimFinishedJobs",
         include_str!("../../lua/includes/trimFinishedJobs.lua"),
+    ),
+    (
+        "unlinkFromParent",
+        include_str!("../../lua/includes/unlinkFromParent.lua"),
+    ),
+    (
+        "updateParentOnFinish",
+        include_str!("../../lua/includes/updateParentOnFinish.lua"),
     ),
 ];
 
@@ -251,6 +275,8 @@ pub struct Scripts {
     pub move_job_from_active_to_wait: Script,
     /// `updateJobScheduler-12`.
     pub update_job_scheduler: Script,
+    /// `moveToWaitingChildren-8`.
+    pub move_to_waiting_children: Script,
 }
 
 /// The process-wide flattened scripts.
@@ -266,6 +292,7 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     update_data: Script::embedded("updateData-1"),
     move_job_from_active_to_wait: Script::embedded("moveJobFromActiveToWait-10"),
     update_job_scheduler: Script::embedded("updateJobScheduler-12"),
+    move_to_waiting_children: Script::embedded("moveToWaitingChildren-8"),
 });
 
 #[cfg(test)]

@@ -532,7 +532,9 @@ async fn run_slot(inner: &Arc<Inner>, mut job: Job, claim: ClaimArgs) {
                 .instrument(span.clone())
                 .await;
             }
-            attempt(inner, &job).instrument(span.clone()).await
+            attempt(inner, &job, &claim.token)
+                .instrument(span.clone())
+                .await
         };
         let Some(result) = result else {
             // Aborted at shutdown: the lock stays tracked so the job is handed back.
@@ -555,8 +557,9 @@ async fn run_slot(inner: &Arc<Inner>, mut job: Job, claim: ClaimArgs) {
     }
 }
 
-/// Runs one attempt. `None` when the attempt was aborted at shutdown.
-async fn attempt(inner: &Arc<Inner>, job: &Job) -> Option<Result<Json, ProcessError>> {
+/// Runs one attempt of `job`, held with `token`. `None` when the attempt was aborted at
+/// shutdown.
+async fn attempt(inner: &Arc<Inner>, job: &Job, token: &str) -> Option<Result<Json, ProcessError>> {
     if let Some(reason) = &job.deferred_failure {
         return Some(Err(ProcessError::permanent(reason.clone())));
     }
@@ -575,6 +578,8 @@ async fn attempt(inner: &Arc<Inner>, job: &Job) -> Option<Result<Json, ProcessEr
             con: inner.con.clone(),
             id: job.id.clone(),
             keep_logs: job.opts.keep_logs,
+            token: token.to_string(),
+            locks: inner.locks.clone(),
         },
     };
     let work = AssertUnwindSafe(inner.processor.process(ctx)).catch_unwind();
@@ -685,7 +690,7 @@ async fn finish(
     let mut con = inner.con.clone();
     let mut wait = Duration::from_millis(100);
     if let Err(err) = &result
-        && err.delayed_until().is_some()
+        && matches!(err.defer, Some(Defer::Delayed { .. }))
     {
         // Said once, before the move, so the log explains the wait however many tries the
         // move takes.
@@ -745,6 +750,20 @@ async fn finish(
                 }
                 (Claim::Empty, Final::RateLimited(ttl))
             }),
+            Err(ProcessError {
+                defer: Some(Defer::WaitingChildren),
+                ..
+            }) => {
+                // The processor already moved the job (and released its lock); as a Node
+                // worker after `WaitingChildrenError`, only claim the next job.
+                if fetch_next {
+                    scripts::move_to_active::call(&mut con, keys, now_ms(), claim)
+                        .await
+                        .map(|c| (c, Final::WaitingChildren))
+                } else {
+                    Ok((Claim::Empty, Final::WaitingChildren))
+                }
+            }
             Err(err) => {
                 let stack = stacktrace_json(job, err);
                 match plan_failure(job, err) {
@@ -842,6 +861,8 @@ enum Final {
     Delayed(u64),
     /// Handed back to `wait` by a rate-limiting processor; the limiter holds this many ms.
     RateLimited(u64),
+    /// Parked in `waiting-children` by the processor.
+    WaitingChildren,
 }
 
 impl Inner {
@@ -853,6 +874,7 @@ impl Inner {
             Final::Retried => AttemptOutcome::Retried,
             Final::Delayed(_) => AttemptOutcome::Delayed,
             Final::RateLimited(_) => AttemptOutcome::Released,
+            Final::WaitingChildren => AttemptOutcome::WaitingChildren,
         };
         if let Some(o) = &self.observer {
             o.attempt_finished(outcome, took);
@@ -879,6 +901,9 @@ impl Inner {
             (Final::Delayed(until_ms), _) => {
                 c.delayed.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(job_id = %job.id, until_ms, "job deferred to delayed by its processor");
+            }
+            (Final::WaitingChildren, _) => {
+                tracing::info!(job_id = %job.id, "job waits for its children");
             }
             _ => {
                 c.retried.fetch_add(1, Ordering::Relaxed);

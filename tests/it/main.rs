@@ -3,6 +3,7 @@
 
 mod combine;
 mod fetch;
+mod flows;
 mod gridfs;
 mod import;
 mod ops;

@@ -11,6 +11,7 @@ pub mod move_stalled_jobs_to_wait;
 pub mod move_to_active;
 pub mod move_to_delayed;
 pub mod move_to_finished;
+pub mod move_to_waiting_children;
 pub mod retry_job;
 pub mod update_data;
 pub mod update_job_scheduler;
