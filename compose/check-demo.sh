@@ -11,6 +11,9 @@ fail() { echo "check-demo: $*" >&2; [ -f "${log:-}" ] && tail -40 "$log" >&2; ex
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# Job control on, as in the user's terminal: without it bash starts background commands with
+# SIGINT ignored, and an ignored signal cannot be trapped, so `kill -INT` would do nothing.
+set -m
 DEMO_HOLD=1 DEMO_BROWSER_TEST=1 bash compose/demo.sh >"$log" 2>&1 &
 demo=$!
 # Show the demo's output as it comes (setup and build progress included).
