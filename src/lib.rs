@@ -12,6 +12,8 @@
 //! - [`config`]: the command line and environment, validated into typed settings.
 //! - [`telemetry`] and [`shutdown`]: logging and the signal future.
 //! - [`scratch`]: per-job scratch directories, removed on every path.
+//! - [`redis_conn`]: the Redis connection modes (TLS, ACL, Sentinel) and the connection that
+//!   follows a failover; the one classification of Redis errors.
 //! - [`secret`]: settings that hold credentials, and the redaction of URLs in every output.
 #![warn(missing_docs)]
 
@@ -23,6 +25,7 @@ pub mod metrics;
 pub mod ops;
 pub mod pipeline;
 pub mod processors;
+pub mod redis_conn;
 pub mod scratch;
 pub mod secret;
 pub mod shutdown;

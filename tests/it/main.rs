@@ -10,4 +10,5 @@ mod pipeline;
 mod safety;
 mod scripts;
 mod support;
+mod topologies;
 mod worker;
