@@ -535,3 +535,208 @@ async fn demoted_primary_makes_the_worker_reconnect_not_loop_on_readonly() {
     assert_eq!(summary.completed, n as u64);
     assert_completed_once(&mut q, &ids, &runs).await;
 }
+
+async fn http_status(url: &str) -> Option<u16> {
+    Some(reqwest::get(url).await.ok()?.status().as_u16())
+}
+
+/// Started before its Redis, the worker waits (each try logged with the address, password
+/// hidden) instead of exiting; meanwhile `/health/live` is 200 and `/health/ready` 503. Once
+/// Redis is up it processes the queue, and with `REDIS_CACHE_URL` unset the result goes to
+/// database 0 of the job server.
+#[tokio::test]
+async fn worker_started_before_redis_waits_then_runs_with_the_cache_on_db_0() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let redis_port = free_port();
+    let ops_port = free_port();
+    let queue = unique_queue("late");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fetch-worker"))
+        .arg("run")
+        .env(
+            "REDIS_JOB_URL",
+            format!("redis://:S3cretPw@127.0.0.1:{redis_port}/1"),
+        )
+        .env_remove("REDIS_CACHE_URL")
+        .env("QUEUE_NAME", &queue)
+        .env("PROCESSOR", "noop")
+        .env("METRICS_ADDR", format!("127.0.0.1:{ops_port}"))
+        .env("DRAIN_DELAY_MS", "200")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "fetch_worker=info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut waiting = Vec::new();
+    while waiting.len() < 2 {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no 'waiting for Redis' lines");
+        if line.contains("waiting for Redis") {
+            waiting.push(line);
+        }
+    }
+    for line in &waiting {
+        assert!(!line.contains("S3cretPw"), "{line}");
+        assert!(
+            line.contains(&format!("redis://***@127.0.0.1:{redis_port}/1")),
+            "{line}"
+        );
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the worker exited");
+    let base = format!("http://127.0.0.1:{ops_port}");
+    assert_eq!(http_status(&format!("{base}/health/live")).await, Some(200));
+    assert_eq!(
+        http_status(&format!("{base}/health/ready")).await,
+        Some(503)
+    );
+
+    let server = Node::start_on(
+        tmp.path(),
+        "late",
+        redis_port,
+        &["requirepass S3cretPw".into()],
+        false,
+    );
+    let url = format!("redis://:S3cretPw@127.0.0.1:{redis_port}/1");
+    let con = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut q = TestQueue {
+        keys: QueueKeys::new("bull", &queue),
+        name: queue.clone(),
+        url,
+        con,
+    };
+    let id = q.add(NewJob::new(json!({"late": true}))).await;
+    eventually(20, "the job completed", || {
+        let q = &q;
+        async move { completed(q).await == 1 }
+    })
+    .await;
+    let mut db0 = redis::Client::open(format!("redis://:S3cretPw@127.0.0.1:{redis_port}/0"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = ResultCache::key(&queue, &id);
+    eventually(10, "the result is in db 0 of the job server", || {
+        let mut db0 = db0.clone();
+        let key = key.clone();
+        async move {
+            redis::cmd("EXISTS")
+                .arg(&key)
+                .query_async::<bool>(&mut db0)
+                .await
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    let _: () = redis::cmd("PING").query_async(&mut db0).await.unwrap();
+    let ready = format!("{base}/health/ready");
+    eventually(10, "/health/ready turns 200 once Redis is up", || {
+        let ready = ready.clone();
+        async move { http_status(&ready).await == Some(200) }
+    })
+    .await;
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    assert!(child.wait().unwrap().success());
+    drop(server);
+}
+
+/// Results stored while the cache server is down reach it once it is back (the issue saw 2 of
+/// 4 lost after a restart).
+#[tokio::test]
+async fn result_cache_writes_survive_a_cache_restart() {
+    logs();
+    let mut server = crate::support::RedisServer::start();
+    let cache = crate::support::redis_conn(&server.url(0)).await;
+    let results = ResultCache::new(cache, "restart", Duration::from_secs(600));
+    server.stop_for_test();
+    for id in ["1", "2", "3", "4"] {
+        results.store(id, Ok(&json!({"id": id})));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.restart();
+    tokio::time::timeout(Duration::from_secs(20), results.flush())
+        .await
+        .expect("flush did not finish");
+    let mut con = redis::Client::open(server.url(0))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for id in ["1", "2", "3", "4"] {
+        let stored: Option<String> = redis::cmd("GET")
+            .arg(ResultCache::key("restart", id))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert!(
+            stored.is_some_and(|s| s.contains("completed")),
+            "result {id}"
+        );
+    }
+}
+
+/// `OOM` (Redis full under `noeviction`) is transient: claims refused with it are retried
+/// with backoff, and once memory is available the queue drains, each job once, none failed.
+/// (A finish is not refused with `OOM` by Redis: its script's first write frees memory, and
+/// Redis lets a script that has written go on; finishing through `READONLY` is proven by the
+/// failover tests above.)
+#[tokio::test]
+async fn oom_is_waited_out_not_fatal() {
+    logs();
+    let server = crate::support::RedisServer::start();
+    let mut q = TestQueue::new(&server, "oom").await;
+    let ids = add_jobs(&mut q, 3).await;
+    let admin = q.con.clone();
+    let set_maxmemory = |bytes: &'static str| {
+        let mut admin = admin.clone();
+        async move {
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("maxmemory")
+                .arg(bytes)
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+        }
+    };
+    set_maxmemory("1").await;
+    let runs = Counting::default();
+    let con = crate::support::redis_conn(&q.url).await;
+    let worker = Worker::with_connection(con, options(&q, 1), Arc::new(runs.clone()), None);
+    let running = start(worker);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(completed(&q).await, 0, "claimed despite OOM?");
+    let waiting: u64 = redis::cmd("LLEN")
+        .arg(&q.keys.wait)
+        .query_async(&mut admin.clone())
+        .await
+        .unwrap();
+    assert_eq!(waiting, 3);
+    set_maxmemory("0").await;
+    eventually(15, "the queue drained after OOM ended", || {
+        let q = &q;
+        async move { completed(q).await == 3 }
+    })
+    .await;
+    let summary = running.stop().await;
+    assert_eq!((summary.completed, summary.failed), (3, 0));
+    assert_completed_once(&mut q, &ids, &runs).await;
+}
