@@ -116,6 +116,36 @@ async fn completed(q: &TestQueue) -> u64 {
         .unwrap_or(0)
 }
 
+/// Serves `/health/ready` for `target` on a free port, as the binary does (a probe connection
+/// of its own); returns its URL and the token that stops it.
+async fn serve_health(target: &RedisTarget) -> (String, tokio_util::sync::CancellationToken) {
+    let port = free_port();
+    let health = fetch_worker::ops::Health {
+        redis: RedisConn::lazy(Connector::new(target).unwrap()),
+        mongo: None,
+        shutting_down: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    };
+    let listener = fetch_worker::ops::bind(([127, 0, 0, 1], port).into())
+        .await
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(fetch_worker::ops::serve(
+        listener,
+        health,
+        Arc::new(fetch_worker::metrics::Metrics::new()),
+        stop.clone(),
+    ));
+    (format!("http://127.0.0.1:{port}/health/ready"), stop)
+}
+
+/// `/health/ready`'s status and its `redis` word.
+async fn readiness(url: &str) -> (u16, String) {
+    let resp = reqwest::get(url).await.unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    (status, body["redis"].as_str().unwrap_or("").to_string())
+}
+
 struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     run: tokio::task::JoinHandle<Result<RunSummary, fetch_worker::bullmq::Error>>,
@@ -403,24 +433,9 @@ async fn sentinel_failover_mid_drain_loses_nothing() {
         ms: 20,
         ..Counting::default()
     };
-    let health_port = free_port();
-    let health = fetch_worker::ops::Health {
-        redis: RedisConn::lazy(Connector::new(&target).unwrap()),
-        mongo: None,
-        shutting_down: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-    };
-    let listener = fetch_worker::ops::bind(([127, 0, 0, 1], health_port).into())
-        .await
-        .unwrap();
-    let stop_ops = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(fetch_worker::ops::serve(
-        listener,
-        health,
-        Arc::new(fetch_worker::metrics::Metrics::new()),
-        stop_ops.clone(),
-    ));
-    let ready = format!("http://127.0.0.1:{health_port}/health/ready");
-    assert_eq!(reqwest::get(&ready).await.unwrap().status(), 200);
+    let (ready, stop_ops) = serve_health(&target).await;
+    // The probe's connection now goes to the old master.
+    assert_eq!(readiness(&ready).await, (200, "ok".to_string()));
 
     let worker = Worker::with_connection(con, options(&q, 4), Arc::new(runs.clone()), None);
     let running = start(worker);
@@ -454,6 +469,11 @@ async fn sentinel_failover_mid_drain_loses_nothing() {
         .await;
     }
     demote(&mut master_con, replica.port).await;
+    // The probe's connection still reaches the demoted master: not ready, and says why.
+    assert_eq!(
+        readiness(&ready).await,
+        (503, "read-only replica".to_string())
+    );
     let mut new_master = replica.con(1).await;
     assert_eq!(
         info_field(&replication(&mut new_master).await, "role"),
@@ -507,6 +527,8 @@ async fn demoted_primary_makes_the_worker_reconnect_not_loop_on_readonly() {
         ms: 20,
         ..Counting::default()
     };
+    let (ready, stop_ops) = serve_health(&target).await;
+    assert_eq!(readiness(&ready).await, (200, "ok".to_string()));
     let worker = Worker::with_connection(con, options(&q, 4), Arc::new(runs.clone()), None);
     let running = start(worker);
     eventually(20, "a third of the jobs completed", || {
@@ -524,6 +546,17 @@ async fn demoted_primary_makes_the_worker_reconnect_not_loop_on_readonly() {
         .unwrap();
     proxy.set_upstream(b.addr());
     demote(&mut a_con, b.port).await;
+    // The probe's open connection reaches the demoted node: 503, then a new connection
+    // reaches the new primary and readiness returns.
+    assert_eq!(
+        readiness(&ready).await,
+        (503, "read-only replica".to_string())
+    );
+    eventually(10, "/health/ready is 200 on the new primary", || {
+        let ready = ready.clone();
+        async move { readiness(&ready).await.0 == 200 }
+    })
+    .await;
 
     q.con = b_con;
     eventually(30, "every job completed on the promoted replica", || {
@@ -532,6 +565,7 @@ async fn demoted_primary_makes_the_worker_reconnect_not_loop_on_readonly() {
     })
     .await;
     let summary = running.stop().await;
+    stop_ops.cancel();
     assert_eq!(summary.completed, n as u64);
     assert_completed_once(&mut q, &ids, &runs).await;
 }
