@@ -723,3 +723,51 @@ mod retention_tests {
         assert_eq!((keep.count, keep.age), (-1, Some(2_592_000)));
     }
 }
+
+#[cfg(test)]
+mod redis_url_tests {
+    use super::*;
+
+    fn run_config(args: &[&str]) -> Result<RunConfig, ConfigError> {
+        let mut argv = vec!["fetch-worker", "run"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| ConfigError::Invalid {
+            name: "argv",
+            reason: e.to_string(),
+        })?;
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        RunConfig::from_args(*args)
+    }
+
+    /// Issue 10: with only the job URL set, the cache is db 0 of the same server, credentials
+    /// included; printed forms stay redacted.
+    #[test]
+    fn the_cache_defaults_to_db_0_of_the_job_server() {
+        let c = run_config(&["--redis-job-url", "redis://:pw@10.1.2.3:6380/1"]).unwrap();
+        assert_eq!(c.redis_cache.db(), 0);
+        assert_eq!(
+            c.redis_cache.redacted().as_str(),
+            "redis://***@10.1.2.3:6380/0"
+        );
+        assert!(!format!("{c:?}").contains("pw@"));
+        let c = run_config(&[
+            "--redis-job-url",
+            "redis+sentinel://s1:26379,s2:26379/mymaster/1",
+        ])
+        .unwrap();
+        assert!(c.redis_cache.is_sentinel() && c.redis_cache.db() == 0);
+        let c = run_config(&["--redis-cache-url", "redis://other:6379/4"]).unwrap();
+        assert_eq!(c.redis_cache.db(), 4);
+    }
+
+    #[test]
+    fn tls_files_need_a_tls_url_and_come_in_pairs() {
+        let err = run_config(&["--redis-tls-ca-file", "/tmp/ca.pem"]).unwrap_err();
+        assert!(err.to_string().contains("rediss://"), "{err}");
+        assert!(run_config(&["--redis-tls-cert-file", "/tmp/c.pem"]).is_err());
+        let err = run_config(&["--redis-job-url", "redis+cluster://a,b"]).unwrap_err();
+        assert!(err.to_string().contains("REDIS_JOB_URL"), "{err}");
+    }
+}
