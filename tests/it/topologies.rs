@@ -368,7 +368,8 @@ async fn acl_user_with_only_the_needed_commands_runs_the_worker() {
     assert!(!err.to_string().contains("nope"), "{err}");
 }
 
-/// A master, a replica and three sentinels; the worker finds the master through the sentinels.
+/// A master, a replica and three sentinels, with passwords on both (data nodes and sentinels,
+/// given in the URL); the worker finds the master through the sentinels.
 /// In the middle of a drain the master is failed over the lossless way (writes paused, replica
 /// caught up, `SENTINEL FAILOVER`, old master demoted): the worker's writes on the old master
 /// get `READONLY`, it asks the sentinels again and carries on with the new master. Every job
@@ -377,14 +378,16 @@ async fn acl_user_with_only_the_needed_commands_runs_the_worker() {
 #[tokio::test]
 async fn sentinel_failover_mid_drain_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let master = Node::start(tmp.path(), "m", &[], false);
-    let replica = Node::start(
-        tmp.path(),
-        "r",
-        &[format!("replicaof 127.0.0.1 {}", master.port)],
-        false,
-    );
-    let mut replica_con = replica.con(1).await;
+    // Passwords on the data nodes and (another one) on the sentinels, both given in the URL.
+    let auth = [
+        "requirepass data-pw".to_string(),
+        "masterauth data-pw".into(),
+    ];
+    let master = Node::start(tmp.path(), "m", &auth, false);
+    let mut replica_conf = auth.to_vec();
+    replica_conf.push(format!("replicaof 127.0.0.1 {}", master.port));
+    let replica = Node::start(tmp.path(), "r", &replica_conf, false);
+    let mut replica_con = replica.con_as(1, "data-pw").await;
     wait_in_sync(&mut replica_con).await;
     let sentinels: Vec<Node> = (0..3)
         .map(|i| {
@@ -395,12 +398,15 @@ async fn sentinel_failover_mid_drain_loses_nothing() {
                     format!("sentinel monitor mymaster 127.0.0.1 {} 2", master.port),
                     "sentinel down-after-milliseconds mymaster 2000".into(),
                     "sentinel failover-timeout mymaster 4000".into(),
+                    "sentinel auth-pass mymaster data-pw".into(),
+                    "requirepass sentinel-pw".into(),
+                    "sentinel sentinel-pass sentinel-pw".into(),
                 ],
                 true,
             )
         })
         .collect();
-    let mut s0 = sentinels[0].con(0).await;
+    let mut s0 = sentinels[0].con_as(0, "sentinel-pw").await;
     // The sentinels know the replica before a failover is asked for.
     eventually(15, "sentinel sees the replica", || {
         let mut s0 = s0.clone();
@@ -418,7 +424,7 @@ async fn sentinel_failover_mid_drain_loses_nothing() {
     })
     .await;
 
-    let mut master_con = master.con(1).await;
+    let mut master_con = master.con_as(1, "data-pw").await;
     let mut q = queue_on(master_con.clone(), &master.url(1));
     let n = 150;
     let ids = add_jobs(&mut q, n).await;
@@ -426,7 +432,10 @@ async fn sentinel_failover_mid_drain_loses_nothing() {
         .iter()
         .map(|s| format!("127.0.0.1:{}", s.port))
         .collect();
-    let url = format!("redis+sentinel://{}/mymaster/1", hosts.join(","));
+    let url = format!(
+        "redis+sentinel://:data-pw@{}/mymaster/1?sentinelPassword=sentinel-pw",
+        hosts.join(",")
+    );
     let target = RedisTarget::parse(&url, &TlsFiles::default()).unwrap();
     let con = RedisConn::connect(&target, "queue").await.unwrap();
     let runs = Counting {
@@ -453,7 +462,7 @@ async fn sentinel_failover_mid_drain_loses_nothing() {
         .await
         .unwrap();
     for s in &sentinels {
-        let con = s.con(0).await;
+        let con = s.con_as(0, "sentinel-pw").await;
         eventually(15, "every sentinel names the new master", || {
             let mut con = con.clone();
             let want = replica.port.to_string();
@@ -474,7 +483,7 @@ async fn sentinel_failover_mid_drain_loses_nothing() {
         readiness(&ready).await,
         (503, "read-only replica".to_string())
     );
-    let mut new_master = replica.con(1).await;
+    let mut new_master = replica.con_as(1, "data-pw").await;
     assert_eq!(
         info_field(&replication(&mut new_master).await, "role"),
         Some("master")

@@ -74,6 +74,15 @@ impl Node {
         format!("redis://127.0.0.1:{}/{db}", self.port)
     }
 
+    /// A connection as the default user with `password` (`requirepass`).
+    pub async fn con_as(&self, db: u8, password: &str) -> MultiplexedConnection {
+        redis::Client::open(format!("redis://:{password}@127.0.0.1:{}/{db}", self.port))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
     /// A plain connection (no TLS, default user).
     pub async fn con(&self, db: u8) -> MultiplexedConnection {
         redis::Client::open(self.url(db))
