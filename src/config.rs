@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::bullmq::{Compat, KeepJobs, WorkerOptions};
+use crate::redis_conn::{RedisTarget, TlsFiles};
 use crate::secret::SecretUrl;
 
 /// Parses `BULLMQ_COMPAT` (`auto`, `5`, `6`).
@@ -88,20 +89,28 @@ pub enum LogFormat {
 /// Flags of `fetch-worker run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Redis URL of the queue (BullMQ keys live in this database).
+    /// Redis URL of the queue (BullMQ keys live in this database): `redis://`, `rediss://`
+    /// (TLS), `redis://user:password@…` (ACL), `redis+sentinel://s1:26379,s2:26379/master/db`.
     #[arg(
         long,
         env = "REDIS_JOB_URL",
         default_value = "redis://127.0.0.1:6379/1"
     )]
     pub redis_job_url: String,
-    /// Redis URL of the app's cache, where job results are written with a TTL.
-    #[arg(
-        long,
-        env = "REDIS_CACHE_URL",
-        default_value = "redis://127.0.0.1:6379/0"
-    )]
-    pub redis_cache_url: String,
+    /// Redis URL of the app's cache, where job results are written with a TTL (same forms).
+    /// Unset: database 0 of the job server.
+    #[arg(long, env = "REDIS_CACHE_URL")]
+    pub redis_cache_url: Option<String>,
+    /// PEM file of the CA that signed the Redis server's certificate (`rediss://`); the
+    /// system's roots when unset. Verification is always on.
+    #[arg(long, env = "REDIS_TLS_CA_FILE")]
+    pub redis_tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate for Redis servers that require one (`tls-auth-clients yes`).
+    #[arg(long, env = "REDIS_TLS_CERT_FILE", requires = "redis_tls_key_file")]
+    pub redis_tls_cert_file: Option<PathBuf>,
+    /// PEM key of `--redis-tls-cert-file`.
+    #[arg(long, env = "REDIS_TLS_KEY_FILE", requires = "redis_tls_cert_file")]
+    pub redis_tls_key_file: Option<PathBuf>,
     /// Queue name.
     #[arg(long, env = "QUEUE_NAME", default_value = "fetch")]
     pub queue_name: String,
@@ -437,10 +446,10 @@ fn as_given_in(name: &str, args: &[String]) -> String {
 /// Validated settings of `fetch-worker run`.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// Redis URL of the queue database (may carry a password).
-    pub redis_job_url: SecretUrl,
-    /// Redis URL of the cache database (may carry a password).
-    pub redis_cache_url: SecretUrl,
+    /// The queue database (its URL may carry a password; printed redacted).
+    pub redis_job: RedisTarget,
+    /// The cache database: `REDIS_CACHE_URL`, else database 0 of the job server.
+    pub redis_cache: RedisTarget,
     /// Worker settings for the BullMQ layer.
     pub worker: WorkerOptions,
     /// TTL of results written into the cache.
@@ -546,12 +555,28 @@ impl RunConfig {
         if args.queue_name.is_empty() || args.bull_prefix.is_empty() {
             return Err(invalid("QUEUE_NAME/BULL_PREFIX", "must not be empty"));
         }
-        for (name, url) in [
-            ("REDIS_JOB_URL", &args.redis_job_url),
-            ("REDIS_CACHE_URL", &args.redis_cache_url),
-        ] {
-            redis::parse_redis_url(url)
-                .ok_or_else(|| invalid(name, "not a redis:// or rediss:// URL"))?;
+        let tls = TlsFiles {
+            ca: args.redis_tls_ca_file.clone(),
+            cert: args.redis_tls_cert_file.clone(),
+            key: args.redis_tls_key_file.clone(),
+        };
+        let target = |name: &'static str, url: &str| {
+            RedisTarget::parse(url, &tls).map_err(|e| invalid(name, &e.to_string()))
+        };
+        let redis_job = target("REDIS_JOB_URL", &args.redis_job_url)?;
+        let redis_cache = match &args.redis_cache_url {
+            Some(url) => target("REDIS_CACHE_URL", url)?,
+            None => redis_job.with_db(0),
+        };
+        let is_tls = |url: &str| url.to_ascii_lowercase().starts_with("rediss");
+        if !tls.is_empty()
+            && !is_tls(&args.redis_job_url)
+            && !args.redis_cache_url.as_deref().is_some_and(is_tls)
+        {
+            return Err(invalid(
+                "REDIS_TLS_CA_FILE/REDIS_TLS_CERT_FILE",
+                "set, but no Redis URL uses TLS: write rediss:// (or rediss+sentinel://)",
+            ));
         }
         let keep = |name: &'static str, raw: &str| -> Result<Option<KeepJobs>, _> {
             let forms = "accepted: true (remove at once), false (keep all), a count such as \
@@ -590,8 +615,8 @@ impl RunConfig {
             metrics_max_data_points: args.metrics_max_data_points,
         };
         Ok(Self {
-            redis_job_url: SecretUrl::new(args.redis_job_url),
-            redis_cache_url: SecretUrl::new(args.redis_cache_url),
+            redis_job,
+            redis_cache,
             worker,
             result_ttl: Duration::from_secs(args.result_ttl_seconds),
             processor: args.processor,
@@ -779,5 +804,53 @@ mod message_tests {
             ),
             "QUEUE_NAME/--bull-prefix"
         );
+    }
+}
+
+#[cfg(test)]
+mod redis_url_tests {
+    use super::*;
+
+    fn run_config(args: &[&str]) -> Result<RunConfig, ConfigError> {
+        let mut argv = vec!["fetch-worker", "run"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| ConfigError::Invalid {
+            name: "argv",
+            reason: e.to_string(),
+        })?;
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        RunConfig::from_args(*args)
+    }
+
+    /// Issue 10: with only the job URL set, the cache is db 0 of the same server, credentials
+    /// included; printed forms stay redacted.
+    #[test]
+    fn the_cache_defaults_to_db_0_of_the_job_server() {
+        let c = run_config(&["--redis-job-url", "redis://:pw@10.1.2.3:6380/1"]).unwrap();
+        assert_eq!(c.redis_cache.db(), 0);
+        assert_eq!(
+            c.redis_cache.redacted().as_str(),
+            "redis://***@10.1.2.3:6380/0"
+        );
+        assert!(!format!("{c:?}").contains("pw@"));
+        let c = run_config(&[
+            "--redis-job-url",
+            "redis+sentinel://s1:26379,s2:26379/mymaster/1",
+        ])
+        .unwrap();
+        assert!(c.redis_cache.is_sentinel() && c.redis_cache.db() == 0);
+        let c = run_config(&["--redis-cache-url", "redis://other:6379/4"]).unwrap();
+        assert_eq!(c.redis_cache.db(), 4);
+    }
+
+    #[test]
+    fn tls_files_need_a_tls_url_and_come_in_pairs() {
+        let err = run_config(&["--redis-tls-ca-file", "/tmp/ca.pem"]).unwrap_err();
+        assert!(err.to_string().contains("rediss://"), "{err}");
+        assert!(run_config(&["--redis-tls-cert-file", "/tmp/c.pem"]).is_err());
+        let err = run_config(&["--redis-job-url", "redis+cluster://a,b"]).unwrap_err();
+        assert!(err.to_string().contains("REDIS_JOB_URL"), "{err}");
     }
 }

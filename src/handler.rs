@@ -74,7 +74,7 @@ impl Materialize for crate::pipeline::storage::GridFsStorage {
 /// serve totals computed before the new rows arrived. Uses `SCAN MATCH`, never `KEYS`.
 #[derive(Clone)]
 pub struct CacheInvalidation {
-    con: redis::aio::ConnectionManager,
+    con: crate::redis_conn::RedisConn,
     pattern: String,
 }
 
@@ -88,7 +88,7 @@ impl std::fmt::Debug for CacheInvalidation {
 
 impl CacheInvalidation {
     /// Invalidates keys matching `pattern` (glob, as `SCAN MATCH`).
-    pub fn new(con: redis::aio::ConnectionManager, pattern: impl Into<String>) -> Self {
+    pub fn new(con: crate::redis_conn::RedisConn, pattern: impl Into<String>) -> Self {
         CacheInvalidation {
             con,
             pattern: pattern.into(),
@@ -267,7 +267,7 @@ impl FetchHandler {
     /// [`SetupError`] naming what could not be set up.
     pub async fn from_config(
         config: &crate::config::RunConfig,
-        cache: redis::aio::ConnectionManager,
+        cache: crate::redis_conn::RedisConn,
     ) -> Result<FetchHandler, SetupError> {
         use crate::config::StorageKind;
         use crate::pipeline::storage::LocalStorage;

@@ -13,6 +13,8 @@
 //! - [`telemetry`] and [`shutdown`]: logging and the signal future.
 //! - [`startup`]: waiting for the servers at start-up, with one line per try.
 //! - [`scratch`]: per-job scratch directories, removed on every path.
+//! - [`redis_conn`]: the Redis connection modes (TLS, ACL, Sentinel) and the connection that
+//!   follows a failover; the one classification of Redis errors.
 //! - [`secret`]: settings that hold credentials, and the redaction of URLs in every output.
 #![warn(missing_docs)]
 
@@ -24,6 +26,7 @@ pub mod metrics;
 pub mod ops;
 pub mod pipeline;
 pub mod processors;
+pub mod redis_conn;
 pub mod scratch;
 pub mod secret;
 pub mod shutdown;

@@ -35,37 +35,16 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
     use fetch_worker::processors::{Fail, Noop, Sleep};
     use std::sync::Arc;
 
-    let cache_client =
-        redis::Client::open(config.redis_cache_url.expose().as_str()).context("REDIS_CACHE_URL")?;
-    let cache_con = cache_client
-        .get_connection_manager()
-        .await
-        .context("connecting to the cache database")?;
+    use fetch_worker::redis_conn::{Connector, RedisConn};
+
     let metrics = Arc::new(fetch_worker::metrics::Metrics::new());
-    let mut mongo = None;
-    let processor: Arc<dyn Processor> = match config.processor {
-        Some(ProcessorKind::Noop) => Arc::new(Noop),
-        Some(ProcessorKind::Sleep) => Arc::new(Sleep),
-        Some(ProcessorKind::Fail) => Arc::new(Fail),
-        None => {
-            let mut handler =
-                fetch_worker::handler::FetchHandler::from_config(&config, cache_con.clone())
-                    .await
-                    .context("setting up the POS pipeline")?;
-            handler.metrics = Some(metrics.clone());
-            mongo = Some(handler.importer.database().clone());
-            // The processor is the shared handler: each job holds a clone of the Arc.
-            Arc::new(Arc::new(handler))
-        }
-    };
-    // The pipeline enforces JOB_TIMEOUT_MS itself (so a final time-out leaves a monitor
-    // entry); the test processors get the generic wrapper.
-    let processor: Arc<dyn Processor> = match (config.job_timeout, &config.processor) {
-        (Some(limit), Some(_)) => Arc::new(fetch_worker::bullmq::TimeLimit::new(processor, limit)),
-        _ => processor,
-    };
     let stop_ops = tokio_util::sync::CancellationToken::new();
     let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The pipeline's MongoDB, once set up; `/health/ready` is 503 until then.
+    let mongo = config
+        .processor
+        .is_none()
+        .then(|| Arc::new(std::sync::OnceLock::new()));
     let listener = match config.metrics_addr {
         None => None,
         // Several workers on one host (local scaling, tests) share the default address: the
@@ -79,15 +58,14 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
             Err(e) => return Err(e).with_context(|| format!("binding METRICS_ADDR {addr}")),
         },
     };
+    // Served before Redis is reached: liveness holds while the worker waits for Redis, and
+    // readiness says why it is not ready.
     if let Some(listener) = listener {
-        let queue_con = redis::Client::open(config.redis_job_url.expose().as_str())
-            .context("REDIS_JOB_URL")?
-            .get_connection_manager()
-            .await
-            .context("connecting to the queue database")?;
+        // A connection of its own, so a probe that times out never drops the worker's.
+        let probe = RedisConn::lazy(Connector::new(&config.redis_job).context("REDIS_JOB_URL")?);
         let health = fetch_worker::ops::Health {
-            redis: queue_con,
-            mongo,
+            redis: probe,
+            mongo: mongo.clone(),
             shutting_down: shutting_down.clone(),
         };
         tokio::spawn(fetch_worker::ops::serve(
@@ -97,6 +75,52 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
             stop_ops.clone(),
         ));
     }
+    tracing::info!(
+        redis_job = %config.redis_job.redacted(),
+        redis_cache = %config.redis_cache.redacted(),
+        "connecting to Redis"
+    );
+    // Both wait for Redis (each try logged) instead of exiting: a worker started before its
+    // Redis, or during a failover, simply starts late.
+    let queue_con = RedisConn::connect(&config.redis_job, "queue")
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to the queue database {}",
+                config.redis_job.redacted()
+            )
+        })?;
+    let cache_con = RedisConn::connect(&config.redis_cache, "cache")
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to the cache database {}",
+                config.redis_cache.redacted()
+            )
+        })?;
+    let processor: Arc<dyn Processor> = match config.processor {
+        Some(ProcessorKind::Noop) => Arc::new(Noop),
+        Some(ProcessorKind::Sleep) => Arc::new(Sleep),
+        Some(ProcessorKind::Fail) => Arc::new(Fail),
+        None => {
+            let mut handler =
+                fetch_worker::handler::FetchHandler::from_config(&config, cache_con.clone())
+                    .await
+                    .context("setting up the POS pipeline")?;
+            handler.metrics = Some(metrics.clone());
+            if let Some(slot) = &mongo {
+                let _ = slot.set(handler.importer.database().clone());
+            }
+            // The processor is the shared handler: each job holds a clone of the Arc.
+            Arc::new(Arc::new(handler))
+        }
+    };
+    // The pipeline enforces JOB_TIMEOUT_MS itself (so a final time-out leaves a monitor
+    // entry); the test processors get the generic wrapper.
+    let processor: Arc<dyn Processor> = match (config.job_timeout, &config.processor) {
+        (Some(limit), Some(_)) => Arc::new(fetch_worker::bullmq::TimeLimit::new(processor, limit)),
+        _ => processor,
+    };
     let results = ResultCache::new(cache_con, &config.worker.queue, config.result_ttl);
     tracing::info!(
         queue = %config.worker.queue,
@@ -107,15 +131,8 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
             .map_or("fetch", fetch_worker::config::ProcessorKind::name),
         "fetch-worker starting"
     );
-    let worker = Worker::connect(
-        config.redis_job_url.expose(),
-        config.worker,
-        processor,
-        Some(results),
-    )
-    .await
-    .context("connecting to the queue database")?
-    .with_observer(metrics);
+    let worker = Worker::with_connection(queue_con, config.worker, processor, Some(results))
+        .with_observer(metrics);
     let draining = shutting_down.clone();
     worker
         .run(async move {

@@ -35,9 +35,10 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct Health {
     /// The queue database.
-    pub redis: redis::aio::ConnectionManager,
-    /// The app's MongoDB, when the pipeline runs.
-    pub mongo: Option<mongodb::Database>,
+    pub redis: crate::redis_conn::RedisConn,
+    /// The app's MongoDB, when the pipeline runs (set once the pipeline is set up; until then
+    /// the check fails).
+    pub mongo: Option<Arc<std::sync::OnceLock<mongodb::Database>>>,
     /// Set once the worker stops claiming for shutdown.
     pub shutting_down: Arc<AtomicBool>,
 }
@@ -112,21 +113,33 @@ impl Health {
                 .query_async::<String>(&mut con),
         )
         .await;
-        let redis_word = match info {
-            Ok(Ok(text)) => RedisState::from_info(&text).describe(),
-            _ => "unreachable".to_string(),
+        let state = match info {
+            Ok(Ok(text)) => Some(RedisState::from_info(&text)),
+            _ => None,
+        };
+        if matches!(state, None | Some(RedisState::Replica)) {
+            // Not the master (demoted by a failover) or no answer: the next check opens a new
+            // connection, which in Sentinel mode goes to the master the sentinels name now.
+            self.redis.reconnect().await;
+        }
+        let redis_word = match state {
+            Some(s) => s.describe(),
+            None => "unreachable".to_string(),
         };
         let redis_ok = redis_word == "ok";
         let mongo = match &self.mongo {
             None => None,
-            Some(db) => Some(matches!(
-                tokio::time::timeout(
-                    CHECK_TIMEOUT,
-                    db.run_command(mongodb::bson::doc! {"ping": 1})
-                )
-                .await,
-                Ok(Ok(_))
-            )),
+            Some(slot) => Some(match slot.get() {
+                None => false,
+                Some(db) => matches!(
+                    tokio::time::timeout(
+                        CHECK_TIMEOUT,
+                        db.run_command(mongodb::bson::doc! {"ping": 1})
+                    )
+                    .await,
+                    Ok(Ok(_))
+                ),
+            }),
         };
         let word = |ok: bool| if ok { "ok" } else { "unreachable" };
         let stopping = self.shutting_down.load(Ordering::SeqCst);

@@ -15,6 +15,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
   ($SUDO systemctl stop redis-server 2>/dev/null || $SUDO service redis-server stop 2>/dev/null) || true
 fi
 
+if ! command -v openssl >/dev/null 2>&1; then
+  # tests/it/topologies.rs makes its TLS CA and certificates with openssl.
+  echo "setup: installing openssl (apt)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssl >/dev/null
+fi
+
 if ! command -v docker-compose >/dev/null 2>&1; then
   # Validates compose/docker-compose.yml (`config` needs no Docker engine; without its
   # recommends, so no docker.io daemon comes along).

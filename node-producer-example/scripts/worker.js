@@ -13,12 +13,13 @@
 const { parseArgs } = require('node:util');
 const IORedis = require('ioredis');
 const { bullmq, version } = require('../src/bullmq');
-const { settings, connectionOptions, createQueue } = require('../src/queue');
+const { settings, connectionOptions, cacheConnectionOptions, createQueue } = require('../src/queue');
 
 /** name → [default, parser]. Defaults match the Rust binary's. */
 const SETTINGS = {
   REDIS_JOB_URL: ['redis://127.0.0.1:6379/1', String],
-  REDIS_CACHE_URL: ['redis://127.0.0.1:6379/0', String],
+  // Unset: database 0 of the job server, as in the Rust binary.
+  REDIS_CACHE_URL: [undefined, String],
   QUEUE_NAME: ['fetch', String],
   BULL_PREFIX: ['bull', String],
   JOB_CONCURRENCY: [1, positiveInt],
@@ -177,7 +178,7 @@ async function main() {
   try {
     config = parseCommandLine(process.argv.slice(2), process.env);
     connectionOptions(config.REDIS_JOB_URL);
-    connectionOptions(config.REDIS_CACHE_URL);
+    cacheConnectionOptions({ ...process.env, REDIS_JOB_URL: config.REDIS_JOB_URL, REDIS_CACHE_URL: config.REDIS_CACHE_URL });
   } catch (err) {
     process.stderr.write(`worker.js: ${err.message}\n`);
     process.exit(2);
@@ -188,7 +189,12 @@ async function main() {
     prefix: config.BULL_PREFIX,
   });
   const log = makeLogger(config.LOG_FORMAT, { queue: queueSettings.queueName, worker: config.WORKER_NAME || `node-${process.pid}` });
-  const cache = new IORedis(config.REDIS_CACHE_URL, { maxRetriesPerRequest: null });
+  const cacheOptions = cacheConnectionOptions({
+    ...process.env,
+    REDIS_JOB_URL: config.REDIS_JOB_URL,
+    REDIS_CACHE_URL: config.REDIS_CACHE_URL,
+  });
+  const cache = new IORedis({ ...cacheOptions, maxRetriesPerRequest: null });
   cache.on('error', (err) => log('warn', 'cache connection error', { error: err.message }));
 
   const worker = new bullmq.Worker(queueSettings.queueName, PROCESSORS[config.PROCESSOR], {

@@ -64,6 +64,9 @@ pub enum Error {
     /// Redis could not be reached or answered with an error.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The Redis URL or its TLS files cannot be used.
+    #[error("redis URL: {0}")]
+    Target(#[from] crate::redis_conn::TargetError),
     /// A script refused the move.
     #[error("{script} for job {job_id}: {code}")]
     Script {
@@ -111,17 +114,11 @@ impl Error {
         }
     }
 
-    /// True for connection-level failures worth retrying after a pause.
+    /// True for failures worth retrying after a pause: connection trouble, a failover in
+    /// progress, a loading or full server (see [`crate::redis_conn::is_transient`]).
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Redis(e) => {
-                e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_timeout()
-                    || e.is_connection_refusal()
-                    || e.code() == Some("LOADING")
-                    || e.code() == Some("BUSY")
-            }
+            Error::Redis(e) => crate::redis_conn::is_transient(e),
             _ => false,
         }
     }

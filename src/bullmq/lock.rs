@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use tokio_util::sync::CancellationToken;
 
 use super::keys::QueueKeys;
@@ -42,6 +42,14 @@ impl LockTable {
             .lock()
             .map(|m| m.iter().map(|(k, (t, _))| (k.clone(), t.clone())).collect())
             .unwrap_or_default()
+    }
+
+    /// When `id`'s lock was last renewed (or claimed); `None` when it is not tracked.
+    pub fn renewed_at(&self, id: &str) -> Option<Instant> {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).map(|(_, at)| *at))
     }
 
     /// How many jobs are tracked.
@@ -85,7 +93,7 @@ impl LockTable {
 /// Renews the table's locks until `stop` is cancelled.
 pub async fn renew_locks(
     table: LockTable,
-    mut con: ConnectionManager,
+    mut con: RedisConn,
     keys: Arc<QueueKeys>,
     lock_duration: Duration,
     stop: CancellationToken,

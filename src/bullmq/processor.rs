@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::redis_conn::RedisConn;
 use futures_util::future::BoxFuture;
-use redis::aio::ConnectionManager;
 use serde_json::Value;
 
 use super::children;
@@ -251,7 +251,7 @@ pub struct JobContext {
 #[derive(Clone)]
 pub struct JobHandle {
     pub(crate) keys: Arc<QueueKeys>,
-    pub(crate) con: ConnectionManager,
+    pub(crate) con: RedisConn,
     pub(crate) id: String,
     pub(crate) keep_logs: Option<u64>,
     /// The lock token of this attempt, for the moves only the lock owner may make.

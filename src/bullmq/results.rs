@@ -10,12 +10,17 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 /// The most entries sent in one pipeline.
 const BATCH: usize = 256;
+
+/// How long one batch is retried while the cache database is unavailable (a restart, a
+/// failover, `OOM`): after 100 ms, doubling up to 5 s, for at most this long; then the batch is
+/// dropped with a warning (the queue keeps the outcomes; the cache entry is a convenience).
+const RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// How long the writer waits for more entries before sending a small batch. Results become
 /// visible at most this much later; in exchange a worker at concurrency 1 sends one pipeline
@@ -45,7 +50,7 @@ impl std::fmt::Debug for ResultCache {
 impl ResultCache {
     /// A cache writer for `queue`, keeping results for `ttl`. Spawns its writer task, so it
     /// must be called inside a tokio runtime.
-    pub fn new(con: ConnectionManager, queue: &str, ttl: Duration) -> ResultCache {
+    pub fn new(con: RedisConn, queue: &str, ttl: Duration) -> ResultCache {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(write_results(con, rx, ttl.as_secs().max(1)));
         ResultCache {
@@ -81,11 +86,29 @@ impl ResultCache {
     }
 }
 
-async fn write_results(
-    mut con: ConnectionManager,
-    mut rx: mpsc::UnboundedReceiver<Message>,
-    ttl: u64,
-) {
+/// Sends `pipe`, retrying transient errors (see [`RETRY_FOR`]).
+async fn write_with_retries(con: &mut RedisConn, pipe: &redis::Pipeline) {
+    let started = std::time::Instant::now();
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let res: redis::RedisResult<()> = pipe.query_async(con).await;
+        match res {
+            Ok(()) => return,
+            Err(e) if crate::redis_conn::is_transient(&e) && started.elapsed() < RETRY_FOR => {
+                tracing::warn!(error.message = %e, retry_in_ms = wait.as_millis() as u64,
+                    "could not write job results to the cache; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::warn!(error.message = %e, "could not write job results to the cache; giving up on them");
+                return;
+            }
+        }
+    }
+}
+
+async fn write_results(mut con: RedisConn, mut rx: mpsc::UnboundedReceiver<Message>, ttl: u64) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         if batch.len() < BATCH && !matches!(batch.last(), Some(Message::Flush(_))) {
@@ -113,10 +136,7 @@ async fn write_results(
             }
         }
         if !pipe.is_empty() {
-            let res: redis::RedisResult<()> = pipe.query_async(&mut con).await;
-            if let Err(e) = res {
-                tracing::warn!(error.message = %e, "could not write job results to the cache");
-            }
+            write_with_retries(&mut con, &pipe).await;
         }
         for done in waiting {
             let _ = done.send(());

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use tokio_util::sync::CancellationToken;
 
 use super::keys::QueueKeys;
@@ -15,7 +15,7 @@ use super::worker::now_ms;
 
 /// Runs stalled checks until `stop` is cancelled.
 pub async fn check_stalled(
-    mut con: ConnectionManager,
+    mut con: RedisConn,
     keys: Arc<QueueKeys>,
     interval: Duration,
     max_stalled_count: u32,

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, Value};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Value};
 use serde_json::Value as Json;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,7 @@ use super::results::ResultCache;
 use super::scripts::move_to_finished::{Finish, Outcome};
 use super::scripts::{self, Claim, ClaimArgs};
 use super::stalled::check_stalled;
+use crate::redis_conn::{Connector, RedisConn, RedisTarget, TlsFiles};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -47,9 +48,15 @@ const MAX_RATE_LIMIT_DELAY: Duration = Duration::from_secs(30);
 /// The longest a marker wait lasts when a delayed job is due later (BullMQ's 10 s cap).
 const MAX_BLOCK: Duration = Duration::from_secs(10);
 
-/// How finishing retries when Redis is away: 100 ms doubling to 5 s, 12 tries (about 45 s,
-/// beyond the default lock duration). After that the job is left to stalled recovery.
-const FINISH_RETRIES: u32 = 12;
+/// How finishing retries a transient Redis error (a failover, a restart, `OOM`): after
+/// 100 ms, doubling up to [`FINISH_MAX_BACKOFF`], for as long as the job's lock may still be
+/// held (its last renewal is younger than the lock duration; renewal goes on meanwhile, so a
+/// short outage never costs the job). Past that, another worker may own the job and stalled
+/// recovery takes it.
+const FINISH_FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The longest pause between two tries to finish a job.
+const FINISH_MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What a run did, for logs and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -82,8 +89,9 @@ struct Inner {
     opts: WorkerOptions,
     /// Every key of the queue, spelled once.
     keys: Arc<QueueKeys>,
-    /// Connection for script calls; reconnects by itself after a Redis restart.
-    con: ConnectionManager,
+    /// Connection for script calls; replaced after a restart or a failover (in Sentinel mode
+    /// the new one goes to the new master).
+    con: RedisConn,
     /// The work.
     processor: Arc<dyn Processor>,
     /// Where final outcomes are written for the app, if anywhere.
@@ -112,26 +120,38 @@ struct Inner {
 /// A BullMQ worker for one queue.
 pub struct Worker {
     inner: Arc<Inner>,
-    client: Client,
+    /// Opens the blocking marker connection (to the current master).
+    connector: Connector,
 }
 
 impl Worker {
-    /// Connects to the queue database at `redis_url`. Waits for Redis to answer, retrying every
-    /// second, until `give_up` resolves.
+    /// Connects to the queue database at `redis_url` (any form [`RedisTarget::parse`] takes,
+    /// without TLS files), waiting for Redis as [`RedisConn::connect`] does.
     ///
     /// # Errors
     ///
-    /// The last connection error when `give_up` resolves first, or a bad URL.
+    /// A bad URL, or an error retrying cannot fix (refused credentials).
     pub async fn connect(
         redis_url: &str,
         opts: WorkerOptions,
         processor: Arc<dyn Processor>,
         results: Option<ResultCache>,
     ) -> Result<Worker, Error> {
-        let client = Client::open(redis_url)?;
-        let con = connect_manager(&client).await?;
+        let target = RedisTarget::parse(redis_url, &TlsFiles::default())?;
+        let con = RedisConn::connect(&target, "queue").await?;
+        Ok(Worker::with_connection(con, opts, processor, results))
+    }
+
+    /// A worker on `con`, a connection to the queue database.
+    pub fn with_connection(
+        con: RedisConn,
+        opts: WorkerOptions,
+        processor: Arc<dyn Processor>,
+        results: Option<ResultCache>,
+    ) -> Worker {
         let keys = Arc::new(QueueKeys::new(&opts.prefix, &opts.queue));
-        Ok(Worker {
+        let connector = con.connector().clone();
+        Worker {
             inner: Arc::new(Inner {
                 keys,
                 con,
@@ -148,8 +168,8 @@ impl Worker {
                 limit_until: AtomicU64::new(0),
                 opts,
             }),
-            client,
-        })
+            connector,
+        }
     }
 
     /// Reports every attempt's outcome and duration to `observer` (metrics).
@@ -197,7 +217,7 @@ impl Worker {
         helpers.close();
 
         let jobs = TaskTracker::new();
-        let fetch = fetch_loop(inner.clone(), self.client.clone(), jobs.clone());
+        let fetch = fetch_loop(inner.clone(), self.connector.clone(), jobs.clone());
         tokio::select! {
             _ = fetch => {}
             _ = shutdown => {
@@ -242,34 +262,9 @@ impl Worker {
     }
 }
 
-async fn connect_manager(client: &Client) -> Result<ConnectionManager, Error> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(30)))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500));
-    let mut wait = Duration::from_millis(100);
-    loop {
-        match client
-            .get_connection_manager_with_config(config.clone())
-            .await
-        {
-            Ok(con) => return Ok(con),
-            Err(e) if e.is_unrecoverable_error() && !e.is_connection_refusal() => {
-                return Err(e.into());
-            }
-            Err(e) => {
-                tracing::warn!(error.message = %e, "redis not reachable yet; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(2));
-            }
-        }
-    }
-}
-
 /// The dedicated blocking connection, named like Node's so dashboards count this worker.
 struct Blocker {
-    client: Client,
+    connector: Connector,
     con: Option<MultiplexedConnection>,
     name: String,
     /// A `BZPOPMIN` was sent and its reply not read: the wait was abandoned (the claim loop
@@ -285,10 +280,7 @@ impl Blocker {
             let config = AsyncConnectionConfig::new()
                 .set_response_timeout(None)
                 .set_connection_timeout(Some(Duration::from_secs(2)));
-            let mut con = self
-                .client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await?;
+            let mut con = self.connector.open(&config).await?;
             let _: () = redis::cmd("CLIENT")
                 .arg("SETNAME")
                 .arg(&self.name)
@@ -345,10 +337,10 @@ fn score(v: &Value) -> Option<f64> {
 
 /// Claims jobs while slots are free, until `stop_claiming` is cancelled or (with
 /// `until_drained`) the queue is empty and nothing is in flight.
-async fn fetch_loop(inner: Arc<Inner>, client: Client, jobs: TaskTracker) {
+async fn fetch_loop(inner: Arc<Inner>, connector: Connector, jobs: TaskTracker) {
     let slots = Arc::new(Semaphore::new(inner.opts.concurrency));
     let mut blocker = Blocker {
-        client,
+        connector,
         con: None,
         in_flight: false,
         name: QueueKeys::client_name(
@@ -486,6 +478,16 @@ async fn queue_is_empty(inner: &Inner, slots: &Semaphore) -> bool {
 }
 
 impl Inner {
+    /// True while `id`'s lock may still be ours: its last successful renewal (or the claim) is
+    /// younger than the lock duration, and the shutdown timeout has not run out.
+    fn may_hold_lock(&self, id: &str) -> bool {
+        !self.abort_jobs.is_cancelled()
+            && self
+                .locks
+                .renewed_at(id)
+                .is_some_and(|at| at.elapsed() < self.opts.lock_duration)
+    }
+
     fn next_token(&self) -> String {
         format!(
             "{}:{}",
@@ -688,7 +690,7 @@ async fn finish(
     let fetch_next = !inner.stop_claiming.is_cancelled() && inner.rate_limited_for(now_ms()) == 0;
     let keys = &inner.keys;
     let mut con = inner.con.clone();
-    let mut wait = Duration::from_millis(100);
+    let mut wait = FINISH_FIRST_BACKOFF;
     if let Err(err) = &result
         && matches!(err.defer, Some(Defer::Delayed { .. }))
     {
@@ -700,7 +702,7 @@ async fn finish(
             tracing::warn!(job_id = %job.id, error.message = %e, "could not log the deferral reason");
         }
     }
-    for _ in 0..FINISH_RETRIES {
+    loop {
         let res = match &result {
             Ok(value) => {
                 let outcome = Outcome::Completed {
@@ -839,9 +841,13 @@ async fn finish(
                 result = Err(failure);
             }
             Err(e) if e.is_transient() => {
-                tracing::warn!(job_id = %job.id, error.message = %e, "finishing failed; retrying");
+                if !inner.may_hold_lock(&job.id) {
+                    tracing::error!(job_id = %job.id, error.message = %e, "redis unavailable until the lock expired; stalled recovery will take the job");
+                    return None;
+                }
+                tracing::warn!(job_id = %job.id, error.message = %e, retry_in_ms = wait.as_millis() as u64, "finishing failed; retrying");
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
+                wait = (wait * 2).min(FINISH_MAX_BACKOFF);
             }
             Err(e) => {
                 tracing::error!(job_id = %job.id, error.message = %e, "cannot finish the job; stalled recovery will take it");
@@ -849,8 +855,6 @@ async fn finish(
             }
         }
     }
-    tracing::error!(job_id = %job.id, "redis unreachable while finishing; stalled recovery will take the job");
-    None
 }
 
 enum Final {

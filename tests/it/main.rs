@@ -13,4 +13,5 @@ mod schedulers;
 mod scripts;
 mod startup;
 mod support;
+mod topologies;
 mod worker;

@@ -743,7 +743,10 @@ async fn an_import_clears_the_apps_cached_results() {
         .await
         .unwrap();
     let ids = env.enqueue(&[job("BMC", "2026-02-09", fast_retries())]);
-    let cache = CacheInvalidation::new(client.get_connection_manager().await.unwrap(), "cache:*");
+    let cache = CacheInvalidation::new(
+        crate::support::redis_conn(&env.redis.url(0)).await,
+        "cache:*",
+    );
     let handler = env.handler_with_cache(Some(cache)).await;
     let summary = env.drain_with(handler, 1).await;
     assert_eq!(summary.completed, 1);

@@ -345,7 +345,7 @@ async fn results_reach_the_cache_and_the_worker_is_named() {
         .await;
     let cache_client = redis::Client::open(server.url(0)).unwrap();
     let cache = ResultCache::new(
-        cache_client.get_connection_manager().await.unwrap(),
+        crate::support::redis_conn(&server.url(0)).await,
         &q.name,
         Duration::from_secs(600),
     );

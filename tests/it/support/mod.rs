@@ -6,6 +6,7 @@
 pub mod mongo;
 pub mod proxy;
 pub mod redis_server;
+pub mod topology;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -269,6 +270,13 @@ impl TestQueue {
             .expect("worker did not drain within 30 s")
             .unwrap()
     }
+}
+
+/// The worker's own connection type to `url` (plain, no TLS files).
+pub async fn redis_conn(url: &str) -> fetch_worker::redis_conn::RedisConn {
+    use fetch_worker::redis_conn::{RedisConn, RedisTarget, TlsFiles};
+    let target = RedisTarget::parse(url, &TlsFiles::default()).unwrap();
+    RedisConn::connect(&target, "test").await.unwrap()
 }
 
 pub fn now_ms() -> u64 {

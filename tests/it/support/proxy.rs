@@ -27,6 +27,8 @@ pub struct Proxy {
     /// Where clients connect.
     pub addr: SocketAddr,
     control: Arc<Mutex<Control>>,
+    /// Where new connections go (existing ones stay where they were).
+    upstream: Arc<Mutex<SocketAddr>>,
     cut: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -38,12 +40,15 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let control = Arc::new(Mutex::new(Control::default()));
         let (cut, _) = watch::channel(0u64);
+        let upstream = Arc::new(Mutex::new(upstream));
         let task = {
             let control = control.clone();
             let cut = cut.clone();
+            let upstream = upstream.clone();
             tokio::spawn(async move {
                 while let Ok((client, _)) = listener.accept().await {
-                    let Ok(server) = TcpStream::connect(upstream).await else {
+                    let to = *upstream.lock().unwrap();
+                    let Ok(server) = TcpStream::connect(to).await else {
                         continue;
                     };
                     tokio::spawn(pump(client, server, control.clone(), cut.subscribe()));
@@ -53,9 +58,16 @@ impl Proxy {
         Proxy {
             addr,
             control,
+            upstream,
             cut,
             task,
         }
+    }
+
+    /// Sends new connections to `addr` from now on, as a DNS name or a virtual IP moves to a
+    /// new primary; open connections stay on the old server.
+    pub fn set_upstream(&self, addr: SocketAddr) {
+        *self.upstream.lock().unwrap() = addr;
     }
 
     /// The next client → server chunk that contains `pattern` (on any connection) is delivered
