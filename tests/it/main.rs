@@ -7,6 +7,8 @@ mod gridfs;
 mod import;
 mod ops;
 mod pipeline;
+mod reprocess;
+mod s3;
 mod safety;
 mod scripts;
 mod support;

@@ -6,6 +6,7 @@
 pub mod mongo;
 pub mod proxy;
 pub mod redis_server;
+pub mod s3;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
