@@ -42,6 +42,42 @@ pub enum Command {
     Combine(CombineArgs),
     /// Serve a directory of POS export files like the legacy POS server, with injectable faults.
     FakePos(FakePosArgs),
+    /// Enqueue jobs that combine and import days again from their stored raw files (no POS
+    /// call): one `{branch, pos, date, reprocess: true}` per day from --from to --to.
+    Reprocess(ReprocessArgs),
+}
+
+/// Flags of `fetch-worker reprocess`.
+#[derive(Debug, Args)]
+pub struct ReprocessArgs {
+    /// Branch code.
+    #[arg(long)]
+    pub branch: String,
+    /// POS number (1 or 2).
+    #[arg(long)]
+    pub pos: u64,
+    /// First day (YYYY-MM-DD).
+    #[arg(long)]
+    pub from: String,
+    /// Last day (YYYY-MM-DD), included; the first day when absent.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Redis URL of the queue.
+    #[arg(
+        long,
+        env = "REDIS_JOB_URL",
+        default_value = "redis://127.0.0.1:6379/1"
+    )]
+    pub redis_job_url: String,
+    /// Queue name.
+    #[arg(long, env = "QUEUE_NAME", default_value = "fetch")]
+    pub queue_name: String,
+    /// BullMQ key prefix.
+    #[arg(long, env = "BULL_PREFIX", default_value = "bull")]
+    pub bull_prefix: String,
+    /// Which BullMQ major's pause rule to follow (`auto`, `5`, `6`).
+    #[arg(long, env = "BULLMQ_COMPAT", default_value = "auto", value_parser = parse_compat)]
+    pub bullmq_compat: Compat,
 }
 
 /// The processor a worker runs for every job.

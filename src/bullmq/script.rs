@@ -43,6 +43,10 @@ pub(crate) const COMMANDS: &[(&str, &str)] = &[
     ("addLog-2", include_str!("../../lua/addLog-2.lua")),
     ("updateData-1", include_str!("../../lua/updateData-1.lua")),
     (
+        "addStandardJob-7",
+        include_str!("../../lua/addStandardJob-7.lua"),
+    ),
+    (
         "moveJobFromActiveToWait-9",
         include_str!("../../lua/moveJobFromActiveToWait-9.lua"),
     ),
@@ -243,6 +247,8 @@ pub struct Scripts {
     pub add_log: Script,
     /// `updateData-1`.
     pub update_data: Script,
+    /// `addStandardJob-7`.
+    pub add_standard_job: Script,
     /// `moveJobFromActiveToWait-9`.
     pub move_job_from_active_to_wait: Script,
 }
@@ -258,6 +264,7 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     update_progress: Script::embedded("updateProgress-3"),
     add_log: Script::embedded("addLog-2"),
     update_data: Script::embedded("updateData-1"),
+    add_standard_job: Script::embedded("addStandardJob-7"),
     move_job_from_active_to_wait: Script::embedded("moveJobFromActiveToWait-9"),
 });
 

@@ -262,3 +262,100 @@ async fn a_stored_file_that_changed_is_refused() {
         "the fetched day is untouched"
     );
 }
+
+/// `fetch-worker reprocess --branch --pos --from --to` adds one job per day, shaped as the
+/// producer's (name, data with `reprocess: true`, attempts, backoff), at the back of `wait`
+/// with `added` and `waiting` events, and prints their ids; the worker then reprocesses the
+/// fetched day from storage and fails the day never fetched. The same id is never added twice.
+#[tokio::test]
+async fn the_reprocess_command_enqueues_days_the_worker_reprocesses() {
+    let mut env = Env::start("reprocess_cli").await;
+    let local = LocalStorage::new(env.raw.path()).unwrap();
+    let stores = Stores::default().with_local(&local);
+    let handler = env
+        .handler_with(None, Arc::new(local), Arc::new(stores))
+        .await;
+    run_job(&mut env, handler.clone(), day_data(false)).await;
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_fetch-worker"))
+        .args(["reprocess", "--branch", "BMC", "--pos", "1"])
+        .args(["--from", "2026-02-09", "--to", "2026-02-10"])
+        .args([
+            "--redis-job-url",
+            &env.queue.url,
+            "--queue-name",
+            &env.queue.name,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ids: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    for (id, date) in ids.iter().zip(["2026-02-09", "2026-02-10"]) {
+        let prefix = format!("reprocess.BMC.1.{date}.");
+        assert!(id.starts_with(&prefix), "{id}");
+        assert!(id[prefix.len()..].parse::<u64>().is_ok(), "{id}");
+        assert_eq!(
+            env.queue.hget(id, "name").await.as_deref(),
+            Some("fetch-job")
+        );
+        let data: Value = serde_json::from_str(&env.queue.hget(id, "data").await.unwrap()).unwrap();
+        assert_eq!(
+            data,
+            json!({"branch": "BMC", "pos": 1, "date": date, "reprocess": true})
+        );
+        let opts: Value = serde_json::from_str(&env.queue.hget(id, "opts").await.unwrap()).unwrap();
+        assert_eq!(opts["attempts"], 3);
+        assert_eq!(
+            opts["backoff"],
+            json!({"type": "exponential", "delay": 1000})
+        );
+    }
+    let waiting: Vec<String> = redis::cmd("LRANGE")
+        .arg(&env.queue.keys.wait)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut env.queue.con)
+        .await
+        .unwrap();
+    assert_eq!(
+        waiting,
+        vec![ids[1].clone(), ids[0].clone()],
+        "FIFO: the first day at the head"
+    );
+
+    // The same id again adds nothing.
+    let again = fetch_worker::reprocess::enqueue(
+        &mut env.queue.con,
+        &env.queue.keys,
+        &fetch_worker::pipeline::day::Branch::parse("BMC").unwrap(),
+        fetch_worker::pipeline::day::PosNo::parse("1").unwrap(),
+        &[fetch_worker::pipeline::day::BusinessDate::parse("2026-02-09").unwrap()],
+        fetch_worker::bullmq::Compat::Auto,
+        ids[0].rsplit('.').next().unwrap().parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+
+    env.pos
+        .faults()
+        .set(vec![FaultRule::new(Fault::Status { status: 500 })]);
+    env.drain_with(handler, 1).await;
+    let done = return_value(&mut env, &ids[0]).await;
+    assert_eq!(done["source"], "storage", "{done}");
+    let reason = env.queue.hget(&ids[1], "failedReason").await.unwrap();
+    assert!(
+        reason.starts_with("no stored files for BMC pos 1 on 2026-02-10"),
+        "{reason}"
+    );
+}
