@@ -3,7 +3,9 @@
 # profile, and the demo env file (which must point the workers at fakepos, while the default
 # leaves POS_* unset so the binary's legacy URLs apply), and the safety settings of issue 11:
 # secrets required from an env file, Redis and MongoDB auth, pinned images, memory limits, the
-# worker's ops port unpublished and its healthcheck on /health/ready. Uses Debian's docker-compose (v1,
+# worker's ops port unpublished and its healthcheck on /health/ready; and the `s3` profile (issue
+# 16): MinIO and its bucket set-up, the workers on STORAGE=s3 from the s3.env.example lines, the
+# same safety rules. Uses Debian's docker-compose (v1,
 # installed by tests/setup.sh) and also `docker compose` (v2) when that plugin is present.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,7 +15,10 @@ file=compose/docker-compose.yml
 demo_env=compose/demo.env
 secrets=compose/secrets.env.example
 empty=$(mktemp)
-trap 'rm -f "$empty" "$empty.yml"' EXIT
+s3_env=$(mktemp)
+trap 'rm -f "$empty" "$empty.yml" "$s3_env"' EXIT
+# compose/.env of an S3 deployment: the secrets, then the s3.env.example lines.
+cat "$secrets" compose/s3.env.example >"$s3_env"
 fail() { echo "check-config: $*" >&2; exit 1; }
 
 composes=()
@@ -24,6 +29,7 @@ if docker compose version >/dev/null 2>&1; then composes+=("docker compose"); fi
 # Variables a caller may have exported must not leak into what is checked.
 unset POS_LIST_URL POS_FILE_BASE_URL COMPOSE_PROFILES
 unset REDIS_PASSWORD MONGO_ROOT_USER MONGO_ROOT_PASSWORD API_TOKEN BOARD_USER BOARD_PASSWORD
+unset STORAGE S3_ENDPOINT S3_BUCKET S3_PREFIX S3_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 
 # check_safety COMPOSE CONFIG: the issue-11 settings of the resolved configuration.
 check_safety() {
@@ -36,7 +42,8 @@ check_safety() {
   grep -q '/health/ready' <<<"$config" || fail "$compose: the worker's healthcheck must use /health/ready"
   local images
   images=$(grep -E '^ +image: ' <<<"$config" | grep -vE ':local$' || true)
-  if grep -vqE 'image: [a-z0-9./-]+:[0-9]+\.[0-9]+\.[0-9]+' <<<"$images"; then
+  # An exact version: x.y.z, or a MinIO release tag (RELEASE.<date>T<time>Z).
+  if grep -vqE 'image: [a-z0-9./-]+:([0-9]+\.[0-9]+\.[0-9]+|RELEASE\.[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}Z)' <<<"$images"; then
     fail "$compose: images must be pinned to exact versions: $images"
   fi
   printf '%s\n' "$config" >"$empty.yml"
@@ -50,7 +57,9 @@ for name, svc in doc["services"].items():
         sys.exit(f"check-config: {sys.argv[1]}: service {name} has no memory limit")
 if doc["services"]["worker"].get("ports"):
     sys.exit(f"check-config: {sys.argv[1]}: the worker's ops port must not be published")
-for name in ("redis", "mongo"):
+for name in ("redis", "mongo", "minio", "minio-setup"):
+    if name not in doc["services"]:
+        continue
     nets = doc["services"][name].get("networks") or {}
     if list(nets) != ["backend"]:
         sys.exit(f"check-config: {sys.argv[1]}: {name} must be on the internal backend network only")
@@ -82,6 +91,28 @@ for compose in "${composes[@]}"; do
     fail "$compose: no container_name, so the worker can be scaled"
   fi
   check_safety "$compose" "$default"
+
+  # The s3 profile: MinIO and the bucket set-up join the stack, the workers store in MinIO.
+  $compose -f "$file" --env-file "$s3_env" config -q
+  s3=$($compose -f "$file" --env-file "$s3_env" --profile s3 config)
+  printf '%s\n' "$s3" >"$empty.yml"
+  python3 - "$compose" "$empty.yml" <<'PY' || exit 1
+import sys, yaml
+with open(sys.argv[2]) as f:
+    services = yaml.safe_load(f)["services"]
+for name in ("minio", "minio-setup"):
+    if name not in services:
+        sys.exit(f"check-config: {sys.argv[1]}: the s3 profile must run {name}")
+    if services[name].get("profiles") != ["s3"]:
+        sys.exit(f"check-config: {sys.argv[1]}: {name} must run only under the s3 profile")
+PY
+  grep -q 'STORAGE: s3' <<<"$s3" || fail "$compose: s3.env.example must set STORAGE=s3 for the workers"
+  grep -q 'S3_ENDPOINT: http://minio:9000' <<<"$s3" || fail "$compose: s3.env.example must point S3_ENDPOINT at minio"
+  grep -q 'STORAGE: gridfs' <<<"$default" || fail "$compose: without s3.env.example the workers must keep STORAGE=gridfs"
+  if grep -qE 'S3_ENDPOINT: *[^ n]' <<<"$default"; then
+    fail "$compose: without s3.env.example the workers must leave S3_ENDPOINT unset"
+  fi
+  check_safety "$compose" "$s3"
 done
 grep -qx 'COMPOSE_PROFILES=demo' "$demo_env" || fail "$demo_env must enable the demo profile"
 echo "check-config: ok"

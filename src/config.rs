@@ -43,6 +43,42 @@ pub enum Command {
     Combine(CombineArgs),
     /// Serve a directory of POS export files like the legacy POS server, with injectable faults.
     FakePos(FakePosArgs),
+    /// Enqueue jobs that combine and import days again from their stored raw files (no POS
+    /// call): one `{branch, pos, date, reprocess: true}` per day from --from to --to.
+    Reprocess(ReprocessArgs),
+}
+
+/// Flags of `fetch-worker reprocess`.
+#[derive(Debug, Args)]
+pub struct ReprocessArgs {
+    /// Branch code.
+    #[arg(long)]
+    pub branch: String,
+    /// POS number (1 or 2).
+    #[arg(long)]
+    pub pos: u64,
+    /// First day (YYYY-MM-DD).
+    #[arg(long)]
+    pub from: String,
+    /// Last day (YYYY-MM-DD), included; the first day when absent.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Redis URL of the queue.
+    #[arg(
+        long,
+        env = "REDIS_JOB_URL",
+        default_value = "redis://127.0.0.1:6379/1"
+    )]
+    pub redis_job_url: String,
+    /// Queue name.
+    #[arg(long, env = "QUEUE_NAME", default_value = "fetch")]
+    pub queue_name: String,
+    /// BullMQ key prefix.
+    #[arg(long, env = "BULL_PREFIX", default_value = "bull")]
+    pub bull_prefix: String,
+    /// Which BullMQ major's pause rule to follow (`auto`, `5`, `6`).
+    #[arg(long, env = "BULLMQ_COMPAT", default_value = "auto", value_parser = parse_compat)]
+    pub bullmq_compat: Compat,
 }
 
 /// The processor a worker runs for every job.
@@ -75,6 +111,155 @@ pub enum StorageKind {
     Local,
     /// GridFS in the app's MongoDB.
     Gridfs,
+    /// An S3-compatible bucket (the `S3_*` settings).
+    S3,
+}
+
+/// Settings of `STORAGE=s3`, validated by [`S3Args::settings`]. The credentials are the
+/// standard AWS variables; their values are never printed (`--help` hides them too).
+#[derive(Debug, Clone, Args)]
+pub struct S3Args {
+    /// The S3 service URL for MinIO, Ceph RGW, R2…; unset for AWS. Plain http only when it
+    /// says `http://`.
+    #[arg(long, env = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket (must exist: checked at start).
+    #[arg(long, env = "S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Key prefix: objects are `<prefix>/<branch>/<date>/pos<pos>/<file>`.
+    #[arg(long, env = "S3_PREFIX", default_value = "")]
+    pub s3_prefix: String,
+    /// The bucket's region.
+    #[arg(long, env = "S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// Path-style addressing (`<endpoint>/<bucket>/<key>`, as MinIO needs); default true when
+    /// S3_ENDPOINT is set, false otherwise.
+    #[arg(long, env = "S3_FORCE_PATH_STYLE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub s3_force_path_style: Option<bool>,
+    /// The longest one S3 request may take (ms); a slower one is retried.
+    #[arg(long, env = "S3_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub s3_request_timeout_ms: u64,
+    /// AWS access key id (without it, the instance or task role is used).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true, hide = true)]
+    pub aws_access_key_id: Option<String>,
+    /// AWS secret access key.
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub aws_secret_access_key: Option<String>,
+    /// AWS session token (temporary credentials).
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true, hide = true)]
+    pub aws_session_token: Option<String>,
+}
+
+impl S3Args {
+    /// Validates the settings for `STORAGE=s3`; `retry` is the POS calls' policy, which S3
+    /// requests share.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] names the first bad value (never a credential's value).
+    pub fn settings(
+        &self,
+        retry: crate::pipeline::fetch::RetryPolicy,
+    ) -> Result<crate::pipeline::storage::S3Settings, ConfigError> {
+        use crate::pipeline::storage::s3::Secret;
+        let invalid = |name: &'static str, reason: String| ConfigError::Invalid { name, reason };
+        let bucket = self.s3_bucket.clone().unwrap_or_default();
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && !bucket.starts_with(['-', '.'])
+            && !bucket.ends_with(['-', '.']);
+        if !bucket_ok {
+            return Err(invalid(
+                "S3_BUCKET",
+                format!(
+                    "STORAGE=s3 needs a bucket name (3-63 lower-case letters, digits, '-' or '.'), got {bucket:?}"
+                ),
+            ));
+        }
+        let endpoint = match self.s3_endpoint.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(raw) => {
+                let shown = crate::secret::redact_url(raw);
+                let url = reqwest::Url::parse(raw)
+                    .map_err(|e| invalid("S3_ENDPOINT", format!("{shown:?}: {e}")))?;
+                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                    return Err(invalid(
+                        "S3_ENDPOINT",
+                        format!("{shown:?} is not an http(s) URL"),
+                    ));
+                }
+                if !url.username().is_empty() || url.password().is_some() {
+                    return Err(invalid(
+                        "S3_ENDPOINT",
+                        format!(
+                            "{shown:?}: credentials go in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, not the URL"
+                        ),
+                    ));
+                }
+                if url.query().is_some() || url.fragment().is_some() {
+                    return Err(invalid(
+                        "S3_ENDPOINT",
+                        format!("{shown:?} must not have a query or fragment"),
+                    ));
+                }
+                Some(raw.trim_end_matches('/').to_string())
+            }
+        };
+        let prefix = self.s3_prefix.trim_matches('/').to_string();
+        let prefix_ok = prefix.is_empty()
+            || prefix.split('/').all(|part| {
+                !part.is_empty()
+                    && part != "."
+                    && part != ".."
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            });
+        if !prefix_ok {
+            return Err(invalid(
+                "S3_PREFIX",
+                format!("{prefix:?}: use letters, digits, '-', '_', '.' in '/'-separated parts"),
+            ));
+        }
+        if self.s3_region.trim().is_empty() {
+            return Err(invalid("S3_REGION", "must not be empty".into()));
+        }
+        if self.s3_request_timeout_ms < 100 {
+            return Err(invalid(
+                "S3_REQUEST_TIMEOUT_MS",
+                "must be at least 100 ms".into(),
+            ));
+        }
+        let secret = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(Secret::new);
+        let (access_key_id, secret_access_key) = (
+            secret(&self.aws_access_key_id),
+            secret(&self.aws_secret_access_key),
+        );
+        if access_key_id.is_some() != secret_access_key.is_some() {
+            return Err(invalid(
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+                "set both or neither".into(),
+            ));
+        }
+        let mut settings = crate::pipeline::storage::S3Settings::new(bucket);
+        settings.force_path_style = self.s3_force_path_style.unwrap_or(endpoint.is_some());
+        settings.endpoint = endpoint;
+        settings.prefix = prefix;
+        settings.region = self.s3_region.trim().to_string();
+        settings.access_key_id = access_key_id;
+        settings.secret_access_key = secret_access_key;
+        settings.session_token = secret(&self.aws_session_token);
+        settings.retry = retry;
+        settings.request_timeout = Duration::from_millis(self.s3_request_timeout_ms);
+        Ok(settings)
+    }
 }
 
 /// Log output format.
@@ -182,9 +367,13 @@ pub struct RunArgs {
         default_value = "mongodb://127.0.0.1:27017/biggs"
     )]
     pub mongo_uri: String,
-    /// Where raw downloads are kept: `local` (RAW_STORAGE_PATH) or `gridfs` (MongoDB).
+    /// Where raw downloads are kept: `local` (RAW_STORAGE_PATH), `gridfs` (MongoDB) or `s3`
+    /// (the S3_* settings).
     #[arg(long, value_enum, env = "STORAGE", default_value = "local")]
     pub storage: StorageKind,
+    /// S3 settings (used with `STORAGE=s3`).
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Branches using the newer file layout: a file of codes, or a comma-separated list
     /// (default: BPAG, BGRAN, BETA, BTAB, the legacy settings).
     #[arg(long, env = "NEW_BRANCHES")]
@@ -462,6 +651,8 @@ pub struct RunConfig {
     pub job_timeout: Option<Duration>,
     /// Raw storage.
     pub storage: StorageKind,
+    /// The bucket's settings when `storage` is S3.
+    pub s3: Option<crate::pipeline::storage::S3Settings>,
     /// `NEW_BRANCHES` as given.
     pub new_branches: Option<String>,
     /// Cache keys to delete after imports (`None`: do not).
@@ -614,7 +805,8 @@ impl RunConfig {
             limiter: args.rate_limit_max.zip(args.rate_limit_duration_ms),
             metrics_max_data_points: args.metrics_max_data_points,
         };
-        Ok(Self {
+        let s3_args = args.s3.clone();
+        let mut config = Self {
             redis_job,
             redis_cache,
             worker,
@@ -623,6 +815,7 @@ impl RunConfig {
             mongo_uri: SecretUrl::new(args.mongo_uri),
             job_timeout: Some(Duration::from_millis(args.job_timeout_ms)).filter(|d| !d.is_zero()),
             storage: args.storage,
+            s3: None,
             new_branches: args.new_branches,
             cache_invalidate_pattern: Some(args.cache_invalidate_pattern).filter(|p| !p.is_empty()),
             fetch: FetchConfig::from_args(args.fetch)?,
@@ -639,7 +832,11 @@ impl RunConfig {
             ready,
             log_format: args.log_format,
             metrics_addr,
-        })
+        };
+        if config.storage == StorageKind::S3 {
+            config.s3 = Some(s3_args.settings(config.fetch.options.retry)?);
+        }
+        Ok(config)
     }
 }
 
@@ -852,5 +1049,110 @@ mod redis_url_tests {
         assert!(run_config(&["--redis-tls-cert-file", "/tmp/c.pem"]).is_err());
         let err = run_config(&["--redis-job-url", "redis+cluster://a,b"]).unwrap_err();
         assert!(err.to_string().contains("REDIS_JOB_URL"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod s3_config_tests {
+    use super::*;
+
+    fn run(env: &[(&str, &str)]) -> Result<RunConfig, ConfigError> {
+        let mut argv = vec!["fetch-worker".to_string(), "run".to_string()];
+        for (flag, value) in env {
+            argv.push(format!("--{flag}={value}"));
+        }
+        let cli = Cli::try_parse_from(argv).map_err(|e| ConfigError::Invalid {
+            name: "argv",
+            reason: e.to_string(),
+        })?;
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        RunConfig::from_args(*args)
+    }
+
+    #[test]
+    fn s3_settings_are_read_only_for_storage_s3_with_path_style_by_endpoint() {
+        assert!(run(&[]).unwrap().s3.is_none());
+        let c = run(&[
+            ("storage", "s3"),
+            ("s3-bucket", "pos-raw"),
+            ("s3-endpoint", "http://minio:9000/"),
+            ("s3-prefix", "/raw/"),
+            ("aws-access-key-id", "AKID"),
+            ("aws-secret-access-key", "s3cr3t-value"),
+        ])
+        .unwrap();
+        let s3 = c.s3.clone().unwrap();
+        assert_eq!(s3.endpoint.as_deref(), Some("http://minio:9000"));
+        assert!(s3.force_path_style, "the default with an endpoint");
+        assert_eq!(
+            (s3.prefix.as_str(), s3.region.as_str()),
+            ("raw", "us-east-1")
+        );
+        assert_eq!(s3.retry, c.fetch.options.retry, "the POS calls' retries");
+        assert!(!format!("{c:?}").contains("s3cr3t-value"));
+
+        let aws = run(&[("storage", "s3"), ("s3-bucket", "pos-raw")]).unwrap();
+        assert!(!aws.s3.unwrap().force_path_style, "AWS: virtual-hosted");
+        let forced = run(&[
+            ("storage", "s3"),
+            ("s3-bucket", "pos-raw"),
+            ("s3-endpoint", "https://s3.example"),
+            ("s3-force-path-style", "false"),
+        ])
+        .unwrap();
+        assert!(!forced.s3.unwrap().force_path_style);
+    }
+
+    #[test]
+    fn bad_s3_settings_are_named_without_their_secrets() {
+        for (args, name) in [
+            (&[("storage", "s3")][..], "S3_BUCKET"),
+            (
+                &[("storage", "s3"), ("s3-bucket", "Bad_Bucket")][..],
+                "S3_BUCKET",
+            ),
+            (
+                &[
+                    ("storage", "s3"),
+                    ("s3-bucket", "ok-bucket"),
+                    ("s3-endpoint", "ftp://x"),
+                ][..],
+                "S3_ENDPOINT",
+            ),
+            (
+                &[
+                    ("storage", "s3"),
+                    ("s3-bucket", "ok-bucket"),
+                    ("s3-endpoint", "http://user:Pa55word@minio:9000"),
+                ][..],
+                "S3_ENDPOINT",
+            ),
+            (
+                &[
+                    ("storage", "s3"),
+                    ("s3-bucket", "ok-bucket"),
+                    ("s3-prefix", "a/../b"),
+                ][..],
+                "S3_PREFIX",
+            ),
+            (
+                &[
+                    ("storage", "s3"),
+                    ("s3-bucket", "ok-bucket"),
+                    ("aws-access-key-id", "AKID"),
+                ][..],
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+            ),
+        ] {
+            match run(args) {
+                Err(ConfigError::Invalid { name: got, reason }) => {
+                    assert_eq!(got, name, "{args:?}: {reason}");
+                    assert!(!reason.contains("Pa55word"), "{reason}");
+                }
+                Ok(_) => panic!("{args:?} accepted"),
+            }
+        }
     }
 }

@@ -6,6 +6,12 @@
 //! bad job data and hostile listings fail the job at once; network and database trouble is
 //! retried with the job's backoff; when the last attempt of a listing or download fails, a
 //! monitor entry records it for a person to look at.
+//!
+//! A job `{branch, pos, date, reprocess: true}` skips the POS server: it combines and imports
+//! the day from the raw files its `filerecords` name (any provider, each checked against its
+//! recorded SHA-256), through the same fenced import as a fetch. Its return value says
+//! `source: "storage"` (a fetch says `source: "pos"`); a day without stored files fails at
+//! once.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,17 +31,21 @@ use crate::pipeline::fetch::{FetchError, PosClient, StoredFile};
 use crate::pipeline::import::{Day, FileRecord, FileStatus, ImportError, Importer};
 use crate::pipeline::ready::{Readiness, ReadyRule};
 use crate::pipeline::record::Transaction;
-use crate::pipeline::storage::RawStorage;
+use crate::pipeline::storage::{RawStorage, StorageError, StorageLocation, Stores};
 
 /// Turns raw storage locations into local paths the combine pass can read.
 pub trait Materialize: Send + Sync {
     /// A local path holding `file`'s bytes (the stored path itself for local storage; a copy in
     /// `scratch` for remote stores).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`]; its transience decides whether the job is retried.
     fn local_path<'a>(
         &'a self,
         file: &'a StoredFile,
         scratch: &'a std::path::Path,
-    ) -> BoxFuture<'a, Result<PathBuf, String>>;
+    ) -> BoxFuture<'a, Result<PathBuf, StorageError>>;
 }
 
 /// Local storage: the stored path is already local.
@@ -47,7 +57,7 @@ impl Materialize for LocalFiles {
         &'a self,
         file: &'a StoredFile,
         _scratch: &'a std::path::Path,
-    ) -> BoxFuture<'a, Result<PathBuf, String>> {
+    ) -> BoxFuture<'a, Result<PathBuf, StorageError>> {
         std::future::ready(Ok(PathBuf::from(&file.location.path))).boxed()
     }
 }
@@ -58,15 +68,26 @@ impl Materialize for crate::pipeline::storage::GridFsStorage {
         &'a self,
         file: &'a StoredFile,
         scratch: &'a std::path::Path,
-    ) -> BoxFuture<'a, Result<PathBuf, String>> {
+    ) -> BoxFuture<'a, Result<PathBuf, StorageError>> {
         async move {
             let dest = scratch.join(&file.file_name);
-            self.copy_to_path(&file.location, &dest)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.copy_to_path(&file.location, &dest).await?;
             Ok(dest)
         }
         .boxed()
+    }
+}
+
+/// Any provider a location names (local, GridFS, S3), each file checked against its recorded
+/// SHA-256: what the configured pipeline uses, so a reprocess reads days stored by any worker.
+impl Materialize for Stores {
+    fn local_path<'a>(
+        &'a self,
+        file: &'a StoredFile,
+        scratch: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<PathBuf, StorageError>> {
+        let sha = Some(file.sha256.as_str()).filter(|s| !s.is_empty());
+        Stores::local_path(self, &file.location, &file.file_name, sha, scratch).boxed()
     }
 }
 
@@ -253,6 +274,9 @@ pub enum SetupError {
     /// MongoDB could not be used (the message names the address and the setting).
     #[error("{0}")]
     Mongo(String),
+    /// Raw storage could not be set up (a missing bucket, refused credentials).
+    #[error("raw storage: {0}")]
+    Storage(#[source] StorageError),
     /// A setting is unusable.
     #[error("{0}")]
     Config(String),
@@ -318,23 +342,31 @@ impl FetchHandler {
         )
         .await
         .map_err(SetupError::Mongo)?;
-        let (storage, materialize): (Arc<dyn RawStorage>, Arc<dyn Materialize>) =
-            match config.storage {
-                StorageKind::Local => (
-                    Arc::new(
-                        LocalStorage::new(&config.fetch.raw_storage_path)
-                            .map_err(|e| SetupError::Config(format!("RAW_STORAGE_PATH: {e}")))?,
-                    ),
-                    Arc::new(LocalFiles),
-                ),
-                StorageKind::Gridfs => {
-                    let store = Arc::new(crate::pipeline::storage::GridFsStorage::new(
-                        db.clone(),
-                        None,
-                    ));
-                    (store.clone(), store)
-                }
-            };
+        // Reads go through every provider a file record may name, so a reprocess finds days
+        // stored under an earlier STORAGE too.
+        let gridfs = crate::pipeline::storage::GridFsStorage::new(db.clone(), None);
+        let stores = Stores::default()
+            .with_local_root(&config.fetch.raw_storage_path)
+            .with_gridfs(gridfs.clone());
+        let (storage, stores): (Arc<dyn RawStorage>, Stores) = match config.storage {
+            StorageKind::Local => {
+                let local = LocalStorage::new(&config.fetch.raw_storage_path)
+                    .map_err(|e| SetupError::Config(format!("RAW_STORAGE_PATH: {e}")))?;
+                let stores = stores.with_local(&local);
+                (Arc::new(local), stores)
+            }
+            StorageKind::Gridfs => (Arc::new(gridfs), stores),
+            StorageKind::S3 => {
+                let settings = config.s3.as_ref().ok_or_else(|| {
+                    SetupError::Config("STORAGE=s3 needs the S3_* settings".into())
+                })?;
+                let s3 = crate::pipeline::storage::S3Storage::new(settings)
+                    .map_err(SetupError::Storage)?;
+                s3.check().await.map_err(SetupError::Storage)?;
+                (Arc::new(s3.clone()), stores.with_s3(s3))
+            }
+        };
+        let materialize: Arc<dyn Materialize> = Arc::new(stores);
         let new_branches = match &config.new_branches {
             Some(arg) => NewBranches::from_arg(arg)
                 .map_err(|e| SetupError::Config(format!("NEW_BRANCHES: {e}")))?,
@@ -366,9 +398,11 @@ impl FetchHandler {
         let mday = Day::from_parts(&day.branch, day.pos, day.date).ok_or_else(|| {
             ProcessError::permanent(format!("invalid job data: no calendar date {}", day.date))
         })?;
+        let reprocess = reprocess_flag(&job.data)
+            .map_err(|e| ProcessError::permanent(format!("invalid job data: {e}")))?;
         let outcome = match self.time_limit {
-            None => self.attempt(&job, &day, &mday).await,
-            Some(limit) => tokio::time::timeout(limit, self.attempt(&job, &day, &mday))
+            None => self.attempt(&job, &day, &mday, reprocess).await,
+            Some(limit) => tokio::time::timeout(limit, self.attempt(&job, &day, &mday, reprocess))
                 .await
                 .unwrap_or_else(|_| {
                     Err(ProcessError::retryable(format!(
@@ -391,6 +425,7 @@ impl FetchHandler {
         job: &JobContext,
         day: &JobDay,
         mday: &Day,
+        reprocess: bool,
     ) -> Result<Value, ProcessError> {
         let started = Instant::now();
         let report_to = Reporter { job, day };
@@ -398,6 +433,14 @@ impl FetchHandler {
         // 0. A day another job is importing right now: wait for it, before downloading anything.
         if let Err(e) = self.importer.check_free(mday, &job.id).await {
             return Err(self.import_failure(e, mday, &report_to).await);
+        }
+
+        // A reprocess reads the day's stored files instead of steps 1 and 2.
+        if reprocess {
+            let stored = self.stored_files(day, mday, &report_to).await?;
+            return self
+                .import_files(day, mday, stored, started, &report_to, Source::Storage)
+                .await;
         }
 
         // 1. List.
@@ -456,7 +499,8 @@ impl FetchHandler {
             return Ok(json!({
                 "branch": day.branch.as_str(), "pos": day.pos.get(), "date": day.date.to_string(),
                 "files": [], "rows": {"parsed": 0, "imported": 0, "rejected": 0, "dateMismatch": 0},
-                "note": "no files", "durationMs": started.elapsed().as_millis() as u64,
+                "note": "no files", "source": Source::Pos.as_str(),
+                "durationMs": started.elapsed().as_millis() as u64,
             }));
         }
         report_to
@@ -487,6 +531,7 @@ impl FetchHandler {
                         file_type: file.name().file_type().to_string(),
                         provider: s.location.provider.clone(),
                         path: s.location.path.clone(),
+                        bucket: s.location.bucket.clone(),
                         size: s.size,
                         checksum: s.sha256.clone(),
                     };
@@ -510,6 +555,79 @@ impl FetchHandler {
                 + (progress::DOWNLOADED - progress::LISTED) * (i as u32 + 1) / total;
             report_to.progress(pct).await;
         }
+        self.import_files(day, mday, stored, started, &report_to, Source::Pos)
+            .await
+    }
+
+    /// The day's stored files, from its file records: what a reprocess combines.
+    ///
+    /// # Errors
+    ///
+    /// Permanent when the day has no stored files; retryable for MongoDB trouble.
+    async fn stored_files(
+        &self,
+        day: &JobDay,
+        mday: &Day,
+        report_to: &Reporter<'_>,
+    ) -> Result<Vec<(String, StoredFile)>, ProcessError> {
+        report_to
+            .log(format!(
+                "reprocessing {} pos {} on {} from raw storage",
+                day.branch, day.pos, day.date
+            ))
+            .await;
+        let (records, unusable) = self
+            .importer
+            .stored_files(mday)
+            .await
+            .map_err(import_error)?;
+        for name in &unusable {
+            report_to
+                .log(format!(
+                    "the file record of {name} names no storage; skipped"
+                ))
+                .await;
+        }
+        if records.is_empty() {
+            return Err(ProcessError::permanent(format!(
+                "no stored files for {} pos {} on {}: fetch the day before reprocessing it",
+                day.branch, day.pos, day.date
+            )));
+        }
+        report_to
+            .log(format!("{} stored file(s)", records.len()))
+            .await;
+        report_to.progress(progress::DOWNLOADED).await;
+        Ok(records
+            .into_iter()
+            .map(|r| {
+                let stored = StoredFile {
+                    reference: r.filename.clone(),
+                    file_name: r.filename,
+                    size: r.size,
+                    sha256: r.checksum,
+                    location: StorageLocation {
+                        provider: r.provider,
+                        path: r.path,
+                        bucket: r.bucket,
+                    },
+                };
+                (r.file_type, stored)
+            })
+            .collect())
+    }
+
+    /// Steps 3 to 5 for files already in raw storage (just downloaded, or stored earlier for
+    /// a reprocess), and the job's return value.
+    async fn import_files(
+        &self,
+        day: &JobDay,
+        mday: &Day,
+        stored: Vec<(String, StoredFile)>,
+        started: Instant,
+        report_to: &Reporter<'_>,
+        source: Source,
+    ) -> Result<Value, ProcessError> {
         let names: Vec<String> = stored.iter().map(|(_, s)| s.file_name.clone()).collect();
 
         // 3. Combine (blocking, on its own thread) and 4. import, as batches arrive.
@@ -517,7 +635,7 @@ impl FetchHandler {
         // Removed when dropped: also when the attempt is timed out or aborted at shutdown.
         let scratch = crate::scratch::ScratchDir::new();
         let outcome = self
-            .combine_and_import(day, mday, &stored, scratch.path(), &report_to)
+            .combine_and_import(day, mday, &stored, scratch.path(), report_to)
             .await;
         drop(scratch);
         let (report, written, removed) = match outcome {
@@ -608,6 +726,7 @@ impl FetchHandler {
                 "rejected": report.typed.rejected_total(),
                 "dateMismatch": report.typed.monitor_rows,
             },
+            "source": source.as_str(),
             "durationMs": started.elapsed().as_millis() as u64,
         }))
     }
@@ -623,7 +742,10 @@ impl FetchHandler {
         let mut paths = Vec::with_capacity(stored.len());
         for (_, s) in stored {
             let p = self.materialize.local_path(s, scratch).await.map_err(|e| {
-                ProcessError::retryable(format!("reading {} back: {e}", s.file_name))
+                ProcessError::new(
+                    format!("reading {} back: {e}", s.file_name),
+                    e.is_transient(),
+                )
             })?;
             paths.push(p);
         }
@@ -745,6 +867,40 @@ impl FetchHandler {
     }
 }
 
+/// Where a job's files came from, as its return value says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Listed and downloaded from the POS server (a fetch).
+    Pos,
+    /// Read back from raw storage (a reprocess).
+    Storage,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Pos => "pos",
+            Source::Storage => "storage",
+        }
+    }
+}
+
+/// Reads the optional `reprocess` flag of job data: absent means a fetch.
+///
+/// # Errors
+///
+/// A message naming the bad value when it is not a boolean.
+pub fn reprocess_flag(data: &Value) -> Result<bool, String> {
+    match data.get("reprocess") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(format!(
+            "reprocess must be true or false, got {}",
+            preview(other)
+        )),
+    }
+}
+
 /// Log lines and progress of one job, also written to the worker's own log with the job's
 /// fields.
 struct Reporter<'a> {
@@ -837,6 +993,29 @@ impl RowSink for BatchSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reprocess_flag_is_a_boolean_or_absent() {
+        let day = json!({"branch": "BMC", "pos": 1, "date": "2026-02-09"});
+        assert_eq!(reprocess_flag(&day), Ok(false));
+        let mut data = day.clone();
+        data["reprocess"] = json!(true);
+        assert_eq!(reprocess_flag(&data), Ok(true));
+        assert!(
+            JobDay::from_data(&data).is_ok(),
+            "the day is read as before"
+        );
+        data["reprocess"] = json!(false);
+        assert_eq!(reprocess_flag(&data), Ok(false));
+        for bad in [json!("yes"), json!(1), json!({"x": 1})] {
+            data["reprocess"] = bad.clone();
+            let err = reprocess_flag(&data).unwrap_err();
+            assert!(
+                err.contains("reprocess must be true or false"),
+                "{bad}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn job_data_is_validated_with_readable_reasons() {

@@ -7,6 +7,7 @@
 //! - [`pipeline`]: fetch, combine and import of one (branch, pos, date). It knows nothing about
 //!   Redis keys.
 //! - [`processors`]: the small processors used by tests, benchmarks and the demo.
+//! - [`reprocess`]: `fetch-worker reprocess`, which enqueues days to import again from storage.
 //! - [`fake_pos`]: a fake of the legacy POS server with injectable faults, for tests and the
 //!   `fake-pos` subcommand.
 //! - [`config`]: the command line and environment, validated into typed settings.
@@ -27,6 +28,7 @@ pub mod ops;
 pub mod pipeline;
 pub mod processors;
 pub mod redis_conn;
+pub mod reprocess;
 pub mod scratch;
 pub mod secret;
 pub mod shutdown;

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use fetch_worker::config::{
-    Cli, CombineArgs, CombineFormat, Command, FakePosArgs, RunArgs, RunConfig,
+    Cli, CombineArgs, CombineFormat, Command, FakePosArgs, ReprocessArgs, RunArgs, RunConfig,
 };
 
 fn main() -> std::process::ExitCode {
@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => run(args),
         Command::Combine(args) => combine(args),
         Command::FakePos(args) => fake_pos(args),
+        Command::Reprocess(args) => reprocess(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -82,7 +83,7 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
     );
     // Both wait for Redis (each try logged) instead of exiting: a worker started before its
     // Redis, or during a failover, simply starts late.
-    let queue_con = RedisConn::connect(&config.redis_job, "queue")
+    let queue_con = RedisConn::connect(&config.redis_job, "REDIS_JOB_URL")
         .await
         .with_context(|| {
             format!(
@@ -90,7 +91,7 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
                 config.redis_job.redacted()
             )
         })?;
-    let cache_con = RedisConn::connect(&config.redis_cache, "cache")
+    let cache_con = RedisConn::connect(&config.redis_cache, "REDIS_CACHE_URL")
         .await
         .with_context(|| {
             format!(
@@ -215,6 +216,53 @@ fn combine(args: CombineArgs) -> anyhow::Result<()> {
     }
     // The summary is informational: a closed stderr must not fail (or panic) a finished run.
     let _ = writeln!(std::io::stderr().lock(), "{report}");
+    Ok(())
+}
+
+/// `fetch-worker reprocess`: enqueues one reprocess job per day; prints the ids added.
+fn reprocess(args: ReprocessArgs) -> anyhow::Result<()> {
+    use fetch_worker::pipeline::day::{Branch, BusinessDate, PosNo};
+    use std::io::Write;
+
+    let branch = Branch::parse(&args.branch).context("--branch")?;
+    let pos = PosNo::new(args.pos).context("--pos")?;
+    anyhow::ensure!((1..=2).contains(&pos.get()), "--pos must be 1 or 2");
+    let from = BusinessDate::parse(&args.from).context("--from")?;
+    let to = match &args.to {
+        Some(to) => BusinessDate::parse(to).context("--to")?,
+        None => from,
+    };
+    let days = fetch_worker::reprocess::days(from, to).map_err(anyhow::Error::msg)?;
+    let url = fetch_worker::secret::SecretUrl::new(args.redis_job_url);
+    let keys = fetch_worker::bullmq::QueueKeys::new(&args.bull_prefix, &args.queue_name);
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let ids = runtime.block_on(async {
+        let client = redis::Client::open(url.expose().as_str())
+            .with_context(|| format!("REDIS_JOB_URL {url}"))?;
+        let mut con = client
+            .get_multiplexed_async_connection()
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        fetch_worker::reprocess::enqueue(
+            &mut con,
+            &keys,
+            &branch,
+            pos,
+            &days,
+            args.bullmq_compat,
+            now,
+        )
+        .await
+        .context("adding the jobs")
+    })?;
+    let mut out = std::io::stdout().lock();
+    for id in &ids {
+        writeln!(out, "{id}")?;
+    }
     Ok(())
 }
 

@@ -193,6 +193,7 @@ impl RedisTarget {
         };
         let (topology, db) = match scheme.as_str() {
             "redis" | "rediss" => {
+                check_server_url(url).map_err(TargetError::Invalid)?;
                 let info = url.into_connection_info().map_err(|_| {
                     TargetError::Invalid("not a valid redis:// or rediss:// URL".into())
                 })?;
@@ -620,7 +621,8 @@ impl RedisConn {
 
     /// Connects to `target`, waiting for Redis as long as it takes: each failed try is logged
     /// with the (redacted) address, then retried after [`START_BACKOFF`], doubling up to
-    /// [`START_MAX_BACKOFF`]. `what` names the connection in the log (`queue`, `cache`).
+    /// [`START_MAX_BACKOFF`]. `what` is the setting the URL came from (`REDIS_JOB_URL`,
+    /// `REDIS_CACHE_URL`), named in the log.
     ///
     /// # Errors
     ///
@@ -648,8 +650,16 @@ impl RedisConn {
                 }
                 Err(e) if is_fatal_at_start(&e) => return Err(e),
                 Err(e) => {
-                    tracing::warn!(redis = %target.redacted(), what, attempt, retry_in_ms = wait.as_millis() as u64,
-                        error.message = %e, "waiting for Redis");
+                    let label = crate::startup::server_label("Redis", &target.redacted(), what);
+                    tracing::warn!(
+                        redis = %target.redacted(),
+                        setting = what,
+                        attempt,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "{label} is not reachable: {}; waiting for Redis, trying again in {} ms",
+                        once(&e.to_string()),
+                        wait.as_millis()
+                    );
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(START_MAX_BACKOFF);
                     attempt += 1;
@@ -751,12 +761,82 @@ impl ConnectionLike for RedisConn {
     }
 }
 
+/// An error text said once: the driver repeats an I/O cause after its own description
+/// (`Connection refused (os error 111): Connection refused (os error 111)`).
+fn once(text: &str) -> &str {
+    match text.split_once(": ") {
+        Some((first, rest)) if first == rest => first,
+        _ => text,
+    }
+}
+
+/// Checks a `redis://` / `rediss://` URL completely before the driver reads it, so that each
+/// mistake gets its own message at start (the driver calls a bad port "not a valid URL" and
+/// reads a database it cannot parse as a later failure). The message never repeats the URL,
+/// which may hold a password.
+fn check_server_url(url: &str) -> Result<(), String> {
+    let parsed = match reqwest::Url::parse(url) {
+        Ok(parsed) => parsed,
+        Err(url::ParseError::InvalidPort) => {
+            return Err("the port is not a number from 1 to 65535".into());
+        }
+        Err(url::ParseError::EmptyHost) => return Err("the URL names no host".into()),
+        Err(e) => return Err(format!("not a valid URL ({e})")),
+    };
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("the URL names no host".into());
+    }
+    if parsed.port() == Some(0) {
+        return Err("the port is not a number from 1 to 65535".into());
+    }
+    let db = parsed.path().trim_start_matches('/');
+    if !db.is_empty() && db.parse::<u16>().is_err() {
+        let shown: String = db.chars().take(20).collect();
+        return Err(format!(
+            "the database `{shown}` is not a number: the path is /<db>, for example /1"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn none() -> TlsFiles {
         TlsFiles::default()
+    }
+
+    /// Issue 15: `redis://127.0.0.1:99999/1` was "not a redis:// URL" and `redis://h/abc`
+    /// passed the check; each mistake now has its own message, with no secret in it.
+    #[test]
+    fn server_urls_are_checked_completely() {
+        let err = |url: &str| {
+            RedisTarget::parse(url, &none())
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(
+            err("redis://127.0.0.1:99999/1").as_deref(),
+            Some("the port is not a number from 1 to 65535")
+        );
+        let abc = err("redis://:pw@127.0.0.1:6379/abc").unwrap();
+        assert!(abc.contains("the database `abc` is not a number"), "{abc}");
+        assert!(!abc.contains("pw"), "{abc}");
+        assert_eq!(err("redis:///1").as_deref(), Some("the URL names no host"));
+        assert!(err("redis://127.0.0.1:6379/1").is_none());
+        assert!(err("redis://127.0.0.1:6379").is_none());
+        assert!(err("rediss://user:pw@cache.example.com/0").is_none());
+    }
+
+    #[test]
+    fn a_repeated_cause_is_said_once() {
+        let twice = "Connection refused (os error 111): Connection refused (os error 111)";
+        assert_eq!(once(twice), "Connection refused (os error 111)");
+        assert_eq!(
+            once("READONLY: You can't write"),
+            "READONLY: You can't write"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need and is missing on this machine: Debian's
-# redis-server and docker-compose, the Node peers (npm ci), and the Rust build. Safe to run
-# again.
+# redis-server and docker-compose, nx-27017 and moto's S3 server (pip), the Node peers (npm
+# ci), and the Rust build. Safe to run again.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -35,6 +35,12 @@ fi
 if ! python3 -c "import nx_27017" >/dev/null 2>&1; then
   echo "setup: installing the MongoDB-wire server nx-27017 (pip)"
   python3 -m pip install --quiet --disable-pip-version-check nx-27017
+fi
+
+if ! python3 -c "import moto.server, flask" >/dev/null 2>&1; then
+  # The S3 protocol server of the S3 storage tests (moto's server mode, on loopback).
+  echo "setup: installing moto's S3 server (pip: moto[server])"
+  python3 -m pip install --quiet --disable-pip-version-check "moto[server]"
 fi
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -5,12 +5,16 @@
 //                       job id `day.<branch>.<pos>.<date>`; days already queued, delayed or
 //                       running are skipped and listed with the reason
 //   GET  /missing       ?start&end → the POS days not imported (no `done` import record), as branches_missing
+//   POST /reprocess     the same body as POST /missing → one `fetch-job` {branch, pos, date,
+//                       reprocess: true} per POS day: the worker combines and imports the day
+//                       again from the raw files it stored, without calling the POS server;
+//                       job id `reprocess.<branch>.<pos>.<date>.<ms>`
 //   GET  /jobs/:id      a job's state, progress, attempts, result or failure, timestamps
 //   GET  /health        Redis PING and MongoDB ping (no token: for orchestrators)
 //   /admin/queues       Bull Board behind basic auth (only when credentials are given)
 //
 // Every route but /health and the board needs `Authorization: Bearer <API_TOKEN>`; POST
-// /missing is also rate limited per client.
+// /missing and POST /reprocess are also rate limited per client (one shared budget).
 
 const express = require('express');
 const { DEFAULT_JOB_OPTIONS, RETENTION } = require('./queue');
@@ -38,6 +42,17 @@ const PENDING_STATES = Object.freeze({
 /** The job id of one POS day: stable, so the same day is never queued twice. */
 function dayJobId({ branch, pos, date }) {
   return `day.${branch}.${pos}.${date}`;
+}
+
+/**
+ * The job id of one reprocess of a POS day, requested at `ms`. Not the day's fetch id: a
+ * fetch job of the day is kept after it finishes (retention) and would make `add` a no-op, and
+ * a reprocess must neither replace nor be mistaken for the day's fetch. Each request is its
+ * own job; the worker's fenced import runs them one at a time per day, so a repeated request
+ * only imports the same rows again.
+ */
+function reprocessJobId({ branch, pos, date }, ms) {
+  return `reprocess.${branch}.${pos}.${date}.${ms}`;
 }
 
 /** A 503 answer: a store the request needs does not answer. */
@@ -188,6 +203,33 @@ function createApp({
     res.status(202).json({ jobIds, count: jobIds.length, skipped });
   });
 
+  app.post('/reprocess', api, posts, express.json({ limit: BODY_LIMIT }), async (req, res) => {
+    if (!req.is('application/json')) {
+      throw new BadRequest('send the body as application/json: {"branches_missing": {BRANCH: {"1": [dates], "2": [dates]}}}');
+    }
+    const days = jobsFromBody(req.body, maxJobs === undefined ? {} : { maxJobs });
+    if (days.length === 0) {
+      res.status(202).json({ jobIds: [], count: 0 });
+      return;
+    }
+    await readyRedis(queue, healthTimeoutMs);
+    const requestedAt = Date.now();
+    const added = await queue.addBulk(days.map((day) => ({
+      name: JOB_NAME,
+      data: { ...day, reprocess: true },
+      opts: {
+        jobId: reprocessJobId(day, requestedAt),
+        attempts: DEFAULT_JOB_OPTIONS.attempts,
+        backoff: { ...DEFAULT_JOB_OPTIONS.backoff },
+        removeOnComplete: { ...RETENTION.removeOnComplete },
+        removeOnFail: { ...RETENTION.removeOnFail },
+      },
+    })));
+    const jobIds = added.map((job) => job.id);
+    log('info', 'enqueued POS days to reprocess', { count: jobIds.length, first: jobIds[0], last: jobIds[jobIds.length - 1] });
+    res.status(202).json({ jobIds, count: jobIds.length });
+  });
+
   app.get('/missing', api, async (req, res) => {
     const { start, end } = req.query;
     if (Array.isArray(start) || Array.isArray(end)) throw new BadRequest('give start and end once each');
@@ -279,4 +321,4 @@ function errorAnswer(err) {
   return { status, message: `internal error: ${err.message}` };
 }
 
-module.exports = { createApp, withTimeout, dayJobId, JOB_NAME, Unavailable };
+module.exports = { createApp, withTimeout, dayJobId, reprocessJobId, JOB_NAME, Unavailable };

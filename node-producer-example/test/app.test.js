@@ -488,6 +488,61 @@ describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_
     assert.ok(Number(third.headers.get('retry-after')) > 0);
   });
 
+  // -------------------------------------------------------------------------------------------
+  // Issue 16: reprocessing days from raw storage
+
+  it('r16: POST /reprocess enqueues one fetch-job {branch, pos, date, reprocess: true} per day, with the /missing validation, token and rate limit', async (t) => {
+    // Six requests pass the limiter below (2 enqueued, 4 refused); the seventh is throttled.
+    const { h, http } = await appHarness(t, { postRate: { max: 6, windowMs: 60000 } });
+    const body = { branches_missing: { BMC: { 1: ['2026-02-09', '2026-02-09'], 2: ['2026-02-10'] } } };
+    const before = Date.now();
+    const res = await http.request('POST', '/reprocess', { json: body });
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    assert.equal(res.body.count, 2);
+    const hashes = await jobHashes(h, res.body.jobIds);
+    assert.deepEqual(res.body.jobIds.map((id) => hashes[id].data), [
+      { branch: 'BMC', pos: 1, date: '2026-02-09', reprocess: true },
+      { branch: 'BMC', pos: 2, date: '2026-02-10', reprocess: true },
+    ]);
+    for (const id of res.body.jobIds) {
+      const m = /^reprocess\.BMC\.[12]\.2026-02-(09|10)\.(\d+)$/.exec(id);
+      assert.ok(m, id);
+      assert.ok(Number(m[2]) >= before && Number(m[2]) <= Date.now(), id);
+      assert.equal(hashes[id].name, 'fetch-job');
+      assert.equal(hashes[id].opts.attempts, 3);
+      assert.deepEqual(hashes[id].opts.backoff, { type: 'exponential', delay: 1000 });
+    }
+    // Not the day's fetch id: a finished fetch job of the day kept for retention does not
+    // swallow the request, and a second request is a job of its own.
+    await new Promise((resolve) => setTimeout(resolve, 2));
+    const again = await http.request('POST', '/reprocess', { json: { branches_missing: { BMC: { 1: ['2026-02-09'] } } } });
+    assert.equal(again.status, 202);
+    assert.equal(again.body.count, 1);
+    assert.ok(!res.body.jobIds.includes(again.body.jobIds[0]));
+    assert.equal(await h.db.llen(h.key('wait')), 3);
+
+    // The same validation as POST /missing, nothing enqueued.
+    for (const [json, pattern] of [
+      [{ missing: {} }, /branches_missing is required/],
+      [{ branches_missing: { 'A/B': { 1: ['2026-02-09'] } } }, /branch code/],
+      [{ branches_missing: { BMC: { 3: ['2026-02-09'] } } }, /POS must be "1" or "2"/],
+      [{ branches_missing: { BMC: { 1: ['2026-02-30'] } } }, /not a real YYYY-MM-DD date/],
+    ]) {
+      const bad = await http.request('POST', '/reprocess', { json });
+      assert.equal(bad.status, 400, JSON.stringify(json));
+      assert.match(bad.body.error, pattern);
+    }
+    assert.equal(await h.db.llen(h.key('wait')), 3);
+    // The token, and the rate limit it shares with POST /missing.
+    for (const token of [null, 'wrong-token-0123456789']) {
+      const denied = await http.request('POST', '/reprocess', { json: body, token });
+      assert.equal(denied.status, 401);
+    }
+    const limited = await http.request('POST', '/reprocess', { json: body });
+    assert.equal(limited.status, 429);
+    assert.equal(await h.db.llen(h.key('wait')), 3);
+  });
+
   it('r11: a day queued, delayed or running is not enqueued twice, and the answer says why; a finished day is fetched again', async (t) => {
     const { h, http } = await appHarness(t);
     const bm = (x) => ({ json: { branches_missing: x } });

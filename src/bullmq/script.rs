@@ -54,6 +54,10 @@ pub(crate) const COMMANDS: &[(&str, &str)] = &[
         "moveToWaitingChildren-8",
         include_str!("../../lua/moveToWaitingChildren-8.lua"),
     ),
+    (
+        "addStandardJob-7",
+        include_str!("../../lua/addStandardJob-7.lua"),
+    ),
 ];
 
 /// The embedded helpers: (function name, text).
@@ -271,6 +275,8 @@ pub struct Scripts {
     pub add_log: Script,
     /// `updateData-1`.
     pub update_data: Script,
+    /// `addStandardJob-7`.
+    pub add_standard_job: Script,
     /// `moveJobFromActiveToWait-10`.
     pub move_job_from_active_to_wait: Script,
     /// `updateJobScheduler-12`.
@@ -293,6 +299,7 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     move_job_from_active_to_wait: Script::embedded("moveJobFromActiveToWait-10"),
     update_job_scheduler: Script::embedded("updateJobScheduler-12"),
     move_to_waiting_children: Script::embedded("moveToWaitingChildren-8"),
+    add_standard_job: Script::embedded("addStandardJob-7"),
 });
 
 #[cfg(test)]

@@ -290,10 +290,12 @@ pub struct FileRecord {
     pub filename: String,
     /// `rd5000`, `rd5500`, …
     pub file_type: String,
-    /// `local` or `gridfs`.
+    /// `local`, `gridfs` or `s3`.
     pub provider: String,
-    /// Path (local) or file id (GridFS).
+    /// Path (local), file id (GridFS) or object key (S3).
     pub path: String,
+    /// The bucket (S3 only).
+    pub bucket: Option<String>,
     /// Bytes.
     pub size: u64,
     /// SHA-256, hex.
@@ -494,7 +496,8 @@ impl Importer {
         Ok(())
     }
 
-    /// Records a downloaded file (status `raw`), replacing an earlier record of it.
+    /// Records a downloaded file (status `raw`), replacing an earlier record of it. `storage`
+    /// is `{provider, path}`, or `{provider: "s3", bucket, key}` for an S3 object.
     ///
     /// # Errors
     ///
@@ -502,10 +505,14 @@ impl Importer {
     pub async fn record_file(&self, day: &Day, file: &FileRecord) -> Result<(), ImportError> {
         let mut key = day.filter();
         key.insert("filename", &file.filename);
+        let storage = match &file.bucket {
+            Some(bucket) => doc! {"provider": &file.provider, "bucket": bucket, "key": &file.path},
+            None => doc! {"provider": &file.provider, "path": &file.path},
+        };
         let update = doc! {
             "$set": {
                 "fileType": &file.file_type,
-                "storage": {"provider": &file.provider, "path": &file.path},
+                "storage": storage,
                 "size": file.size as i64,
                 "checksum": &file.checksum,
                 "fetchedAt": DateTime::now(),
@@ -519,6 +526,45 @@ impl Importer {
         )
         .await?;
         Ok(())
+    }
+
+    /// The day's file records, by file name: what a reprocess reads back from raw storage. A
+    /// record whose `storage` cannot be read (no provider, no path or key) is left out and
+    /// named in the second list, so the caller can say which files it could not use.
+    ///
+    /// # Errors
+    ///
+    /// MongoDB errors.
+    pub async fn stored_files(
+        &self,
+        day: &Day,
+    ) -> Result<(Vec<FileRecord>, Vec<String>), ImportError> {
+        let cursor = self
+            .bounded(
+                "reading the day's file records",
+                self.file_records()
+                    .find(day.filter())
+                    .sort(doc! {"filename": 1}),
+            )
+            .await?;
+        let docs: Vec<Document> =
+            tokio::time::timeout(self.timeouts.op_timeout, cursor.try_collect())
+                .await
+                .map_err(|_| ImportError::Timeout {
+                    op: "reading the day's file records",
+                    after: self.timeouts.op_timeout,
+                })?
+                .map_err(ImportError::mongo("reading the day's file records"))?;
+        let mut files = Vec::with_capacity(docs.len());
+        let mut unusable = Vec::new();
+        for d in docs {
+            let filename = d.get_str("filename").unwrap_or_default().to_string();
+            match file_record_from(&d) {
+                Some(record) => files.push(record),
+                None => unusable.push(filename),
+            }
+        }
+        Ok((files, unusable))
     }
 
     /// Sets the status (and error text) of a day's file records named in `filenames`.
@@ -909,6 +955,29 @@ impl DayImport {
 
 /// A whole number stored under `key`, whichever BSON width the server chose (nx-27017 answers
 /// Int32 where MongoDB keeps the Int64 written; a JavaScript writer may store a double).
+/// A `filerecords` document as a [`FileRecord`]; `None` when its name or storage is missing.
+fn file_record_from(d: &Document) -> Option<FileRecord> {
+    let storage = d.get_document("storage").ok()?;
+    let provider = storage.get_str("provider").ok()?.to_string();
+    let bucket = storage.get_str("bucket").ok().map(str::to_string);
+    let path = match &bucket {
+        Some(_) => storage.get_str("key").ok()?,
+        None => storage.get_str("path").ok()?,
+    }
+    .to_string();
+    Some(FileRecord {
+        filename: d.get_str("filename").ok()?.to_string(),
+        file_type: d.get_str("fileType").unwrap_or_default().to_string(),
+        provider,
+        path,
+        bucket,
+        size: int(d, "size")
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0),
+        checksum: d.get_str("checksum").unwrap_or_default().to_string(),
+    })
+}
+
 fn int(d: &Document, key: &str) -> Option<i64> {
     match d.get(key) {
         Some(Bson::Int64(n)) => Some(*n),

@@ -285,6 +285,7 @@ async fn a_new_commit_replaces_the_older_revision() {
     let bad = StorageLocation {
         provider: "gridfs".into(),
         path: "../etc/passwd".into(),
+        bucket: None,
     };
     assert!(!store.read_all(&bad.path).await.unwrap_err().is_transient());
     assert!(

@@ -8,6 +8,8 @@ mod gridfs;
 mod import;
 mod ops;
 mod pipeline;
+mod reprocess;
+mod s3;
 mod safety;
 mod schedulers;
 mod scripts;

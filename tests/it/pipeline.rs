@@ -26,7 +26,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn samples() -> PathBuf {
+pub(crate) fn samples() -> PathBuf {
     root().join("tests/fixtures/legacy-samples/input")
 }
 
@@ -44,18 +44,19 @@ fn expected_rows() -> BTreeMap<(String, String), u64> {
     counts
 }
 
-/// Everything one test needs: Redis, MongoDB, the fake POS server, raw storage.
-struct Env {
-    redis: RedisServer,
-    mongo: TestMongo,
-    db_name: String,
-    pos: FakePos,
-    raw: tempfile::TempDir,
-    queue: TestQueue,
+/// Everything one test needs: Redis, MongoDB, the fake POS server, raw storage (also used by
+/// the reprocess tests).
+pub(crate) struct Env {
+    pub(crate) redis: RedisServer,
+    pub(crate) mongo: TestMongo,
+    pub(crate) db_name: String,
+    pub(crate) pos: FakePos,
+    pub(crate) raw: tempfile::TempDir,
+    pub(crate) queue: TestQueue,
 }
 
 impl Env {
-    async fn start(label: &str) -> Env {
+    pub(crate) async fn start(label: &str) -> Env {
         let redis = RedisServer::start();
         let mongo = TestMongo::start();
         let db_name = TestMongo::unique_db(label);
@@ -82,7 +83,7 @@ impl Env {
         self.handler_with(cache, local, Arc::new(LocalFiles)).await
     }
 
-    async fn handler_with(
+    pub(crate) async fn handler_with(
         &self,
         cache: Option<CacheInvalidation>,
         storage: Arc<dyn fetch_worker::pipeline::storage::RawStorage>,
@@ -118,7 +119,11 @@ impl Env {
     }
 
     /// Runs a worker with `handler` until the queue is drained (120 s at most).
-    async fn drain_with(&self, handler: Arc<FetchHandler>, concurrency: usize) -> RunSummary {
+    pub(crate) async fn drain_with(
+        &self,
+        handler: Arc<FetchHandler>,
+        concurrency: usize,
+    ) -> RunSummary {
         let mut opts = self.queue.options();
         opts.concurrency = concurrency;
         let worker = Worker::connect(&self.queue.url, opts, Arc::new(handler), None)
@@ -131,7 +136,7 @@ impl Env {
     }
 
     /// Every document of `collection`.
-    async fn all(&self, collection: &str) -> Vec<Document> {
+    pub(crate) async fn all(&self, collection: &str) -> Vec<Document> {
         self.db()
             .await
             .collection(collection)
@@ -164,7 +169,7 @@ impl Env {
             .collect()
     }
 
-    async fn db(&self) -> mongodb::Database {
+    pub(crate) async fn db(&self) -> mongodb::Database {
         self.mongo.database(&self.db_name).await
     }
 

@@ -630,6 +630,17 @@ async fn worker_started_before_redis_waits_then_runs_with_the_cache_on_db_0() {
     }
     for line in &waiting {
         assert!(!line.contains("S3cretPw"), "{line}");
+        // One line per try names the server, the setting and the cause, once (issue 15).
+        assert!(
+            line.contains(&format!(
+                "Redis at redis://***@127.0.0.1:{redis_port}/1 (REDIS_JOB_URL) is not reachable: "
+            )),
+            "{line}"
+        );
+        assert!(
+            line.matches("Connection refused").count() <= 1,
+            "the cause once: {line}"
+        );
         assert!(
             line.contains(&format!("redis://***@127.0.0.1:{redis_port}/1")),
             "{line}"

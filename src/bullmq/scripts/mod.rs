@@ -5,6 +5,7 @@
 //! [`Error::check`](super::Error::check).
 
 pub mod add_log;
+pub mod add_standard_job;
 pub mod extend_locks;
 pub mod move_job_from_active_to_wait;
 pub mod move_stalled_jobs_to_wait;

@@ -474,6 +474,7 @@ impl GridFsWriter {
         Ok(StorageLocation {
             provider: GridFsStorage::PROVIDER.to_string(),
             path: self.id.to_hex(),
+            bucket: None,
         })
     }
 
@@ -674,6 +675,7 @@ mod tests {
         let local = StorageLocation {
             provider: "local".into(),
             path: "/tmp/x".into(),
+            bucket: None,
         };
         let tmp = tempfile::tempdir().expect("tempdir");
         let err = store

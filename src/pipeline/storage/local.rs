@@ -150,6 +150,7 @@ impl LocalWriter {
         Ok(StorageLocation {
             provider: LocalStorage::PROVIDER.to_string(),
             path,
+            bucket: None,
         })
     }
 }

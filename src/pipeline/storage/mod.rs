@@ -15,6 +15,8 @@
 
 pub mod gridfs;
 mod local;
+pub mod readback;
+pub mod s3;
 
 use std::io;
 use std::path::PathBuf;
@@ -26,15 +28,22 @@ use crate::pipeline::fetch::PosFileName;
 
 pub use gridfs::GridFsStorage;
 pub use local::LocalStorage;
+pub use readback::Stores;
+pub use s3::{S3Settings, S3Storage};
 
 /// Where a committed raw file is, in the shape the app's `FileRecord.storage` has
-/// (`{type, path}`; here `provider` is that `type`).
+/// (`{type, path}`; here `provider` is that `type`). An S3 location is recorded as
+/// `{provider: "s3", bucket, key}`, its key being [`StorageLocation::path`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StorageLocation {
-    /// `local` (a file path) or `gridfs` (a file id).
+    /// `local` (a file path), `gridfs` (a file id) or `s3` (an object key in a bucket).
     pub provider: String,
-    /// For `local`, the absolute file path; for `gridfs`, the file's ObjectId in hex.
+    /// For `local`, the absolute file path; for `gridfs`, the file's ObjectId in hex; for
+    /// `s3`, the object key.
     pub path: String,
+    /// For `s3`, the bucket; `None` for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
 }
 
 /// The key of a raw file within any store: `<branch>/<date>/pos<pos>/<file name>`, all parts
@@ -116,6 +125,16 @@ pub enum StorageError {
         /// The root.
         root: PathBuf,
     },
+    /// A stored file's bytes no longer hash to the SHA-256 recorded when it was downloaded.
+    #[error("{file}: stored bytes have sha256 {actual}, the record says {expected}")]
+    Checksum {
+        /// The file name.
+        file: String,
+        /// The recorded SHA-256.
+        expected: String,
+        /// The SHA-256 of what is stored now.
+        actual: String,
+    },
     /// A failure of another provider (for implementations outside this module).
     #[error("{provider}: {message}")]
     Provider {
@@ -142,7 +161,7 @@ impl StorageError {
                     | io::ErrorKind::InvalidInput
                     | io::ErrorKind::InvalidFilename
             ),
-            StorageError::NonUtf8Root { .. } => false,
+            StorageError::NonUtf8Root { .. } | StorageError::Checksum { .. } => false,
             StorageError::Provider { transient, .. } => *transient,
         }
     }

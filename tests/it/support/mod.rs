@@ -6,6 +6,7 @@
 pub mod mongo;
 pub mod proxy;
 pub mod redis_server;
+pub mod s3;
 pub mod topology;
 
 use std::sync::Arc;
