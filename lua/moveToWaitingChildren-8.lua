@@ -49,7 +49,7 @@ local token = ARGV[2]
 local now = tonumber(ARGV[3])
 local childKey = ARGV[4]
 
---!include releaseLock
+--!include leaveActive
 --!include emitEvent
 
 if rcall("EXISTS", jobKey) == 0 then
@@ -67,12 +67,9 @@ end
 if not pending then
   return 1
 end
-local released = releaseLock(jobKey, stalledKey, token, jobId)
-if released < 0 then
-  return released
-end
-if rcall("LREM", activeKey, -1, jobId) == 0 then
-  return -3
+local left = leaveActive(jobKey, activeKey, stalledKey, token, jobId)
+if left < 0 then
+  return left
 end
 rcall("ZADD", waitingChildrenKey, now, jobId)
 local maxEvents = tonumber(rcall("HGET", metaKey, "opts.maxLenEvents")) or 10000

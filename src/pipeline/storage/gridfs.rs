@@ -246,17 +246,7 @@ impl GridFsStorage {
         location: &StorageLocation,
         dest: &Path,
     ) -> Result<u64, StorageError> {
-        if location.provider != Self::PROVIDER {
-            return Err(provider_error(
-                format!(
-                    "{} is a {} location, not a {} one",
-                    location.path,
-                    location.provider,
-                    Self::PROVIDER
-                ),
-                false,
-            ));
-        }
+        location.expect_provider(Self::PROVIDER)?;
         let id = parse_id(&location.path)?;
         let mut source = self
             .bucket

@@ -46,6 +46,27 @@ pub struct StorageLocation {
     pub bucket: Option<String>,
 }
 
+impl StorageLocation {
+    /// Refuses a location another provider wrote: `provider` reads only its own.
+    ///
+    /// # Errors
+    ///
+    /// A permanent [`StorageError::Provider`] naming both providers.
+    pub fn expect_provider(&self, provider: &'static str) -> Result<(), StorageError> {
+        if self.provider == provider {
+            return Ok(());
+        }
+        Err(StorageError::Provider {
+            provider,
+            message: format!(
+                "{} is a {} location, not a {provider} one",
+                self.path, self.provider
+            ),
+            transient: false,
+        })
+    }
+}
+
 /// The key of a raw file within any store: `<branch>/<date>/pos<pos>/<file name>`, all parts
 /// validated (no `/` or `..` inside a part).
 pub fn raw_key(name: &PosFileName) -> String {

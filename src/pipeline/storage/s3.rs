@@ -395,17 +395,7 @@ impl S3Storage {
         location: &StorageLocation,
         dest: &FsPath,
     ) -> Result<u64, StorageError> {
-        if location.provider != Self::PROVIDER {
-            return Err(provider_error(
-                format!(
-                    "{} is a {} location, not an {} one",
-                    location.path,
-                    location.provider,
-                    Self::PROVIDER
-                ),
-                false,
-            ));
-        }
+        location.expect_provider(Self::PROVIDER)?;
         if location.bucket.as_deref() != Some(self.bucket.as_str()) {
             return Err(provider_error(
                 format!(
