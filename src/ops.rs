@@ -91,6 +91,33 @@ impl RedisState {
         }
     }
 
+    /// The state from `INFO`'s reply: one server's text, or in Cluster mode one text per
+    /// master (the cluster client asks every master), where the first master not `ok` decides.
+    /// `None` for a reply that is neither.
+    fn from_reply(reply: &redis::Value) -> Option<RedisState> {
+        use redis::Value;
+        let text = |v: &Value| match v {
+            Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+            Value::SimpleString(s) => Some(s.clone()),
+            Value::VerbatimString { text, .. } => Some(text.clone()),
+            _ => None,
+        };
+        if let Some(t) = text(reply) {
+            return Some(RedisState::from_info(&t));
+        }
+        let Value::Map(nodes) = reply else {
+            return None;
+        };
+        let mut worst = RedisState::Ok;
+        for (_, info) in nodes {
+            let state = RedisState::from_info(&text(info)?);
+            if worst == RedisState::Ok {
+                worst = state;
+            }
+        }
+        Some(worst)
+    }
+
     fn describe(&self) -> String {
         match self {
             RedisState::Ok => "ok".into(),
@@ -110,11 +137,11 @@ impl Health {
             redis::cmd("INFO")
                 .arg("replication")
                 .arg("memory")
-                .query_async::<String>(&mut con),
+                .query_async::<redis::Value>(&mut con),
         )
         .await;
         let state = match info {
-            Ok(Ok(text)) => Some(RedisState::from_info(&text)),
+            Ok(Ok(reply)) => RedisState::from_reply(&reply),
             _ => None,
         };
         if matches!(state, None | Some(RedisState::Replica)) {
