@@ -298,5 +298,32 @@ mod tests {
             RedisState::from_info(&info("slave", 1, 0)),
             RedisState::Replica
         );
+        // Cluster mode: one reply per master; the first one not ok decides, and a master
+        // answering with something else (an error) makes the whole answer unknown.
+        use redis::Value;
+        let node = |addr: &str, text: String| {
+            (
+                Value::BulkString(addr.as_bytes().to_vec()),
+                Value::BulkString(text.into_bytes()),
+            )
+        };
+        let ok = Value::Map(vec![
+            node("a:1", info("master", 1, 0)),
+            node("b:2", info("master", 2, 0)),
+        ]);
+        assert_eq!(RedisState::from_reply(&ok), Some(RedisState::Ok));
+        let full = Value::Map(vec![
+            node("a:1", info("master", 1, 0)),
+            node("b:2", info("master", 990, 1000)),
+        ]);
+        assert_eq!(
+            RedisState::from_reply(&full),
+            Some(RedisState::LowMemory {
+                used: 990,
+                max: 1000
+            })
+        );
+        let down = Value::Map(vec![(Value::BulkString(b"a:1".to_vec()), Value::Nil)]);
+        assert_eq!(RedisState::from_reply(&down), None);
     }
 }

@@ -1161,6 +1161,38 @@ mod tests {
     }
 
     #[test]
+    fn cluster_urls_parse_and_keep_database_0() {
+        let t = RedisTarget::parse("redis+cluster://u:SECRET@a:7000,b:7001", &none()).unwrap();
+        assert!(t.is_cluster() && t.db() == 0);
+        assert_eq!(
+            format!("{t:?}"),
+            "RedisTarget(redis+cluster://***@a:7000,b:7001)"
+        );
+        // The cache default stays on the cluster (which has only database 0).
+        let c = t.with_db(0);
+        assert!(c.is_cluster());
+        assert_eq!(c.url.expose(), t.url.expose());
+        RedisTarget::parse("rediss+cluster://a:7000/0", &none()).unwrap();
+        for (url, why) in [
+            ("redis+cluster://u:SECRET@a:7000/1", "database 0"),
+            ("redis+cluster://u:SECRET@/", "no seed"),
+            ("redis+cluster://u:SECRET@a:99999", "port"),
+            ("redis+cluster://a:7000?x=1", "options"),
+        ] {
+            let err = RedisTarget::parse(url, &none()).expect_err(url).to_string();
+            assert!(err.contains(why), "{url}: {err}");
+            assert!(!err.contains("SECRET"), "{url}: {err}");
+        }
+        // REDIS_CLUSTER=1 reads a plain URL as a seed.
+        let t = RedisTarget::parse_maybe_cluster("redis://a:7000", &none(), true).unwrap();
+        assert!(t.is_cluster());
+        assert_eq!(t.redacted().as_str(), "redis+cluster://a:7000");
+        let t = RedisTarget::parse_maybe_cluster("redis://a:7000/1", &none(), false).unwrap();
+        assert!(!t.is_cluster());
+        assert!(RedisTarget::parse_maybe_cluster("redis+sentinel://s/m", &none(), true).is_err());
+    }
+
+    #[test]
     fn tls_files_are_checked_when_the_url_uses_tls() {
         let missing = TlsFiles {
             ca: Some("/nonexistent/ca.pem".into()),
