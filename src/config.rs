@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::bullmq::{Compat, KeepJobs, WorkerOptions};
+use crate::bullmq::{Compat, KeepJobs, QueueKeys, WorkerOptions};
 use crate::redis_conn::{RedisTarget, TlsFiles};
 use crate::secret::SecretUrl;
 
@@ -764,12 +764,13 @@ impl RunConfig {
             Some(url) => target("REDIS_CACHE_URL", url)?,
             None => redis_job.with_db(0),
         };
-        if redis_job.is_cluster() && !has_hash_tag(&args.bull_prefix, &args.queue_name) {
+        if redis_job.is_cluster() && !QueueKeys::has_hash_tag(&args.bull_prefix, &args.queue_name) {
             return Err(invalid(
                 "BULL_PREFIX",
-                "REDIS_JOB_URL is a Redis Cluster, where every key of a queue must hash to one \
-                 slot: put a hash tag in the prefix or the queue name, for example \
-                 BULL_PREFIX={bull} (as BullMQ requires of Node's Queue and Worker too)",
+                &format!(
+                    "REDIS_JOB_URL is a Redis Cluster: {}",
+                    QueueKeys::HASH_TAG_NEEDED
+                ),
             ));
         }
         let is_tls = |url: &str| url.to_ascii_lowercase().starts_with("rediss");
@@ -1065,32 +1066,9 @@ mod redis_url_tests {
     }
 }
 
-/// True when BullMQ's keys for `prefix` and `queue` (`prefix:queue:…`) carry a Redis Cluster
-/// hash tag: the first `{` followed, before the suffix, by a `}` with something between, so
-/// every key of the queue hashes to the same slot.
-pub fn has_hash_tag(prefix: &str, queue: &str) -> bool {
-    let head = format!("{prefix}:{queue}:");
-    match head.find('{') {
-        Some(open) => head[open + 1..].find('}').is_some_and(|close| close > 0),
-        None => false,
-    }
-}
-
 #[cfg(test)]
 mod cluster_config_tests {
     use super::*;
-
-    #[test]
-    fn hash_tags_are_found_as_redis_finds_them() {
-        assert!(has_hash_tag("{bull}", "fetch"));
-        assert!(has_hash_tag("bull", "{fetch}"));
-        assert!(has_hash_tag("app{x}", "fetch"));
-        assert!(!has_hash_tag("bull", "fetch"));
-        // `{}` is no tag; Redis hashes the whole key.
-        assert!(!has_hash_tag("{}bull", "fetch"));
-        assert!(!has_hash_tag("{bull", "fetch"));
-        assert!(!has_hash_tag("bull}", "{fetch"));
-    }
 
     #[test]
     fn a_cluster_needs_a_hash_tag_and_database_0() {

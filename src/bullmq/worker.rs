@@ -192,9 +192,20 @@ impl Worker {
     ///
     /// # Errors
     ///
-    /// None at present: Redis failures are logged and retried. The `Result` leaves room for
-    /// fatal conditions.
+    /// [`Error::Target`] when the connection is to a Redis Cluster and neither the prefix nor
+    /// the queue name carries a hash tag (every script would fail with `CROSSSLOT`); nothing
+    /// is claimed then. Redis failures are logged and retried, not returned.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<RunSummary, Error> {
+        let opts = &self.inner.opts;
+        if self.connector.target().is_cluster()
+            && !QueueKeys::has_hash_tag(&opts.prefix, &opts.queue)
+        {
+            return Err(crate::redis_conn::TargetError::Invalid(format!(
+                "Redis Cluster: {}",
+                QueueKeys::HASH_TAG_NEEDED
+            ))
+            .into());
+        }
         let inner = self.inner.clone();
         let background = CancellationToken::new();
         let helpers = TaskTracker::new();

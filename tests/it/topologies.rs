@@ -928,6 +928,24 @@ async fn cluster_failover_mid_drain_loses_nothing() {
     assert_eq!(left, 0);
 }
 
+/// The library's worker refuses it too, before contacting any server.
+#[tokio::test]
+async fn a_cluster_worker_without_a_hash_tag_refuses_to_run() {
+    let target = RedisTarget::parse(
+        "redis+cluster://127.0.0.1:1,127.0.0.1:2",
+        &TlsFiles::default(),
+    )
+    .unwrap();
+    let con = RedisConn::lazy(Connector::new(&target).unwrap());
+    let o = WorkerOptions::new("bull", "fetch");
+    let worker = Worker::with_connection(con, o, Arc::new(Counting::default()), None);
+    let err = tokio::time::timeout(Duration::from_secs(5), worker.run(std::future::pending()))
+        .await
+        .expect("refused at once")
+        .unwrap_err();
+    assert!(err.to_string().contains("BULL_PREFIX={bull}"), "{err}");
+}
+
 /// In Cluster mode a prefix and queue name without a hash tag would spread a queue's keys over
 /// slots, and every script would fail with `CROSSSLOT`: the worker refuses to start and names
 /// what to set, as BullMQ requires of Node too. Checked before any server is contacted.
