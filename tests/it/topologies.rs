@@ -852,6 +852,42 @@ async fn cluster_failover_mid_drain_loses_nothing() {
     .await;
     let before = completed(&q).await;
     assert!(before < n as u64, "the drain ended before the failover");
+    // `fetch-worker reprocess` reaches the queue through the cluster too (seeds without the
+    // queue's master: it follows MOVED), and refuses a queue without a hash tag.
+    let reprocess = |prefix: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fetch-worker"))
+            .args([
+                "reprocess",
+                "--branch",
+                "BMC",
+                "--pos",
+                "1",
+                "--from",
+                "2026-02-09",
+            ])
+            .args(["--redis-job-url", &cluster.url_without(master)])
+            .args(["--queue-name", &q.name, "--bull-prefix", prefix])
+            .output()
+            .unwrap()
+    };
+    let refused = reprocess("bull");
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("BULL_PREFIX={bull}"), "{why}");
+    let added = reprocess("{bull}");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let reprocess_id = String::from_utf8(added.stdout).unwrap().trim().to_string();
+    assert!(
+        reprocess_id.starts_with("reprocess.BMC.1.2026-02-09."),
+        "{reprocess_id}"
+    );
+    let mut ids = ids;
+    ids.push(reprocess_id);
+    let n = n + 1;
 
     let new_master = cluster.node(replica);
     let mut replica_con = new_master.con(0).await;
