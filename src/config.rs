@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::bullmq::{Compat, KeepJobs, WorkerOptions};
+use crate::bullmq::{Compat, KeepJobs, QueueKeys, WorkerOptions};
 use crate::redis_conn::{RedisTarget, TlsFiles};
 use crate::secret::SecretUrl;
 
@@ -286,6 +286,10 @@ pub struct RunArgs {
     /// Unset: database 0 of the job server.
     #[arg(long, env = "REDIS_CACHE_URL")]
     pub redis_cache_url: Option<String>,
+    /// `1`: the `redis://` / `rediss://` URLs name a seed of a Redis Cluster (as
+    /// `redis+cluster://` does).
+    #[arg(long, env = "REDIS_CLUSTER", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    pub redis_cluster: bool,
     /// PEM file of the CA that signed the Redis server's certificate (`rediss://`); the
     /// system's roots when unset. Verification is always on.
     #[arg(long, env = "REDIS_TLS_CA_FILE")]
@@ -752,13 +756,23 @@ impl RunConfig {
             key: args.redis_tls_key_file.clone(),
         };
         let target = |name: &'static str, url: &str| {
-            RedisTarget::parse(url, &tls).map_err(|e| invalid(name, &e.to_string()))
+            RedisTarget::parse_maybe_cluster(url, &tls, args.redis_cluster)
+                .map_err(|e| invalid(name, &e.to_string()))
         };
         let redis_job = target("REDIS_JOB_URL", &args.redis_job_url)?;
         let redis_cache = match &args.redis_cache_url {
             Some(url) => target("REDIS_CACHE_URL", url)?,
             None => redis_job.with_db(0),
         };
+        if redis_job.is_cluster() && !QueueKeys::has_hash_tag(&args.bull_prefix, &args.queue_name) {
+            return Err(invalid(
+                "BULL_PREFIX",
+                &format!(
+                    "REDIS_JOB_URL is a Redis Cluster: {}",
+                    QueueKeys::HASH_TAG_NEEDED
+                ),
+            ));
+        }
         let is_tls = |url: &str| url.to_ascii_lowercase().starts_with("rediss");
         if !tls.is_empty()
             && !is_tls(&args.redis_job_url)
@@ -1047,8 +1061,56 @@ mod redis_url_tests {
         let err = run_config(&["--redis-tls-ca-file", "/tmp/ca.pem"]).unwrap_err();
         assert!(err.to_string().contains("rediss://"), "{err}");
         assert!(run_config(&["--redis-tls-cert-file", "/tmp/c.pem"]).is_err());
-        let err = run_config(&["--redis-job-url", "redis+cluster://a,b"]).unwrap_err();
+        let err = run_config(&["--redis-job-url", "memcached://a,b"]).unwrap_err();
         assert!(err.to_string().contains("REDIS_JOB_URL"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod cluster_config_tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_needs_a_hash_tag_and_database_0() {
+        let run = |args: &[&str]| {
+            let mut argv = vec!["fetch-worker", "run"];
+            argv.extend_from_slice(args);
+            let cli = Cli::try_parse_from(argv).unwrap();
+            match cli.command {
+                Command::Run(a) => RunConfig::from_args(*a),
+                _ => unreachable!(),
+            }
+        };
+        let err = run(&["--redis-job-url", "redis+cluster://u:SECRET@a:7000,b:7001"]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("BULL_PREFIX={bull}"), "{text}");
+        assert!(!text.contains("SECRET"), "{text}");
+        let c = run(&[
+            "--redis-job-url",
+            "redis+cluster://a:7000,b:7001",
+            "--bull-prefix",
+            "{bull}",
+        ])
+        .unwrap();
+        assert!(c.redis_job.is_cluster() && c.redis_cache.is_cluster());
+        let c = run(&[
+            "--redis-job-url",
+            "redis://a:7000",
+            "--redis-cluster",
+            "1",
+            "--queue-name",
+            "{fetch}",
+        ])
+        .unwrap();
+        assert!(c.redis_job.is_cluster());
+        let err = run(&[
+            "--redis-job-url",
+            "redis+cluster://a:7000/1",
+            "--bull-prefix",
+            "{bull}",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("database 0"), "{err}");
     }
 }
 

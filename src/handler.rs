@@ -116,24 +116,45 @@ impl CacheInvalidation {
         }
     }
 
-    /// Deletes every matching key; returns how many were deleted.
+    /// Deletes every matching key; returns how many were deleted. In Cluster mode each master
+    /// holds its own keys and its own `SCAN` cursor, so every master is scanned in turn.
     ///
     /// # Errors
     ///
     /// Redis errors.
     pub async fn run(&self) -> Result<u64, redis::RedisError> {
+        let mut opened = self.con.opened().await?;
+        let masters = opened.masters().await?;
+        if masters.is_empty() {
+            return self.run_on(None).await;
+        }
+        let mut deleted = 0;
+        for (host, port) in masters {
+            deleted += self.run_on(Some((host.as_str(), port))).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Scans one server (`None`: the connection's own) and unlinks what matches.
+    async fn run_on(&self, node: Option<(&str, u16)>) -> Result<u64, redis::RedisError> {
         let mut con = self.con.clone();
         let mut cursor: u64 = 0;
         let mut deleted = 0u64;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
                 .arg("MATCH")
                 .arg(&self.pattern)
                 .arg("COUNT")
-                .arg(500)
-                .query_async(&mut con)
-                .await?;
+                .arg(500);
+            let (next, keys): (u64, Vec<String>) = match node {
+                None => scan.query_async(&mut con).await?,
+                Some((host, port)) => {
+                    let mut opened = self.con.opened().await?;
+                    let reply = opened.query_on_node(&scan, host, port).await?;
+                    redis::FromRedisValue::from_redis_value(reply)?
+                }
+            };
             if !keys.is_empty() {
                 let n: u64 = redis::cmd("UNLINK")
                     .arg(&keys)

@@ -233,14 +233,22 @@ fn reprocess(args: ReprocessArgs) -> anyhow::Result<()> {
         None => from,
     };
     let days = fetch_worker::reprocess::days(from, to).map_err(anyhow::Error::msg)?;
-    let url = fetch_worker::secret::SecretUrl::new(args.redis_job_url);
-    let keys = fetch_worker::bullmq::QueueKeys::new(&args.bull_prefix, &args.queue_name);
+    use fetch_worker::bullmq::QueueKeys;
+    use fetch_worker::redis_conn::{Connector, RedisConn, RedisTarget, TlsFiles};
+    // The worker's URL forms (Sentinel and Cluster too); one try, no waiting for Redis.
+    let target =
+        RedisTarget::parse(&args.redis_job_url, &TlsFiles::default()).context("REDIS_JOB_URL")?;
+    let url = target.redacted();
+    anyhow::ensure!(
+        !target.is_cluster() || QueueKeys::has_hash_tag(&args.bull_prefix, &args.queue_name),
+        "REDIS_JOB_URL is a Redis Cluster: {}",
+        QueueKeys::HASH_TAG_NEEDED
+    );
+    let keys = QueueKeys::new(&args.bull_prefix, &args.queue_name);
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     let ids = runtime.block_on(async {
-        let client = redis::Client::open(url.expose().as_str())
-            .with_context(|| format!("REDIS_JOB_URL {url}"))?;
-        let mut con = client
-            .get_multiplexed_async_connection()
+        let mut con = RedisConn::lazy(Connector::new(&target).context("REDIS_JOB_URL")?);
+        con.ping()
             .await
             .with_context(|| format!("connecting to {url}"))?;
         let now = std::time::SystemTime::now()

@@ -91,6 +91,33 @@ impl RedisState {
         }
     }
 
+    /// The state from `INFO`'s reply: one server's text, or in Cluster mode one text per
+    /// master (the cluster client asks every master), where the first master not `ok` decides.
+    /// `None` for a reply that is neither.
+    fn from_reply(reply: &redis::Value) -> Option<RedisState> {
+        use redis::Value;
+        let text = |v: &Value| match v {
+            Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+            Value::SimpleString(s) => Some(s.clone()),
+            Value::VerbatimString { text, .. } => Some(text.clone()),
+            _ => None,
+        };
+        if let Some(t) = text(reply) {
+            return Some(RedisState::from_info(&t));
+        }
+        let Value::Map(nodes) = reply else {
+            return None;
+        };
+        let mut worst = RedisState::Ok;
+        for (_, info) in nodes {
+            let state = RedisState::from_info(&text(info)?);
+            if worst == RedisState::Ok {
+                worst = state;
+            }
+        }
+        Some(worst)
+    }
+
     fn describe(&self) -> String {
         match self {
             RedisState::Ok => "ok".into(),
@@ -110,11 +137,11 @@ impl Health {
             redis::cmd("INFO")
                 .arg("replication")
                 .arg("memory")
-                .query_async::<String>(&mut con),
+                .query_async::<redis::Value>(&mut con),
         )
         .await;
         let state = match info {
-            Ok(Ok(text)) => Some(RedisState::from_info(&text)),
+            Ok(Ok(reply)) => RedisState::from_reply(&reply),
             _ => None,
         };
         if matches!(state, None | Some(RedisState::Replica)) {
@@ -271,5 +298,32 @@ mod tests {
             RedisState::from_info(&info("slave", 1, 0)),
             RedisState::Replica
         );
+        // Cluster mode: one reply per master; the first one not ok decides, and a master
+        // answering with something else (an error) makes the whole answer unknown.
+        use redis::Value;
+        let node = |addr: &str, text: String| {
+            (
+                Value::BulkString(addr.as_bytes().to_vec()),
+                Value::BulkString(text.into_bytes()),
+            )
+        };
+        let ok = Value::Map(vec![
+            node("a:1", info("master", 1, 0)),
+            node("b:2", info("master", 2, 0)),
+        ]);
+        assert_eq!(RedisState::from_reply(&ok), Some(RedisState::Ok));
+        let full = Value::Map(vec![
+            node("a:1", info("master", 1, 0)),
+            node("b:2", info("master", 990, 1000)),
+        ]);
+        assert_eq!(
+            RedisState::from_reply(&full),
+            Some(RedisState::LowMemory {
+                used: 990,
+                max: 1000
+            })
+        );
+        let down = Value::Map(vec![(Value::BulkString(b"a:1".to_vec()), Value::Nil)]);
+        assert_eq!(RedisState::from_reply(&down), None);
     }
 }

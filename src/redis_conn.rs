@@ -12,6 +12,13 @@
 //!   [`SentinelClient`], asks them and checks with `ROLE` that the node it names is a master).
 //!   The user-info authenticates to the data nodes; `?sentinelUsername=…&sentinelPassword=…`
 //!   (ioredis' option names) to the sentinels. `rediss+sentinel://` uses TLS for both.
+//! - `redis+cluster://[user:password@]seed1:6379,seed2:6379[/0]`: a Redis Cluster reached
+//!   through any of the seeds (the `redis` crate's `cluster_async`, which follows `MOVED` and
+//!   `ASK`, retries `TRYAGAIN`/`CLUSTERDOWN` and refreshes its slot map). A cluster has only
+//!   database 0. `rediss+cluster://` uses TLS; `REDIS_CLUSTER=1` turns a plain `redis://` or
+//!   `rediss://` URL into its seed. Every key one script touches must hash to one slot: BullMQ
+//!   keys do when the prefix or queue name carries a hash tag (`BULL_PREFIX={bull}`), which the
+//!   settings check.
 //!
 //! # Failover
 //!
@@ -27,6 +34,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
     AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ErrorKind, IntoConnectionInfo,
@@ -136,6 +146,8 @@ enum Topology {
     Standalone(Client),
     /// A master found through sentinels.
     Sentinel(SentinelSpec),
+    /// A Redis Cluster, reached through its seeds (boxed: the client is large).
+    Cluster(Box<ClusterClient>),
 }
 
 #[derive(Clone)]
@@ -185,7 +197,7 @@ impl RedisTarget {
             .split_once("://")
             .ok_or_else(|| TargetError::Invalid("not a URL: expected scheme://…".into()))?;
         let scheme = scheme.to_ascii_lowercase();
-        let uses_tls = scheme == "rediss" || scheme == "rediss+sentinel";
+        let uses_tls = scheme.starts_with("rediss");
         let certs = if uses_tls && !tls.is_empty() {
             Some(tls.load()?)
         } else {
@@ -210,9 +222,13 @@ impl RedisTarget {
                 let db = spec.db;
                 (Topology::Sentinel(spec), db)
             }
+            "redis+cluster" | "rediss+cluster" => {
+                let client = cluster_client(url, uses_tls, certs.as_ref())?;
+                (Topology::Cluster(Box::new(client)), 0)
+            }
             other => {
                 return Err(TargetError::Invalid(format!(
-                    "unsupported scheme {other}://: use redis://, rediss://, redis+sentinel:// or rediss+sentinel://"
+                    "unsupported scheme {other}://: use redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://"
                 )));
             }
         };
@@ -228,13 +244,51 @@ impl RedisTarget {
         Ok(target)
     }
 
+    /// [`RedisTarget::parse`], where `cluster` (`REDIS_CLUSTER=1`) reads a plain `redis://` or
+    /// `rediss://` URL as the seed of a Redis Cluster.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisTarget::parse`].
+    pub fn parse_maybe_cluster(
+        url: &str,
+        tls: &TlsFiles,
+        cluster: bool,
+    ) -> Result<RedisTarget, TargetError> {
+        if !cluster {
+            return RedisTarget::parse(url, tls);
+        }
+        let lower = url.to_ascii_lowercase();
+        let rest = if lower.starts_with("redis://") || lower.starts_with("rediss://") {
+            url.split_once("://").map(|(_, r)| r).unwrap_or(url)
+        } else if lower.starts_with("redis+cluster://") || lower.starts_with("rediss+cluster://") {
+            return RedisTarget::parse(url, tls);
+        } else {
+            return Err(TargetError::Invalid(
+                "REDIS_CLUSTER=1 takes a redis:// or rediss:// URL (or write redis+cluster://)"
+                    .into(),
+            ));
+        };
+        let scheme = if lower.starts_with("rediss") {
+            "rediss+cluster"
+        } else {
+            "redis+cluster"
+        };
+        RedisTarget::parse(&format!("{scheme}://{rest}"), tls)
+    }
+
     /// The same server (or the same sentinel master) with database `db`: the default of
-    /// `REDIS_CACHE_URL` is database 0 of the job server.
+    /// `REDIS_CACHE_URL` is database 0 of the job server. A cluster has only database 0, so
+    /// it stays as it is.
     pub fn with_db(&self, db: i64) -> RedisTarget {
         let url = self.url.expose();
         let mut out = self.clone();
+        if self.is_cluster() {
+            return out;
+        }
         out.db = db;
         match &mut out.topology {
+            Topology::Cluster(_) => {}
             Topology::Standalone(client) => {
                 let info = client.get_connection_info().clone();
                 let settings = info.redis_settings().clone().set_db(db);
@@ -284,6 +338,11 @@ impl RedisTarget {
     /// True for a Sentinel URL.
     pub fn is_sentinel(&self) -> bool {
         matches!(self.topology, Topology::Sentinel(_))
+    }
+
+    /// True for a Redis Cluster URL.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.topology, Topology::Cluster(_))
     }
 
     fn sentinel_client(&self) -> Result<Option<SentinelClient>, TargetError> {
@@ -420,6 +479,68 @@ fn parse_sentinel(url: &str, tls: bool) -> Result<SentinelSpec, TargetError> {
     Ok(spec)
 }
 
+/// `redis+cluster://[user:pass@]h1:p1,h2:p2[/0]`: a cluster client with one seed per address.
+/// The seeds are only where the slot map is first read; the client then talks to every node.
+fn cluster_client(
+    url: &str,
+    tls: bool,
+    certs: Option<&TlsCertificates>,
+) -> Result<ClusterClient, TargetError> {
+    let bad = |why: &str| TargetError::Invalid(format!("Cluster URL: {why}"));
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    if rest.contains('?') {
+        return Err(bad("takes no ?options"));
+    }
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if !matches!(path.trim_end_matches('/'), "" | "0") {
+        return Err(bad(
+            "a Redis Cluster has only database 0: leave the path out or write /0",
+        ));
+    }
+    let seed_scheme = if tls { "rediss" } else { "redis" };
+    let mut seeds = Vec::new();
+    for host in hosts.split(',').filter(|h| !h.is_empty()) {
+        let seed = format!("{seed_scheme}://{host}/0");
+        check_server_url(&seed).map_err(|why| bad(&format!("seed {host}: {why}")))?;
+        let info = seed
+            .as_str()
+            .into_connection_info()
+            .map_err(|_| bad(&format!("seed {host} is not host:port")))?;
+        seeds.push(info);
+    }
+    if seeds.is_empty() {
+        return Err(bad(
+            "no seed address (redis+cluster://host:6379,host2:6379)",
+        ));
+    }
+    let mut b = ClusterClientBuilder::new(seeds).connection_timeout(CONNECT_TIMEOUT);
+    if let Some(info) = userinfo {
+        let (u, p) = match info.split_once(':') {
+            Some((u, p)) => (u, Some(p)),
+            None => (info, None),
+        };
+        let decode =
+            |s: &str| percent_decode(s).ok_or_else(|| bad("bad %-encoding in the credentials"));
+        if let Some(u) = Some(decode(u)?).filter(|u| !u.is_empty()) {
+            b = b.username(u);
+        }
+        if let Some(p) = p.map(decode).transpose()?.filter(|p| !p.is_empty()) {
+            b = b.password(p);
+        }
+    }
+    if tls {
+        b = b.tls(TlsMode::Secure);
+        if let Some(c) = certs {
+            b = b.certs(c.clone());
+        }
+    }
+    b.build().map_err(TargetError::Client)
+}
+
 /// Decodes `%XX` escapes; `None` for a broken escape or a result that is not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
@@ -492,6 +613,10 @@ impl Connector {
                 sentinel.lock().await.async_get_client().await
             }
             (Topology::Standalone(client), _) => Ok(client.clone()),
+            (Topology::Cluster(_), _) => Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "a Redis Cluster has no single server",
+            ))),
             (Topology::Sentinel(_), None) => Err(RedisError::from((
                 ErrorKind::InvalidClientConfig,
                 "sentinel client missing",
@@ -499,28 +624,143 @@ impl Connector {
         }
     }
 
-    /// Opens a new multiplexed connection with `config`, within [`CONNECT_TIMEOUT`].
+    /// Opens a new connection within `connect_timeout` (at most [`CONNECT_TIMEOUT`] per
+    /// node), whose replies may take `response_timeout` (`None`: no bound, for the blocking
+    /// marker wait). In Cluster mode it is a new cluster connection with connections of its
+    /// own to the nodes, so a blocking command on it holds up nothing else.
     ///
     /// # Errors
     ///
     /// The connection error, or an I/O time-out.
     pub async fn open(
         &self,
-        config: &AsyncConnectionConfig,
-    ) -> Result<MultiplexedConnection, RedisError> {
+        connect_timeout: Duration,
+        response_timeout: Option<Duration>,
+    ) -> Result<AnyConn, RedisError> {
         let attempt = async {
+            if let Topology::Cluster(cluster) = &self.target.topology {
+                let mut config = ClusterConfig::new().set_connection_timeout(connect_timeout);
+                if let Some(t) = response_timeout {
+                    config = config.set_response_timeout(t);
+                }
+                return cluster
+                    .get_async_connection_with_config(config)
+                    .await
+                    .map(AnyConn::Cluster);
+            }
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(connect_timeout))
+                .set_response_timeout(response_timeout);
             let client = self.client().await?;
             client
-                .get_multiplexed_async_connection_with_config(config)
+                .get_multiplexed_async_connection_with_config(&config)
                 .await
+                .map(AnyConn::Single)
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        match tokio::time::timeout(connect_timeout.max(CONNECT_TIMEOUT), attempt).await {
             Ok(result) => result,
             Err(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "connecting to Redis timed out",
             )
             .into()),
+        }
+    }
+}
+
+/// One opened connection: to one server, or to a whole cluster (which routes each command to
+/// the node owning its keys' slot). Cheap to clone (clones share the connection).
+#[derive(Clone)]
+pub enum AnyConn {
+    /// A multiplexed connection to one server.
+    Single(MultiplexedConnection),
+    /// A cluster connection.
+    Cluster(ClusterConnection),
+}
+
+impl AnyConn {
+    /// The masters of a cluster (from `CLUSTER SLOTS`), each once; empty for one server.
+    ///
+    /// # Errors
+    ///
+    /// The cluster's error.
+    pub async fn masters(&mut self) -> Result<Vec<(String, u16)>, RedisError> {
+        let AnyConn::Cluster(con) = self else {
+            return Ok(Vec::new());
+        };
+        let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(con).await?;
+        let mut out: Vec<(String, u16)> = Vec::new();
+        for range in slots {
+            let Value::Array(parts) = range else { continue };
+            let Some(Value::Array(master)) = parts.get(2) else {
+                continue;
+            };
+            let host = master.first().and_then(|v| match v {
+                Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+                Value::SimpleString(s) => Some(s.clone()),
+                _ => None,
+            });
+            let port = match master.get(1) {
+                Some(Value::Int(p)) => u16::try_from(*p).ok(),
+                _ => None,
+            };
+            if let (Some(host), Some(port)) = (host, port)
+                && !out.iter().any(|(h, p)| *h == host && *p == port)
+            {
+                out.push((host, port));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs `cmd` on the node at `host:port` of a cluster; on one server, runs it there.
+    ///
+    /// # Errors
+    ///
+    /// The node's error.
+    pub async fn query_on_node(
+        &mut self,
+        cmd: &redis::Cmd,
+        host: &str,
+        port: u16,
+    ) -> Result<Value, RedisError> {
+        match self {
+            AnyConn::Single(con) => cmd.query_async(con).await,
+            AnyConn::Cluster(con) => {
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.to_string(),
+                    port,
+                });
+                con.route_command(cmd.clone(), route).await
+            }
+        }
+    }
+}
+
+impl ConnectionLike for AnyConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            AnyConn::Single(c) => c.req_packed_command(cmd),
+            AnyConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            AnyConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            AnyConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            AnyConn::Single(c) => c.get_db(),
+            AnyConn::Cluster(c) => c.get_db(),
         }
     }
 }
@@ -584,7 +824,6 @@ pub struct RedisConn {
 
 struct ConnInner {
     connector: Connector,
-    config: AsyncConnectionConfig,
     /// The current connection and its generation. The lock is held while a connection is
     /// opened, so concurrent callers wait for one new connection instead of opening many.
     slot: tokio::sync::Mutex<Slot>,
@@ -593,7 +832,7 @@ struct ConnInner {
 
 #[derive(Default)]
 struct Slot {
-    con: Option<MultiplexedConnection>,
+    con: Option<AnyConn>,
     generation: u64,
 }
 
@@ -606,14 +845,10 @@ impl std::fmt::Debug for RedisConn {
 impl RedisConn {
     /// A connection to `connector`'s target; nothing is opened until the first command.
     pub fn lazy(connector: Connector) -> RedisConn {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
         RedisConn {
             inner: Arc::new(ConnInner {
                 db: connector.target().db(),
                 connector,
-                config,
                 slot: tokio::sync::Mutex::new(Slot::default()),
             }),
         }
@@ -691,12 +926,26 @@ impl RedisConn {
         self.inner.slot.lock().await.con = None;
     }
 
-    async fn current(&self) -> Result<(MultiplexedConnection, u64), RedisError> {
+    /// The current connection (opened now if there is none), for what [`ConnectionLike`]
+    /// cannot say: [`AnyConn::masters`] and [`AnyConn::query_on_node`].
+    ///
+    /// # Errors
+    ///
+    /// The connection error.
+    pub async fn opened(&self) -> Result<AnyConn, RedisError> {
+        Ok(self.current().await?.0)
+    }
+
+    async fn current(&self) -> Result<(AnyConn, u64), RedisError> {
         let mut slot = self.inner.slot.lock().await;
         if let Some(con) = &slot.con {
             return Ok((con.clone(), slot.generation));
         }
-        let con = self.inner.connector.open(&self.inner.config).await?;
+        let con = self
+            .inner
+            .connector
+            .open(CONNECT_TIMEOUT, Some(RESPONSE_TIMEOUT))
+            .await?;
         slot.generation += 1;
         slot.con = Some(con.clone());
         Ok((con, slot.generation))
@@ -909,6 +1158,38 @@ mod tests {
             format!("{c:?}"),
             "RedisTarget(redis+sentinel://***@s1:1,s2:2/mymaster/0?***)"
         );
+    }
+
+    #[test]
+    fn cluster_urls_parse_and_keep_database_0() {
+        let t = RedisTarget::parse("redis+cluster://u:SECRET@a:7000,b:7001", &none()).unwrap();
+        assert!(t.is_cluster() && t.db() == 0);
+        assert_eq!(
+            format!("{t:?}"),
+            "RedisTarget(redis+cluster://***@a:7000,b:7001)"
+        );
+        // The cache default stays on the cluster (which has only database 0).
+        let c = t.with_db(0);
+        assert!(c.is_cluster());
+        assert_eq!(c.url.expose(), t.url.expose());
+        RedisTarget::parse("rediss+cluster://a:7000/0", &none()).unwrap();
+        for (url, why) in [
+            ("redis+cluster://u:SECRET@a:7000/1", "database 0"),
+            ("redis+cluster://u:SECRET@/", "no seed"),
+            ("redis+cluster://u:SECRET@a:99999", "port"),
+            ("redis+cluster://a:7000?x=1", "options"),
+        ] {
+            let err = RedisTarget::parse(url, &none()).expect_err(url).to_string();
+            assert!(err.contains(why), "{url}: {err}");
+            assert!(!err.contains("SECRET"), "{url}: {err}");
+        }
+        // REDIS_CLUSTER=1 reads a plain URL as a seed.
+        let t = RedisTarget::parse_maybe_cluster("redis://a:7000", &none(), true).unwrap();
+        assert!(t.is_cluster());
+        assert_eq!(t.redacted().as_str(), "redis+cluster://a:7000");
+        let t = RedisTarget::parse_maybe_cluster("redis://a:7000/1", &none(), false).unwrap();
+        assert!(!t.is_cluster());
+        assert!(RedisTarget::parse_maybe_cluster("redis+sentinel://s/m", &none(), true).is_err());
     }
 
     #[test]

@@ -105,6 +105,22 @@ impl QueueKeys {
         format!("{}{id}:unsuccessful", self.base)
     }
 
+    /// Why a queue without a hash tag cannot run on a Redis Cluster, and what to set.
+    pub const HASH_TAG_NEEDED: &'static str = "every key of a queue must hash to one slot: put a \
+        hash tag in the prefix or the queue name, for example BULL_PREFIX={bull} (as BullMQ \
+        requires of Node's Queue and Worker too)";
+
+    /// True when the keys for `prefix` and `queue` (`prefix:queue:…`) carry a Redis Cluster
+    /// hash tag: the first `{` followed, before the suffix, by a `}` with something between,
+    /// so every key of the queue hashes to the same slot (Redis' own rule).
+    pub fn has_hash_tag(prefix: &str, queue: &str) -> bool {
+        let head = format!("{prefix}:{queue}:");
+        match head.find('{') {
+            Some(open) => head[open + 1..].find('}').is_some_and(|close| close > 0),
+            None => false,
+        }
+    }
+
     /// The connection name Node gives its workers, `P:<base64(queue)>[:w:<name>]`, which
     /// `Queue.getWorkers()` (and so Bull Board) matches in `CLIENT LIST`.
     pub fn client_name(prefix: &str, queue: &str, worker: Option<&str>) -> String {
@@ -134,6 +150,18 @@ mod tests {
         assert_eq!(k.processed("42"), "bull:fetch:42:processed");
         assert_eq!(k.failed_children("42"), "bull:fetch:42:failed");
         assert_eq!(k.unsuccessful("42"), "bull:fetch:42:unsuccessful");
+    }
+
+    #[test]
+    fn hash_tags_are_found_as_redis_finds_them() {
+        assert!(QueueKeys::has_hash_tag("{bull}", "fetch"));
+        assert!(QueueKeys::has_hash_tag("bull", "{fetch}"));
+        assert!(QueueKeys::has_hash_tag("app{x}", "fetch"));
+        assert!(!QueueKeys::has_hash_tag("bull", "fetch"));
+        // `{}` is no tag: Redis hashes the whole key.
+        assert!(!QueueKeys::has_hash_tag("{}bull", "fetch"));
+        assert!(!QueueKeys::has_hash_tag("{bull", "fetch"));
+        assert!(!QueueKeys::has_hash_tag("bull}", "{fetch"));
     }
 
     #[test]

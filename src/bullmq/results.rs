@@ -120,23 +120,31 @@ async fn write_results(mut con: RedisConn, mut rx: mpsc::UnboundedReceiver<Messa
                 }
             }
         }
-        let mut pipe = redis::pipe();
+        // In a Redis Cluster the keys of one batch live in different slots, and a pipeline
+        // goes to one node: there each key gets a pipeline of its own.
+        let per_key = con.connector().target().is_cluster();
+        let mut pipes = vec![redis::pipe()];
         let mut waiting = Vec::new();
         for message in batch.drain(..) {
             match message {
                 Message::Store(key, body) => {
-                    pipe.cmd("SET")
-                        .arg(key)
-                        .arg(body)
-                        .arg("EX")
-                        .arg(ttl)
-                        .ignore();
+                    if per_key && !pipes.last().is_some_and(|p| p.is_empty()) {
+                        pipes.push(redis::pipe());
+                    }
+                    if let Some(pipe) = pipes.last_mut() {
+                        pipe.cmd("SET")
+                            .arg(key)
+                            .arg(body)
+                            .arg("EX")
+                            .arg(ttl)
+                            .ignore();
+                    }
                 }
                 Message::Flush(done) => waiting.push(done),
             }
         }
-        if !pipe.is_empty() {
-            write_with_retries(&mut con, &pipe).await;
+        for pipe in pipes.iter().filter(|p| !p.is_empty()) {
+            write_with_retries(&mut con, pipe).await;
         }
         for done in waiting {
             let _ = done.send(());

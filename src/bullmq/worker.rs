@@ -13,8 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Value};
+use redis::Value;
 use serde_json::Value as Json;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -31,7 +30,7 @@ use super::results::ResultCache;
 use super::scripts::move_to_finished::{Finish, Outcome};
 use super::scripts::{self, Claim, ClaimArgs};
 use super::stalled::check_stalled;
-use crate::redis_conn::{Connector, RedisConn, RedisTarget, TlsFiles};
+use crate::redis_conn::{AnyConn, Connector, RedisConn, RedisTarget, TlsFiles};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -193,9 +192,20 @@ impl Worker {
     ///
     /// # Errors
     ///
-    /// None at present: Redis failures are logged and retried. The `Result` leaves room for
-    /// fatal conditions.
+    /// [`Error::Target`] when the connection is to a Redis Cluster and neither the prefix nor
+    /// the queue name carries a hash tag (every script would fail with `CROSSSLOT`); nothing
+    /// is claimed then. Redis failures are logged and retried, not returned.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<RunSummary, Error> {
+        let opts = &self.inner.opts;
+        if self.connector.target().is_cluster()
+            && !QueueKeys::has_hash_tag(&opts.prefix, &opts.queue)
+        {
+            return Err(crate::redis_conn::TargetError::Invalid(format!(
+                "Redis Cluster: {}",
+                QueueKeys::HASH_TAG_NEEDED
+            ))
+            .into());
+        }
         let inner = self.inner.clone();
         let background = CancellationToken::new();
         let helpers = TaskTracker::new();
@@ -265,7 +275,7 @@ impl Worker {
 /// The dedicated blocking connection, named like Node's so dashboards count this worker.
 struct Blocker {
     connector: Connector,
-    con: Option<MultiplexedConnection>,
+    con: Option<AnyConn>,
     name: String,
     /// A `BZPOPMIN` was sent and its reply not read: the wait was abandoned (the claim loop
     /// moved on when a job ended). Redis still holds that call blocked on the connection, and
@@ -275,12 +285,13 @@ struct Blocker {
 }
 
 impl Blocker {
-    async fn connection(&mut self) -> Result<&mut MultiplexedConnection, Error> {
+    async fn connection(&mut self) -> Result<&mut AnyConn, Error> {
         if self.con.is_none() {
-            let config = AsyncConnectionConfig::new()
-                .set_response_timeout(None)
-                .set_connection_timeout(Some(Duration::from_secs(2)));
-            let mut con = self.connector.open(&config).await?;
+            // No response bound: BZPOPMIN answers when its own timeout ends (the watchdog in
+            // `wait` catches a dead connection). In Cluster mode this is a cluster connection
+            // of its own, which sends BZPOPMIN to the node owning the marker's slot (and
+            // `CLIENT SETNAME` to every node it holds a connection to).
+            let mut con = self.connector.open(Duration::from_secs(2), None).await?;
             let _: () = redis::cmd("CLIENT")
                 .arg("SETNAME")
                 .arg(&self.name)

@@ -1,7 +1,8 @@
 //! Production Redis shapes (issue 10), each started here from `redis-server` on loopback: TLS
 //! with client certificates, an ACL user limited to what BullMQ needs, a Sentinel group failed
 //! over in the middle of a drain, and a primary demoted with `REPLICAOF` behind a moving
-//! address. Each drain ends with every job completed exactly once and nothing left active.
+//! address, and a Redis Cluster (three masters, three replicas) whose queue master fails over
+//! mid-drain. Each drain ends with every job completed exactly once and nothing left active.
 //!
 //! See: issue 10.
 
@@ -21,7 +22,8 @@ use fetch_worker::redis_conn::{Connector, RedisConn, RedisTarget, TlsFiles, is_f
 
 use crate::support::proxy::Proxy;
 use crate::support::topology::{
-    Certs, Node, demote, free_port, info_field, pause_and_catch_up, replication, wait_in_sync,
+    Certs, Cluster, Node, demote, free_port, info_field, pause_and_catch_up, replication,
+    wait_in_sync,
 };
 use crate::support::{NewJob, TestQueue, eventually, unique_queue};
 
@@ -793,4 +795,228 @@ async fn oom_is_waited_out_not_fatal() {
     let summary = running.stop().await;
     assert_eq!((summary.completed, summary.failed), (3, 0));
     assert_completed_once(&mut q, &ids, &runs).await;
+}
+
+/// A cluster connection for the test's own reads of keys in any slot.
+async fn cluster_con(cluster: &Cluster) -> redis::cluster_async::ClusterConnection {
+    let seeds: Vec<String> = cluster.nodes.iter().map(|n| n.url(0)).collect();
+    redis::cluster::ClusterClient::new(seeds)
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Issue 10: a Redis Cluster of three masters and three replicas, prefix `{bull}` (so every
+/// key of the queue is in one slot). The worker's seeds leave out the queue's master, so it
+/// must follow `MOVED` to reach it. Mid-drain the queue's master fails over to its replica
+/// (`CLUSTER FAILOVER` on the replica: coordinated, nothing lost); the worker's commands then
+/// meet `MOVED` (or the blocked marker wait is cut), and the worker follows the new slot map.
+/// Every job completes once, nothing is left active, each job's result is in the cache (whose
+/// keys spread over all masters), the cache invalidation finds them on every master, and
+/// `/health/ready` (which reads `INFO` from every master) is 200 before and after.
+#[tokio::test]
+async fn cluster_failover_mid_drain_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(tmp.path()).await;
+    let (master, replica) = cluster.owner_of(cluster.nodes[0].port, "{bull}").await;
+    let replica = replica.expect("the queue's master has a replica");
+    let old_master = cluster.node(master);
+    let mut q = queue_on(old_master.con(0).await, &old_master.url(0));
+    q.keys = QueueKeys::new("{bull}", &q.name);
+    let n = 300;
+    let ids = add_jobs(&mut q, n).await;
+
+    let target = RedisTarget::parse(&cluster.url_without(master), &TlsFiles::default()).unwrap();
+    assert!(target.is_cluster());
+    let con = RedisConn::connect(&target, "queue").await.unwrap();
+    let cache = RedisConn::connect(&target.with_db(0), "cache")
+        .await
+        .unwrap();
+    let results = ResultCache::new(cache.clone(), &q.name, Duration::from_secs(60));
+    let (ready, stop_ops) = serve_health(&target).await;
+    assert_eq!(readiness(&ready).await, (200, "ok".to_string()));
+
+    let runs = Counting {
+        ms: 30,
+        ..Counting::default()
+    };
+    let mut o = options(&q, 4);
+    o.prefix = "{bull}".into();
+    let worker = Worker::with_connection(con, o, Arc::new(runs.clone()), Some(results));
+    let running = start(worker);
+    eventually(20, "a quarter of the jobs completed", || {
+        let q = &q;
+        async move { completed(q).await >= (n / 4) as u64 }
+    })
+    .await;
+    let before = completed(&q).await;
+    assert!(before < n as u64, "the drain ended before the failover");
+    // `fetch-worker reprocess` reaches the queue through the cluster too (seeds without the
+    // queue's master: it follows MOVED), and refuses a queue without a hash tag.
+    let reprocess = |prefix: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fetch-worker"))
+            .args([
+                "reprocess",
+                "--branch",
+                "BMC",
+                "--pos",
+                "1",
+                "--from",
+                "2026-02-09",
+            ])
+            .args(["--redis-job-url", &cluster.url_without(master)])
+            .args(["--queue-name", &q.name, "--bull-prefix", prefix])
+            .output()
+            .unwrap()
+    };
+    let refused = reprocess("bull");
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("BULL_PREFIX={bull}"), "{why}");
+    let added = reprocess("{bull}");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let reprocess_id = String::from_utf8(added.stdout).unwrap().trim().to_string();
+    assert!(
+        reprocess_id.starts_with("reprocess.BMC.1.2026-02-09."),
+        "{reprocess_id}"
+    );
+    let mut ids = ids;
+    ids.push(reprocess_id);
+    let n = n + 1;
+
+    let new_master = cluster.node(replica);
+    let mut replica_con = new_master.con(0).await;
+    let _: () = redis::cmd("CLUSTER")
+        .arg("FAILOVER")
+        .query_async(&mut replica_con)
+        .await
+        .unwrap();
+    eventually(15, "the replica owns the queue's slot", || {
+        let cluster = &cluster;
+        async move { cluster.owner_of(replica, "{bull}").await.0 == replica }
+    })
+    .await;
+    assert_eq!(
+        info_field(&replication(&mut replica_con).await, "role"),
+        Some("master")
+    );
+
+    // Read the queue on the new master from now on; the failover was mid-drain, so jobs are
+    // left for the worker to finish on the new master.
+    q.con = replica_con;
+    let after = completed(&q).await;
+    eprintln!("cluster failover: {before} completed before, {after} when the slot moved, of {n}");
+    assert!(after < n as u64, "the drain ended before the slot moved");
+    eventually(30, "every job completed after the failover", || {
+        let q = &q;
+        async move { completed(q).await == n as u64 }
+    })
+    .await;
+    eventually(10, "/health/ready is 200 after the failover", || {
+        let ready = ready.clone();
+        async move { readiness(&ready).await == (200, "ok".to_string()) }
+    })
+    .await;
+    let summary = running.stop().await;
+    stop_ops.cancel();
+    assert_eq!(summary.completed, n as u64);
+    assert_completed_once(&mut q, &ids, &runs).await;
+
+    // The results landed in the cluster, in slots of every master.
+    let mut any = cluster_con(&cluster).await;
+    let mut homes = std::collections::HashSet::new();
+    for id in &ids {
+        let key = ResultCache::key(&q.name, id);
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut any)
+            .await
+            .unwrap();
+        assert!(exists, "result of job {id} missing");
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(&key)
+            .query_async(&mut any)
+            .await
+            .unwrap();
+        homes.insert(slot / 5462);
+    }
+    assert_eq!(
+        homes.len(),
+        3,
+        "the result keys should spread over the masters"
+    );
+    let invalidation = fetch_worker::handler::CacheInvalidation::new(
+        cache,
+        format!("fetch-worker:result:{}:*", q.name),
+    );
+    assert_eq!(invalidation.run().await.unwrap(), n as u64);
+    let left: u64 = redis::cmd("EXISTS")
+        .arg(ResultCache::key(&q.name, &ids[0]))
+        .query_async(&mut any)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+/// The library's worker refuses it too, before contacting any server.
+#[tokio::test]
+async fn a_cluster_worker_without_a_hash_tag_refuses_to_run() {
+    let target = RedisTarget::parse(
+        "redis+cluster://127.0.0.1:1,127.0.0.1:2",
+        &TlsFiles::default(),
+    )
+    .unwrap();
+    let con = RedisConn::lazy(Connector::new(&target).unwrap());
+    let o = WorkerOptions::new("bull", "fetch");
+    let worker = Worker::with_connection(con, o, Arc::new(Counting::default()), None);
+    let err = tokio::time::timeout(Duration::from_secs(5), worker.run(std::future::pending()))
+        .await
+        .expect("refused at once")
+        .unwrap_err();
+    assert!(err.to_string().contains("BULL_PREFIX={bull}"), "{err}");
+}
+
+/// In Cluster mode a prefix and queue name without a hash tag would spread a queue's keys over
+/// slots, and every script would fail with `CROSSSLOT`: the worker refuses to start and names
+/// what to set, as BullMQ requires of Node too. Checked before any server is contacted.
+#[test]
+fn cluster_mode_refuses_a_prefix_without_a_hash_tag() {
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fetch-worker"));
+        cmd.arg("run")
+            .env("REDIS_CACHE_URL", "redis://127.0.0.1:1/0")
+            .env("MONGO_URI", "mongodb://127.0.0.1:1/x")
+            .env("METRICS_ADDR", "")
+            .env_remove("BULL_PREFIX")
+            .env_remove("QUEUE_NAME")
+            .env_remove("REDIS_CLUSTER");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    for env in [
+        vec![(
+            "REDIS_JOB_URL",
+            "redis+cluster://:SECRET@127.0.0.1:1,127.0.0.1:2",
+        )],
+        vec![
+            ("REDIS_JOB_URL", "redis://:SECRET@127.0.0.1:1"),
+            ("REDIS_CLUSTER", "1"),
+            ("BULL_PREFIX", "bull"),
+            ("QUEUE_NAME", "fetch"),
+        ],
+    ] {
+        let out = run(&env);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{env:?}: {err}");
+        assert!(err.contains("BULL_PREFIX={bull}"), "{err}");
+        assert!(!err.contains("SECRET"), "{err}");
+    }
 }

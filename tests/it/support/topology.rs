@@ -262,3 +262,149 @@ pub async fn wait_in_sync(con: &mut MultiplexedConnection) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A Redis Cluster of three masters, each with one replica, on loopback (`redis-cli --cluster
+/// create`), every node reporting `cluster_state:ok` and knowing its replica in sync.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+}
+
+/// A free port whose cluster bus port (`port + 10000`) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55000 && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl Cluster {
+    pub async fn start(root: &Path) -> Cluster {
+        let nodes: Vec<Node> = (0..6)
+            .map(|i| {
+                Node::start_on(
+                    root,
+                    &format!("c{i}"),
+                    free_cluster_port(),
+                    &[
+                        "cluster-enabled yes".into(),
+                        "cluster-config-file nodes.conf".into(),
+                        "cluster-node-timeout 2000".into(),
+                        "appendonly no".into(),
+                    ],
+                    false,
+                )
+            })
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for n in &nodes {
+            create.arg(format!("127.0.0.1:{}", n.port));
+        }
+        let out = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli must be installed");
+        assert!(
+            out.status.success(),
+            "cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = Cluster { nodes };
+        let started = Instant::now();
+        for n in &cluster.nodes {
+            let mut con = n.con(0).await;
+            loop {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+                let role = info_field(&replication(&mut con).await, "role").map(str::to_owned);
+                let synced = role.as_deref() == Some("master")
+                    || info_field(&replication(&mut con).await, "master_link_status") == Some("up");
+                if info_field(&info, "cluster_state") == Some("ok")
+                    && info_field(&info, "cluster_known_nodes") == Some("6")
+                    && synced
+                {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "cluster never became ok: {info}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        cluster
+    }
+
+    /// `redis+cluster://` with every node but `except` as a seed.
+    pub fn url_without(&self, except: u16) -> String {
+        let seeds: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.port != except)
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// The node with `port`.
+    pub fn node(&self, port: u16) -> &Node {
+        self.nodes.iter().find(|n| n.port == port).unwrap()
+    }
+
+    /// The master owning `key`'s slot and its replica (if `ask` knows one yet), as ports, read
+    /// from `CLUSTER NODES` on `ask` (any node).
+    pub async fn owner_of(&self, ask: u16, key: &str) -> (u16, Option<u16>) {
+        let mut con = self.node(ask).con(0).await;
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let port_of = |addr: &str| -> u16 {
+            addr.split('@')
+                .next()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let mut master: Option<(String, u16)> = None;
+        for line in nodes.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if !f[2].contains("master") {
+                continue;
+            }
+            let owns = f[8..].iter().any(|range| {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                match (a.parse::<u16>(), b.parse::<u16>()) {
+                    (Ok(a), Ok(b)) => (a..=b).contains(&slot),
+                    _ => false,
+                }
+            });
+            if owns {
+                master = Some((f[0].to_string(), port_of(f[1])));
+            }
+        }
+        let (id, master_port) = master.expect("no master owns the slot");
+        let replica = nodes
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f[2].contains("slave") && f[3] == id)
+            .map(|f| port_of(f[1]));
+        (master_port, replica)
+    }
+}
