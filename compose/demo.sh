@@ -14,8 +14,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-echo "== setting up (a fresh machine installs packages and builds the worker: about 10 minutes"
-echo "   on 2 cores the first time, seconds afterwards)"
+echo "== setting up (the first time this installs what the machine lacks and builds the worker:"
+echo "   about 5 minutes of build on 2 cores, plus the installs; seconds afterwards)"
 bash tests/setup.sh
 
 work=$(mktemp -d)

@@ -67,7 +67,7 @@ fi
 
 # One build profile for everything (tests, demo, interop, the image): the release build, with
 # exactly the command compose/Dockerfile runs. The release tests reuse this compile (Cargo.toml
-# unifies the features the dev-dependencies would change). Cargo shows its own progress: a cold
-# build takes several minutes on 2 cores.
-echo "setup: cargo build --release --locked --bin fetch-worker (cold: about 7 minutes on 2 cores)"
+# unifies the features the dev-dependencies would change). Cargo shows its own progress: a build
+# from nothing takes about 5 minutes on 2 cores.
+echo "setup: cargo build --release --locked --bin fetch-worker (from nothing: about 5 minutes on 2 cores)"
 cargo build --release --locked --bin fetch-worker
