@@ -36,7 +36,8 @@ use crate::pipeline::storage::{RawStorage, StorageError, StorageLocation, Stores
 /// Turns raw storage locations into local paths the combine pass can read.
 pub trait Materialize: Send + Sync {
     /// A local path holding `file`'s bytes (the stored path itself for local storage; a copy in
-    /// `scratch` for remote stores).
+    /// `scratch` for remote stores). With `verify`, the bytes must hash to `file.sha256`: a
+    /// reprocess reads files stored long ago, while a fetch hashed them as it stored them.
     ///
     /// # Errors
     ///
@@ -45,48 +46,20 @@ pub trait Materialize: Send + Sync {
         &'a self,
         file: &'a StoredFile,
         scratch: &'a std::path::Path,
+        verify: bool,
     ) -> BoxFuture<'a, Result<PathBuf, StorageError>>;
 }
 
-/// Local storage: the stored path is already local.
-#[derive(Debug, Default)]
-pub struct LocalFiles;
-
-impl Materialize for LocalFiles {
-    fn local_path<'a>(
-        &'a self,
-        file: &'a StoredFile,
-        _scratch: &'a std::path::Path,
-    ) -> BoxFuture<'a, Result<PathBuf, StorageError>> {
-        std::future::ready(Ok(PathBuf::from(&file.location.path))).boxed()
-    }
-}
-
-/// GridFS: files are copied into the job's scratch directory for the combine pass.
-impl Materialize for crate::pipeline::storage::GridFsStorage {
-    fn local_path<'a>(
-        &'a self,
-        file: &'a StoredFile,
-        scratch: &'a std::path::Path,
-    ) -> BoxFuture<'a, Result<PathBuf, StorageError>> {
-        async move {
-            let dest = scratch.join(&file.file_name);
-            self.copy_to_path(&file.location, &dest).await?;
-            Ok(dest)
-        }
-        .boxed()
-    }
-}
-
-/// Any provider a location names (local, GridFS, S3), each file checked against its recorded
-/// SHA-256: what the configured pipeline uses, so a reprocess reads days stored by any worker.
+/// Any provider a location names (local, GridFS, S3): what the configured pipeline uses, so a
+/// reprocess reads days stored by any worker.
 impl Materialize for Stores {
     fn local_path<'a>(
         &'a self,
         file: &'a StoredFile,
         scratch: &'a std::path::Path,
+        verify: bool,
     ) -> BoxFuture<'a, Result<PathBuf, StorageError>> {
-        let sha = Some(file.sha256.as_str()).filter(|s| !s.is_empty());
+        let sha = Some(file.sha256.as_str()).filter(|s| verify && !s.is_empty());
         Stores::local_path(self, &file.location, &file.file_name, sha, scratch).boxed()
     }
 }
@@ -656,7 +629,7 @@ impl FetchHandler {
         // Removed when dropped: also when the attempt is timed out or aborted at shutdown.
         let scratch = crate::scratch::ScratchDir::new();
         let outcome = self
-            .combine_and_import(day, mday, &stored, scratch.path(), report_to)
+            .combine_and_import(day, mday, &stored, scratch.path(), report_to, source)
             .await;
         drop(scratch);
         let (report, written, removed) = match outcome {
@@ -759,15 +732,23 @@ impl FetchHandler {
         stored: &[(String, StoredFile)],
         scratch: &std::path::Path,
         report_to: &Reporter<'_>,
+        source: Source,
     ) -> Result<(GroupReport, u64, u64), ProcessError> {
         let mut paths = Vec::with_capacity(stored.len());
+        // Files read back from storage are checked against their recorded hash; files this
+        // attempt just downloaded were hashed as they were stored.
+        let verify = source == Source::Storage;
         for (_, s) in stored {
-            let p = self.materialize.local_path(s, scratch).await.map_err(|e| {
-                ProcessError::new(
-                    format!("reading {} back: {e}", s.file_name),
-                    e.is_transient(),
-                )
-            })?;
+            let p = self
+                .materialize
+                .local_path(s, scratch, verify)
+                .await
+                .map_err(|e| {
+                    ProcessError::new(
+                        format!("reading {} back: {e}", s.file_name),
+                        e.is_transient(),
+                    )
+                })?;
             paths.push(p);
         }
         let mut import = match self.importer.begin(mday, &report_to.job.id).await {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use fetch_worker::bullmq::{RunSummary, Worker};
 use fetch_worker::fake_pos::{FakePos, Fault, FaultRule, Faults, Target};
-use fetch_worker::handler::{CacheInvalidation, FetchHandler, LocalFiles};
+use fetch_worker::handler::{CacheInvalidation, FetchHandler};
 use fetch_worker::pipeline::combine::NewBranches;
 use fetch_worker::pipeline::fetch::{FetchOptions, PosClient, RetryPolicy};
 use fetch_worker::pipeline::import::Importer;
@@ -79,8 +79,10 @@ impl Env {
     }
 
     async fn handler_with_cache(&self, cache: Option<CacheInvalidation>) -> Arc<FetchHandler> {
-        let local = Arc::new(LocalStorage::new(self.raw.path()).unwrap());
-        self.handler_with(cache, local, Arc::new(LocalFiles)).await
+        let local = LocalStorage::new(self.raw.path()).unwrap();
+        let stores = fetch_worker::pipeline::storage::Stores::default().with_local(&local);
+        self.handler_with(cache, Arc::new(local), Arc::new(stores))
+            .await
     }
 
     pub(crate) async fn handler_with(
@@ -788,7 +790,8 @@ async fn gridfs_storage_imports_the_same_rows() {
         env.db().await,
         None,
     ));
-    let handler = env.handler_with(None, store.clone(), store).await;
+    let stores = fetch_worker::pipeline::storage::Stores::default().with_gridfs((*store).clone());
+    let handler = env.handler_with(None, store, Arc::new(stores)).await;
     let summary = env.drain_with(handler, 1).await;
     assert_eq!(summary.completed, 1);
     assert_eq!(env.count(day_filter(branch, date)).await, rows);

@@ -59,7 +59,7 @@
 //! (and its clones): a failure, such as a user without the `createIndex` privilege, is logged
 //! and does not fail the upload.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -72,7 +72,6 @@ use mongodb::error::{ErrorKind, GridFsErrorKind, WriteFailure};
 use mongodb::gridfs::{FilesCollectionDocument, GridFsBucket, GridFsUploadStream};
 use mongodb::options::{GridFsBucketOptions, IndexOptions, ReadPreference, SelectionCriteria};
 use mongodb::{Database, IndexModel};
-use tokio::io::AsyncWriteExt as _;
 
 use crate::pipeline::fetch::PosFileName;
 
@@ -253,23 +252,7 @@ impl GridFsStorage {
             .open_download_stream(Bson::ObjectId(id))
             .await
             .map_err(|e| mongo_error("open download", &e))?;
-        let dir = match dest.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| StorageError::io("create", &dir, e))?;
-        let mut temp = TempFile {
-            path: dir.join(format!(".part-{}", uuid::Uuid::new_v4().simple())),
-            keep: false,
-        };
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp.path)
-            .await
-            .map_err(|e| StorageError::io("create", &temp.path, e))?;
+        let (part, mut file) = super::part_file::PartFile::beside(dest).await?;
         let mut buffer = vec![0u8; COPY_BUFFER];
         let mut total: u64 = 0;
         loop {
@@ -280,19 +263,10 @@ impl GridFsStorage {
             if n == 0 {
                 break;
             }
-            file.write_all(&buffer[..n])
-                .await
-                .map_err(|e| StorageError::io("write", &temp.path, e))?;
+            part.write(&mut file, &buffer[..n]).await?;
             total += n as u64;
         }
-        file.flush()
-            .await
-            .map_err(|e| StorageError::io("flush", &temp.path, e))?;
-        drop(file);
-        tokio::fs::rename(&temp.path, dest)
-            .await
-            .map_err(|e| StorageError::io("rename", dest, e))?;
-        temp.keep = true;
+        part.persist(file, dest).await?;
         Ok(total)
     }
 
@@ -362,22 +336,6 @@ impl GridFsStorage {
                     tracing::warn!(key, id = %older.id, error.message = %e.kind, "deleting an older GridFS revision failed");
                 }
             }
-        }
-    }
-}
-
-/// A temporary file, removed when dropped unless it was renamed into place.
-struct TempFile {
-    /// Its path.
-    path: PathBuf,
-    /// Set once renamed: there is nothing left to remove.
-    keep: bool,
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
         }
     }
 }

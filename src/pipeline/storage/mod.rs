@@ -15,6 +15,7 @@
 
 pub mod gridfs;
 mod local;
+mod part_file;
 pub mod readback;
 pub mod s3;
 

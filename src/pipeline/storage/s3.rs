@@ -414,29 +414,14 @@ impl S3Storage {
             .await
             .map_err(|e| store_error("get", key, &e))?;
         let mut body = found.into_stream();
-        let mut temp = TempPath::beside(dest).await?;
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp.path)
-            .await
-            .map_err(|e| StorageError::io("create", &temp.path, e))?;
+        let (part, mut file) = super::part_file::PartFile::beside(dest).await?;
         let mut size = 0u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| store_error("read", key, &e))?;
             size += chunk.len() as u64;
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| StorageError::io("write", &temp.path, e))?;
+            part.write(&mut file, &chunk).await?;
         }
-        file.flush()
-            .await
-            .map_err(|e| StorageError::io("flush", &temp.path, e))?;
-        drop(file);
-        tokio::fs::rename(&temp.path, dest)
-            .await
-            .map_err(|e| StorageError::io("rename", dest, e))?;
-        temp.keep = true;
+        part.persist(file, dest).await?;
         Ok(size)
     }
 
@@ -720,36 +705,6 @@ impl RawWriter for S3Writer {
         self.spill_file = None;
         self.spool = None;
         Box::pin(std::future::ready(Ok(())))
-    }
-}
-
-/// A temporary file next to a destination, removed when dropped unless renamed into place.
-struct TempPath {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl TempPath {
-    async fn beside(dest: &FsPath) -> Result<TempPath, StorageError> {
-        let dir = match dest.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| StorageError::io("create", &dir, e))?;
-        Ok(TempPath {
-            path: dir.join(format!(".part-{}", uuid::Uuid::new_v4().simple())),
-            keep: false,
-        })
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
-        }
     }
 }
 
