@@ -325,6 +325,7 @@ impl FetchHandler {
         tracing::info!("connecting to {mongo_label}");
         crate::startup::wait_for(
             &mongo_label,
+            crate::startup::Backoff::SLOW,
             || importer.ensure_indexes(),
             |e: &ImportError| match e {
                 ImportError::Mongo { source, .. } => crate::startup::describe_mongo(source),
@@ -335,7 +336,7 @@ impl FetchHandler {
             },
         )
         .await
-        .map_err(SetupError::Mongo)?;
+        .map_err(|(_, why)| SetupError::Mongo(format!("{mongo_label}: {why}")))?;
         // Reads go through every provider a file record may name, so a reprocess finds days
         // stored under an earlier STORAGE too.
         let gridfs = crate::pipeline::storage::GridFsStorage::new(db.clone(), None);

@@ -873,34 +873,27 @@ impl RedisConn {
             )),
         })?;
         let con = RedisConn::lazy(connector);
-        let mut wait = START_BACKOFF;
-        let mut attempt = 1u32;
-        loop {
-            match con.ping().await {
-                Ok(()) => {
-                    if attempt > 1 {
-                        tracing::info!(redis = %target.redacted(), what, attempt, "Redis reached");
-                    }
-                    return Ok(con);
+        let label = crate::startup::server_label("Redis", &target.redacted(), what);
+        let backoff = crate::startup::Backoff {
+            first: START_BACKOFF,
+            max: START_MAX_BACKOFF,
+        };
+        crate::startup::wait_for(
+            &label,
+            backoff,
+            || con.ping(),
+            |e: &RedisError| {
+                let cause = once(&e.to_string()).to_string();
+                if is_fatal_at_start(e) {
+                    crate::startup::Problem::Permanent(cause)
+                } else {
+                    crate::startup::Problem::Transient(cause)
                 }
-                Err(e) if is_fatal_at_start(&e) => return Err(e),
-                Err(e) => {
-                    let label = crate::startup::server_label("Redis", &target.redacted(), what);
-                    tracing::warn!(
-                        redis = %target.redacted(),
-                        setting = what,
-                        attempt,
-                        retry_in_ms = wait.as_millis() as u64,
-                        "{label} is not reachable: {}; waiting for Redis, trying again in {} ms",
-                        once(&e.to_string()),
-                        wait.as_millis()
-                    );
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(START_MAX_BACKOFF);
-                    attempt += 1;
-                }
-            }
-        }
+            },
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+        Ok(con)
     }
 
     /// The connector, for connections of their own (the blocking marker wait).

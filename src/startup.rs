@@ -5,7 +5,7 @@
 //! setting, the address (without credentials) and what went wrong, for example
 //!
 //! `MongoDB at mongodb://127.0.0.1:27017/biggs (MONGO_URI) is not reachable: connection
-//! refused; trying again in 2 s`
+//! refused; trying again in 2 s (waiting for MongoDB)`
 //!
 //! A problem that waiting cannot mend (bad credentials, a malformed connection string) ends
 //! the start at once with a message that says what to check.
@@ -66,38 +66,66 @@ fn network_cause(text: &str) -> String {
     cause.to_string()
 }
 
-/// Runs `attempt` until it succeeds, pausing 1, 2, 4 … 30 s between tries and logging each
-/// failure with `what` (for example `MongoDB at mongodb://h:27017/db (MONGO_URI)`). Returns
-/// the first permanent problem as a message that names `what`.
+/// How often to try: the first pause, doubled after each failed try up to the longest.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// The pause after the first failed try.
+    pub first: Duration,
+    /// The longest pause.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// 1, 2, 4 … 30 s: for a server that takes its time to come up (MongoDB).
+    pub const SLOW: Backoff = Backoff {
+        first: Duration::from_secs(1),
+        max: MAX_PAUSE,
+    };
+}
+
+/// Runs `attempt` until it succeeds, pausing as `backoff` says between tries and logging each
+/// failure as one line: `<what> is not reachable: <reason>; trying again in <pause> (waiting
+/// for <server>)`, where `what` is a [`server_label`] and `server` its first word.
 ///
 /// # Errors
 ///
-/// The message of a [`Problem::Permanent`].
+/// The first error that `describe` calls [`Problem::Permanent`], with that description.
 pub async fn wait_for<T, E, F, Fut>(
     what: &str,
+    backoff: Backoff,
     mut attempt: F,
     describe: impl Fn(&E) -> Problem,
-) -> Result<T, String>
+) -> Result<T, (E, String)>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut pause = Duration::from_secs(1);
+    let server = what.split(' ').next().unwrap_or(what);
+    let mut pause = backoff.first;
     loop {
         match attempt().await {
             Ok(value) => return Ok(value),
             Err(err) => match describe(&err) {
-                Problem::Permanent(reason) => return Err(format!("{what}: {reason}")),
+                Problem::Permanent(reason) => return Err((err, reason)),
                 Problem::Transient(reason) => {
                     tracing::warn!(
-                        "{what} is not reachable: {reason}; trying again in {} s",
-                        pause.as_secs()
+                        "{what} is not reachable: {reason}; trying again in {} (waiting for {server})",
+                        shown(pause)
                     );
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(MAX_PAUSE);
+                    pause = (pause * 2).min(backoff.max);
                 }
             },
         }
+    }
+}
+
+/// A pause as people say it: `400 ms`, `2 s`.
+fn shown(pause: Duration) -> String {
+    if pause.subsec_millis() == 0 {
+        format!("{} s", pause.as_secs())
+    } else {
+        format!("{} ms", pause.as_millis())
     }
 }
 
@@ -125,6 +153,7 @@ mod tests {
         let mut tries = 0;
         let got = wait_for(
             "X at y (Z)",
+            Backoff::SLOW,
             || {
                 tries += 1;
                 let n = tries;
@@ -135,12 +164,18 @@ mod tests {
         .await;
         assert_eq!(got, Ok(3));
 
-        let got: Result<(), String> = wait_for(
+        let got: Result<(), _> = wait_for(
             "X at y (Z)",
+            Backoff::SLOW,
             || async { Err("bad password") },
-            |e: &&str| Problem::Permanent(e.to_string()),
+            |e: &&str| Problem::Permanent(format!("refused: {e}")),
         )
         .await;
-        assert_eq!(got, Err("X at y (Z): bad password".to_string()));
+        assert_eq!(
+            got,
+            Err(("bad password", "refused: bad password".to_string()))
+        );
+        assert_eq!(shown(Duration::from_millis(400)), "400 ms");
+        assert_eq!(shown(Duration::from_secs(2)), "2 s");
     }
 }
