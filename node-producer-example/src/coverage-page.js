@@ -93,8 +93,9 @@ const SCRIPT = `
       });
     });
   });
-  // While jobs are pending or running, the page refreshes itself.
-  if (page.dataset.pending !== '0') setTimeout(function () { location.reload(); }, 5000);
+  // While jobs are pending or running, the page refreshes itself (?refresh=0 stops it).
+  var every = Number(page.dataset.refresh);
+  if (page.dataset.pending !== '0' && every > 0) setTimeout(function () { location.reload(); }, every * 1000);
 })();
 `;
 
@@ -127,18 +128,21 @@ function cellTitle(row, cell) {
  * The page. `data` is coverage()'s answer plus `start`, `end` (the range shown) and `nonce`
  * (the CSP nonce of this response).
  */
-function renderPage({ days, rows, totals, start, end, nonce }) {
+function renderPage({ days, rows, totals, start, end, refresh = 5, nonce }) {
   const span = days.length;
-  const prev = `coverage?start=${shift(start, -span)}&end=${shift(end, -span)}`;
-  const next = `coverage?start=${shift(start, span)}&end=${shift(end, span)}`;
+  const keep = refresh === 5 ? '' : `&refresh=${refresh}`;
+  const prev = `coverage?start=${shift(start, -span)}&end=${shift(end, -span)}${keep}`;
+  const next = `coverage?start=${shift(start, span)}&end=${shift(end, span)}${keep}`;
   const pending = totals.running + totals.queued;
   const enqueueable = rows.reduce((n, row) => n + row.enqueueable, 0);
   const out = [header({ title: 'Coverage', nonce, start, end })];
-  out.push(`<div id="coverage" data-start="${esc(start)}" data-end="${esc(end)}" data-enqueue="coverage/enqueue" data-pending="${pending}">`);
+  out.push(`<div id="coverage" data-start="${esc(start)}" data-end="${esc(end)}" data-enqueue="coverage/enqueue" data-pending="${pending}" data-refresh="${refresh}">`);
   out.push(`<p class="totals">${esc(start)} to ${esc(end)} (${span} days), ${rows.length} rows · `
     + `${totals.done} done, ${totals.missing} missing, ${totals.failed} failed, ${totals.running} running, `
     + `${totals.queued} queued${totals.future ? `, ${totals.future} future` : ''}; ${totals.monitor} with monitor entries · `
-    + `<a href="${esc(prev)}">◀ earlier</a> <a href="${esc(next)}">later ▶</a></p>`);
+    + `<a href="${esc(prev)}">◀ earlier</a> <a href="${esc(next)}">later ▶</a>`
+    + (pending && refresh ? ` · refreshing every ${refresh} s while jobs are pending (<a href="${esc(`coverage?start=${start}&end=${end}&refresh=0`)}">stop</a>)` : '')
+    + '</p>');
   out.push('<div class="legend">');
   for (const [state, label, meaning] of STATES) {
     out.push(`<span title="${esc(meaning)}"><i class="swatch s-${state}"></i>${esc(label)}</span>`);

@@ -10,7 +10,8 @@
 // (src/missing.js); the enqueue buttons post those days through enqueueDays, POST /missing's
 // own path (job id `day.<branch>.<pos>.<date>`, pending days skipped).
 //
-//   GET  /coverage[?start=YYYY-MM-DD&end=YYYY-MM-DD]   the page (default: the last 14 days)
+//   GET  /coverage[?start=YYYY-MM-DD&end=YYYY-MM-DD][&refresh=S]   the page (default: the last 14
+//                                                      days; reloads every S s (5) while jobs are pending)
 //   POST /coverage/enqueue {start, end[, branch, pos]} enqueue the missing days of a row, or
 //                                                      of every row, in the range
 
@@ -24,6 +25,8 @@ const { renderPage, renderError } = require('./coverage-page');
 
 /** The range shown without query parameters: this many days, ending today (UTC). */
 const DEFAULT_DAYS = 14;
+/** Seconds between the page's own reloads while a job of the range is pending or running. */
+const DEFAULT_REFRESH = 5;
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** The most documents read from one collection for one page (a runaway collection stays bounded). */
 const MAX_DOCS = 100000;
@@ -48,14 +51,27 @@ function rangeOf(query, { now = Date.now(), maxDays } = {}) {
   return parseRange(start, end, maxDays === undefined ? {} : { maxDays });
 }
 
+/**
+ * `?refresh=N`: the seconds between the page's own reloads while jobs are pending (0: never),
+ * DEFAULT_REFRESH when absent or not a number of seconds up to an hour.
+ */
+function refreshOf(query) {
+  const value = typeof query.refresh === 'string' && /^\d{1,4}$/.test(query.refresh) ? Number(query.refresh) : DEFAULT_REFRESH;
+  return value <= 3600 ? value : DEFAULT_REFRESH;
+}
+
 /** The job id a cell's day is enqueued under; the same as POST /missing's (app.js dayJobId). */
 function cellJobId(branch, pos, day) {
   return `day.${branch}.${pos}.${day}`;
 }
 
-/** ms since the epoch, a Date or null → `YYYY-MM-DD HH:MM UTC`, or null. */
+/**
+ * ms since the epoch, a Date, or a `YYYY-MM-DD HH:MM…` text in UTC (how the MongoDB-wire
+ * server nx-27017 hands back a date set by `$set`) → `YYYY-MM-DD HH:MM UTC`, or null.
+ */
 function showTime(value) {
   if (value === null || value === undefined || value === '') return null;
+  if (typeof value === 'string' && /^\d{4}-\d\d-\d\d[ T]\d\d:\d\d/.test(value)) return `${value.slice(0, 16).replace('T', ' ')} UTC`;
   const date = value instanceof Date ? value : new Date(Number(value));
   if (Number.isNaN(date.getTime())) return null;
   return `${date.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
@@ -274,7 +290,9 @@ function mountCoverage(app, {
     } catch (err) {
       throw mongoError(err);
     }
-    res.type('html').send(renderPage({ ...data, start: range.days[0], end: range.days[range.days.length - 1], nonce }));
+    res.type('html').send(renderPage({
+      ...data, start: range.days[0], end: range.days[range.days.length - 1], refresh: refreshOf(req.query), nonce,
+    }));
   });
 
   app.post('/coverage/enqueue', guard, posts, express.json({ limit: '16kb' }), async (req, res) => {
@@ -324,4 +342,4 @@ function mountCoverage(app, {
   });
 }
 
-module.exports = { DEFAULT_DAYS, coverage, rangeOf, mountCoverage, describeCell };
+module.exports = { DEFAULT_DAYS, DEFAULT_REFRESH, coverage, rangeOf, refreshOf, mountCoverage, describeCell };

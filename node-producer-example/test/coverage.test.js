@@ -217,7 +217,12 @@ describe(`coverage page (bullmq ${version}, mongo=${process.env.MONGO_URI ? 'MON
     // The buttons count what they would enqueue: missing or failed days with no job pending.
     assert.deepEqual(Object.fromEntries(buttons), { 'BMC|1': 1, 'BMC|2': 3, 'BIA|1': 1, 'BIA|2': 2 });
     assert.match(html, /data-enqueue="range" data-count="7"/);
-    assert.match(html, /data-pending="3"/, 'three cells pending: the page refreshes itself');
+    assert.match(html, /data-pending="3" data-refresh="5"/, 'three cells pending: the page refreshes itself every 5 s');
+    assert.match(html, /refreshing every 5 s while jobs are pending \(<a href="coverage\?start=2026-02-08&amp;end=2026-02-10&amp;refresh=0">stop<\/a>\)/);
+    const still = (await request('GET', `/coverage${RANGE}&refresh=0`)).body;
+    assert.match(still, /data-pending="3" data-refresh="0"/);
+    assert.doesNotMatch(still, /refreshing every/);
+    assert.match((await request('GET', `/coverage${RANGE}&refresh=soon`)).body, /data-refresh="5"/, 'a bad refresh is the default');
   });
 
   it('enqueues the missing days of a row, then of the range, with POST /missing\'s ids and dedup', async (t) => {
