@@ -15,6 +15,7 @@
 //   POST /coverage/enqueue {start, end[, branch, pos]} enqueue the missing days of a row, or
 //                                                      of every row, in the range
 
+const crypto = require('node:crypto');
 const express = require('express');
 const {
   BadRequest, POS_NUMBERS, dayKey, formatDay, importRecords, lastDay, missingShape, parseDay, parseRange,
@@ -90,12 +91,13 @@ function clip(text, max = 300) {
  * @returns {Promise<Map<string, string>>} job id → active | waiting | delayed | failed | completed
  */
 async function jobStates(queue, wanted) {
+  const entries = Object.entries(QUEUE_STATES);
+  const listed = await Promise.all(entries.map(([, types]) => queue.getRanges(types, 0, -1)));
   const states = new Map();
   // Earlier entries win: a job id listed in two states mid-move is shown in the busier one.
-  for (const [state, types] of Object.entries(QUEUE_STATES)) {
-    const ids = await queue.getRanges(types, 0, -1);
-    for (const id of ids) if (wanted.has(id) && !states.has(id)) states.set(id, state);
-  }
+  entries.forEach(([state], i) => {
+    for (const id of listed[i]) if (wanted.has(id) && !states.has(id)) states.set(id, state);
+  });
   return states;
 }
 
@@ -198,12 +200,15 @@ async function coverage({ queue, mongoDb, branches, days, now = Date.now() }) {
 }
 
 /** The lines shown on hover for one cell. */
-function describeCell({ state, record, jobState, job, jobId, files, monitor }) {
+function describeCell({ state, record, jobState: listedState, job, jobId, files, monitor }) {
+  let jobState = listedState;
   const lines = [];
   if (record && record.state === 'done') {
     const rows = Number.isFinite(Number(record.rows)) ? Number(record.rows) : '?';
     lines.push(`imported: ${rows} rows${showTime(record.finishedAt) ? `, finished ${showTime(record.finishedAt)}` : ''}`);
     if (record.job) lines.push(`imported by job ${clip(record.job, 120)}`);
+    // The job that imported the day, finished since: its line would say the same again.
+    if (record.job === jobId && jobState === 'completed') jobState = null;
   } else if (record && record.state === 'running') {
     lines.push(`an import began${showTime(record.startedAt) ? ` ${showTime(record.startedAt)}` : ''} and has not finished${record.job ? ` (job ${clip(record.job, 120)})` : ''}`);
   } else if (state !== 'future') {
@@ -269,7 +274,7 @@ function mountCoverage(app, {
   const rangeOptions = maxRangeDays === undefined ? {} : { maxDays: maxRangeDays };
 
   app.get('/coverage', guard, async (req, res) => {
-    const nonce = require('node:crypto').randomBytes(16).toString('base64');
+    const nonce = crypto.randomBytes(16).toString('base64');
     res.set('Content-Security-Policy', [
       "default-src 'none'", `style-src 'nonce-${nonce}'`, `script-src 'nonce-${nonce}'`, "connect-src 'self'",
       "form-action 'self'", "frame-ancestors 'none'", "base-uri 'none'",

@@ -213,7 +213,8 @@ describe(`coverage page in a browser (worker=${s.WORKER}, bullmq ${version})`, {
       const detail = await page.locator('#detail').textContent();
       assert.match(detail, new RegExp(`BMC POS 1 · ${day}: done`));
       assert.ok(detail.includes(`imported: ${rows} rows, finished `), detail);
-      assert.ok(detail.includes(`imported by job day.BMC.1.${day}`), detail);
+      assert.ok(detail.includes(`imported by job day.BMC.1.${day}\n`), detail);
+      assert.doesNotMatch(detail, /last job/, 'the importing job is named once');
       assert.match(detail, /files: \d+ \(\d+ parsed\)/);
     }
     // A day without exports stays missing, and says its job found no files.
