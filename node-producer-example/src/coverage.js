@@ -16,6 +16,8 @@
 //                                                      of every row, in the range
 
 const crypto = require('node:crypto');
+const { promisify } = require('node:util');
+const zlib = require('node:zlib');
 const express = require('express');
 const {
   BadRequest, POS_NUMBERS, dayKey, formatDay, importRecords, lastDay, missingShape, parseDay, parseRange,
@@ -29,6 +31,9 @@ const DEFAULT_DAYS = 14;
 /** Seconds between the page's own reloads while a job of the range is pending or running. */
 const DEFAULT_REFRESH = 5;
 const DAY_MS = 24 * 60 * 60 * 1000;
+/** Pages larger than this (bytes) are sent gzipped to clients that accept it. */
+const GZIP_FROM = 16 * 1024;
+const gzip = promisify(zlib.gzip);
 /** The most documents read from one collection for one page (a runaway collection stays bounded). */
 const MAX_DOCS = 100000;
 
@@ -295,9 +300,19 @@ function mountCoverage(app, {
     } catch (err) {
       throw mongoError(err);
     }
-    res.type('html').send(renderPage({
+    const html = renderPage({
       ...data, start: range.days[0], end: range.days[range.days.length - 1], refresh: refreshOf(req.query), nonce,
-    }));
+    });
+    res.type('html');
+    // A year of 28 branches is 20,000 cells and about 5 MB of HTML, but repetitive: gzip (in
+    // Node, no middleware) makes it a few hundred KB.
+    res.vary('Accept-Encoding');
+    if (html.length > GZIP_FROM && req.acceptsEncodings('gzip', 'identity') === 'gzip') {
+      res.set('Content-Encoding', 'gzip');
+      res.send(await gzip(html));
+      return;
+    }
+    res.send(html);
   });
 
   app.post('/coverage/enqueue', guard, posts, express.json({ limit: '16kb' }), async (req, res) => {

@@ -15,6 +15,7 @@ const { version } = require('../src/bullmq');
 const { connectionOptions } = require('../src/queue');
 const { createApp } = require('../src/app');
 const { silent } = require('../src/log');
+const { LEGACY_BRANCHES } = require('../src/branches');
 
 const redis = s.useRedis();
 const mongo = s.useMongo();
@@ -289,6 +290,44 @@ describe(`coverage page (bullmq ${version}, mongo=${process.env.MONGO_URI ? 'MON
     const wide = await request('GET', '/coverage?start=2024-01-01&end=2026-01-01');
     assert.equal(wide.status, 400);
     assert.match(wide.body, /at most 366/);
+  });
+
+  it('reads each collection once (imports per 5,000 days) for a year of 28 branches, and sends it gzipped', async (t) => {
+    const h = await s.setup(t, redis);
+    const db = client.db(mongo.server.uniqueDbName('coverage'));
+    t.after(() => db.dropDatabase().catch(() => {}));
+    await seedMongo(db);
+    // Counts the queries the page sends, per collection.
+    const finds = {};
+    const counting = {
+      collection(name) {
+        return new Proxy(db.collection(name), {
+          get(target, prop) {
+            if (prop === 'find') {
+              return (...args) => {
+                finds[name] = (finds[name] || 0) + 1;
+                return target.find(...args);
+              };
+            }
+            const value = target[prop];
+            return typeof value === 'function' ? value.bind(target) : value;
+          },
+        });
+      },
+      command: (...args) => db.command(...args),
+    };
+    const branches = [...new Set(['BMC', 'BIA', ...LEGACY_BRANCHES])];
+    const app = createApp({ queue: h.queue, mongoDb: counting, branches, boardAuth: AUTH, log: silent, apiToken: null });
+    const request = await serve(t, app);
+    const res = await request('GET', '/coverage?start=2026-01-01&end=2026-12-31&refresh=0', { headers: { 'accept-encoding': 'gzip' } });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-encoding'), 'gzip');
+    const { cells } = parsePage(res.body);
+    assert.equal(cells.size, branches.length * 2 * 365);
+    assert.equal(cells.get('BMC|1|2026-02-08').state, 'done');
+    assert.equal(cells.get('BIA|2|2026-02-10').monitor, true);
+    // 20,440 days: imports in ceil(20,440 / 5,000) = 5 chunks; the others once.
+    assert.deepEqual(finds, { imports: 5, filerecords: 1, monitorentries: 1 });
   });
 
   it('is behind the board\'s basic auth, refuses cross-site and form posts, and is off without credentials', async (t) => {
