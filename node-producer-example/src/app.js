@@ -23,7 +23,9 @@ const { DEFAULT_JOB_OPTIONS, RETENTION } = require('./queue');
 const { bearerAuth, RateLimiter, rateLimit } = require('./guard');
 const { BOARD_PATH, basicAuth, mountBoard } = require('./board');
 const { mountCoverage } = require('./coverage');
-const { BadRequest, jobsFromBody, parseRange, presentDays, missingShape } = require('./missing');
+const {
+  BadRequest, dayJobId, jobsFromBody, parseRange, presentDays, missingShape,
+} = require('./missing');
 const { log: defaultLog } = require('./log');
 
 const JOB_NAME = 'fetch-job';
@@ -41,11 +43,6 @@ const PENDING_STATES = Object.freeze({
   delayed: 'delayed (waiting for a retry)',
   active: 'running',
 });
-
-/** The job id of one POS day: stable, so the same day is never queued twice. */
-function dayJobId({ branch, pos, date }) {
-  return `day.${branch}.${pos}.${date}`;
-}
 
 /**
  * The job id of one reprocess of a POS day, requested at `ms`. Not the day's fetch id: a

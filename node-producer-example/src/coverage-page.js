@@ -63,6 +63,10 @@ const SCRIPT = `
   var page = document.getElementById('coverage');
   var status = document.getElementById('status');
   var detail = document.getElementById('detail');
+  // What the last click did, kept across the reload that follows it.
+  var store = { get: function () { try { return sessionStorage.getItem('coverage-status'); } catch (e) { return null; } },
+    set: function (v) { try { if (v === null) sessionStorage.removeItem('coverage-status'); else sessionStorage.setItem('coverage-status', v); } catch (e) { /* none */ } } };
+  if (store.get()) { status.textContent = store.get(); store.set(null); }
   function show(cell) {
     detail.textContent = cell.getAttribute('title');
   }
@@ -84,7 +88,9 @@ const SCRIPT = `
       }).then(function (r) {
         if (!r.ok) throw new Error(r.answer.error || 'request failed');
         var skipped = r.answer.skipped.length;
-        status.textContent = 'enqueued ' + r.answer.count + ' day(s)' + (skipped ? ', ' + skipped + ' already pending' : '') + '; refreshing…';
+        var said = 'enqueued ' + r.answer.count + ' day(s)' + (skipped ? ', ' + skipped + ' already pending' : '');
+        status.textContent = said + '; refreshing…';
+        store.set(said);
         setTimeout(function () { location.reload(); }, 1000);
       }).catch(function (err) {
         status.textContent = 'could not enqueue: ' + err.message;

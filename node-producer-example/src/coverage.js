@@ -20,7 +20,7 @@ const { promisify } = require('node:util');
 const zlib = require('node:zlib');
 const express = require('express');
 const {
-  BadRequest, POS_NUMBERS, dayKey, formatDay, importRecords, lastDay, missingShape, parseDay, parseRange,
+  BadRequest, POS_NUMBERS, dayJobId, dayKey, formatDay, importRecords, lastDay, missingShape, parseDay, parseRange,
   presentDays, presentFrom, isImported, jobsFromBody,
 } = require('./missing');
 const { major } = require('./bullmq');
@@ -64,11 +64,6 @@ function rangeOf(query, { now = Date.now(), maxDays } = {}) {
 function refreshOf(query) {
   const value = typeof query.refresh === 'string' && /^\d{1,4}$/.test(query.refresh) ? Number(query.refresh) : DEFAULT_REFRESH;
   return value <= 3600 ? value : DEFAULT_REFRESH;
-}
-
-/** The job id a cell's day is enqueued under; the same as POST /missing's (app.js dayJobId). */
-function cellJobId(branch, pos, day) {
-  return `day.${branch}.${pos}.${day}`;
 }
 
 /**
@@ -157,7 +152,7 @@ async function coverage({ queue, mongoDb, branches, days, now = Date.now() }) {
 
   const wanted = new Map();
   for (const branch of branches) {
-    for (const pos of POS_NUMBERS) for (const day of days) wanted.set(cellJobId(branch, pos, day), dayKey(branch, pos, day));
+    for (const pos of POS_NUMBERS) for (const day of days) wanted.set(dayJobId({ branch, pos, date: day }), dayKey(branch, pos, day));
   }
   const states = await jobStates(queue, wanted);
   // Job details only where they tell something the imports record does not: pending, running,
@@ -178,7 +173,7 @@ async function coverage({ queue, mongoDb, branches, days, now = Date.now() }) {
       let enqueueable = 0;
       for (const day of days) {
         const key = dayKey(branch, pos, day);
-        const jobId = cellJobId(branch, pos, day);
+        const jobId = dayJobId({ branch, pos, date: day });
         const record = records.get(key);
         const jobState = states.get(jobId);
         const job = jobs.get(jobId);

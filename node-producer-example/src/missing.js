@@ -166,6 +166,14 @@ function dayKey(branch, pos, day) {
   return `${branch}|${pos}|${day}`;
 }
 
+/**
+ * The job id of one POS day: stable, so the same day is never queued twice (POST /missing,
+ * the coverage page's buttons, and the page's lookup of each day's job).
+ */
+function dayJobId({ branch, pos, date }) {
+  return `day.${branch}.${pos}.${date}`;
+}
+
 /** How many record ids one `$in` query names at most. */
 const IDS_PER_QUERY = 5000;
 
@@ -251,6 +259,7 @@ module.exports = {
   jobsFromBody,
   parseRange,
   dayKey,
+  dayJobId,
   isImported,
   importRecords,
   presentFrom,

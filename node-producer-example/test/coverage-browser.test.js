@@ -168,31 +168,52 @@ describe(`coverage page in a browser (worker=${s.WORKER}, bullmq ${version})`, {
       await context.close();
       fs.rmSync(userDataDir, { recursive: true, force: true });
     });
-    const page = await context.newPage();
     const pageErrors = [];
-    page.on('pageerror', (err) => pageErrors.push(err.message));
-    page.on('console', (msg) => msg.type() === 'error' && pageErrors.push(msg.text()));
+    const open = async () => {
+      const tab = await context.newPage();
+      tab.on('pageerror', (err) => pageErrors.push(err.message));
+      tab.on('console', (msg) => msg.type() === 'error' && pageErrors.push(msg.text()));
+      return tab;
+    };
+    let page = await open();
 
     const row = (branch, p) => `tr[data-branch="${branch}"][data-pos="${p}"]`;
     const rowStates = (branch, p) => page.$$eval(`${row(branch, p)} td.cell`, (cells) => Object.fromEntries(cells.map((c) => [c.dataset.day, c.dataset.state])));
 
-    await page.goto(live);
+    // Tab 1 holds still (refresh=0): the states before, the click, its answer and message.
+    await page.goto(still);
     assert.deepEqual(await rowStates('BMC', 1), {
       '2026-02-08': 'missing', '2026-02-09': 'missing', '2026-02-10': 'missing', '2026-02-11': 'missing', '2026-02-12': 'missing',
     });
     assert.deepEqual(Object.values(await rowStates('BIA', 1)), ['done', 'done', 'done', 'done', 'done']);
-
-    await page.click(`${row('BMC', 1)} button[data-enqueue="row"]`);
+    const [answer] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/coverage/enqueue')),
+      page.click(`${row('BMC', 1)} button[data-enqueue="row"]`),
+    ]);
+    assert.equal(answer.status(), 202);
+    assert.deepEqual((await answer.json()).jobIds, ['2026-02-08', ...SERVED, '2026-02-12'].map((d) => `day.BMC.1.${d}`));
+    // Shown at once, and again after the reload that follows.
     await page.getByText('enqueued 5 day(s)').waitFor({ timeout: 15000 });
 
-    // The page reloads itself while jobs are pending: the cells change with no action here (a
-    // read racing a reload throws, and is tried again).
+    // Tab 2 reloads itself every second while jobs are pending: the cells change with no
+    // action here (a read racing a reload throws, and is tried again).
+    await page.close();
+    page = await open();
+    let loads = 0;
+    page.on('load', () => (loads += 1));
+    await page.goto(live);
     let states;
     await h.waitUntil(async () => {
       states = await rowStates('BMC', 1);
       if (!SERVED.every((day) => states[day] === 'done')) return false;
       return (await h.counts()).completed === 5;
     }, { timeout: 60000, interval: 1000, message: 'BMC POS 1 days imported and shown done' });
+    // BMC POS 2's delayed day keeps a job pending: the tab went on reloading by itself.
+    await h.waitUntil(() => loads >= 3, { timeout: 15000, message: 'the page to reload itself' });
+
+    // Tab 3 holds still again, for the detail and the picture (tab 2 may be mid-reload).
+    await page.close();
+    page = await open();
     await page.goto(still);
     states = await rowStates('BMC', 1);
     assert.deepEqual(states, {
