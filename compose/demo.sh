@@ -130,6 +130,7 @@ print(f"file records: {db.filerecords.count_documents({})}, monitor entries: {db
 PY
 echo
 echo "Bull Board: http://127.0.0.1:$app_port/admin/queues  (user $BOARD_USER, password $BOARD_PASSWORD)"
+echo "Coverage calendar: http://127.0.0.1:$app_port/coverage?start=2026-02-03&end=2026-02-16  (same user and password)"
 echo "API token (Authorization: Bearer): $API_TOKEN"
 echo "Worker health and metrics: curl http://127.0.0.1:${metrics_ports[0]}/health/ready  (/health/live, /metrics; workers 2, 3 on :${metrics_ports[1]}, :${metrics_ports[2]})"
 # The workers log at warn level here: anything they said deserves a look.

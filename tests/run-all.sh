@@ -2,8 +2,9 @@
 # The whole test suite (what CI runs): formatting and lints; Rust unit and integration tests
 # against real redis-server, nx-27017 and the fake POS server; the short chaos run (bench/chaos.sh
 # --short: the whole stack under kills, restarts and outages); the Node BullMQ interop suite
-# against bullmq@5 and bullmq@6 with the Rust binary as the worker; the compose file and the
-# image's build command; then the demo end to end with a headless-Chromium check of Bull Board.
+# against bullmq@5 and bullmq@6 with the Rust binary as the worker (the coverage page's
+# headless-Chromium test among them); the compose file and the image's build command; then the
+# demo end to end with a headless-Chromium check of Bull Board.
 # Everything is built once, in release, with the image's own cargo command.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -59,7 +59,7 @@ if [ ! -d node-producer-example/node_modules ] || \
 fi
 
 if ! command -v chromium >/dev/null 2>&1; then
-  echo "setup: installing chromium (apt; the Bull Board browser check drives it headless)"
+  echo "setup: installing chromium (apt; the Bull Board and coverage browser checks drive it headless)"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null

@@ -11,16 +11,21 @@
 //                       job id `reprocess.<branch>.<pos>.<date>.<ms>`
 //   GET  /jobs/:id      a job's state, progress, attempts, result or failure, timestamps
 //   GET  /health        Redis PING and MongoDB ping (no token: for orchestrators)
+//   GET  /coverage      the coverage calendar (src/coverage.js), with POST /coverage/enqueue
+//                       behind its buttons; behind the board's basic auth
 //   /admin/queues       Bull Board behind basic auth (only when credentials are given)
 //
-// Every route but /health and the board needs `Authorization: Bearer <API_TOKEN>`; POST
+// Every route but /health, the board and the coverage page needs `Authorization: Bearer <API_TOKEN>`; POST
 // /missing and POST /reprocess are also rate limited per client (one shared budget).
 
 const express = require('express');
 const { DEFAULT_JOB_OPTIONS, RETENTION } = require('./queue');
 const { bearerAuth, RateLimiter, rateLimit } = require('./guard');
-const { BOARD_PATH, mountBoard } = require('./board');
-const { BadRequest, jobsFromBody, parseRange, presentDays, missingShape } = require('./missing');
+const { BOARD_PATH, basicAuth, mountBoard } = require('./board');
+const { mountCoverage } = require('./coverage');
+const {
+  BadRequest, dayJobId, jobsFromBody, parseRange, presentDays, missingShape,
+} = require('./missing');
 const { log: defaultLog } = require('./log');
 
 const JOB_NAME = 'fetch-job';
@@ -39,11 +44,6 @@ const PENDING_STATES = Object.freeze({
   active: 'running',
 });
 
-/** The job id of one POS day: stable, so the same day is never queued twice. */
-function dayJobId({ branch, pos, date }) {
-  return `day.${branch}.${pos}.${date}`;
-}
-
 /**
  * The job id of one reprocess of a POS day, requested at `ms`. Not the day's fetch id: a
  * fetch job of the day is kept after it finishes (retention) and would make `add` a no-op, and
@@ -53,6 +53,50 @@ function dayJobId({ branch, pos, date }) {
  */
 function reprocessJobId({ branch, pos, date }, ms) {
   return `reprocess.${branch}.${pos}.${date}.${ms}`;
+}
+
+/**
+ * Enqueues one `fetch-job` per POS day of `days` (`{branch, pos, date}`, validated by
+ * jobsFromBody) under the day's job id (dayJobId), so a day is never queued twice: a day whose
+ * job is pending or running is skipped with the reason; a finished one (kept for its retention
+ * period) is removed so the day can be fetched again. POST /missing and the coverage page's
+ * enqueue buttons both go through here.
+ *
+ * @returns {Promise<{jobIds: string[], skipped: object[]}>}
+ */
+async function enqueueDays(queue, days) {
+  const states = await Promise.all(days.map((data) => queue.getJobState(dayJobId(data))));
+  const skipped = [];
+  const fresh = [];
+  for (const [i, data] of days.entries()) {
+    const jobId = dayJobId(data);
+    const reason = PENDING_STATES[states[i]];
+    if (reason) {
+      skipped.push({ ...data, jobId, reason });
+      continue;
+    }
+    if (states[i] === 'completed' || states[i] === 'failed') {
+      const old = await queue.getJob(jobId);
+      // A job that moved on since (locked by a worker) is left alone and reported.
+      if (old && !(await old.remove().then(() => true, () => false))) {
+        skipped.push({ ...data, jobId, reason: 'running' });
+        continue;
+      }
+    }
+    fresh.push({ data, jobId });
+  }
+  const added = fresh.length === 0 ? [] : await queue.addBulk(fresh.map(({ data, jobId }) => ({
+    name: JOB_NAME,
+    data,
+    opts: {
+      jobId,
+      attempts: DEFAULT_JOB_OPTIONS.attempts,
+      backoff: { ...DEFAULT_JOB_OPTIONS.backoff },
+      removeOnComplete: { ...RETENTION.removeOnComplete },
+      removeOnFail: { ...RETENTION.removeOnFail },
+    },
+  })));
+  return { jobIds: added.map((job) => job.id), skipped };
 }
 
 /** A 503 answer: a store the request needs does not answer. */
@@ -165,40 +209,7 @@ function createApp({
       return;
     }
     await readyRedis(queue, healthTimeoutMs);
-    // A day whose job is pending or running is skipped; a finished one (kept for its retention
-    // period) is removed so the day can be fetched again.
-    const states = await Promise.all(jobs.map((data) => queue.getJobState(dayJobId(data))));
-    const skipped = [];
-    const fresh = [];
-    for (const [i, data] of jobs.entries()) {
-      const jobId = dayJobId(data);
-      const reason = PENDING_STATES[states[i]];
-      if (reason) {
-        skipped.push({ ...data, jobId, reason });
-        continue;
-      }
-      if (states[i] === 'completed' || states[i] === 'failed') {
-        const old = await queue.getJob(jobId);
-        // A job that moved on since (locked by a worker) is left alone and reported.
-        if (old && !(await old.remove().then(() => true, () => false))) {
-          skipped.push({ ...data, jobId, reason: 'running' });
-          continue;
-        }
-      }
-      fresh.push({ data, jobId });
-    }
-    const added = fresh.length === 0 ? [] : await queue.addBulk(fresh.map(({ data, jobId }) => ({
-      name: JOB_NAME,
-      data,
-      opts: {
-        jobId,
-        attempts: DEFAULT_JOB_OPTIONS.attempts,
-        backoff: { ...DEFAULT_JOB_OPTIONS.backoff },
-        removeOnComplete: { ...RETENTION.removeOnComplete },
-        removeOnFail: { ...RETENTION.removeOnFail },
-      },
-    })));
-    const jobIds = added.map((job) => job.id);
+    const { jobIds, skipped } = await enqueueDays(queue, jobs);
     log('info', 'enqueued missing POS days', { count: jobIds.length, skipped: skipped.length, first: jobIds[0], last: jobIds[jobIds.length - 1] });
     res.status(202).json({ jobIds, count: jobIds.length, skipped });
   });
@@ -275,8 +286,21 @@ function createApp({
     res.status(ok ? 200 : 503).json({ status: ok ? 'ok' : 'unavailable', redis, mongo });
   });
 
-  if (boardAuth) {
-    mountBoard(app, { queue, auth: boardAuth, throttle: boardThrottle });
+  // The operator's pages (the coverage calendar and Bull Board) share one basic-auth guard.
+  const pages = boardAuth ? basicAuth(boardAuth, boardThrottle) : null;
+  if (pages) {
+    mountCoverage(app, {
+      queue, mongoDb, branches: branchList, guard: pages, posts, log, maxJobs, maxRangeDays, mongoError,
+      ready: () => readyRedis(queue, healthTimeoutMs),
+      enqueue: (days) => enqueueDays(queue, days),
+    });
+  } else {
+    app.use('/coverage', (req, res) => {
+      res.status(404).json({ error: 'the coverage page is disabled: set BOARD_USER and BOARD_PASSWORD to enable it' });
+    });
+  }
+  if (pages) {
+    mountBoard(app, { queue, guard: pages });
   } else {
     app.use(BOARD_PATH, (req, res) => {
       res.status(404).json({ error: 'Bull Board is disabled: set BOARD_USER and BOARD_PASSWORD to enable it' });
@@ -321,4 +345,4 @@ function errorAnswer(err) {
   return { status, message: `internal error: ${err.message}` };
 }
 
-module.exports = { createApp, withTimeout, dayJobId, reprocessJobId, JOB_NAME, Unavailable };
+module.exports = { createApp, withTimeout, dayJobId, reprocessJobId, enqueueDays, JOB_NAME, Unavailable };

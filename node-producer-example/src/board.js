@@ -69,12 +69,12 @@ function basicAuth({ user, password }, { maxFailures = FAILED_LOGINS_MAX, window
 }
 
 /**
- * Mounts Bull Board for `queue` at BOARD_PATH behind basic auth.
+ * Mounts Bull Board for `queue` at BOARD_PATH behind basic auth: `guard` when given (the app
+ * shares one with the coverage page, so failed logins count once), else one made from `auth`.
  * @param {import('express').Express} app
- * @param {{queue: object, auth: {user: string, password: string}}} options
+ * @param {{queue: object, auth: {user: string, password: string}, guard?: Function}} options
  */
-function mountBoard(app, { queue, auth, throttle }) {
-  const guard = basicAuth(auth || {}, throttle);
+function mountBoard(app, { queue, auth, throttle, guard = basicAuth(auth || {}, throttle) }) {
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(BOARD_PATH);
   createBullBoard({

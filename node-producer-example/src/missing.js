@@ -166,31 +166,65 @@ function dayKey(branch, pos, day) {
   return `${branch}|${pos}|${day}`;
 }
 
+/**
+ * The job id of one POS day: stable, so the same day is never queued twice (POST /missing,
+ * the coverage page's buttons, and the page's lookup of each day's job).
+ */
+function dayJobId({ branch, pos, date }) {
+  return `day.${branch}.${pos}.${date}`;
+}
+
 /** How many record ids one `$in` query names at most. */
 const IDS_PER_QUERY = 5000;
 
 /**
- * The (branch, pos, day) keys whose import finished: the worker's `imports` record of the day
- * (`_id` `BRANCH|pos|YYYY-MM-DD`, the same shape as dayKey) says `state: "done"`.
- *
+ * Whether a day's `imports` record says its import finished: the one definition of "present".
  * Rows alone never make a day present: an import that crashed, was handed back or hit an
  * outage leaves some rows and its record `running`, and such a day must be reported missing
  * (and so enqueued again) until an import finishes it. A day being imported right now is
  * missing too; enqueueing it again is harmless (the duplicate job waits for the running one).
+ */
+function isImported(record) {
+  return Boolean(record) && record.state === 'done';
+}
+
+/**
+ * The worker's `imports` records of every branch × POS 1-2 × day of `days` that has one
+ * (`_id` `BRANCH|pos|YYYY-MM-DD`, the same shape as dayKey), by dayKey. One `find` with
+ * `_id: {$in: …}` per IDS_PER_QUERY days; `fields` picks what else is read besides `state`.
+ *
+ * @returns {Promise<Map<string, object>>}
+ */
+async function importRecords(collection, { branches, days }, { fields = [] } = {}) {
+  const ids = branches.flatMap((branch) => POS_NUMBERS.flatMap((pos) => days.map((day) => dayKey(branch, pos, day))));
+  const projection = { _id: 1, state: 1 };
+  for (const field of fields) projection[field] = 1;
+  const records = new Map();
+  for (let i = 0; i < ids.length; i += IDS_PER_QUERY) {
+    const chunk = ids.slice(i, i + IDS_PER_QUERY);
+    const cursor = collection.find({ _id: { $in: chunk } }, { projection, maxTimeMS: 60000 });
+    for await (const record of cursor) {
+      if (typeof record._id === 'string') records.set(record._id, record);
+    }
+  }
+  return records;
+}
+
+/** The keys of `records` (importRecords) whose import finished ([`isImported`]). */
+function presentFrom(records) {
+  const present = new Set();
+  for (const [key, record] of records) if (isImported(record)) present.add(key);
+  return present;
+}
+
+/**
+ * The (branch, pos, day) keys whose import finished: the worker's `imports` record of the day
+ * says `state: "done"` ([`isImported`]).
  *
  * @returns {Promise<Set<string>>} dayKey(branch, pos, 'YYYY-MM-DD') of the days present
  */
 async function presentDays(collection, { branches, days }) {
-  const ids = branches.flatMap((branch) => POS_NUMBERS.flatMap((pos) => days.map((day) => dayKey(branch, pos, day))));
-  const present = new Set();
-  for (let i = 0; i < ids.length; i += IDS_PER_QUERY) {
-    const chunk = ids.slice(i, i + IDS_PER_QUERY);
-    const cursor = collection.find({ _id: { $in: chunk }, state: 'done' }, { projection: { _id: 1 }, maxTimeMS: 60000 });
-    for await (const { _id: key } of cursor) {
-      if (typeof key === 'string') present.add(key);
-    }
-  }
-  return present;
+  return presentFrom(await importRecords(collection, { branches, days }));
 }
 
 /**
@@ -225,6 +259,10 @@ module.exports = {
   jobsFromBody,
   parseRange,
   dayKey,
+  dayJobId,
+  isImported,
+  importRecords,
+  presentFrom,
   presentDays,
   missingShape,
 };

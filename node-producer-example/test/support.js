@@ -401,6 +401,8 @@ let workerSeq = 0;
 /**
  * Spawns a worker on a queue: the Rust binary, or the Node reference worker when
  * `kind` (default: env WORKER) is 'node'. Both get the same command line and environment.
+ * `processor: null` runs the Rust worker's POS pipeline (no test processor; the Node
+ * reference worker has none).
  */
 function startWorker({ redis, queueName, processor = 'noop', kind = WORKER, name, env = {}, args = [] }) {
   const workerName = name || `${kind}-${++workerSeq}`;
@@ -414,7 +416,7 @@ function startWorker({ redis, queueName, processor = 'noop', kind = WORKER, name
     WORKER_NAME: workerName,
     ...env,
   };
-  const argv = ['run', '--processor', processor, ...args];
+  const argv = ['run', ...(processor === null ? [] : ['--processor', processor]), ...args];
   let command;
   let commandArgs;
   if (kind === 'node') {
