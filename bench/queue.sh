@@ -10,6 +10,15 @@
 #     ours      fetch-worker run --processor noop --until-drained, with REDIS_JOB_URL
 #               (db 1), QUEUE_NAME, BULL_PREFIX=bull, JOB_CONCURRENCY=C, and REDIS_CACHE_URL
 #               on the same Redis (db 0): whatever it writes there counts in its µs/job
+#   and the floor (issue 12), the least Redis work that makes each job look the same to
+#   Node's Queue, QueueEvents and Bull Board, with no worker around it:
+#     floor     one script call per job (finish + claim the next, as fetch-next does)
+#     floor2    two script calls per job (a claim script, then a finish script)
+#     floor16   one script call per batch of 16 jobs (finish 16 + claim the next 16)
+#     floor64   the same with batches of 64
+#               all bench/peers/node/floor.js, whose header lists every Redis call it keeps
+#               or drops and why; a batch variant runs only where C >= its batch (C/B
+#               slots of B jobs). The report gives each peer's µs/job as a ratio to them.
 #   at each concurrency of CONCURRENCY (default "1 16 64"), one run each (RUNS=R: R rounds,
 #   interleaved, and the summary shows medians; the figures on a 2-core machine vary by
 #   ±30% from run to run in jobs/s, much less in µs/job).
@@ -38,6 +47,11 @@
 #                    / N. It covers everything Redis did during the drain, the watcher's
 #                    polls included: ~25 µs of Redis CPU each (a round trip to an idle
 #                    Redis, measured here), a few dozen per drain: < 0.1 µs/job.
+#   - Redis's own accounting per command: CONFIG RESETSTAT just before the drainer starts,
+#     INFO commandstats once the queue is empty (so it also holds the drainer's start-up and
+#     the watcher's polls, a few hundred calls in all: < 0.05 calls/job). Redis 7 counts the
+#     commands a script runs under their own names as well as in EVALSHA, whose µs include
+#     them. Reported per run (first round) as command -> calls/job, µs/job, µs/call.
 #   - `busy` is Redis CPU time over drain time: near 100% means Redis was the bottleneck,
 #     and then jobs/s can only grow by spending fewer µs of Redis per job.
 #   - The node and official peers also print their own view (Worker.run to the N-th
@@ -59,9 +73,10 @@
 #
 # USAGE
 #   bench/queue.sh
-#   N=20000 CONCURRENCY="1 16 64" PEERS="node official ours" bench/queue.sh
+#   N=20000 CONCURRENCY="1 16 64" PEERS="node official ours floor floor16" bench/queue.sh
 #   FETCH_WORKER_BIN=/path/to/fetch-worker bench/queue.sh
-#   Settings (env): N (20000), CONCURRENCY ("1 16 64"), RUNS (1), PEERS ("node official ours"),
+#   Settings (env): N (20000), CONCURRENCY ("1 16 64"), RUNS (1),
+#   PEERS ("node official ours floor floor2 floor16 floor64"),
 #   FETCH_WORKER_BIN, QUEUE_NAME (bench), DRAIN_TIMEOUT_S (600), POLL_MS (1),
 #   REDIS_SERVER (redis-server), NO_BUILD (unset).
 #   Output: a table on stdout, also written to bench/out/queue-<UTC timestamp>.txt.
@@ -77,7 +92,7 @@ OFFICIAL_BIN="$OFFICIAL_DIR/target/release/official-rs-drain"
 
 N=${N:-20000}
 CONCURRENCY=${CONCURRENCY:-"1 16 64"}
-PEERS=${PEERS:-"node official ours"}
+PEERS=${PEERS:-"node official ours floor floor2 floor16 floor64"}
 RUNS=${RUNS:-1}
 QUEUE_NAME=${QUEUE_NAME:-bench}
 BULL_PREFIX=bull
@@ -98,7 +113,9 @@ for c in $CONCURRENCY; do
   [[ "$c" =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must list positive integers, got '$c'"
 done
 for p in $PEERS; do
-  case "$p" in node | official | ours) ;; *) die "unknown peer '$p' in PEERS (node, official, ours)" ;; esac
+  case "$p" in node | official | ours | floor | floor2 | floor16 | floor64) ;;
+    *) die "unknown peer '$p' in PEERS (node, official, ours, floor, floor2, floor16, floor64)" ;;
+  esac
 done
 has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
 
@@ -179,6 +196,103 @@ rcli() { redis-cli -p "$PORT" "$@"; }
 REDIS_VERSION=$(rcli INFO server | tr -d '\r' | sed -n 's/^redis_version://p')
 REDIS_URL="redis://127.0.0.1:$PORT/$REDIS_DB"
 
+# ---------------------------------------------------------------- the floor and Redis's own accounting (issue 12)
+
+# floor_batch PEER: jobs per script call of a floor variant ("" for the other peers).
+floor_batch() {
+  case "$1" in floor | floor2) echo 1 ;; floor16) echo 16 ;; floor64) echo 64 ;; *) echo "" ;; esac
+}
+
+# floor_applies PEER C: false for a batch variant whose batch is larger than C (C jobs in
+# flight cannot make a batch of more than C; it would repeat a smaller batch's run).
+floor_applies() {
+  local b
+  b=$(floor_batch "$1")
+  [[ -z "$b" ]] || ((b <= $2))
+}
+
+# floor_env PEER: the floor.js settings of a floor variant, as env assignments.
+floor_env() {
+  echo "FLOOR_BATCH=$(floor_batch "$1") FLOOR_SPLIT=$([[ "$1" == floor2 ]] && echo 1 || echo 0)"
+}
+
+declare -A CMDSTATS # [peer,c] -> INFO commandstats of the first round's drain
+
+# stats_reset: zero Redis's per-command counters just before a drainer starts.
+stats_reset() { rcli CONFIG RESETSTAT >/dev/null; }
+
+# stats_save FILE PEER C RUN: INFO commandstats once the queue is empty; kept for the report
+# (first round only).
+stats_save() {
+  rcli INFO commandstats | tr -d '\r' >"$1"
+  ((${4} == 1)) && CMDSTATS[$2,$3]=$1
+  return 0
+}
+
+# cmdstats_table FILE N: command -> calls/job, µs/job, µs/call, the most expensive first;
+# commands below 0.001 calls/job and 0.01 µs/job are summed into one line.
+cmdstats_table() {
+  awk -F'[:,=]' -v n="$2" '
+    /^cmdstat_/ {
+      name = substr($1, 9); calls = $3; usec = $5
+      if (calls / n < 0.001 && usec / n < 0.01) { oc += calls; ou += usec; on++; next }
+      rows[name] = usec; c[name] = calls
+    }
+    END {
+      printf "    %-22s %10s %9s %9s\n", "command", "calls/job", "µs/job", "µs/call"
+      while (length(rows) > 0) {
+        best = ""; for (k in rows) if (best == "" || rows[k] > rows[best]) best = k
+        note = (best == "evalsha" || best == "eval") ? "  (the whole script call: includes the commands it runs, listed too)" : ""
+        printf "    %-22s %10.3f %9.2f %9.2f%s\n", best, c[best] / n, rows[best] / n, rows[best] / c[best], note
+        delete rows[best]
+      }
+      if (on) printf "    %-22s %10.3f %9.2f %9s\n", "(" on " others)", oc / n, ou / n, "-"
+    }' "$1"
+}
+
+# floor_report: each peer's Redis µs/job against the floor variants (medians), and the
+# per-command tables.
+floor_report() {
+  local c p f have=""
+  for p in floor floor2 floor16 floor64; do has_peer "$p" && have+="$p "; done
+  if [[ -n "$have" ]]; then
+    echo
+    echo "the floor (bench/peers/node/floor.js): Redis µs/job, and each peer's µs/job as a ratio to it"
+    printf '%5s ' conc
+    for f in $have; do printf '%8s ' "$f"; done
+    for p in $PEERS; do
+      [[ -n "$(floor_batch "$p")" ]] && continue
+      for f in $have; do printf '%14s ' "$p/$f"; done
+    done
+    echo
+    for c in $CONCURRENCY; do
+      printf '%5s ' "$c"
+      for f in $have; do printf '%8s ' "$(num "${US[$f,$c]:-}" %.1f)"; done
+      for p in $PEERS; do
+        [[ -n "$(floor_batch "$p")" ]] && continue
+        for f in $have; do printf '%14s ' "$(ratio "${US[$p,$c]:-}" "${US[$f,$c]:-}")"; done
+      done
+      echo
+    done
+  fi
+  if ((${#CMDSTATS[@]})); then
+    echo
+    echo "Redis commands per job (INFO commandstats after CONFIG RESETSTAT, first round; the"
+    echo "calls scripts make count under their own names too; µs are Redis's time in the command,"
+    echo "not the I/O and parsing around it, which INFO cpu's µs/job includes)"
+    for c in $CONCURRENCY; do
+      for p in $PEERS; do
+        [[ -n "${CMDSTATS[$p,$c]:-}" ]] || continue
+        echo
+        echo "  $p c=$c (INFO cpu: $(num "$(first "${US_ALL[$p,$c]:-}")" %.1f) µs/job)"
+        cmdstats_table "${CMDSTATS[$p,$c]}" "$N"
+      done
+    done
+  fi
+}
+
+first() { echo "${1%% *}"; } # first word of a space-separated list
+
 # ---------------------------------------------------------------- one run
 
 # Field NAME of the last JSON line of FILE ("" when absent).
@@ -228,6 +342,10 @@ run_peer() {
     official) cmd=("${common[@]}" CONCURRENCY="$c" DRAIN_TIMEOUT_S="$DRAIN_TIMEOUT_S" "$OFFICIAL_BIN") ;;
     # REDIS_CACHE_URL points at this Redis too (db 0): its default is port 6379. Retention off,
     # as the peers keep every job.
+    floor | floor2 | floor16 | floor64)
+      # shellcheck disable=SC2046 # word splitting wanted: floor_env prints NAME=VALUE words
+      cmd=("${common[@]}" CONCURRENCY="$c" DRAIN_TIMEOUT_S="$DRAIN_TIMEOUT_S" $(floor_env "$peer")
+        node "$NODE_PEER/floor.js") ;;
     ours) cmd=(env REDIS_JOB_URL="$REDIS_URL" REDIS_CACHE_URL="redis://127.0.0.1:$PORT/0"
       QUEUE_NAME="$QUEUE_NAME" BULL_PREFIX="$BULL_PREFIX" JOB_CONCURRENCY="$c"
       REMOVE_ON_COMPLETE=false REMOVE_ON_FAIL=false JOB_TIMEOUT_MS=0
@@ -236,6 +354,7 @@ run_peer() {
 
   local load t0 t1 rc=0
   load=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
+  stats_reset
   t0=$(date +%s%N)
   timeout --kill-after=5 "$((DRAIN_TIMEOUT_S + 10))" "${cmd[@]}" >"$out.drain" 2>"$out.drain.err" || rc=$?
   t1=$(date +%s%N)
@@ -264,6 +383,7 @@ run_peer() {
     FAILURES+=("$tag: watcher failed: $(tail -3 "$out.watch.err" | tr '\n' ' ')")
     return
   fi
+  stats_save "$out.cmdstats" "$peer" "$c" "$run"
 
   local failed completed
   failed=$(json_field "$out.watch" failed)
@@ -299,6 +419,7 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 for run in $(seq "$RUNS"); do
   for c in $CONCURRENCY; do
     for peer in $PEERS; do
+      floor_applies "$peer" "$c" || continue
       run_peer "$peer" "$c" "$run"
     done
   done
@@ -362,6 +483,7 @@ report() {
     fi
   done
   [[ -z "$goal_line" ]] || { echo; echo "$goal_line"; }
+  floor_report
   if ((${#FAILURES[@]})); then
     echo
     echo "FAILED runs:"
