@@ -26,6 +26,8 @@
 #   ours/official and ours/max(node, official). The goal: ours >= 1.5 x max(peers) at 64.
 #
 # HOW
+#   - Before any floor drain, bench/peers/node/floor_check.js checks that Node sees the
+#     floor's jobs as a real worker's (the bench stops if not).
 #   - Its own redis-server (REDIS_SERVER, default `redis-server`) on a free loopback port,
 #     never 6379, with --save '' --appendonly no; BullMQ keys in db 1; stopped at the end.
 #   - Before every run: FLUSHALL, then bench/peers/node/fill.js adds the N jobs with
@@ -293,6 +295,42 @@ floor_report() {
 
 first() { echo "${1%% *}"; } # first word of a space-separated list
 
+# calibrate: what a round trip, a script call and a redis.call inside a script cost this
+# Redis (bench/peers/node/calibrate.js), once, before the drains. Sets CALIBRATION ("" when
+# it failed: the drains do not depend on it).
+CALIBRATION=""
+calibrate() {
+  local out="$WORK/calibrate"
+  rcli FLUSHALL >/dev/null
+  if REDIS_URL="$REDIS_URL" CONCURRENCY=16 node "$NODE_PEER/calibrate.js" >"$out" 2>"$out.err"; then
+    CALIBRATION=$(tail -1 "$out")
+  else
+    echo "queue.sh: calibration failed (the report goes without it): $(tail -1 "$out.err")" >&2
+  fi
+}
+
+# floor_check: bench/peers/node/floor_check.js (Node's Queue and QueueEvents see the floor's
+# jobs as a real worker's), once before the drains when a floor variant runs; a failure stops
+# the bench, as a floor that Node would see differently measures nothing.
+floor_check() {
+  local p want=""
+  for p in $PEERS; do [[ -n "$(floor_batch "$p")" ]] && want=1; done
+  [[ -n "$want" ]] || return 0
+  rcli FLUSHALL >/dev/null
+  REDIS_URL="$REDIS_URL" node "$NODE_PEER/floor_check.js" >"$WORK/floor_check" 2>&1 ||
+    die "the floor check failed: $(tail -5 "$WORK/floor_check")"
+}
+
+calibration_report() {
+  [[ -n "$CALIBRATION" ]] || return 0
+  echo
+  echo "calibration (bench/peers/node/calibrate.js, Redis CPU µs per call from INFO cpu, 16 in flight):"
+  node -e '
+    const c = JSON.parse(process.argv[1]);
+    console.log(`  PING ${c.ping} (one in flight: ${c.ping_c1}); EVALSHA of an empty script with the 7 keys and 8 arguments of a floor call ${c.eval0};`);
+    console.log(`  each redis.call("EXISTS") inside a script ${c.per_redis_call} (EXISTS itself: ${c.exists_us} in INFO commandstats)`);' "$CALIBRATION"
+}
+
 # ---------------------------------------------------------------- one run
 
 # Field NAME of the last JSON line of FILE ("" when absent).
@@ -416,6 +454,8 @@ median() { # median of the numbers given ("" when none)
 # ---------------------------------------------------------------- runs
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+floor_check
+calibrate
 for run in $(seq "$RUNS"); do
   for c in $CONCURRENCY; do
     for peer in $PEERS; do
@@ -483,6 +523,7 @@ report() {
     fi
   done
   [[ -z "$goal_line" ]] || { echo; echo "$goal_line"; }
+  calibration_report
   floor_report
   if ((${#FAILURES[@]})); then
     echo

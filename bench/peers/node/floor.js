@@ -267,11 +267,9 @@ async function main() {
     });
     return claimed;
   };
-  // The product's noop processor: {"processed": true, "echo": <data>}.
-  const noop = (entry) => {
-    const data = JSON.parse(entry[2] || '{}');
-    return [entry[0], JSON.stringify({ processed: true, echo: data })];
-  };
+  // The product's noop processor: {"processed": true, "echo": <data>}. The stored data is
+  // JSON text already (JSON.stringify's, from fill.js), so it is echoed as it is.
+  const noop = (entry) => [entry[0], `{"processed":true,"echo":${entry[2] || '{}'}}`];
 
   let completed = 0;
   const slot = async (index, size) => {
@@ -319,7 +317,11 @@ async function main() {
   );
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => fail('floor.js', err),
-);
+module.exports = { CLAIM_LUA, FINISH_LUA, KEY_NAMES, JOB_FIELDS, LOCK_MS };
+
+if (require.main === module) {
+  main().then(
+    () => process.exit(0),
+    (err) => fail('floor.js', err),
+  );
+}
