@@ -279,9 +279,11 @@ floor_report() {
   fi
   if ((${#CMDSTATS[@]})); then
     echo
-    echo "Redis commands per job (INFO commandstats after CONFIG RESETSTAT, first round; the"
-    echo "calls scripts make count under their own names too; µs are Redis's time in the command,"
-    echo "not the I/O and parsing around it, which INFO cpu's µs/job includes)"
+    echo "Redis commands per job (INFO commandstats after CONFIG RESETSTAT, first round). The calls"
+    echo "scripts make count under their own names too. calls/job are exact; µs are the wall-clock"
+    echo "time Redis spent in the command (not the I/O and parsing around it, which INFO cpu counts),"
+    echo "so on a busy machine they include time Redis was descheduled and can add up to more than"
+    echo "INFO cpu: read them as shares of a peer's time, and INFO cpu as its CPU."
     for c in $CONCURRENCY; do
       for p in $PEERS; do
         [[ -n "${CMDSTATS[$p,$c]:-}" ]] || continue
