@@ -260,21 +260,19 @@ floor_report() {
   if [[ -n "$have" ]]; then
     echo
     echo "the floor (bench/peers/node/floor.js): Redis µs/job, and each peer's µs/job as a ratio to it"
-    printf '%5s ' conc
-    for f in $have; do printf '%8s ' "$f"; done
-    for p in $PEERS; do
-      [[ -n "$(floor_batch "$p")" ]] && continue
-      for f in $have; do printf '%14s ' "$p/$f"; done
-    done
+    printf '%5s  %-9s' conc "µs/job"
+    for f in $have; do printf '%9s' "$f"; done
     echo
     for c in $CONCURRENCY; do
-      printf '%5s ' "$c"
-      for f in $have; do printf '%8s ' "$(num "${US[$f,$c]:-}" %.1f)"; done
-      for p in $PEERS; do
-        [[ -n "$(floor_batch "$p")" ]] && continue
-        for f in $have; do printf '%14s ' "$(ratio "${US[$p,$c]:-}" "${US[$f,$c]:-}")"; done
-      done
+      printf '%5s  %-8s' "$c" ""
+      for f in $have; do printf '%9s' "$(num "${US[$f,$c]:-}" %.1f)"; done
       echo
+      for p in $PEERS; do
+        [[ -z "$(floor_batch "$p")" && -n "${US[$p,$c]:-}" ]] || continue
+        printf '%5s  %-8s' "" "$p/"
+        for f in $have; do printf '%9s' "$(ratio "${US[$p,$c]}" "${US[$f,$c]:-}")"; done
+        echo
+      done
     done
   fi
   if ((${#CMDSTATS[@]})); then
@@ -380,12 +378,12 @@ run_peer() {
   case "$peer" in
     node) cmd=("${common[@]}" CONCURRENCY="$c" DRAIN_TIMEOUT_S="$DRAIN_TIMEOUT_S" node "$NODE_PEER/drain.js") ;;
     official) cmd=("${common[@]}" CONCURRENCY="$c" DRAIN_TIMEOUT_S="$DRAIN_TIMEOUT_S" "$OFFICIAL_BIN") ;;
-    # REDIS_CACHE_URL points at this Redis too (db 0): its default is port 6379. Retention off,
-    # as the peers keep every job.
     floor | floor2 | floor16 | floor64)
       # shellcheck disable=SC2046 # word splitting wanted: floor_env prints NAME=VALUE words
       cmd=("${common[@]}" CONCURRENCY="$c" DRAIN_TIMEOUT_S="$DRAIN_TIMEOUT_S" $(floor_env "$peer")
         node "$NODE_PEER/floor.js") ;;
+    # REDIS_CACHE_URL points at this Redis too (db 0): its default is port 6379. Retention off,
+    # as the peers keep every job.
     ours) cmd=(env REDIS_JOB_URL="$REDIS_URL" REDIS_CACHE_URL="redis://127.0.0.1:$PORT/0"
       QUEUE_NAME="$QUEUE_NAME" BULL_PREFIX="$BULL_PREFIX" JOB_CONCURRENCY="$c"
       REMOVE_ON_COMPLETE=false REMOVE_ON_FAIL=false JOB_TIMEOUT_MS=0
