@@ -54,6 +54,11 @@
 #     the watcher's polls, a few hundred calls in all: < 0.05 calls/job). Redis 7 counts the
 #     commands a script runs under their own names as well as in EVALSHA, whose µs include
 #     them. Reported per run (first round) as command -> calls/job, µs/job, µs/call.
+#     calls/job are exact; the µs are wall-clock time inside the command, so a busy machine
+#     inflates them (INFO cpu is the CPU figure).
+#   - Once before the drains, bench/peers/node/calibrate.js measures what a round trip
+#     (PING), an empty script call and one redis.call inside a script cost this Redis, to
+#     read the per-command tables with ("what would one call fewer per job save").
 #   - `busy` is Redis CPU time over drain time: near 100% means Redis was the bottleneck,
 #     and then jobs/s can only grow by spending fewer µs of Redis per job.
 #   - The node and official peers also print their own view (Worker.run to the N-th
