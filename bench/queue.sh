@@ -265,16 +265,16 @@ floor_report() {
   if [[ -n "$have" ]]; then
     echo
     echo "the floor (bench/peers/node/floor.js): Redis µs/job, and each peer's µs/job as a ratio to it"
-    printf '%5s  %-9s' conc "µs/job"
+    printf '%5s  %-11s' conc "µs/job"
     for f in $have; do printf '%9s' "$f"; done
     echo
     for c in $CONCURRENCY; do
-      printf '%5s  %-8s' "$c" ""
+      printf '%5s  %-10s' "$c" ""
       for f in $have; do printf '%9s' "$(num "${US[$f,$c]:-}" %.1f)"; done
       echo
       for p in $PEERS; do
         [[ -z "$(floor_batch "$p")" && -n "${US[$p,$c]:-}" ]] || continue
-        printf '%5s  %-8s' "" "$p/"
+        printf '%5s  %-10s' "" "$p/"
         for f in $have; do printf '%9s' "$(ratio "${US[$p,$c]}" "${US[$f,$c]:-}")"; done
         echo
       done
