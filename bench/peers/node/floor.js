@@ -6,8 +6,8 @@
 //
 // It is not a worker: it has no retries, no lock renewal, no stalled check, no rate limiter
 // or global concurrency, no flows, no deduplication, no metrics. Each of those costs a real
-// worker nothing per job in this bench (a queue of plain jobs, drained in ~1 s, far below
-// the 7.5 s lock-renewal period and the 30 s stalled period), and the scripts refuse the
+// worker nothing per job in this bench (a queue of plain jobs, drained in a few seconds,
+// below the 7.5 s lock-renewal period and the 30 s stalled period), and the scripts refuse the
 // queue states they do not model rather than get them wrong (see `unmodelled` below).
 //
 // WHAT A JOB NEEDS (issue 12 item 1; lua/moveToActive-10.lua and lua/moveToFinished-13.lua
@@ -28,10 +28,9 @@
 //         idle worker (a Node worker in a mixed fleet) wakes and claims too, instead of
 //         sleeping its drainDelay (5 s) while jobs wait. Once per call is enough to keep the
 //         cascade going.
-//   DROPPED DEL pc when `prioritized` is empty, ZRANGE delayed for the next due time,
-//         the drained check (LLEN wait/active, ZCARD prioritized): they run only when a
-//         claim finds nothing, i.e. at the end of a drain, not per job. (The drained event
-//         is emitted as BullMQ does, see finish below.)
+//   DROPPED DEL pc when `prioritized` is empty and ZRANGE delayed for the next due time:
+//         they run only when a claim finds nothing, i.e. at the end of a drain, not per job.
+//         (The drained event, also an end-of-drain cost, is kept: see finish below.)
 //
 // Claim, per job:
 //   KEPT  RPOPLPUSH wait active (batch: one RPOP wait n + one LPUSH active ids, the same
@@ -64,7 +63,8 @@
 //   DROPPED SREM stalled <id>: the stalled check only acts on ids still in `active` without a
 //         lock, and the next check DELs the set; a finished job left in it is harmless.
 //   DROPPED HMGET <job> name deid parentKey parent (and EXISTS <job>): answered by the claim's
-//         read (above); a job deleted while locked is what the lock check is for.
+//         read (above); the job exists while we hold its lock (Node's Queue.remove refuses a
+//         locked job).
 //   DROPPED ZADD completed / HSET returnvalue finishedOn atm: with removeOnComplete: true the
 //         job is deleted at once (the product skips them too).
 //   KEPT (not per job) the drained event (LLEN wait, LLEN active, ZCARD prioritized, XADD
