@@ -10,6 +10,15 @@
 #     ours      fetch-worker run --processor noop --until-drained, with REDIS_JOB_URL
 #               (db 1), QUEUE_NAME, BULL_PREFIX=bull, JOB_CONCURRENCY=C, and REDIS_CACHE_URL
 #               on the same Redis (db 0): whatever it writes there counts in its µs/job
+#   and the floor (issue 12), the least Redis work that makes each job look the same to
+#   Node's Queue, QueueEvents and Bull Board, with no worker around it:
+#     floor     one script call per job (finish + claim the next, as fetch-next does)
+#     floor2    two script calls per job (a claim script, then a finish script)
+#     floor16   one script call per batch of 16 jobs (finish 16 + claim the next 16)
+#     floor64   the same with batches of 64
+#               all bench/peers/node/floor.js, whose header lists every Redis call it keeps
+#               or drops and why; a batch variant runs only where C >= its batch (C/B
+#               slots of B jobs). The report gives each peer's µs/job as a ratio to them.
 #   at each concurrency of CONCURRENCY (default "1 16 64"), one run each (RUNS=R: R rounds,
 #   interleaved, and the summary shows medians; the figures on a 2-core machine vary by
 #   ±30% from run to run in jobs/s, much less in µs/job).
@@ -17,6 +26,8 @@
 #   ours/official and ours/max(node, official). The goal: ours >= 1.5 x max(peers) at 64.
 #
 # HOW
+#   - Before any floor drain, bench/peers/node/floor_check.js checks that Node sees the
+#     floor's jobs as a real worker's (the bench stops if not).
 #   - Its own redis-server (REDIS_SERVER, default `redis-server`) on a free loopback port,
 #     never 6379, with --save '' --appendonly no; BullMQ keys in db 1; stopped at the end.
 #   - Before every run: FLUSHALL, then bench/peers/node/fill.js adds the N jobs with
@@ -38,6 +49,16 @@
 #                    / N. It covers everything Redis did during the drain, the watcher's
 #                    polls included: ~25 µs of Redis CPU each (a round trip to an idle
 #                    Redis, measured here), a few dozen per drain: < 0.1 µs/job.
+#   - Redis's own accounting per command: CONFIG RESETSTAT just before the drainer starts,
+#     INFO commandstats once the queue is empty (so it also holds the drainer's start-up and
+#     the watcher's polls, a few hundred calls in all: < 0.05 calls/job). Redis 7 counts the
+#     commands a script runs under their own names as well as in EVALSHA, whose µs include
+#     them. Reported per run (first round) as command -> calls/job, µs/job, µs/call.
+#     calls/job are exact; the µs are wall-clock time inside the command, so a busy machine
+#     inflates them (INFO cpu is the CPU figure).
+#   - Once before the drains, bench/peers/node/calibrate.js measures what a round trip
+#     (PING), an empty script call and one redis.call inside a script cost this Redis, to
+#     read the per-command tables with ("what would one call fewer per job save").
 #   - `busy` is Redis CPU time over drain time: near 100% means Redis was the bottleneck,
 #     and then jobs/s can only grow by spending fewer µs of Redis per job.
 #   - The node and official peers also print their own view (Worker.run to the N-th
@@ -59,9 +80,10 @@
 #
 # USAGE
 #   bench/queue.sh
-#   N=20000 CONCURRENCY="1 16 64" PEERS="node official ours" bench/queue.sh
+#   N=20000 CONCURRENCY="1 16 64" PEERS="node official ours floor floor16" bench/queue.sh
 #   FETCH_WORKER_BIN=/path/to/fetch-worker bench/queue.sh
-#   Settings (env): N (20000), CONCURRENCY ("1 16 64"), RUNS (1), PEERS ("node official ours"),
+#   Settings (env): N (20000), CONCURRENCY ("1 16 64"), RUNS (1),
+#   PEERS ("node official ours floor floor2 floor16 floor64"),
 #   FETCH_WORKER_BIN, QUEUE_NAME (bench), DRAIN_TIMEOUT_S (600), POLL_MS (1),
 #   REDIS_SERVER (redis-server), NO_BUILD (unset).
 #   Output: a table on stdout, also written to bench/out/queue-<UTC timestamp>.txt.
@@ -77,7 +99,7 @@ OFFICIAL_BIN="$OFFICIAL_DIR/target/release/official-rs-drain"
 
 N=${N:-20000}
 CONCURRENCY=${CONCURRENCY:-"1 16 64"}
-PEERS=${PEERS:-"node official ours"}
+PEERS=${PEERS:-"node official ours floor floor2 floor16 floor64"}
 RUNS=${RUNS:-1}
 QUEUE_NAME=${QUEUE_NAME:-bench}
 BULL_PREFIX=bull
@@ -98,7 +120,9 @@ for c in $CONCURRENCY; do
   [[ "$c" =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must list positive integers, got '$c'"
 done
 for p in $PEERS; do
-  case "$p" in node | official | ours) ;; *) die "unknown peer '$p' in PEERS (node, official, ours)" ;; esac
+  case "$p" in node | official | ours | floor | floor2 | floor16 | floor64) ;;
+    *) die "unknown peer '$p' in PEERS (node, official, ours, floor, floor2, floor16, floor64)" ;;
+  esac
 done
 has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
 
@@ -179,6 +203,139 @@ rcli() { redis-cli -p "$PORT" "$@"; }
 REDIS_VERSION=$(rcli INFO server | tr -d '\r' | sed -n 's/^redis_version://p')
 REDIS_URL="redis://127.0.0.1:$PORT/$REDIS_DB"
 
+# ---------------------------------------------------------------- the floor and Redis's own accounting (issue 12)
+
+# floor_batch PEER: jobs per script call of a floor variant ("" for the other peers).
+floor_batch() {
+  case "$1" in floor | floor2) echo 1 ;; floor16) echo 16 ;; floor64) echo 64 ;; *) echo "" ;; esac
+}
+
+# floor_applies PEER C: false for a batch variant whose batch is larger than C (C jobs in
+# flight cannot make a batch of more than C; it would repeat a smaller batch's run).
+floor_applies() {
+  local b
+  b=$(floor_batch "$1")
+  [[ -z "$b" ]] || ((b <= $2))
+}
+
+# floor_env PEER: the floor.js settings of a floor variant, as env assignments.
+floor_env() {
+  echo "FLOOR_BATCH=$(floor_batch "$1") FLOOR_SPLIT=$([[ "$1" == floor2 ]] && echo 1 || echo 0)"
+}
+
+declare -A CMDSTATS # [peer,c] -> INFO commandstats of the first round's drain
+
+# stats_reset: zero Redis's per-command counters just before a drainer starts.
+stats_reset() { rcli CONFIG RESETSTAT >/dev/null; }
+
+# stats_save FILE PEER C RUN: INFO commandstats once the queue is empty; kept for the report
+# (first round only).
+stats_save() {
+  rcli INFO commandstats | tr -d '\r' >"$1"
+  ((${4} == 1)) && CMDSTATS[$2,$3]=$1
+  return 0
+}
+
+# cmdstats_table FILE N: command -> calls/job, µs/job, µs/call, the most expensive first;
+# commands below 0.001 calls/job and 0.01 µs/job are summed into one line.
+cmdstats_table() {
+  awk -F'[:,=]' -v n="$2" '
+    /^cmdstat_/ {
+      name = substr($1, 9); calls = $3; usec = $5
+      if (calls / n < 0.001 && usec / n < 0.01) { oc += calls; ou += usec; on++; next }
+      rows[name] = usec; c[name] = calls
+    }
+    END {
+      printf "    %-22s %10s %9s %9s\n", "command", "calls/job", "µs/job", "µs/call"
+      while (length(rows) > 0) {
+        best = ""; for (k in rows) if (best == "" || rows[k] > rows[best]) best = k
+        note = (best == "evalsha" || best == "eval") ? "  (the whole script call: includes the commands it runs, listed too)" : ""
+        printf "    %-22s %10.3f %9.2f %9.2f%s\n", best, c[best] / n, rows[best] / n, rows[best] / c[best], note
+        delete rows[best]
+      }
+      if (on) printf "    %-22s %10.3f %9.2f %9s\n", "(" on " others)", oc / n, ou / n, "-"
+    }' "$1"
+}
+
+# floor_report: each peer's Redis µs/job against the floor variants (medians), and the
+# per-command tables.
+floor_report() {
+  local c p f have=""
+  for p in floor floor2 floor16 floor64; do has_peer "$p" && have+="$p "; done
+  if [[ -n "$have" ]]; then
+    echo
+    echo "the floor (bench/peers/node/floor.js): Redis µs/job, and each peer's µs/job as a ratio to it"
+    printf '%5s  %-11s' conc "µs/job"
+    for f in $have; do printf '%9s' "$f"; done
+    echo
+    for c in $CONCURRENCY; do
+      printf '%5s  %-10s' "$c" ""
+      for f in $have; do printf '%9s' "$(num "${US[$f,$c]:-}" %.1f)"; done
+      echo
+      for p in $PEERS; do
+        [[ -z "$(floor_batch "$p")" && -n "${US[$p,$c]:-}" ]] || continue
+        printf '%5s  %-10s' "" "$p/"
+        for f in $have; do printf '%9s' "$(ratio "${US[$p,$c]}" "${US[$f,$c]:-}")"; done
+        echo
+      done
+    done
+  fi
+  if ((${#CMDSTATS[@]})); then
+    echo
+    echo "Redis commands per job (INFO commandstats after CONFIG RESETSTAT, first round). The calls"
+    echo "scripts make count under their own names too. calls/job are exact; µs are the wall-clock"
+    echo "time Redis spent in the command (not the I/O and parsing around it, which INFO cpu counts),"
+    echo "so on a busy machine they include time Redis was descheduled and can add up to more than"
+    echo "INFO cpu: read them as shares of a peer's time, and INFO cpu as its CPU."
+    for c in $CONCURRENCY; do
+      for p in $PEERS; do
+        [[ -n "${CMDSTATS[$p,$c]:-}" ]] || continue
+        echo
+        echo "  $p c=$c (INFO cpu: $(num "$(first "${US_ALL[$p,$c]:-}")" %.1f) µs/job)"
+        cmdstats_table "${CMDSTATS[$p,$c]}" "$N"
+      done
+    done
+  fi
+}
+
+first() { echo "${1%% *}"; } # first word of a space-separated list
+
+# calibrate: what a round trip, a script call and a redis.call inside a script cost this
+# Redis (bench/peers/node/calibrate.js), once, before the drains. Sets CALIBRATION ("" when
+# it failed: the drains do not depend on it).
+CALIBRATION=""
+calibrate() {
+  local out="$WORK/calibrate"
+  rcli FLUSHALL >/dev/null
+  if REDIS_URL="$REDIS_URL" CONCURRENCY=16 node "$NODE_PEER/calibrate.js" >"$out" 2>"$out.err"; then
+    CALIBRATION=$(tail -1 "$out")
+  else
+    echo "queue.sh: calibration failed (the report goes without it): $(tail -1 "$out.err")" >&2
+  fi
+}
+
+# floor_check: bench/peers/node/floor_check.js (Node's Queue and QueueEvents see the floor's
+# jobs as a real worker's), once before the drains when a floor variant runs; a failure stops
+# the bench, as a floor that Node would see differently measures nothing.
+floor_check() {
+  local p want=""
+  for p in $PEERS; do [[ -n "$(floor_batch "$p")" ]] && want=1; done
+  [[ -n "$want" ]] || return 0
+  rcli FLUSHALL >/dev/null
+  REDIS_URL="$REDIS_URL" node "$NODE_PEER/floor_check.js" >"$WORK/floor_check" 2>&1 ||
+    die "the floor check failed: $(tail -5 "$WORK/floor_check")"
+}
+
+calibration_report() {
+  [[ -n "$CALIBRATION" ]] || return 0
+  echo
+  echo "calibration (bench/peers/node/calibrate.js, Redis CPU µs per call from INFO cpu, 16 in flight):"
+  node -e '
+    const c = JSON.parse(process.argv[1]);
+    console.log(`  PING ${c.ping} (one in flight: ${c.ping_c1}); EVALSHA of an empty script with the 7 keys and 8 arguments of a floor call ${c.eval0};`);
+    console.log(`  each redis.call("EXISTS") inside a script ${c.per_redis_call} (EXISTS itself: ${c.exists_us} in INFO commandstats)`);' "$CALIBRATION"
+}
+
 # ---------------------------------------------------------------- one run
 
 # Field NAME of the last JSON line of FILE ("" when absent).
@@ -226,6 +383,10 @@ run_peer() {
   case "$peer" in
     node) cmd=("${common[@]}" CONCURRENCY="$c" DRAIN_TIMEOUT_S="$DRAIN_TIMEOUT_S" node "$NODE_PEER/drain.js") ;;
     official) cmd=("${common[@]}" CONCURRENCY="$c" DRAIN_TIMEOUT_S="$DRAIN_TIMEOUT_S" "$OFFICIAL_BIN") ;;
+    floor | floor2 | floor16 | floor64)
+      # shellcheck disable=SC2046 # word splitting wanted: floor_env prints NAME=VALUE words
+      cmd=("${common[@]}" CONCURRENCY="$c" DRAIN_TIMEOUT_S="$DRAIN_TIMEOUT_S" $(floor_env "$peer")
+        node "$NODE_PEER/floor.js") ;;
     # REDIS_CACHE_URL points at this Redis too (db 0): its default is port 6379. Retention off,
     # as the peers keep every job.
     ours) cmd=(env REDIS_JOB_URL="$REDIS_URL" REDIS_CACHE_URL="redis://127.0.0.1:$PORT/0"
@@ -236,6 +397,7 @@ run_peer() {
 
   local load t0 t1 rc=0
   load=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
+  stats_reset
   t0=$(date +%s%N)
   timeout --kill-after=5 "$((DRAIN_TIMEOUT_S + 10))" "${cmd[@]}" >"$out.drain" 2>"$out.drain.err" || rc=$?
   t1=$(date +%s%N)
@@ -264,6 +426,7 @@ run_peer() {
     FAILURES+=("$tag: watcher failed: $(tail -3 "$out.watch.err" | tr '\n' ' ')")
     return
   fi
+  stats_save "$out.cmdstats" "$peer" "$c" "$run"
 
   local failed completed
   failed=$(json_field "$out.watch" failed)
@@ -296,9 +459,12 @@ median() { # median of the numbers given ("" when none)
 # ---------------------------------------------------------------- runs
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+floor_check
+calibrate
 for run in $(seq "$RUNS"); do
   for c in $CONCURRENCY; do
     for peer in $PEERS; do
+      floor_applies "$peer" "$c" || continue
       run_peer "$peer" "$c" "$run"
     done
   done
@@ -362,6 +528,8 @@ report() {
     fi
   done
   [[ -z "$goal_line" ]] || { echo; echo "$goal_line"; }
+  calibration_report
+  floor_report
   if ((${#FAILURES[@]})); then
     echo
     echo "FAILED runs:"
