@@ -75,7 +75,8 @@
 #   official Rust port has no Cluster mode, so it is not run there. Reported in a second
 #   table: jobs/s and Redis CPU per job summed over the 3 masters. One queue is one hash slot,
 #   so one master does all the queue's work (the `busiest` column: that master's share of the
-#   Redis CPU); a cluster spreads queues, not one queue.
+#   Redis CPU; ours also writes each job's result to its cache, whose keys spread over every
+#   master); a cluster spreads queues, not one queue.
 
 set -euo pipefail
 export LC_ALL=C
@@ -437,7 +438,8 @@ cluster_report() {
   echo
   echo "Redis Cluster: 3 masters (no replicas) on 127.0.0.1:$(IFS=,; echo "${CLUSTER_PORTS[*]}"), one queue, BULL_PREFIX=$CLUSTER_PREFIX"
   echo "one queue is one hash slot, so one master does all its work (busiest = that master's share of the"
-  echo "Redis CPU); µs/job is summed over the 3 masters. The official Rust port has no Cluster mode: not run."
+  echo "Redis CPU; ours also writes each result to its cache, the same cluster, whose keys spread over every"
+  echo "master); µs/job is summed over the 3 masters. The official Rust port has no Cluster mode: not run."
   printf '%-9s %5s %4s %10s %10s %14s %6s %8s %12s %7s   %s\n' peer conc run "jobs/s" "drain ms" "redis µs/job" busy busiest \
     "self jobs/s" "wall s" "load before"
   local line c
