@@ -227,6 +227,35 @@ describe(`Redis URL forms (worker=${s.WORKER}, bullmq ${version})`, () => {
 
     const stopped = await worker.stop();
     assert.equal(stopped.code, 0, worker.logs().slice(-20).join('\n'));
+
+    // The app (src/server.js) on the same URL: its /health reaches Redis through the cluster
+    // (MongoDB is absent here, so the whole answer is 503), and SIGTERM closes it cleanly.
+    // Without a hash tag it refuses to start with the worker's words.
+    const appPort = await s.freePort();
+    const appEnv = { ...process.env, ...env, PORT: String(appPort), API_AUTH: 'off', MONGO_URI: 'mongodb://127.0.0.1:1/x' };
+    const app = spawn(process.execPath, [path.join(EXAMPLE_DIR, 'src', 'server.js')], { env: appEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    let appLog = '';
+    app.stdout.on('data', (d) => (appLog += d));
+    app.stderr.on('data', (d) => (appLog += d));
+    const appExit = new Promise((resolve) => app.on('exit', (code) => resolve(code)));
+    t.after(() => app.kill('SIGKILL'));
+    const health = await s.waitUntil(async () => {
+      const body = await (await fetch(`http://127.0.0.1:${appPort}/health`)).json();
+      return body.redis === 'ok' && body;
+    }, { timeout: 15000, message: 'the app\'s /health to reach Redis through the cluster', describe: () => appLog });
+    assert.equal(health.status, 'unavailable');
+    app.kill('SIGTERM');
+    assert.equal(await s.withTimeout(appExit, 15000, 'the app to stop'), 0, appLog);
+    assert.match(appLog, /stopped/);
+    const noTag = spawn(process.execPath, [path.join(EXAMPLE_DIR, 'src', 'server.js')], {
+      env: { ...appEnv, BULL_PREFIX: 'bull' }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let noTagLog = '';
+    noTag.stdout.on('data', (d) => (noTagLog += d));
+    noTag.stderr.on('data', (d) => (noTagLog += d));
+    const noTagExit = await s.withTimeout(new Promise((resolve) => noTag.on('exit', resolve)), 15000, 'the app to refuse');
+    assert.equal(noTagExit, 2, noTagLog);
+    assert.match(noTagLog, /invalid BULL_PREFIX: REDIS_JOB_URL is a Redis Cluster: .*BULL_PREFIX=\{bull\}/);
     // Closing the Queue and the QueueEvents closes the clusters the producer opened for them.
     closed = true;
     await Promise.all([queue.close(), queueEvents.close()]);
