@@ -87,6 +87,18 @@
 #   FETCH_WORKER_BIN, QUEUE_NAME (bench), DRAIN_TIMEOUT_S (600), POLL_MS (1),
 #   REDIS_SERVER (redis-server), NO_BUILD (unset).
 #   Output: a table on stdout, also written to bench/out/queue-<UTC timestamp>.txt.
+#
+# CLUSTER RUN (issue 10)
+#   After the standalone runs, the same drain on a Redis Cluster of 3 masters (no replicas:
+#   they would only add replication work), one queue with BULL_PREFIX={bull}, drained by the
+#   peers of CLUSTER_PEERS (default "node ours"; empty skips the Cluster run) at the same
+#   concurrencies: node through an ioredis Cluster (bench/peers/node/common.js), ours with
+#   REDIS_JOB_URL=redis+cluster://… and its cache on the same cluster (its default). The
+#   official Rust port has no Cluster mode, so it is not run there. Reported in a second
+#   table: jobs/s and Redis CPU per job summed over the 3 masters. One queue is one hash slot,
+#   so one master does all the queue's work (the `busiest` column: that master's share of the
+#   Redis CPU; ours also writes each job's result to its cache, whose keys spread over every
+#   master); a cluster spreads queues, not one queue.
 
 set -euo pipefail
 export LC_ALL=C
@@ -125,6 +137,10 @@ for p in $PEERS; do
   esac
 done
 has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
+CLUSTER_PEERS=${CLUSTER_PEERS-"node ours"}
+for p in $CLUSTER_PEERS; do
+  case "$p" in node | ours) ;; *) die "unknown peer '$p' in CLUSTER_PEERS (node, ours: the official port has no Cluster mode)" ;; esac
+done
 
 for tool in node npm redis-cli timeout "$REDIS_SERVER"; do
   command -v "$tool" >/dev/null || die "'$tool' is needed and not on PATH"
@@ -458,6 +474,178 @@ median() { # median of the numbers given ("" when none)
 
 # ---------------------------------------------------------------- runs
 
+# ---------------------------------------------------------------- cluster (issue 10)
+
+CLUSTER_PORTS=()
+CLUSTER_URL=""
+CLUSTER_PREFIX="{bull}"
+declare -A CJPS_ALL CUS_ALL CJPS CUS
+CLOG=()
+
+# cluster_start: 3 cluster-enabled redis-servers on free loopback ports (their bus ports,
+# port + 10000, free too), joined with redis-cli --cluster create (no replicas).
+cluster_start() {
+  local i port dir
+  for i in 1 2 3; do
+    port=$(free_port)
+    while ((port >= 55000 || port == 6379)) || ! node -e '
+      const s = require("net").createServer();
+      s.once("error", () => process.exit(1));
+      s.listen(Number(process.argv[1]), "127.0.0.1", () => s.close(() => process.exit(0)));' "$((port + 10000))"; do
+      port=$(free_port)
+    done
+    dir="$WORK/cluster-$i"
+    mkdir -p "$dir"
+    "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' --appendonly no --cluster-enabled yes \
+      --cluster-config-file nodes.conf --cluster-node-timeout 5000 --dir "$dir" --logfile "$dir/redis.log" \
+      --daemonize no &
+    CHILD_PIDS+=("$!")
+    CLUSTER_PORTS+=("$port")
+  done
+  for port in "${CLUSTER_PORTS[@]}"; do
+    for _ in $(seq 100); do
+      redis-cli -p "$port" PING >/dev/null 2>&1 && break
+      sleep 0.05
+    done
+  done
+  local addrs=()
+  for port in "${CLUSTER_PORTS[@]}"; do addrs+=("127.0.0.1:$port"); done
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$WORK/cluster-create.log" 2>&1 ||
+    die "redis-cli --cluster create failed: $(tail -5 "$WORK/cluster-create.log")"
+  for port in "${CLUSTER_PORTS[@]}"; do
+    for _ in $(seq 200); do
+      redis-cli -p "$port" CLUSTER INFO | tr -d '\r' | grep -qx 'cluster_state:ok' && break
+      sleep 0.05
+    done
+    redis-cli -p "$port" CLUSTER INFO | tr -d '\r' | grep -qx 'cluster_state:ok' ||
+      die "cluster node $port never said cluster_state:ok"
+  done
+  CLUSTER_URL="redis+cluster://$(IFS=,; echo "${addrs[*]}")"
+}
+
+# run_cluster_peer PEER CONCURRENCY RUN: fill, watch and drain on the cluster, as run_peer does
+# on the standalone Redis; appends to CJPS_ALL/CUS_ALL[PEER,C] and CLOG.
+run_cluster_peer() {
+  local peer=$1 c=$2 run=$3 tag="cluster $1 c=$2"
+  ((RUNS == 1)) || tag="$tag run $run"
+  local out="$WORK/cluster-$peer-$c-$run"
+  local common=(env REDIS_URL="$CLUSTER_URL" QUEUE_NAME="$QUEUE_NAME" BULL_PREFIX="$CLUSTER_PREFIX" N="$N")
+  local port
+  for port in "${CLUSTER_PORTS[@]}"; do redis-cli -p "$port" FLUSHALL >/dev/null; done
+  if ! "${common[@]}" node "$NODE_PEER/fill.js" >"$out.fill" 2>&1; then
+    FAILURES+=("$tag: fill failed: $(tail -3 "$out.fill")")
+    return
+  fi
+  "${common[@]}" POLL_MS="$POLL_MS" WATCH_TIMEOUT_S="$((DRAIN_TIMEOUT_S + 30))" \
+    node "$NODE_PEER/watch.js" >"$out.watch" 2>"$out.watch.err" &
+  local watch_pid=$! waited=0
+  CHILD_PIDS+=("$watch_pid")
+  until grep -q '^ready$' "$out.watch" 2>/dev/null; do
+    if ! kill -0 "$watch_pid" 2>/dev/null || ((waited > 600)); then
+      kill "$watch_pid" 2>/dev/null || true
+      FAILURES+=("$tag: watcher did not get ready: $(tail -3 "$out.watch.err")")
+      return
+    fi
+    sleep 0.05
+    waited=$((waited + 1))
+  done
+  local cmd
+  case "$peer" in
+    node) cmd=("${common[@]}" CONCURRENCY="$c" DRAIN_TIMEOUT_S="$DRAIN_TIMEOUT_S" node "$NODE_PEER/drain.js") ;;
+    # The cache is the cluster too (REDIS_CACHE_URL's default in Cluster mode).
+    ours) cmd=(env -u REDIS_CACHE_URL REDIS_JOB_URL="$CLUSTER_URL" QUEUE_NAME="$QUEUE_NAME"
+      BULL_PREFIX="$CLUSTER_PREFIX" JOB_CONCURRENCY="$c" REMOVE_ON_COMPLETE=false REMOVE_ON_FAIL=false
+      JOB_TIMEOUT_MS=0 METRICS_ADDR= "$OURS_BIN" run --processor noop --until-drained) ;;
+  esac
+  local load t0 t1 rc=0 wrc=0
+  load=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
+  t0=$(date +%s%N)
+  timeout --kill-after=5 "$((DRAIN_TIMEOUT_S + 10))" "${cmd[@]}" >"$out.drain" 2>"$out.drain.err" || rc=$?
+  t1=$(date +%s%N)
+  waited=0
+  while kill -0 "$watch_pid" 2>/dev/null && ((waited < 100)); do
+    sleep 0.05
+    waited=$((waited + 1))
+  done
+  if kill -0 "$watch_pid" 2>/dev/null; then
+    kill "$watch_pid" 2>/dev/null || true
+    wait "$watch_pid" 2>/dev/null || true
+    FAILURES+=("$tag: exit $rc, queue not drained: $(tail -3 "$out.drain.err" | tr '\n' ' ')")
+    return
+  fi
+  wait "$watch_pid" || wrc=$?
+  if ((rc != 0 || wrc != 0)); then
+    FAILURES+=("$tag: drainer exited $rc, watcher $wrc: $(tail -3 "$out.drain.err" "$out.watch.err" | tr '\n' ' ')")
+    return
+  fi
+  local failed jps us busy share wall elapsed
+  failed=$(json_field "$out.watch" failed)
+  if [[ "$failed" != 0 ]]; then
+    FAILURES+=("$tag: $failed jobs failed")
+    return
+  fi
+  jps=$(json_field "$out.watch" jobs_per_s)
+  us=$(json_field "$out.watch" redis_us_per_job)
+  elapsed=$(json_field "$out.watch" elapsed_ms)
+  share=$(json_field "$out.watch" busiest_master_share)
+  busy=$(awk -v cpu="$(json_field "$out.watch" redis_cpu_ms)" -v ms="$elapsed" 'BEGIN { printf "%.0f%%", 100 * cpu / ms }')
+  wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
+  CJPS_ALL[$peer,$c]+="$jps "
+  CUS_ALL[$peer,$c]+="$us "
+  CLOG+=("$(printf '%-9s %5s %4s %10.0f %10.1f %13.1f %6s %8s %12s %7s   %s' "$peer" "$c" "$run" "$jps" "$elapsed" "$us" "$busy" \
+    "$(awk -v s="$share" 'BEGIN { printf "%.0f%%", 100 * s }')" "$(json_field "$out.drain" jobs_per_s | sed 's/^$/-/')" "$wall" "$load")")
+  echo "queue.sh: $tag: $jps jobs/s, $us µs Redis CPU/job (summed over the masters)" >&2
+}
+
+cluster_report() {
+  echo
+  echo "Redis Cluster: 3 masters (no replicas) on 127.0.0.1:$(IFS=,; echo "${CLUSTER_PORTS[*]}"), one queue, BULL_PREFIX=$CLUSTER_PREFIX"
+  echo "one queue is one hash slot, so one master does all its work (busiest = that master's share of the"
+  echo "Redis CPU; ours also writes each result to its cache, the same cluster, whose keys spread over every"
+  echo "master); µs/job is summed over the 3 masters. The official Rust port has no Cluster mode: not run."
+  printf '%-9s %5s %4s %10s %10s %14s %6s %8s %12s %7s   %s\n' peer conc run "jobs/s" "drain ms" "redis µs/job" busy busiest \
+    "self jobs/s" "wall s" "load before"
+  local line c
+  for line in "${CLOG[@]}"; do echo "$line"; done
+  echo
+  ((RUNS == 1)) || echo "medians of $RUNS runs:"
+  echo "       -- cluster jobs/s --   -- standalone jobs/s --   ours/node   -- cluster µs/job --"
+  printf '%5s %10s %10s   %10s %10s   %9s   %9s %9s\n' conc node ours node ours cluster node ours
+  for c in $CONCURRENCY; do
+    printf '%5s %10s %10s   %10s %10s   %9s   %9s %9s\n' "$c" "$(num "${CJPS[node,$c]:-}" %.0f)" "$(num "${CJPS[ours,$c]:-}" %.0f)" \
+      "$(num "${JPS[node,$c]:-}" %.0f)" "$(num "${JPS[ours,$c]:-}" %.0f)" "$(ratio "${CJPS[ours,$c]:-}" "${CJPS[node,$c]:-}")" \
+      "$(num "${CUS[node,$c]:-}" %.1f)" "$(num "${CUS[ours,$c]:-}" %.1f)"
+  done
+  local f shown=""
+  for f in "${FAILURES[@]}"; do
+    [[ "$f" == cluster* ]] || continue
+    [[ -n "$shown" ]] || { echo; echo "FAILED Cluster runs:"; shown=1; }
+    echo "  $f"
+  done
+}
+
+cluster_runs() {
+  [[ -n "$CLUSTER_PEERS" ]] || return 0
+  if [[ " $CLUSTER_PEERS " == *" ours "* ]]; then
+    [[ -x "$OURS_BIN" ]] || die "no fetch-worker binary at $OURS_BIN for the Cluster run (set FETCH_WORKER_BIN)"
+  fi
+  cluster_start
+  local run c peer key
+  for run in $(seq "$RUNS"); do
+    for c in $CONCURRENCY; do
+      for peer in $CLUSTER_PEERS; do
+        run_cluster_peer "$peer" "$c" "$run"
+      done
+    done
+  done
+  for key in "${!CJPS_ALL[@]}"; do
+    # shellcheck disable=SC2086 # word splitting wanted: space-separated numbers
+    CJPS[$key]=$(median ${CJPS_ALL[$key]})
+    # shellcheck disable=SC2086
+    CUS[$key]=$(median ${CUS_ALL[$key]})
+  done
+}
+
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 floor_check
 calibrate
@@ -541,6 +729,8 @@ report() {
 mkdir -p "$BENCH/out"
 OUT="$BENCH/out/queue-$STAMP.txt"
 report | tee "$OUT"
+cluster_runs
+[[ -z "$CLUSTER_PEERS" ]] || cluster_report | tee -a "$OUT"
 echo "(written to ${OUT#"$ROOT"/})" >&2
 
 if ((${#FAILURES[@]})); then

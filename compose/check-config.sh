@@ -5,7 +5,8 @@
 # secrets required from an env file, Redis and MongoDB auth, pinned images, memory limits, the
 # worker's ops port unpublished and its healthcheck on /health/ready; and the `s3` profile (issue
 # 16): MinIO and its bucket set-up, the workers on STORAGE=s3 from the s3.env.example lines, the
-# same safety rules. Uses Debian's docker-compose (v1,
+# same safety rules; and (issue 10) one REDIS_URL switching both the producer and the workers,
+# checked by running their entrypoints against stubs. Uses Debian's docker-compose (v1,
 # installed by tests/setup.sh) and also `docker compose` (v2) when that plugin is present.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +17,8 @@ demo_env=compose/demo.env
 secrets=compose/secrets.env.example
 empty=$(mktemp)
 s3_env=$(mktemp)
-trap 'rm -f "$empty" "$empty.yml" "$s3_env"' EXIT
+override_env=$(mktemp)
+trap 'rm -f "$empty" "$empty.yml" "$s3_env" "$override_env"' EXIT
 # compose/.env of an S3 deployment: the secrets, then the s3.env.example lines.
 cat "$secrets" compose/s3.env.example >"$s3_env"
 fail() { echo "check-config: $*" >&2; exit 1; }
@@ -30,13 +32,48 @@ if docker compose version >/dev/null 2>&1; then composes+=("docker compose"); fi
 unset POS_LIST_URL POS_FILE_BASE_URL COMPOSE_PROFILES
 unset REDIS_PASSWORD MONGO_ROOT_USER MONGO_ROOT_PASSWORD API_TOKEN BOARD_USER BOARD_PASSWORD
 unset STORAGE S3_ENDPOINT S3_BUCKET S3_PREFIX S3_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+unset REDIS_URL REDIS_CACHE_URL REDIS_CLUSTER REDIS_TLS_CA_FILE REDIS_TLS_CERT_FILE REDIS_TLS_KEY_FILE BULL_PREFIX
+
+# redis_job_url COMPOSE CONFIG SERVICE: the REDIS_JOB_URL the service's program starts with,
+# found by running the service's entrypoint and command (resolved by Compose) here with its
+# environment, the program replaced by a stub that prints what it got. The URL is built by
+# that entrypoint from REDIS_URL / REDIS_PASSWORD (issue 10), so reading the YAML is not enough.
+redis_job_url() {
+  local compose=$1 config=$2 service=$3 resolved stubs
+  resolved=$(mktemp)
+  stubs=$(mktemp -d)
+  printf '%s\n' "$config" >"$resolved"
+  for program in node fetch-worker; do
+    printf '#!/bin/sh\nprintf "%%s|%%s|%%s\\n" "$REDIS_JOB_URL" "${REDIS_PASSWORD-unset}" "${REDIS_URL-unset}"\n' >"$stubs/$program"
+    chmod +x "$stubs/$program"
+  done
+  python3 - "$compose" "$resolved" "$service" "$stubs" <<'PY' || { rm -rf "$resolved" "$stubs"; exit 1; }
+import subprocess, sys, yaml
+compose, path, name, stubs = sys.argv[1:]
+with open(path) as f:
+    svc = yaml.safe_load(f)["services"][name]
+# `config` prints $ as $$ (its output is Compose input again); the container sees one $.
+argv = [a.replace("$$", "$") for a in (svc.get("entrypoint") or []) + (svc.get("command") or [])]
+if not argv or argv[0] != "/bin/sh":
+    sys.exit(f"check-config: {compose}: {name} must build REDIS_JOB_URL in its /bin/sh entrypoint")
+env = {k: str(v) for k, v in (svc.get("environment") or {}).items() if v is not None}
+env["PATH"] = f"{stubs}:/usr/bin:/bin"
+out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout.strip()
+url, password, raw = out.split("|")
+if password != "unset" or raw != "unset":
+    sys.exit(f"check-config: {compose}: {name}'s program must not see REDIS_PASSWORD or REDIS_URL")
+print(url)
+PY
+  rm -rf "$resolved" "$stubs"
+}
 
 # check_safety COMPOSE CONFIG: the issue-11 settings of the resolved configuration.
 check_safety() {
   local compose=$1 config=$2
   grep -q -- '--requirepass' <<<"$config" || fail "$compose: Redis must require a password"
   grep -q 'MONGO_INITDB_ROOT_PASSWORD: replace-with' <<<"$config" || fail "$compose: MongoDB must enable auth from the env file"
-  grep -q 'redis://:replace-with-a-long-random-redis-password@redis:6379/1' <<<"$config" ||
+  [ "$(redis_job_url "$compose" "$config" producer)" = 'redis://:replace-with-a-long-random-redis-password@redis:6379/1' ] &&
+    [ "$(redis_job_url "$compose" "$config" worker)" = 'redis://:replace-with-a-long-random-redis-password@redis:6379/1' ] ||
     fail "$compose: the clients must use Redis's password"
   grep -q 'authSource=admin' <<<"$config" || fail "$compose: the clients must log in to MongoDB"
   grep -q '/health/ready' <<<"$config" || fail "$compose: the worker's healthcheck must use /health/ready"
@@ -113,6 +150,31 @@ PY
     fail "$compose: without s3.env.example the workers must leave S3_ENDPOINT unset"
   fi
   check_safety "$compose" "$s3"
+
+  # One REDIS_URL switches both sides (issue 10): a Redis Cluster for the producer and the
+  # workers, with the hash tag both require; the cache follows (db 0 of that server) unless
+  # REDIS_CACHE_URL is set.
+  cat "$secrets" - >"$override_env" <<'ENV'
+REDIS_URL=rediss+cluster://app:cluster-pw@redis-a:6379,redis-b:6379
+BULL_PREFIX={bull}
+ENV
+  switched=$($compose -f "$file" --env-file "$override_env" config)
+  for service in producer worker; do
+    [ "$(redis_job_url "$compose" "$switched" "$service")" = 'rediss+cluster://app:cluster-pw@redis-a:6379,redis-b:6379' ] ||
+      fail "$compose: REDIS_URL must switch the $service's Redis"
+  done
+  printf '%s\n' "$switched" >"$empty.yml"
+  python3 - "$compose" "$empty.yml" <<'PY' || exit 1
+import sys, yaml
+with open(sys.argv[2]) as f:
+    services = yaml.safe_load(f)["services"]
+for name in ("producer", "worker"):
+    env = services[name]["environment"]
+    if env.get("BULL_PREFIX") != "{bull}":
+        sys.exit(f"check-config: {sys.argv[1]}: BULL_PREFIX must reach the {name}")
+    if env.get("REDIS_CACHE_URL") is not None:
+        sys.exit(f"check-config: {sys.argv[1]}: REDIS_CACHE_URL must stay unset for the {name} (db 0 of REDIS_URL)")
+PY
 done
 grep -qx 'COMPOSE_PROFILES=demo' "$demo_env" || fail "$demo_env must enable the demo profile"
 echo "check-config: ok"

@@ -4,7 +4,8 @@
 //! - **`/health/live`** is 200 while the process serves requests: an orchestrator restarts the
 //!   process only when this fails (a restart does not fix a sick Redis).
 //! - **`/health/ready`** is 200 only when the worker can claim and finish jobs: a Redis round
-//!   trip (`INFO`) succeeds within [`CHECK_TIMEOUT`], Redis is a writable primary (not a
+//!   trip (`INFO`; in Cluster mode on every master that owns slots) succeeds within
+//!   [`CHECK_TIMEOUT`], Redis is a writable primary (not a
 //!   replica: every script call would fail with `READONLY`), it has memory to spare (under
 //!   [`MEMORY_READY_PERCENT`] of `maxmemory`; past it, with `noeviction`, every claim fails with
 //!   `OOM`), MongoDB answers a ping (when the pipeline runs), and the worker is not shutting
@@ -130,20 +131,37 @@ impl RedisState {
 }
 
 impl Health {
+    /// What `INFO` says of the server, or in Cluster mode of every master that owns slots now
+    /// (`CLUSTER SLOTS`, asked of the cluster, not the client's cached map), each asked on its
+    /// own: the first master not `ok` decides, and one that does not answer makes the whole
+    /// `None`. (The cluster client's own fan-out of `INFO` skips a master it has no
+    /// connection to, so a dead master left the answer `ok` while the queue's slot had no
+    /// node serving it.)
+    async fn redis_state(&self) -> Option<RedisState> {
+        let info = redis::cmd("INFO").arg("replication").arg("memory").clone();
+        let mut con = self.redis.opened().await.ok()?;
+        let masters = con.masters().await.ok()?;
+        if masters.is_empty() {
+            let mut con = self.redis.clone();
+            let reply = info.query_async::<redis::Value>(&mut con).await.ok()?;
+            return RedisState::from_reply(&reply);
+        }
+        let mut worst = RedisState::Ok;
+        for (host, port) in masters {
+            let reply = con.query_on_node(&info, &host, port).await.ok()?;
+            let state = RedisState::from_reply(&reply)?;
+            if worst == RedisState::Ok {
+                worst = state;
+            }
+        }
+        Some(worst)
+    }
+
     async fn check(&self) -> (bool, serde_json::Value) {
-        let mut con = self.redis.clone();
-        let info = tokio::time::timeout(
-            CHECK_TIMEOUT,
-            redis::cmd("INFO")
-                .arg("replication")
-                .arg("memory")
-                .query_async::<redis::Value>(&mut con),
-        )
-        .await;
-        let state = match info {
-            Ok(Ok(reply)) => RedisState::from_reply(&reply),
-            _ => None,
-        };
+        let state = tokio::time::timeout(CHECK_TIMEOUT, self.redis_state())
+            .await
+            .ok()
+            .flatten();
         if matches!(state, None | Some(RedisState::Replica)) {
             // Not the master (demoted by a failover) or no answer: the next check opens a new
             // connection, which in Sentinel mode goes to the master the sentinels name now.

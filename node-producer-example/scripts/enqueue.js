@@ -6,7 +6,8 @@
 //   node scripts/enqueue.js --spec '{"name":…,"data":…,"opts":…}' | --spec '[{…},{…}]' | --spec -
 //
 // Without --data, job i (0-based) gets data {"seq": i}. `--spec -` reads the spec from stdin.
-// Prints one job id per line on stdout. Exit code 2 on bad arguments, 1 on a Redis error.
+// Prints one job id per line on stdout. Exit code 2 on bad arguments or settings (REDIS_JOB_URL,
+// a Redis Cluster queue without a hash tag), 1 on a Redis error.
 
 const { parseArgs } = require('node:util');
 const { createQueue } = require('../src/queue');
@@ -63,7 +64,14 @@ async function main() {
     process.stderr.write(`enqueue.js: ${err.message}\n${USAGE}\n`);
     process.exit(2);
   }
-  const queue = createQueue();
+  let queue;
+  try {
+    // A bad REDIS_JOB_URL, or a Cluster queue without a hash tag, is a usage error too.
+    queue = createQueue();
+  } catch (err) {
+    process.stderr.write(`enqueue.js: ${err.message}\n`);
+    process.exit(2);
+  }
   try {
     const added = jobs.length === 1
       ? [await queue.add(jobs[0].name, jobs[0].data, jobs[0].opts)]

@@ -60,8 +60,15 @@ async function main() {
     process.exit(3);
   }, timeoutMs);
 
-  const queue = createQueue();
-  const queueEvents = createQueueEvents();
+  let queue;
+  let queueEvents;
+  try {
+    queue = createQueue();
+    queueEvents = createQueueEvents();
+  } catch (err) {
+    process.stderr.write(`wait.js: ${err.message}\n`);
+    process.exit(2);
+  }
   await queueEvents.waitUntilReady();
   const results = await Promise.all(ids.map((id) => waitForJob(queue, queueEvents, id)));
   clearTimeout(timer);

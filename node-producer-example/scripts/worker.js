@@ -11,15 +11,18 @@
 // `--kebab-case` flag; a flag wins over the environment. Logs go to stderr.
 
 const { parseArgs } = require('node:util');
-const IORedis = require('ioredis');
 const { bullmq, version } = require('../src/bullmq');
-const { settings, connectionOptions, cacheConnectionOptions, createQueue } = require('../src/queue');
+const {
+  settings, checkSettings, connectionFor, owning, createCacheClient, createQueue,
+} = require('../src/queue');
 
 /** name → [default, parser]. Defaults match the Rust binary's. */
 const SETTINGS = {
   REDIS_JOB_URL: ['redis://127.0.0.1:6379/1', String],
   // Unset: database 0 of the job server, as in the Rust binary.
   REDIS_CACHE_URL: [undefined, String],
+  // 1: REDIS_JOB_URL (and REDIS_CACHE_URL) are seeds of a Redis Cluster, as in the Rust binary.
+  REDIS_CLUSTER: [undefined, String],
   QUEUE_NAME: ['fetch', String],
   BULL_PREFIX: ['bull', String],
   JOB_CONCURRENCY: [1, positiveInt],
@@ -175,30 +178,35 @@ const PROCESSORS = {
 
 async function main() {
   let config;
+  let queueSettings;
+  let connection;
+  let cache;
+  // The job and cache URLs as the settings resolved them (a flag wins over the environment).
+  const env = { ...process.env };
   try {
     config = parseCommandLine(process.argv.slice(2), process.env);
-    connectionOptions(config.REDIS_JOB_URL);
-    cacheConnectionOptions({ ...process.env, REDIS_JOB_URL: config.REDIS_JOB_URL, REDIS_CACHE_URL: config.REDIS_CACHE_URL });
+    env.REDIS_JOB_URL = config.REDIS_JOB_URL;
+    for (const name of ['REDIS_CACHE_URL', 'REDIS_CLUSTER']) {
+      if (config[name] === undefined) delete env[name];
+      else env[name] = config[name];
+    }
+    queueSettings = checkSettings(settings({
+      redisUrl: config.REDIS_JOB_URL,
+      queueName: config.QUEUE_NAME,
+      prefix: config.BULL_PREFIX,
+    }, env), env);
+    // The Worker's connection (in Cluster mode a Cluster this script owns) and the cache's.
+    connection = connectionFor(queueSettings.redisUrl, env, { blocking: true });
+    cache = createCacheClient(env);
   } catch (err) {
     process.stderr.write(`worker.js: ${err.message}\n`);
     process.exit(2);
   }
-  const queueSettings = settings({
-    redisUrl: config.REDIS_JOB_URL,
-    queueName: config.QUEUE_NAME,
-    prefix: config.BULL_PREFIX,
-  });
   const log = makeLogger(config.LOG_FORMAT, { queue: queueSettings.queueName, worker: config.WORKER_NAME || `node-${process.pid}` });
-  const cacheOptions = cacheConnectionOptions({
-    ...process.env,
-    REDIS_JOB_URL: config.REDIS_JOB_URL,
-    REDIS_CACHE_URL: config.REDIS_CACHE_URL,
-  });
-  const cache = new IORedis({ ...cacheOptions, maxRetriesPerRequest: null });
   cache.on('error', (err) => log('warn', 'cache connection error', { error: err.message }));
 
-  const worker = new bullmq.Worker(queueSettings.queueName, PROCESSORS[config.PROCESSOR], {
-    connection: connectionOptions(queueSettings.redisUrl),
+  const worker = owning(new bullmq.Worker(queueSettings.queueName, PROCESSORS[config.PROCESSOR], {
+    connection: connection.connection,
     prefix: queueSettings.prefix,
     concurrency: config.JOB_CONCURRENCY,
     lockDuration: config.LOCK_DURATION_MS,
@@ -210,7 +218,7 @@ async function main() {
     ...(config.REMOVE_ON_FAIL ? { removeOnFail: config.REMOVE_ON_FAIL } : {}),
     ...(config.METRICS_MAX_DATA_POINTS ? { metrics: { maxDataPoints: config.METRICS_MAX_DATA_POINTS } } : {}),
     ...(config.RATE_LIMIT_MAX ? { limiter: { max: config.RATE_LIMIT_MAX, duration: config.RATE_LIMIT_DURATION_MS } } : {}),
-  });
+  }), connection);
 
   currentWorker = worker;
 
@@ -259,7 +267,7 @@ async function main() {
   process.on('SIGINT', () => stop('SIGINT'));
 
   if (config.untilDrained) {
-    drainQueue = createQueue(queueSettings);
+    drainQueue = createQueue(queueSettings, env);
     drainQueue.on('error', (err) => log('warn', 'queue connection error', { error: err.message }));
     const check = async () => {
       const counts = await drainQueue.getJobCounts('wait', 'paused', 'prioritized', 'delayed', 'active');

@@ -3,7 +3,9 @@
 // Starts the app (src/app.js) from the environment:
 //
 //   PORT            listen port (default 3000)
-//   REDIS_JOB_URL   the queue's Redis (default redis://127.0.0.1:6379/1); QUEUE_NAME, BULL_PREFIX
+//   REDIS_JOB_URL   the queue's Redis (default redis://127.0.0.1:6379/1): redis://, rediss://,
+//                   redis+sentinel://, redis+cluster:// (or REDIS_CLUSTER=1), as the worker
+//                   takes them; QUEUE_NAME, BULL_PREFIX (a hash tag such as {bull} on a Cluster)
 //   MONGO_URI       default mongodb://127.0.0.1:27017/biggs (database from the path)
 //   BRANCHES        a file of branch codes one per line, or a comma list (default: legacy's 28)
 //   BOARD_USER, BOARD_PASSWORD   Bull Board's basic auth; both unset disables the board. With
@@ -18,7 +20,7 @@
 const { MongoClient } = require('mongodb');
 const { createApp, withTimeout } = require('./app');
 const { weakBoardPassword } = require('./board');
-const { createQueue, settings } = require('./queue');
+const { createQueue, settings, checkSettings } = require('./queue');
 const { loadBranches } = require('./branches');
 const { version: bullmqVersion } = require('./bullmq');
 const { log } = require('./log');
@@ -64,13 +66,17 @@ function config(env = process.env) {
     mongoUri: env.MONGO_URI || DEFAULT_MONGO_URI,
     branches: loadBranches(env.BRANCHES),
     boardAuth: user ? { user, password } : null,
-    queue: settings({}, env),
+    // A Redis Cluster queue without a hash tag is refused here, with the worker's message.
+    queue: checkSettings(settings({}, env), env),
   };
 }
 
-/** `mongodb://user:secret@host/db` → `mongodb://user:***@host/db` for logs. */
+/**
+ * `mongodb://user:secret@host/db` → `mongodb://user:***@host/db` for logs; a password without
+ * a user (`redis://:secret@host/1`, compose's form) is hidden too.
+ */
 function redact(uri) {
-  return uri.replace(/\/\/([^:/@]+):([^@]*)@/, '//$1:***@');
+  return uri.replace(/\/\/([^:/@]*):([^@/]*)@/, '//$1:***@');
 }
 
 async function main() {

@@ -187,10 +187,12 @@ class RedisServer {
     }
   }
 
-  constructor(dir) {
+  /** `extraArgs`: more redis-server arguments (a cluster node's), after the defaults. */
+  constructor(dir, extraArgs = []) {
     this.dir = dir;
     this.port = 0;
     this.proc = null;
+    this.extraArgs = extraArgs;
   }
 
   url(db) {
@@ -201,7 +203,7 @@ class RedisServer {
     const args = [
       '--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir,
       '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--maxmemory-policy', 'noeviction',
-      '--logfile', '',
+      '--logfile', '', ...this.extraArgs,
     ];
     this.proc = spawnTracked(`redis:${this.port}`, 'redis-server', args, { cwd: this.dir });
     const { exited, lines } = this.proc;
@@ -259,6 +261,114 @@ function ping(port) {
       if (reply.includes('\r\n')) done(reply.trim());
     });
   });
+}
+
+/** A free loopback port whose cluster bus port (`port + 10000`) is free too. */
+async function freeClusterPort() {
+  for (;;) {
+    const port = await freePort();
+    if (port >= 55000) continue;
+    const busFree = await new Promise((resolve) => {
+      const server = net.createServer();
+      server.unref();
+      server.once('error', () => resolve(false));
+      server.listen(port + 10000, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+    if (busFree) return port;
+  }
+}
+
+/** One command over a raw socket (RESP array of bulk strings); resolves to the reply text. */
+function rawCommand(port, args, timeoutMs = 2000) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let reply = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no reply from 127.0.0.1:${port} to ${args[0]}`));
+    }, timeoutMs);
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    socket.on('connect', () => {
+      socket.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('')}`);
+    });
+    socket.on('data', (d) => {
+      reply += d;
+      // A bulk string reply ($<len>\r\n<text>\r\n) or a one-line reply.
+      const m = /^\$(\d+)\r\n/.exec(reply);
+      const whole = m ? Buffer.byteLength(reply) >= m[0].length + Number(m[1]) + 2 : reply.includes('\r\n');
+      if (whole) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(m ? reply.slice(m[0].length, m[0].length + Number(m[1])) : reply.trim());
+      }
+    });
+  });
+}
+
+/** A field of INFO-style text (`name:value` lines). */
+function infoField(text, name) {
+  const line = String(text).split(/\r?\n/).find((l) => l.startsWith(`${name}:`));
+  return line ? line.slice(name.length + 1).trim() : undefined;
+}
+
+/**
+ * A Redis Cluster on loopback: `masters` x (1 + `replicas`) redis-servers with
+ * `cluster-enabled yes` on free ports (their bus ports free too), joined by `redis-cli --cluster
+ * create`, and ready once every node says `cluster_state:ok` and knows every other. `url()` is
+ * the `redis+cluster://` seed list the worker and the producer both take.
+ */
+class RedisCluster {
+  static async start({ masters = 3, replicas = 1 } = {}) {
+    const cluster = new RedisCluster();
+    try {
+      for (let i = 0; i < masters * (1 + replicas); i++) {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fetch-worker-cluster-'));
+        tempDirs.add(dir);
+        const node = new RedisServer(dir, [
+          '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000',
+          '--appendonly', 'no',
+        ]);
+        node.port = await freeClusterPort();
+        await node.spawn();
+        cluster.nodes.push(node);
+      }
+      const create = await new Promise((resolve) => {
+        execFile('redis-cli', [
+          '--cluster', 'create', ...cluster.nodes.map((n) => `127.0.0.1:${n.port}`),
+          '--cluster-replicas', String(replicas), '--cluster-yes',
+        ], { timeout: 30000 }, (err, stdout, stderr) => resolve({ err, stdout, stderr }));
+      });
+      if (create.err) throw new Error(`redis-cli --cluster create failed: ${create.err.message}\n${create.stdout}${create.stderr}`);
+      const total = String(cluster.nodes.length);
+      for (const node of cluster.nodes) {
+        await waitUntil(async () => {
+          const info = await rawCommand(node.port, ['CLUSTER', 'INFO']);
+          return infoField(info, 'cluster_state') === 'ok' && infoField(info, 'cluster_known_nodes') === total;
+        }, { timeout: 30000, interval: 100, message: `cluster node ${node.port} to say cluster_state:ok` });
+      }
+      return cluster;
+    } catch (err) {
+      await cluster.destroy();
+      throw err;
+    }
+  }
+
+  constructor() {
+    this.nodes = [];
+  }
+
+  /** `redis+cluster://` with every node as a seed; the `db` argument is ignored (a cluster has only 0). */
+  url() {
+    return `redis+cluster://${this.nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`;
+  }
+
+  async destroy() {
+    await Promise.allSettled(this.nodes.map((n) => n.destroy()));
+    this.nodes = [];
+  }
 }
 
 /**
@@ -613,6 +723,7 @@ module.exports = {
   FAST_ENV,
   PREFIX,
   RedisServer,
+  RedisCluster,
   useRedis,
   MongoServer,
   useMongo,

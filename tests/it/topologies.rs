@@ -148,6 +148,95 @@ async fn readiness(url: &str) -> (u16, String) {
     (status, body["redis"].as_str().unwrap_or("").to_string())
 }
 
+/// One `/health/ready` answer: when the request was sent and answered, its status (0 when
+/// the endpoint did not answer) and its `redis` word.
+#[derive(Debug, Clone)]
+struct Sample {
+    sent: std::time::Instant,
+    answered: std::time::Instant,
+    status: u16,
+    redis: String,
+}
+
+/// `/health/ready` polled in the background every 100 ms (one request at a time), as an
+/// orchestrator does, until [`HealthLog::finish`].
+struct HealthLog {
+    samples: Arc<Mutex<Vec<Sample>>>,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HealthLog {
+    fn start(url: &str) -> HealthLog {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn({
+            let (url, samples, stop) = (url.to_string(), samples.clone(), stop.clone());
+            async move {
+                let client = reqwest::Client::new();
+                while !stop.is_cancelled() {
+                    let sent = std::time::Instant::now();
+                    let (status, redis) = match client
+                        .get(&url)
+                        .timeout(Duration::from_secs(10))
+                        .send()
+                        .await
+                    {
+                        Ok(resp) => {
+                            let status = resp.status().as_u16();
+                            let text = resp.text().await.unwrap_or_default();
+                            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                            (status, body["redis"].as_str().unwrap_or("").to_string())
+                        }
+                        Err(e) => (0, e.to_string()),
+                    };
+                    let answered = std::time::Instant::now();
+                    samples.lock().unwrap().push(Sample {
+                        sent,
+                        answered,
+                        status,
+                        redis,
+                    });
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+        HealthLog {
+            samples,
+            stop,
+            task,
+        }
+    }
+
+    /// The samples so far.
+    fn samples(&self) -> Vec<Sample> {
+        self.samples.lock().unwrap().clone()
+    }
+
+    async fn finish(self) -> Vec<Sample> {
+        self.stop.cancel();
+        let _ = self.task.await;
+        self.samples.lock().unwrap().clone()
+    }
+}
+
+/// The samples as `+ms status word` lines from `zero`, for failure messages.
+fn timeline(samples: &[Sample], zero: std::time::Instant) -> String {
+    samples
+        .iter()
+        .map(|s| {
+            format!(
+                "{:+6} ms..{:+6} ms {} {}",
+                s.sent.saturating_duration_since(zero).as_millis(),
+                s.answered.saturating_duration_since(zero).as_millis(),
+                s.status,
+                s.redis
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     run: tokio::task::JoinHandle<Result<RunSummary, fetch_worker::bullmq::Error>>,
@@ -812,13 +901,20 @@ async fn cluster_con(cluster: &Cluster) -> redis::cluster_async::ClusterConnecti
 /// must follow `MOVED` to reach it. Mid-drain the queue's master fails over to its replica
 /// (`CLUSTER FAILOVER` on the replica: coordinated, nothing lost); the worker's commands then
 /// meet `MOVED` (or the blocked marker wait is cut), and the worker follows the new slot map.
-/// Every job completes once, nothing is left active, each job's result is in the cache (whose
-/// keys spread over all masters), the cache invalidation finds them on every master, and
-/// `/health/ready` (which reads `INFO` from every master) is 200 before and after.
+/// Then the new master dies (SIGKILL, after its writes were paused and its replica caught
+/// up, so nothing acknowledged is lost): for a few seconds no node serves the queue's slot,
+/// until its replica is promoted (`CLUSTER FAILOVER FORCE`). Every job completes once,
+/// nothing is left active, each job's result is in the cache (whose keys spread over all
+/// masters), the cache invalidation finds them on every master, and `/health/ready` (which
+/// reads `INFO` from every master), polled throughout, is 200 before, never 200 while the
+/// queue has no reachable master (past the check's own bound, [`CHECK_TIMEOUT`]), and 200
+/// again after each failover.
+///
+/// [`CHECK_TIMEOUT`]: fetch_worker::ops::CHECK_TIMEOUT
 #[tokio::test]
 async fn cluster_failover_mid_drain_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(tmp.path()).await;
+    let mut cluster = Cluster::start(tmp.path()).await;
     let (master, replica) = cluster.owner_of(cluster.nodes[0].port, "{bull}").await;
     let replica = replica.expect("the queue's master has a replica");
     let old_master = cluster.node(master);
@@ -836,6 +932,8 @@ async fn cluster_failover_mid_drain_loses_nothing() {
     let results = ResultCache::new(cache.clone(), &q.name, Duration::from_secs(60));
     let (ready, stop_ops) = serve_health(&target).await;
     assert_eq!(readiness(&ready).await, (200, "ok".to_string()));
+    let health = HealthLog::start(&ready);
+    let zero = std::time::Instant::now();
 
     let runs = Counting {
         ms: 30,
@@ -843,6 +941,8 @@ async fn cluster_failover_mid_drain_loses_nothing() {
     };
     let mut o = options(&q, 4);
     o.prefix = "{bull}".into();
+    // Longer than the outage below, so no lock lapses while the slot has no master.
+    o.lock_duration = Duration::from_secs(30);
     let worker = Worker::with_connection(con, o, Arc::new(runs.clone()), Some(results));
     let running = start(worker);
     eventually(20, "a quarter of the jobs completed", || {
@@ -922,6 +1022,108 @@ async fn cluster_failover_mid_drain_loses_nothing() {
         async move { readiness(&ready).await == (200, "ok".to_string()) }
     })
     .await;
+
+    // The queue's new master dies mid-drain. Its replica (the first master, demoted above) is
+    // kept from taking over on its own, so the outage lasts as long as the test says.
+    let mut standby = cluster.node(master).con(0).await;
+    wait_in_sync(&mut standby).await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("cluster-replica-no-failover")
+        .arg("yes")
+        .query_async(&mut standby)
+        .await
+        .unwrap();
+    let more = 200;
+    ids.extend(add_jobs(&mut q, more).await);
+    let n = n + more;
+    eventually(20, "the second drain under way", || {
+        let q = &q;
+        async move { completed(q).await >= (n - more / 2) as u64 }
+    })
+    .await;
+    let mut dying = q.con.clone();
+    pause_and_catch_up(&mut dying, &mut standby, Duration::from_secs(10)).await;
+    let before_kill = completed(&q).await;
+    assert!(
+        before_kill < n as u64,
+        "the drain ended before the master died"
+    );
+    cluster
+        .nodes
+        .iter_mut()
+        .find(|node| node.port == replica)
+        .unwrap()
+        .kill();
+    let killed = std::time::Instant::now();
+    let outage = Duration::from_secs(5);
+    tokio::time::sleep(outage).await;
+    // Still no master for the slot: the standby is a replica until told otherwise.
+    assert_eq!(
+        info_field(&replication(&mut standby).await, "role"),
+        Some("slave")
+    );
+    let promoting = std::time::Instant::now();
+    let _: () = redis::cmd("CLUSTER")
+        .arg("FAILOVER")
+        .arg("FORCE")
+        .query_async(&mut standby)
+        .await
+        .unwrap();
+    eventually(20, "the standby is promoted", || {
+        let mut standby = standby.clone();
+        async move { info_field(&replication(&mut standby).await, "role") == Some("master") }
+    })
+    .await;
+    q.con = standby;
+    eventually(60, "every job completed after the master died", || {
+        let q = &q;
+        async move { completed(q).await == n as u64 }
+    })
+    .await;
+    eventually(
+        20,
+        "/health/ready is 200 again on the promoted standby",
+        || {
+            let health = &health;
+            async move {
+                health
+                    .samples()
+                    .last()
+                    .is_some_and(|s| s.sent > promoting && s.status == 200)
+            }
+        },
+    )
+    .await;
+    let samples = health.finish().await;
+    let shown = timeline(&samples, zero);
+    eprintln!(
+        "cluster /health/ready (kill at +{} ms, promotion at +{} ms):\n{shown}",
+        (killed - zero).as_millis(),
+        (promoting - zero).as_millis()
+    );
+    // While no node served the queue's slot, past the check's own bound, never 200: each
+    // answer sent then and answered before the promotion was asked for says why not.
+    let bound = fetch_worker::ops::CHECK_TIMEOUT;
+    let during: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.sent >= killed + bound && s.answered <= promoting)
+        .collect();
+    assert!(
+        during.len() >= 2,
+        "too few answers during the outage to judge:\n{shown}"
+    );
+    for s in &during {
+        assert_eq!(
+            s.status, 503,
+            "ready while the queue had no master:\n{shown}"
+        );
+        assert_eq!(s.redis, "unreachable", "{shown}");
+    }
+    // Before the first failover and after the second, ready.
+    assert!(samples.first().is_some_and(|s| s.status == 200), "{shown}");
+    assert!(samples.last().is_some_and(|s| s.status == 200), "{shown}");
+
     let summary = running.stop().await;
     stop_ops.cancel();
     assert_eq!(summary.completed, n as u64);

@@ -6,7 +6,7 @@
 // Exit status 0 when N jobs completed; 1 on a failed job, a worker error, or DRAIN_TIMEOUT_S.
 
 const { Worker } = require('bullmq');
-const { settings, number, fail } = require('./common');
+const { settings, number, fail, closeConnection } = require('./common');
 
 async function main() {
   const { connection, queueName, prefix, jobs } = settings();
@@ -46,6 +46,7 @@ async function main() {
     endedAt = await done;
   } finally {
     await worker.close();
+    await closeConnection(connection);
   }
   const elapsedMs = Number(endedAt - startedAt) / 1e6;
   process.stdout.write(

@@ -4,7 +4,7 @@
 // Adds them with Queue.addBulk in chunks of CHUNK (default 1000). Not timed by the bench.
 
 const { Queue } = require('bullmq');
-const { settings, number, fail } = require('./common');
+const { settings, number, fail, closeConnection } = require('./common');
 
 const BRANCHES = ['BMC', 'ALB', 'CRD', 'DVL', 'ESP', 'FRN', 'GLD', 'HRT', 'KNS', 'LMB'];
 const JOB_OPTS = {
@@ -43,6 +43,7 @@ async function main() {
 
   const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
   await queue.close();
+  await closeConnection(connection);
   if (counts.waiting !== jobs) {
     throw new Error(`expected ${jobs} waiting jobs after the fill, found ${JSON.stringify(counts)}`);
   }

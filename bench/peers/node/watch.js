@@ -41,7 +41,17 @@ async function main() {
   const timeoutS = number('WATCH_TIMEOUT_S', 600);
   const deadline = Date.now() + timeoutS * 1000;
 
-  const redis = new Redis(connection);
+  // On a Cluster the four keys share the queue's slot (the prefix's hash tag), so the pipeline
+  // goes to one master; INFO cpu is summed over every master (see cpuSeconds).
+  const redis = connection.isCluster ? connection : new Redis(connection);
+  const cpuSeconds = async () => {
+    if (!redis.isCluster) return { total: redisCpuSeconds(await redis.info('cpu')), byNode: {} };
+    const byNode = {};
+    for (const node of redis.nodes('master')) {
+      byNode[`${node.options.host}:${node.options.port}`] = redisCpuSeconds(await node.info('cpu'));
+    }
+    return { total: Object.values(byNode).reduce((a, b) => a + b, 0), byNode };
+  };
   const key = (suffix) => `${prefix}:${queueName}:${suffix}`;
   let polls = 0;
   const poll = async () => {
@@ -79,7 +89,7 @@ async function main() {
     await sleep(pollMs);
   }
   const startedAt = process.hrtime.bigint();
-  const cpu0 = redisCpuSeconds(await redis.info('cpu'));
+  const cpu0 = await cpuSeconds();
   const pollsAtStart = polls;
 
   // End: nothing waiting, active, delayed (a retry) or prioritized. Each poll costs Redis
@@ -100,7 +110,7 @@ async function main() {
     await sleep(Math.min(Math.max(leftMs / 4, pollMs), maxSleepMs));
   }
   const endedAt = process.hrtime.bigint();
-  const cpu1 = redisCpuSeconds(await redis.info('cpu'));
+  const cpu1 = await cpuSeconds();
   const pollsDuringDrain = polls - pollsAtStart;
 
   const failed = await redis.zcard(key('failed'));
@@ -108,7 +118,10 @@ async function main() {
   await redis.quit();
 
   const elapsedMs = Number(endedAt - startedAt) / 1e6;
-  const cpuMs = (cpu1 - cpu0) * 1000;
+  const cpuMs = (cpu1.total - cpu0.total) * 1000;
+  // Cluster: the share of the Redis CPU spent by the busiest master (one queue is one slot).
+  const perNode = Object.keys(cpu1.byNode).map((n) => cpu1.byNode[n] - (cpu0.byNode[n] || 0));
+  const busiest = perNode.length && cpuMs > 0 ? (Math.max(...perNode) * 1000) / cpuMs : undefined;
   process.stdout.write(
     `${JSON.stringify({
       jobs,
@@ -119,6 +132,7 @@ async function main() {
       polls: pollsDuringDrain,
       failed,
       completed,
+      ...(busiest === undefined ? {} : { masters: perNode.length, busiest_master_share: Number(busiest.toFixed(3)) }),
     })}\n`,
   );
 }

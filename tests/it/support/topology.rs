@@ -66,6 +66,13 @@ impl Node {
         Node { port, dir, child }
     }
 
+    /// Kills the server at once (SIGKILL), as a crash or a lost machine would: what it had not
+    /// replicated is gone, and its clients' connections are reset.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
