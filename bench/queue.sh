@@ -367,6 +367,46 @@ declare -A JPS_ALL US_ALL JPS US
 FAILURES=()
 LOG=()
 
+# start_watcher TAG OUT ENV-WORDS...: starts watch.js under the `env` words given (the run's
+# Redis, queue and N) and waits until it says `ready`, so the drain never starts unwatched. Sets
+# WATCH_PID; returns 1, with a FAILURES entry, when the watcher never gets ready.
+start_watcher() {
+  local tag=$1 out=$2
+  shift 2
+  "$@" POLL_MS="$POLL_MS" WATCH_TIMEOUT_S="$((DRAIN_TIMEOUT_S + 30))" \
+    node "$NODE_PEER/watch.js" >"$out.watch" 2>"$out.watch.err" &
+  WATCH_PID=$!
+  CHILD_PIDS+=("$WATCH_PID")
+  local waited=0
+  until grep -q '^ready$' "$out.watch" 2>/dev/null; do
+    if ! kill -0 "$WATCH_PID" 2>/dev/null || ((waited > 600)); then
+      kill "$WATCH_PID" 2>/dev/null || true
+      FAILURES+=("$tag: watcher did not get ready: $(tail -3 "$out.watch.err")")
+      return 1
+    fi
+    sleep 0.05
+    waited=$((waited + 1))
+  done
+}
+
+# await_watcher: once the drainer has exited the queue should already be empty, so the watcher
+# gets 5 s to see it and exit. Sets WATCH_RC to its exit status; returns 1 (watcher stopped)
+# when it is still waiting for the queue to empty.
+await_watcher() {
+  local waited=0
+  while kill -0 "$WATCH_PID" 2>/dev/null && ((waited < 100)); do
+    sleep 0.05
+    waited=$((waited + 1))
+  done
+  if kill -0 "$WATCH_PID" 2>/dev/null; then
+    kill "$WATCH_PID" 2>/dev/null || true
+    wait "$WATCH_PID" 2>/dev/null || true
+    return 1
+  fi
+  WATCH_RC=0
+  wait "$WATCH_PID" || WATCH_RC=$?
+}
+
 # run_peer PEER CONCURRENCY RUN: fill, watch, drain; appends to JPS_ALL/US_ALL[PEER,C].
 run_peer() {
   local peer=$1 c=$2 run=$3 tag="$1 c=$2"
@@ -380,20 +420,7 @@ run_peer() {
     return
   fi
 
-  "${common[@]}" POLL_MS="$POLL_MS" WATCH_TIMEOUT_S="$((DRAIN_TIMEOUT_S + 30))" \
-    node "$NODE_PEER/watch.js" >"$out.watch" 2>"$out.watch.err" &
-  local watch_pid=$!
-  CHILD_PIDS+=("$watch_pid")
-  local waited=0
-  until grep -q '^ready$' "$out.watch" 2>/dev/null; do
-    if ! kill -0 "$watch_pid" 2>/dev/null || ((waited > 600)); then
-      kill "$watch_pid" 2>/dev/null || true
-      FAILURES+=("$tag: watcher did not get ready: $(tail -3 "$out.watch.err")")
-      return
-    fi
-    sleep 0.05
-    waited=$((waited + 1))
-  done
+  start_watcher "$tag" "$out" "${common[@]}" || return
 
   local cmd
   case "$peer" in
@@ -418,22 +445,13 @@ run_peer() {
   timeout --kill-after=5 "$((DRAIN_TIMEOUT_S + 10))" "${cmd[@]}" >"$out.drain" 2>"$out.drain.err" || rc=$?
   t1=$(date +%s%N)
 
-  # The queue should already be empty; give the watcher a moment to see it.
-  waited=0
-  while kill -0 "$watch_pid" 2>/dev/null && ((waited < 100)); do
-    sleep 0.05
-    waited=$((waited + 1))
-  done
-  if kill -0 "$watch_pid" 2>/dev/null; then
-    kill "$watch_pid" 2>/dev/null || true
-    wait "$watch_pid" 2>/dev/null || true
+  if ! await_watcher; then
     local left
     left=$(rcli -n "$REDIS_DB" LLEN "$BULL_PREFIX:$QUEUE_NAME:wait")
     FAILURES+=("$tag: exit $rc, queue not drained ($left still waiting): $(tail -3 "$out.drain.err" | tr '\n' ' ')")
     return
   fi
-  local wrc=0
-  wait "$watch_pid" || wrc=$?
+  local wrc=$WATCH_RC
   if ((rc != 0)); then
     FAILURES+=("$tag: drainer exited $rc: $(tail -3 "$out.drain.err" | tr '\n' ' ')")
     return
@@ -536,19 +554,7 @@ run_cluster_peer() {
     FAILURES+=("$tag: fill failed: $(tail -3 "$out.fill")")
     return
   fi
-  "${common[@]}" POLL_MS="$POLL_MS" WATCH_TIMEOUT_S="$((DRAIN_TIMEOUT_S + 30))" \
-    node "$NODE_PEER/watch.js" >"$out.watch" 2>"$out.watch.err" &
-  local watch_pid=$! waited=0
-  CHILD_PIDS+=("$watch_pid")
-  until grep -q '^ready$' "$out.watch" 2>/dev/null; do
-    if ! kill -0 "$watch_pid" 2>/dev/null || ((waited > 600)); then
-      kill "$watch_pid" 2>/dev/null || true
-      FAILURES+=("$tag: watcher did not get ready: $(tail -3 "$out.watch.err")")
-      return
-    fi
-    sleep 0.05
-    waited=$((waited + 1))
-  done
+  start_watcher "$tag" "$out" "${common[@]}" || return
   local cmd
   case "$peer" in
     node) cmd=("${common[@]}" CONCURRENCY="$c" DRAIN_TIMEOUT_S="$DRAIN_TIMEOUT_S" node "$NODE_PEER/drain.js") ;;
@@ -562,18 +568,11 @@ run_cluster_peer() {
   t0=$(date +%s%N)
   timeout --kill-after=5 "$((DRAIN_TIMEOUT_S + 10))" "${cmd[@]}" >"$out.drain" 2>"$out.drain.err" || rc=$?
   t1=$(date +%s%N)
-  waited=0
-  while kill -0 "$watch_pid" 2>/dev/null && ((waited < 100)); do
-    sleep 0.05
-    waited=$((waited + 1))
-  done
-  if kill -0 "$watch_pid" 2>/dev/null; then
-    kill "$watch_pid" 2>/dev/null || true
-    wait "$watch_pid" 2>/dev/null || true
+  if ! await_watcher; then
     FAILURES+=("$tag: exit $rc, queue not drained: $(tail -3 "$out.drain.err" | tr '\n' ' ')")
     return
   fi
-  wait "$watch_pid" || wrc=$?
+  wrc=$WATCH_RC
   if ((rc != 0 || wrc != 0)); then
     FAILURES+=("$tag: drainer exited $rc, watcher $wrc: $(tail -3 "$out.drain.err" "$out.watch.err" | tr '\n' ' ')")
     return

@@ -114,6 +114,34 @@ function redact(url) {
 }
 
 /**
+ * Splits the part of a multi-host URL after `scheme://` into its credentials, its
+ * comma-separated `host[:port]` list and its path, the shape Sentinel and Cluster URLs share.
+ * `bad` builds the error for a malformed address.
+ */
+function splitMultiHost(rest, defaultPort, what, bad) {
+  const credentials = {};
+  const at = rest.lastIndexOf('@');
+  if (at >= 0) {
+    const userinfo = rest.slice(0, at);
+    rest = rest.slice(at + 1);
+    const colon = userinfo.indexOf(':');
+    const user = colon >= 0 ? userinfo.slice(0, colon) : userinfo;
+    const pass = colon >= 0 ? userinfo.slice(colon + 1) : '';
+    if (user) credentials.username = decodeURIComponent(user);
+    if (pass) credentials.password = decodeURIComponent(pass);
+  }
+  const slash = rest.indexOf('/');
+  const hosts = (slash >= 0 ? rest.slice(0, slash) : rest).split(',').filter(Boolean).map((h) => {
+    const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(h);
+    if (!m) throw bad(`bad ${what} address ${h}`);
+    const port = Number(m[2] || defaultPort);
+    if (port < 1 || port > 65535) throw bad(`bad port in ${h}`);
+    return { host: m[1].replace(/^\[|\]$/g, ''), port };
+  });
+  return { credentials, hosts, path: slash >= 0 ? rest.slice(slash + 1) : '' };
+}
+
+/**
  * `redis+sentinel://[user:pass@]s1:26379,s2:26379/mymaster/db[?sentinelUsername=…&sentinelPassword=…]`
  * (or `rediss+sentinel://`) into ioredis' Sentinel options: the worker's form, so one variable
  * switches both sides.
@@ -128,33 +156,15 @@ function sentinelOptions(url, env) {
     query = rest.slice(q + 1);
     rest = rest.slice(0, q);
   }
-  let userinfo = null;
-  const at = rest.lastIndexOf('@');
-  if (at >= 0) {
-    userinfo = rest.slice(0, at);
-    rest = rest.slice(at + 1);
-  }
-  const slash = rest.indexOf('/');
-  const hosts = slash >= 0 ? rest.slice(0, slash) : rest;
-  const path = (slash >= 0 ? rest.slice(slash + 1) : '').split('/').filter(Boolean);
-  const sentinels = hosts.split(',').filter(Boolean).map((h) => {
-    const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(h);
-    if (!m) throw bad(`bad sentinel address ${h}`);
-    return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2] || 26379) };
-  });
+  const split = splitMultiHost(rest, 26379, 'sentinel', bad);
+  const sentinels = split.hosts;
+  const path = split.path.split('/').filter(Boolean);
   if (!sentinels.length) throw bad('no sentinel address');
   if (!path.length) throw bad('no master name');
   if (path.length > 2) throw bad('expected /master/db after the addresses');
   const db = path.length === 2 ? Number(path[1]) : 0;
   if (!Number.isInteger(db) || db < 0) throw bad('the database must be a number');
-  const options = { sentinels, name: decodeURIComponent(path[0]), db };
-  if (userinfo !== null) {
-    const colon = userinfo.indexOf(':');
-    const user = colon >= 0 ? userinfo.slice(0, colon) : userinfo;
-    const pass = colon >= 0 ? userinfo.slice(colon + 1) : '';
-    if (user) options.username = decodeURIComponent(user);
-    if (pass) options.password = decodeURIComponent(pass);
-  }
+  const options = { sentinels, name: decodeURIComponent(path[0]), db, ...split.credentials };
   for (const [key, value] of new URLSearchParams(query)) {
     if (key === 'sentinelUsername' || key === 'sentinelPassword') options[key] = value;
     else throw bad(`unknown option ${key} (known: sentinelUsername, sentinelPassword)`);
@@ -177,32 +187,12 @@ function clusterSpec(url, env) {
   const tls = /^rediss/i.test(url);
   let rest = url.slice(url.indexOf('://') + 3);
   if (/[?#]/.test(rest)) throw bad('takes no ?options');
-  let userinfo = null;
-  const at = rest.lastIndexOf('@');
-  if (at >= 0) {
-    userinfo = rest.slice(0, at);
-    rest = rest.slice(at + 1);
-  }
-  const slash = rest.indexOf('/');
-  const hosts = slash >= 0 ? rest.slice(0, slash) : rest;
-  const path = slash >= 0 ? rest.slice(slash + 1).replace(/\/+$/, '') : '';
+  const split = splitMultiHost(rest, 6379, 'seed', bad);
+  const path = split.path.replace(/\/+$/, '');
   if (path !== '' && path !== '0') throw bad('a Redis Cluster has only database 0: leave the path out or write /0');
-  const nodes = hosts.split(',').filter(Boolean).map((h) => {
-    const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(h);
-    if (!m) throw bad(`bad seed address ${h}`);
-    const port = Number(m[2] || 6379);
-    if (port < 1 || port > 65535) throw bad(`bad port in ${h}`);
-    return { host: m[1].replace(/^\[|\]$/g, ''), port };
-  });
+  const nodes = split.hosts;
   if (!nodes.length) throw bad('no seed address (redis+cluster://host:6379,host2:6379)');
-  const redisOptions = {};
-  if (userinfo !== null) {
-    const colon = userinfo.indexOf(':');
-    const user = colon >= 0 ? userinfo.slice(0, colon) : userinfo;
-    const pass = colon >= 0 ? userinfo.slice(colon + 1) : '';
-    if (user) redisOptions.username = decodeURIComponent(user);
-    if (pass) redisOptions.password = decodeURIComponent(pass);
-  }
+  const redisOptions = { ...split.credentials };
   const options = {
     redisOptions,
     // The cluster turns `ready` once CLUSTER INFO says cluster_state:ok: the app's /health

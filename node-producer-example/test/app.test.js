@@ -34,15 +34,7 @@ let client;
 
 /** Listens on a free loopback port; closed (bounded) after the test. */
 async function serve(t, app) {
-  const server = await new Promise((resolve, reject) => {
-    const srv = app.listen(0, '127.0.0.1', () => resolve(srv));
-    srv.on('error', reject);
-  });
-  t.after(() => new Promise((resolve) => {
-    server.close(resolve);
-    server.closeAllConnections();
-  }));
-  const base = `http://127.0.0.1:${server.address().port}`;
+  const base = await s.listenApp(t, app);
   return {
     base,
     /** fetch relative to the app; resolves to {status, headers, body (JSON when JSON, else text)}. */

@@ -143,15 +143,7 @@ describe(`coverage page in a browser (worker=${s.WORKER}, bullmq ${version})`, {
     });
 
     const app = createApp({ queue: h.queue, mongoDb, branches: ['BMC', 'BIA'], boardAuth: AUTH, log: silent, apiToken: null });
-    const server = await new Promise((resolve, reject) => {
-      const srv = app.listen(0, '127.0.0.1', () => resolve(srv));
-      srv.on('error', reject);
-    });
-    t.after(() => new Promise((resolve) => {
-      server.close(resolve);
-      server.closeAllConnections();
-    }));
-    const url = `http://127.0.0.1:${server.address().port}/coverage?start=${START}&end=${END}`;
+    const url = `${await s.listenApp(t, app)}/coverage?start=${START}&end=${END}`;
     // The page reloads itself every second while jobs are pending; with refresh=0 it holds still.
     const live = `${url}&refresh=1`;
     const still = `${url}&refresh=0`;

@@ -31,15 +31,7 @@ let client;
 
 /** Listens on a free port; closed after the test. */
 async function serve(t, app) {
-  const server = await new Promise((resolve, reject) => {
-    const srv = app.listen(0, '127.0.0.1', () => resolve(srv));
-    srv.on('error', reject);
-  });
-  t.after(() => new Promise((resolve) => {
-    server.close(resolve);
-    server.closeAllConnections();
-  }));
-  const base = `http://127.0.0.1:${server.address().port}`;
+  const base = await s.listenApp(t, app);
   return async (method, url, { json, headers = {}, auth = BASIC } = {}) => {
     const init = { method, headers: { ...headers }, signal: AbortSignal.timeout(20000) };
     if (auth) init.headers.authorization = auth;

@@ -717,6 +717,23 @@ async function setup(t, redisHolder) {
   return h;
 }
 
+/**
+ * Serves `app` (an Express app) on a free loopback port until the test `t` ends, then closes the
+ * server and its open connections so no keep-alive socket holds the test file open. Returns the
+ * base URL, `http://127.0.0.1:<port>`.
+ */
+async function listenApp(t, app) {
+  const server = await new Promise((resolve, reject) => {
+    const srv = app.listen(0, '127.0.0.1', () => resolve(srv));
+    srv.on('error', reject);
+  });
+  t.after(() => new Promise((resolve) => {
+    server.close(resolve);
+    server.closeAllConnections();
+  }));
+  return `http://127.0.0.1:${server.address().port}`;
+}
+
 module.exports = {
   WORKER,
   FETCH_WORKER_BIN,
@@ -731,6 +748,7 @@ module.exports = {
   setup,
   startWorker,
   runScript,
+  listenApp,
   waitUntil,
   withTimeout,
   sleep,
