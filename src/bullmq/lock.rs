@@ -13,7 +13,7 @@ use crate::redis_conn::RedisConn;
 use tokio_util::sync::CancellationToken;
 
 use super::keys::QueueKeys;
-use super::scripts;
+use super::scripts::extend_locks::ExtendLocks;
 
 /// The in-flight jobs of this worker: id → (token, last renewal).
 #[derive(Debug, Clone, Default)]
@@ -111,7 +111,13 @@ pub async fn renew_locks(
             continue;
         }
         let ms = lock_duration.as_millis() as u64;
-        match scripts::extend_locks::call(&mut con, &keys, ms, &due).await {
+        let renewal = ExtendLocks {
+            lock_ms: ms,
+            jobs: &due,
+        }
+        .call(&mut con, &keys)
+        .await;
+        match renewal {
             Ok(lost) => {
                 for id in &lost {
                     tracing::error!(job_id = %id, "lock lost: another worker may process this job");

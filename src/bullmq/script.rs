@@ -185,13 +185,25 @@ impl Script {
         self.name
     }
 
+    /// How many KEYS the script takes: the number its file name ends in
+    /// (`moveToFinished-13.lua` → 13). Each wrapper's `keys()` must build exactly this many,
+    /// which the wrappers' unit tests check.
+    pub fn num_keys(&self) -> usize {
+        self.num_keys
+    }
+
     /// Runs the script with `keys` and `args`: `EVALSHA`, then `EVAL` on `NOSCRIPT`.
     ///
     /// # Errors
     ///
     /// [`Error::Redis`] for connection and server errors; [`Error::Reply`] when the reply does
     /// not decode as `T`.
-    pub async fn run<C, T>(&self, con: &mut C, keys: &[&str], args: &[Vec<u8>]) -> Result<T, Error>
+    pub async fn run<C, T>(
+        &self,
+        con: &mut C,
+        keys: &[String],
+        args: &[Vec<u8>],
+    ) -> Result<T, Error>
     where
         C: ConnectionLike + Send,
         T: FromRedisValue,

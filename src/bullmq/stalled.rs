@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::keys::QueueKeys;
 use super::options::Compat;
-use super::scripts;
+use super::scripts::move_stalled_jobs_to_wait::MoveStalledJobsToWait;
 use super::worker::now_ms;
 
 /// Runs stalled checks until `stop` is cancelled.
@@ -29,17 +29,15 @@ pub async fn check_stalled(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let ms = interval.as_millis() as u64;
-        match scripts::move_stalled_jobs_to_wait::call(
-            &mut con,
-            &keys,
-            now_ms(),
+        let check = MoveStalledJobsToWait {
+            now_ms: now_ms(),
             max_stalled_count,
-            ms,
+            interval_ms: interval.as_millis() as u64,
             compat,
-        )
-        .await
-        {
+        }
+        .call(&mut con, &keys)
+        .await;
+        match check {
             Ok(ids) => {
                 for id in ids {
                     tracing::warn!(job_id = %id, "stalled job moved back to wait");
