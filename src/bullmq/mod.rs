@@ -3,8 +3,10 @@
 //! they cannot tell from Node's. This layer knows nothing about POS files.
 //!
 //! - [`keys`]: the only place key names are spelled.
-//! - [`script`]: embedding, include flattening, `EVALSHA` with `EVAL` fallback.
-//! - [`scripts`]: one wrapper per Lua script.
+//! - [`lua`]: the script loader. It embeds the files of `lua/`, flattens their includes and
+//!   runs a script by SHA (`EVALSHA`, `EVAL` on `NOSCRIPT`); it knows no script's arguments.
+//! - [`scripts`]: one request struct per Lua script (its KEYS, ARGV and reply); these are
+//!   what the worker calls.
 //! - [`job`]: decoding a claimed job; backoff.
 //! - [`worker`]: the claim loop, slots, retries, shutdown.
 //! - [`lock`] and [`stalled`]: lock renewal and stalled recovery.
@@ -20,12 +22,12 @@ pub mod error;
 pub mod job;
 pub mod keys;
 pub mod lock;
+pub mod lua;
 pub mod observer;
 mod options;
 pub mod processor;
 pub mod results;
 pub mod scheduler;
-pub mod script;
 pub mod scripts;
 pub mod stalled;
 pub mod time_limit;

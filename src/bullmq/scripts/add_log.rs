@@ -5,7 +5,7 @@ use redis::aio::ConnectionLike;
 use super::arg;
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
-use crate::bullmq::script::{SCRIPTS, Script};
+use crate::bullmq::lua::{SCRIPTS, Script};
 
 /// Appends `line` to the job's log list, keeping the newest `keep` lines when given.
 #[derive(Debug, Clone, Copy)]

@@ -7,7 +7,7 @@ use super::arg;
 use crate::bullmq::Compat;
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
-use crate::bullmq::script::{SCRIPTS, Script};
+use crate::bullmq::lua::{SCRIPTS, Script};
 
 /// Adds one job to the back of the queue, following `compat`'s pause rule.
 #[derive(Debug, Clone, Copy)]

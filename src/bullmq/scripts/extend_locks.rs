@@ -6,7 +6,7 @@ use redis::aio::ConnectionLike;
 use super::arg;
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
-use crate::bullmq::script::{SCRIPTS, Script};
+use crate::bullmq::lua::{SCRIPTS, Script};
 
 /// Renews the locks of `(job id, token)` pairs for `lock_ms`.
 #[derive(Debug, Clone, Copy)]

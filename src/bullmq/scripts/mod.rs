@@ -2,7 +2,7 @@
 //! script, with named fields where the script takes positional ARGV.
 //!
 //! Each request (`move_to_finished::MoveToFinished`, …) has:
-//! - `script()`: the flattened Lua it runs (from [`script`](super::script));
+//! - `script()`: the flattened Lua it runs (from [`lua`](super::lua), the loader);
 //! - `keys()` and `args()`: its KEYS and ARGV in the order of the Lua header, pure functions
 //!   with a unit test each, so a reordered argument fails a test rather than a job;
 //! - `call()`: runs it and decodes the reply. Negative codes become
@@ -131,11 +131,11 @@ pub(crate) fn decode_claim(script: &'static str, reply: Value) -> Result<Claim, 
 mod tests {
     use super::*;
     use crate::bullmq::keys::QueueKeys;
+    use crate::bullmq::lua::{COMMANDS, Script};
     use crate::bullmq::options::KeepJobs;
-    use crate::bullmq::script::{COMMANDS, Script};
 
     /// Every wrapper's KEYS count equals the number in its Lua file's name, which
-    /// `script::tests` also checks against the header and the body: the three agree.
+    /// `lua::tests` also checks against the header and the body: the three agree.
     #[test]
     fn every_wrapper_builds_as_many_keys_as_its_lua_file_names() {
         let q = QueueKeys::new("bull", "q");

@@ -6,8 +6,8 @@ use redis::aio::ConnectionLike;
 use super::arg;
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
+use crate::bullmq::lua::{SCRIPTS, Script};
 use crate::bullmq::options::Compat;
-use crate::bullmq::script::{SCRIPTS, Script};
 
 /// Hands a job this worker holds back, so another worker takes it next.
 #[derive(Debug, Clone, Copy)]

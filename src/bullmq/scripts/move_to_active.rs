@@ -6,7 +6,7 @@ use redis::aio::ConnectionLike;
 use super::{Claim, ClaimArgs, arg, decode_claim};
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
-use crate::bullmq::script::{SCRIPTS, Script};
+use crate::bullmq::lua::{SCRIPTS, Script};
 
 /// Claims the next ready job (promoting due delayed jobs first).
 #[derive(Debug, Clone, Copy)]

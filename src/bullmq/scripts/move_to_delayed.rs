@@ -7,7 +7,7 @@ use redis::aio::ConnectionLike;
 use super::{Claim, ClaimArgs, arg, decode_claim};
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
-use crate::bullmq::script::{SCRIPTS, Script};
+use crate::bullmq::lua::{SCRIPTS, Script};
 
 /// The failed attempt a backoff retry records.
 #[derive(Debug, Clone, Copy)]

@@ -6,8 +6,8 @@ use redis::aio::ConnectionLike;
 use super::{Claim, ClaimArgs, arg, decode_claim};
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
+use crate::bullmq::lua::{SCRIPTS, Script};
 use crate::bullmq::options::KeepJobs;
-use crate::bullmq::script::{SCRIPTS, Script};
 
 /// How the attempt ended.
 #[derive(Debug, Clone)]

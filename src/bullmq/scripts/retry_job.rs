@@ -5,8 +5,8 @@ use redis::aio::ConnectionLike;
 use super::arg;
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
+use crate::bullmq::lua::{SCRIPTS, Script};
 use crate::bullmq::options::Compat;
-use crate::bullmq::script::{SCRIPTS, Script};
 
 /// Puts a job this worker holds back for an immediate retry (a failed attempt without
 /// backoff), counting the attempt.

@@ -5,7 +5,7 @@ use redis::aio::ConnectionLike;
 use super::arg;
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
-use crate::bullmq::script::{SCRIPTS, Script};
+use crate::bullmq::lua::{SCRIPTS, Script};
 
 /// Stores new data on a job.
 #[derive(Debug, Clone, Copy)]
