@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::bullmq::{Compat, KeepJobs, QueueKeys, WorkerOptions};
+use crate::bullmq::{self, Compat, KeepJobs, QueueKeys, WorkerOptions};
 use crate::redis_conn::{RedisTarget, TlsFiles};
 use crate::secret::SecretUrl;
 
@@ -307,16 +307,16 @@ pub struct RunArgs {
     #[arg(long, env = "BULL_PREFIX", default_value = "bull")]
     pub bull_prefix: String,
     /// Jobs processed at once by this process.
-    #[arg(long, env = "JOB_CONCURRENCY", default_value_t = 1)]
+    #[arg(long, env = "JOB_CONCURRENCY", default_value_t = bullmq::DEFAULT_CONCURRENCY)]
     pub job_concurrency: usize,
     /// How long a claimed job's lock lives without renewal (ms). Renewed every quarter of it.
-    #[arg(long, env = "LOCK_DURATION_MS", default_value_t = 30_000)]
+    #[arg(long, env = "LOCK_DURATION_MS", default_value_t = bullmq::DEFAULT_LOCK_DURATION.as_millis() as u64)]
     pub lock_duration_ms: u64,
     /// How often active jobs are checked for lost locks (ms).
-    #[arg(long, env = "STALLED_INTERVAL_MS", default_value_t = 30_000)]
+    #[arg(long, env = "STALLED_INTERVAL_MS", default_value_t = bullmq::DEFAULT_STALLED_INTERVAL.as_millis() as u64)]
     pub stalled_interval_ms: u64,
     /// How many times a job may stall before it is failed.
-    #[arg(long, env = "MAX_STALLED_COUNT", default_value_t = 1)]
+    #[arg(long, env = "MAX_STALLED_COUNT", default_value_t = bullmq::DEFAULT_MAX_STALLED_COUNT)]
     pub max_stalled_count: u32,
     /// How long job results stay in the cache database (seconds).
     #[arg(long, env = "RESULT_TTL_SECONDS", default_value_t = 86_400)]
@@ -330,10 +330,10 @@ pub struct RunArgs {
     pub job_timeout_ms: u64,
     /// How long in-flight jobs may run after SIGTERM before they are handed back to the front of
     /// the queue, with no attempt used (ms). A second signal exits at once.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value_t = bullmq::DEFAULT_SHUTDOWN_TIMEOUT.as_millis() as u64)]
     pub shutdown_timeout_ms: u64,
     /// Idle wait on the marker before polling again (ms).
-    #[arg(long, env = "DRAIN_DELAY_MS", default_value_t = 5_000)]
+    #[arg(long, env = "DRAIN_DELAY_MS", default_value_t = bullmq::DEFAULT_DRAIN_DELAY.as_millis() as u64)]
     pub drain_delay_ms: u64,
     /// Worker default for jobs without `removeOnComplete`: `true`, `false` (keep all), a count,
     /// or `{"age":seconds,"count":n}`. The default, 7 days and at most 10,000, is the
@@ -465,8 +465,8 @@ pub struct CombineArgs {
 }
 
 /// Settings of the fetch half of the pipeline: the POS server, timeouts, limits, retries and
-/// raw storage. Meant to be flattened into `run` (`#[command(flatten)]`) when the job handler
-/// lands; validated by [`FetchConfig::from_args`].
+/// raw storage. Flattened into `run` (`RunArgs::fetch`); validated by
+/// [`FetchConfig::from_args`].
 #[derive(Debug, Clone, Args)]
 pub struct FetchArgs {
     /// The list endpoint: a form POST of branch, pos and date answers with file references.

@@ -110,9 +110,8 @@ pub async fn renew_locks(
         if due.is_empty() {
             continue;
         }
-        let ms = lock_duration.as_millis() as u64;
         let renewal = ExtendLocks {
-            lock_ms: ms,
+            lock: lock_duration,
             jobs: &due,
         }
         .call(&mut con, &keys)

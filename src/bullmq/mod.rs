@@ -15,9 +15,11 @@
 //! - [`results`]: final outcomes written to the app's cache database.
 //! - [`observer`]: hooks for metrics.
 //! - [`time_limit`]: the per-attempt time limit.
+//! - [`clock`]: epoch milliseconds, the scripts' clock.
 //! - [`scheduler`]: the next iteration of job schedulers and repeatable jobs.
 
 pub mod children;
+pub mod clock;
 pub mod error;
 pub mod job;
 pub mod keys;
@@ -37,7 +39,11 @@ pub use error::{Error, ScriptCode};
 pub use job::{Backoff, Job, JobOptions};
 pub use keys::QueueKeys;
 pub use observer::{AttemptOutcome, Observer};
-pub use options::{BadCompat, Compat, KeepJobs, WorkerOptions};
+pub use options::{
+    BadCompat, Compat, DEFAULT_CONCURRENCY, DEFAULT_DRAIN_DELAY, DEFAULT_LOCK_DURATION,
+    DEFAULT_MAX_STALLED_COUNT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STALLED_INTERVAL, KeepJobs,
+    WorkerOptions,
+};
 pub use processor::{Defer, JobContext, JobHandle, ProcessError, Processor};
 pub use results::ResultCache;
 pub use time_limit::TimeLimit;

@@ -318,7 +318,7 @@ impl JobHandle {
     pub async fn move_to_waiting_children(&self, child_key: Option<&str>) -> Result<bool, Error> {
         let mut con = self.con.clone();
         let moved = MoveToWaitingChildren {
-            now_ms: super::worker::now_ms(),
+            now_ms: super::clock::now_ms(),
             job_id: &self.id,
             token: &self.token,
             child_key,

@@ -8,10 +8,10 @@ use std::time::Duration;
 use crate::redis_conn::RedisConn;
 use tokio_util::sync::CancellationToken;
 
+use super::clock::now_ms;
 use super::keys::QueueKeys;
 use super::options::Compat;
 use super::scripts::move_stalled_jobs_to_wait::MoveStalledJobsToWait;
-use super::worker::now_ms;
 
 /// Runs stalled checks until `stop` is cancelled.
 pub async fn check_stalled(

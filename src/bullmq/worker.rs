@@ -10,7 +10,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use redis::Value;
@@ -19,6 +19,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::clock::now_ms;
 use super::error::{Error, ScriptCode};
 use super::job::{Backoff, Job};
 use super::keys::QueueKeys;
@@ -36,14 +37,6 @@ use super::scripts::retry_job::RetryJob;
 use super::scripts::{Claim, ClaimArgs};
 use super::stalled::check_stalled;
 use crate::redis_conn::{AnyConn, Connector, RedisConn, RedisTarget, TlsFiles};
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// The longest a claim loop sleeps while rate limited before it tries again (BullMQ's
 /// `maximumRateLimitDelay`), so due delayed jobs keep being promoted.
@@ -89,14 +82,14 @@ struct Counters {
 
 /// Shared state of one worker process.
 struct Inner {
-    /// Settings.
+    /// Settings, fixed for the worker's life (read on every claim and finish).
     opts: WorkerOptions,
     /// Every key of the queue, spelled once.
     keys: Arc<QueueKeys>,
     /// Connection for script calls; replaced after a restart or a failover (in Sentinel mode
     /// the new one goes to the new master).
     con: RedisConn,
-    /// The work.
+    /// What runs each job (the POS pipeline, or a test processor); shared by every slot.
     processor: Arc<dyn Processor>,
     /// Where final outcomes are written for the app, if anywhere.
     results: Option<ResultCache>,
@@ -112,7 +105,7 @@ struct Inner {
     abort_jobs: CancellationToken,
     /// Woken when a job task ends, so the fetch loop re-checks "drained".
     task_ended: Notify,
-    /// Outcome counters.
+    /// Outcome counters, returned as the [`RunSummary`] when the worker stops.
     counters: Counters,
     /// Who else wants to know (metrics), if anyone.
     observer: Option<Arc<dyn Observer>>,
@@ -422,7 +415,7 @@ async fn fetch_loop(inner: Arc<Inner>, connector: Connector, jobs: TaskTracker) 
 
         let claim = ClaimArgs {
             token: inner.next_token(),
-            lock_ms: inner.opts.lock_duration.as_millis() as u64,
+            lock: inner.opts.lock_duration,
             worker_name: inner.opts.name.clone(),
             limiter: inner.opts.limiter,
             compat: inner.opts.compat,

@@ -15,7 +15,7 @@ use crate::support::{NewJob, RedisServer, TestQueue, now_ms, unique_queue};
 fn claim_args(token: &str) -> ClaimArgs {
     ClaimArgs {
         token: token.into(),
-        lock_ms: 30_000,
+        lock: std::time::Duration::from_secs(30),
         worker_name: None,
         limiter: None,
         compat: Compat::Auto,

@@ -222,7 +222,7 @@ async fn rate_limited_hand_back_returns_the_limiter_ttl() {
     let keys = q.keys.clone();
     let args = ClaimArgs {
         token: "w:1".into(),
-        lock_ms: 30_000,
+        lock: std::time::Duration::from_secs(30),
         worker_name: None,
         limiter: None,
         compat: Compat::Auto,

@@ -18,7 +18,7 @@ use crate::support::{NewJob, RedisServer, TestQueue, now_ms};
 fn claim_args(token: &str) -> ClaimArgs {
     ClaimArgs {
         token: token.into(),
-        lock_ms: 30_000,
+        lock: std::time::Duration::from_secs(30),
         worker_name: Some("w1".into()),
         limiter: None,
         compat: Compat::Auto,
@@ -559,7 +559,7 @@ async fn finishing_without_the_lock_is_refused() {
     // Renewal reports the lost lock.
     let keys = q.keys.clone();
     let lost = ExtendLocks {
-        lock_ms: 1000,
+        lock: std::time::Duration::from_secs(1),
         jobs: &[(id.clone(), "mine".into())],
     }
     .call(&mut q.con, &keys)
@@ -583,7 +583,7 @@ async fn extend_locks_renews_and_unmarks_stalled() {
         .await
         .unwrap();
     let lost = ExtendLocks {
-        lock_ms: 90_000,
+        lock: std::time::Duration::from_secs(90),
         jobs: &[(id.clone(), "t".into())],
     }
     .call(&mut q.con, &keys)

@@ -1,18 +1,20 @@
 //! `lua/extendLocks-1.lua`: renews many locks in one call (one round trip per renewer tick,
 //! however many jobs are in flight).
 
+use std::time::Duration;
+
 use redis::aio::ConnectionLike;
 
-use super::arg;
+use super::{arg, arg_ms};
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
 use crate::bullmq::lua::{SCRIPTS, Script};
 
-/// Renews the locks of `(job id, token)` pairs for `lock_ms`.
+/// Renews the locks of `(job id, token)` pairs for `lock`.
 #[derive(Debug, Clone, Copy)]
 pub struct ExtendLocks<'a> {
-    /// The new time-to-live of each lock (ms).
-    pub lock_ms: u64,
+    /// The new time-to-live of each lock (the worker's lock duration).
+    pub lock: Duration,
     /// The jobs to renew with the token each was claimed with; a lock held by another token is
     /// left alone and reported.
     pub jobs: &'a [(String, String)],
@@ -33,7 +35,7 @@ impl ExtendLocks<'_> {
     pub fn args(&self, queue: &QueueKeys) -> Vec<Vec<u8>> {
         let mut args = Vec::with_capacity(2 + self.jobs.len() * 2);
         args.push(arg(&queue.base));
-        args.push(arg(self.lock_ms));
+        args.push(arg_ms(self.lock));
         for (id, token) in self.jobs {
             args.push(arg(id));
             args.push(arg(token));
@@ -72,7 +74,7 @@ mod tests {
             ("2".into(), "t:2".into()),
         ];
         let req = ExtendLocks {
-            lock_ms: 30_000,
+            lock: Duration::from_secs(30),
             jobs: &jobs,
         };
         let queue = QueueKeys::new("bull", "q");

@@ -26,6 +26,8 @@ pub mod update_data;
 pub mod update_job_scheduler;
 pub mod update_progress;
 
+use std::time::Duration;
+
 use redis::Value;
 
 use super::error::Error;
@@ -50,8 +52,8 @@ pub enum Claim {
 pub struct ClaimArgs {
     /// The lock token (`<worker uuid>:<n>`).
     pub token: String,
-    /// Lock time-to-live (ms) of the claimed job.
-    pub lock_ms: u64,
+    /// Lock time-to-live of the claimed job; sent to Redis in ms (see [`arg_ms`]).
+    pub lock: Duration,
     /// Worker name (`pb`), if any.
     pub worker_name: Option<String>,
     /// Worker rate limit `(max, duration ms)`, if any.
@@ -72,6 +74,12 @@ impl ClaimArgs {
 /// One script argument.
 pub(crate) fn arg(v: impl ToString) -> Vec<u8> {
     v.to_string().into_bytes()
+}
+
+/// A duration as the scripts take it: whole milliseconds. Durations stay `Duration` in the
+/// worker and become ms only here, at the Redis edge.
+pub(crate) fn arg_ms(d: Duration) -> Vec<u8> {
+    arg(d.as_millis() as u64)
 }
 
 /// Decodes `{fields|0, id|0, ttl, due}`, or an integer reply (`0` = nothing claimed).
@@ -141,7 +149,7 @@ mod tests {
         let q = QueueKeys::new("bull", "q");
         let claim = ClaimArgs {
             token: "t".into(),
-            lock_ms: 1000,
+            lock: Duration::from_secs(1),
             worker_name: None,
             limiter: None,
             compat: Compat::Auto,
@@ -177,7 +185,7 @@ mod tests {
             (
                 extend_locks::ExtendLocks::script(),
                 extend_locks::ExtendLocks {
-                    lock_ms: 1000,
+                    lock: Duration::from_secs(1),
                     jobs: &jobs,
                 }
                 .keys(&q)

@@ -3,7 +3,7 @@
 use redis::Value;
 use redis::aio::ConnectionLike;
 
-use super::{Claim, ClaimArgs, arg, decode_claim};
+use super::{Claim, ClaimArgs, arg, arg_ms, decode_claim};
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
 use crate::bullmq::lua::{SCRIPTS, Script};
@@ -48,7 +48,7 @@ impl MoveToActive<'_> {
             arg(&queue.base),
             arg(self.now_ms),
             arg(&claim.token),
-            arg(claim.lock_ms),
+            arg_ms(claim.lock),
             arg(claim.worker_name.as_deref().unwrap_or("")),
             lmax,
             ldur,
@@ -56,7 +56,7 @@ impl MoveToActive<'_> {
         ]
     }
 
-    /// Claims.
+    /// Claims the next job, or says why none was claimed (empty, rate limited, next due).
     ///
     /// # Errors
     ///
@@ -83,7 +83,7 @@ mod tests {
     fn args_carry_the_claim_and_an_empty_limiter_when_unlimited() {
         let claim = ClaimArgs {
             token: "w:1".into(),
-            lock_ms: 30_000,
+            lock: std::time::Duration::from_secs(30),
             worker_name: Some("pb".into()),
             limiter: None,
             compat: Compat::V5,

@@ -4,7 +4,7 @@
 use redis::Value;
 use redis::aio::ConnectionLike;
 
-use super::{Claim, ClaimArgs, arg, decode_claim};
+use super::{Claim, ClaimArgs, arg, arg_ms, decode_claim};
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
 use crate::bullmq::lua::{SCRIPTS, Script};
@@ -78,7 +78,7 @@ impl MoveToDelayed<'_> {
             arg(reason),
             arg(stacktrace),
             arg(if self.fetch_next { "1" } else { "0" }),
-            arg(claim.lock_ms),
+            arg_ms(claim.lock),
             arg(claim.worker_name.as_deref().unwrap_or("")),
             lmax,
             ldur,
@@ -118,7 +118,7 @@ mod tests {
     fn a_deferral_skips_the_attempt_and_a_retry_records_it() {
         let claim = ClaimArgs {
             token: "w:1".into(),
-            lock_ms: 30_000,
+            lock: std::time::Duration::from_secs(30),
             worker_name: None,
             limiter: None,
             compat: Compat::Auto,

@@ -3,7 +3,7 @@
 use redis::Value;
 use redis::aio::ConnectionLike;
 
-use super::{Claim, ClaimArgs, arg, decode_claim};
+use super::{Claim, ClaimArgs, arg, arg_ms, decode_claim};
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
 use crate::bullmq::lua::{SCRIPTS, Script};
@@ -105,7 +105,7 @@ impl MoveToFinished<'_> {
             arg(if self.fetch_next { "1" } else { "0" }),
             arg(&queue.base),
             arg(&claim.token),
-            arg(claim.lock_ms),
+            arg_ms(claim.lock),
             arg(claim.worker_name.as_deref().unwrap_or("")),
             arg(self.keep.count),
             self.keep.age.map(arg).unwrap_or_default(),
@@ -155,7 +155,7 @@ mod tests {
         };
         let claim = ClaimArgs {
             token: "t:1".into(),
-            lock_ms: 30000,
+            lock: std::time::Duration::from_secs(30),
             worker_name: None,
             limiter: None,
             compat: crate::bullmq::options::Compat::V6,
@@ -196,7 +196,7 @@ mod tests {
         let queue = QueueKeys::new("bull", "q");
         let claim = ClaimArgs {
             token: "t:1".into(),
-            lock_ms: 30000,
+            lock: std::time::Duration::from_secs(30),
             worker_name: None,
             limiter: None,
             compat: crate::bullmq::options::Compat::Auto,
