@@ -41,7 +41,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Combine a directory of POS export files into legacy CSV rows or typed transactions.
     Combine(CombineArgs),
-    /// Serve a directory of POS export files like the legacy POS server, with injectable faults.
+    /// Serve a directory of POS export files like the legacy POS server, with injectable faults
+    /// (a test double: builds with the `test-doubles` feature only).
     FakePos(FakePosArgs),
     /// Enqueue jobs that combine and import days again from their stored raw files (no POS
     /// call): one `{branch, pos, date, reprocess: true}` per day from --from to --to.
@@ -101,6 +102,30 @@ impl ProcessorKind {
             Self::Sleep => "sleep",
             Self::Fail => "fail",
         }
+    }
+}
+
+/// Refuses a test processor in a build without the test doubles (`built_with_them` false), so
+/// a production binary never runs something other than the pipeline because of a stray
+/// `PROCESSOR`.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] naming `PROCESSOR` and the cargo feature.
+pub fn check_processor(
+    kind: Option<ProcessorKind>,
+    built_with_them: bool,
+) -> Result<Option<ProcessorKind>, ConfigError> {
+    match kind {
+        Some(kind) if !built_with_them => Err(ConfigError::Invalid {
+            name: "PROCESSOR",
+            reason: format!(
+                "`{}` is a test processor; {}",
+                kind.name(),
+                crate::NO_TEST_DOUBLES
+            ),
+        }),
+        other => Ok(other),
     }
 }
 
@@ -360,7 +385,8 @@ pub struct RunArgs {
     /// `metrics.maxDataPoints`): one-minute points, at most this many kept. Unset = off.
     #[arg(long, env = "METRICS_MAX_DATA_POINTS", value_parser = clap::value_parser!(u64).range(1..))]
     pub metrics_max_data_points: Option<u64>,
-    /// A test processor to run instead of the POS pipeline (the default).
+    /// A test processor to run instead of the POS pipeline (the default). Builds with the
+    /// `test-doubles` feature only; others refuse it.
     #[arg(long, value_enum, env = "PROCESSOR")]
     pub processor: Option<ProcessorKind>,
     /// MongoDB of the app (transactions, filerecords, monitorentries); the database is the
@@ -825,7 +851,7 @@ impl RunConfig {
             redis_cache,
             worker,
             result_ttl: Duration::from_secs(args.result_ttl_seconds),
-            processor: args.processor,
+            processor: check_processor(args.processor, crate::TEST_DOUBLES)?,
             mongo_uri: SecretUrl::new(args.mongo_uri),
             job_timeout: Some(Duration::from_millis(args.job_timeout_ms)).filter(|d| !d.is_zero()),
             storage: args.storage,
@@ -975,6 +1001,27 @@ mod retention_tests {
         assert_eq!((keep.count, keep.age), (10_000, Some(604_800)));
         let keep = config.worker.remove_on_fail.unwrap();
         assert_eq!((keep.count, keep.age), (-1, Some(2_592_000)));
+    }
+}
+
+#[cfg(test)]
+mod test_double_tests {
+    use super::*;
+
+    /// A build without the test doubles refuses `--processor` with a message naming the
+    /// feature; with them (or with no processor) the choice passes through.
+    #[test]
+    fn a_production_build_refuses_test_processors() {
+        let err = check_processor(Some(ProcessorKind::Noop), false).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("PROCESSOR"), "{text}");
+        assert!(text.contains("`noop` is a test processor"), "{text}");
+        assert!(text.contains("--features test-doubles"), "{text}");
+        assert_eq!(check_processor(None, false).unwrap(), None);
+        assert_eq!(
+            check_processor(Some(ProcessorKind::Sleep), true).unwrap(),
+            Some(ProcessorKind::Sleep)
+        );
     }
 }
 
