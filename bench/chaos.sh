@@ -64,7 +64,7 @@
 #     About a minute for the short one on 2 cores; the full one a few minutes.
 #
 # BUILDS (skipped with NO_BUILD=1)
-#   cargo build --release --bin fetch-worker (CARGO_BUILD_JOBS passes through);
+#   cargo build --release --bin fetch-worker --features test-doubles (CARGO_BUILD_JOBS passes through);
 #   FETCH_WORKER_BIN points at another build.
 #
 # USAGE
@@ -143,8 +143,8 @@ RANDOM=$SEED
 # ---------------------------------------------------------------- builds
 
 if [[ -z "$NO_BUILD" && -z "${FETCH_WORKER_BIN:-}" ]]; then
-  say "cargo build --release --bin fetch-worker"
-  (cd "$ROOT" && cargo build --release --bin fetch-worker >&2) || die "cargo build failed"
+  say "cargo build --release --bin fetch-worker --features test-doubles"
+  (cd "$ROOT" && cargo build --release --bin fetch-worker --features test-doubles >&2) || die "cargo build failed"
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=${FETCH_WORKER_BIN:-$TARGET_DIR/release/fetch-worker}

@@ -17,7 +17,7 @@ legacy_low=1.1
 legacy_high=1.3
 
 cd "$root"
-cargo build --release --quiet --bin fetch-worker
+cargo build --release --quiet --bin fetch-worker --features test-doubles
 bin="${CARGO_TARGET_DIR:-$root/target}/release/fetch-worker"
 cmd=("$bin" combine "$input" --out /dev/null)
 

@@ -80,7 +80,7 @@
 #     of the samples: an almost empty collection, then one holding (DAYS-1) x 7,452 rows).
 #
 # BUILDS (skipped with NO_BUILD=1)
-#   cargo build --release --bin fetch-worker --example plain_insert (CARGO_BUILD_JOBS passes
+#   cargo build --release --bin fetch-worker --features test-doubles --example plain_insert (CARGO_BUILD_JOBS passes
 #   through); FETCH_WORKER_BIN and PLAIN_INSERT_BIN point at other builds.
 #
 # USAGE
@@ -130,8 +130,8 @@ check_tools "$REDIS_SERVER"
 # ---------------------------------------------------------------- builds
 
 if [[ -z "$NO_BUILD" && ( -z "${FETCH_WORKER_BIN:-}" || -z "${PLAIN_INSERT_BIN:-}" ) ]]; then
-  say "cargo build --release --bin fetch-worker --example plain_insert"
-  (cd "$ROOT" && cargo build --release --bin fetch-worker --example plain_insert >&2) || die "cargo build failed"
+  say "cargo build --release --bin fetch-worker --features test-doubles --example plain_insert"
+  (cd "$ROOT" && cargo build --release --bin fetch-worker --features test-doubles --example plain_insert >&2) || die "cargo build failed"
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=${FETCH_WORKER_BIN:-$TARGET_DIR/release/fetch-worker}

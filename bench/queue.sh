@@ -166,7 +166,7 @@ if [[ -z "$NO_BUILD" ]]; then
   fi
   if has_peer ours && [[ -z "${FETCH_WORKER_BIN:-}" ]]; then
     echo "queue.sh: cargo build --release in $ROOT" >&2
-    (cd "$ROOT" && cargo build --release --bin fetch-worker >&2) || die "building fetch-worker failed"
+    (cd "$ROOT" && cargo build --release --bin fetch-worker --features test-doubles >&2) || die "building fetch-worker failed"
   fi
 fi
 OURS_BIN=${FETCH_WORKER_BIN:-$ROOT/target/release/fetch-worker}

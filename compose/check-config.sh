@@ -124,6 +124,12 @@ for compose in "${composes[@]}"; do
     fail "$compose: demo.env does not point POS_LIST_URL at fakepos"
   grep -q 'POS_FILE_BASE_URL: *http://fakepos:8080/' <<<"$demo" ||
     fail "$compose: demo.env does not point POS_FILE_BASE_URL at fakepos"
+  # Test doubles (fake-pos, the test processors) only in the demo's image.
+  grep -q 'CARGO_FEATURES: test-doubles' <<<"$demo" ||
+    fail "$compose: demo.env must build the image with CARGO_FEATURES=test-doubles (fakepos runs fake-pos)"
+  if grep -q 'CARGO_FEATURES: *test-doubles' <<<"$default"; then
+    fail "$compose: without demo.env the image must build without the test doubles"
+  fi
   if grep -q 'container_name' <<<"$default"; then
     fail "$compose: no container_name, so the worker can be scaled"
   fi

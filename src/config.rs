@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::bullmq::{Compat, KeepJobs, QueueKeys, WorkerOptions};
+use crate::bullmq::{self, Compat, KeepJobs, QueueKeys, WorkerOptions};
 use crate::redis_conn::{RedisTarget, TlsFiles};
 use crate::secret::SecretUrl;
 
@@ -41,7 +41,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Combine a directory of POS export files into legacy CSV rows or typed transactions.
     Combine(CombineArgs),
-    /// Serve a directory of POS export files like the legacy POS server, with injectable faults.
+    /// Serve a directory of POS export files like the legacy POS server, with injectable faults
+    /// (a test double: builds with the `test-doubles` feature only).
     FakePos(FakePosArgs),
     /// Enqueue jobs that combine and import days again from their stored raw files (no POS
     /// call): one `{branch, pos, date, reprocess: true}` per day from --from to --to.
@@ -101,6 +102,30 @@ impl ProcessorKind {
             Self::Sleep => "sleep",
             Self::Fail => "fail",
         }
+    }
+}
+
+/// Refuses a test processor in a build without the test doubles (`built_with_them` false), so
+/// a production binary never runs something other than the pipeline because of a stray
+/// `PROCESSOR`.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] naming `PROCESSOR` and the cargo feature.
+pub fn check_processor(
+    kind: Option<ProcessorKind>,
+    built_with_them: bool,
+) -> Result<Option<ProcessorKind>, ConfigError> {
+    match kind {
+        Some(kind) if !built_with_them => Err(ConfigError::Invalid {
+            name: "PROCESSOR",
+            reason: format!(
+                "`{}` is a test processor; {}",
+                kind.name(),
+                crate::NO_TEST_DOUBLES
+            ),
+        }),
+        other => Ok(other),
     }
 }
 
@@ -307,16 +332,16 @@ pub struct RunArgs {
     #[arg(long, env = "BULL_PREFIX", default_value = "bull")]
     pub bull_prefix: String,
     /// Jobs processed at once by this process.
-    #[arg(long, env = "JOB_CONCURRENCY", default_value_t = 1)]
+    #[arg(long, env = "JOB_CONCURRENCY", default_value_t = bullmq::DEFAULT_CONCURRENCY)]
     pub job_concurrency: usize,
     /// How long a claimed job's lock lives without renewal (ms). Renewed every quarter of it.
-    #[arg(long, env = "LOCK_DURATION_MS", default_value_t = 30_000)]
+    #[arg(long, env = "LOCK_DURATION_MS", default_value_t = bullmq::DEFAULT_LOCK_DURATION.as_millis() as u64)]
     pub lock_duration_ms: u64,
     /// How often active jobs are checked for lost locks (ms).
-    #[arg(long, env = "STALLED_INTERVAL_MS", default_value_t = 30_000)]
+    #[arg(long, env = "STALLED_INTERVAL_MS", default_value_t = bullmq::DEFAULT_STALLED_INTERVAL.as_millis() as u64)]
     pub stalled_interval_ms: u64,
     /// How many times a job may stall before it is failed.
-    #[arg(long, env = "MAX_STALLED_COUNT", default_value_t = 1)]
+    #[arg(long, env = "MAX_STALLED_COUNT", default_value_t = bullmq::DEFAULT_MAX_STALLED_COUNT)]
     pub max_stalled_count: u32,
     /// How long job results stay in the cache database (seconds).
     #[arg(long, env = "RESULT_TTL_SECONDS", default_value_t = 86_400)]
@@ -330,10 +355,10 @@ pub struct RunArgs {
     pub job_timeout_ms: u64,
     /// How long in-flight jobs may run after SIGTERM before they are handed back to the front of
     /// the queue, with no attempt used (ms). A second signal exits at once.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value_t = bullmq::DEFAULT_SHUTDOWN_TIMEOUT.as_millis() as u64)]
     pub shutdown_timeout_ms: u64,
     /// Idle wait on the marker before polling again (ms).
-    #[arg(long, env = "DRAIN_DELAY_MS", default_value_t = 5_000)]
+    #[arg(long, env = "DRAIN_DELAY_MS", default_value_t = bullmq::DEFAULT_DRAIN_DELAY.as_millis() as u64)]
     pub drain_delay_ms: u64,
     /// Worker default for jobs without `removeOnComplete`: `true`, `false` (keep all), a count,
     /// or `{"age":seconds,"count":n}`. The default, 7 days and at most 10,000, is the
@@ -360,7 +385,8 @@ pub struct RunArgs {
     /// `metrics.maxDataPoints`): one-minute points, at most this many kept. Unset = off.
     #[arg(long, env = "METRICS_MAX_DATA_POINTS", value_parser = clap::value_parser!(u64).range(1..))]
     pub metrics_max_data_points: Option<u64>,
-    /// A test processor to run instead of the POS pipeline (the default).
+    /// A test processor to run instead of the POS pipeline (the default). Builds with the
+    /// `test-doubles` feature only; others refuse it.
     #[arg(long, value_enum, env = "PROCESSOR")]
     pub processor: Option<ProcessorKind>,
     /// MongoDB of the app (transactions, filerecords, monitorentries); the database is the
@@ -465,8 +491,8 @@ pub struct CombineArgs {
 }
 
 /// Settings of the fetch half of the pipeline: the POS server, timeouts, limits, retries and
-/// raw storage. Meant to be flattened into `run` (`#[command(flatten)]`) when the job handler
-/// lands; validated by [`FetchConfig::from_args`].
+/// raw storage. Flattened into `run` (`RunArgs::fetch`); validated by
+/// [`FetchConfig::from_args`].
 #[derive(Debug, Clone, Args)]
 pub struct FetchArgs {
     /// The list endpoint: a form POST of branch, pos and date answers with file references.
@@ -825,7 +851,7 @@ impl RunConfig {
             redis_cache,
             worker,
             result_ttl: Duration::from_secs(args.result_ttl_seconds),
-            processor: args.processor,
+            processor: check_processor(args.processor, crate::TEST_DOUBLES)?,
             mongo_uri: SecretUrl::new(args.mongo_uri),
             job_timeout: Some(Duration::from_millis(args.job_timeout_ms)).filter(|d| !d.is_zero()),
             storage: args.storage,
@@ -975,6 +1001,27 @@ mod retention_tests {
         assert_eq!((keep.count, keep.age), (10_000, Some(604_800)));
         let keep = config.worker.remove_on_fail.unwrap();
         assert_eq!((keep.count, keep.age), (-1, Some(2_592_000)));
+    }
+}
+
+#[cfg(test)]
+mod test_double_tests {
+    use super::*;
+
+    /// A build without the test doubles refuses `--processor` with a message naming the
+    /// feature; with them (or with no processor) the choice passes through.
+    #[test]
+    fn a_production_build_refuses_test_processors() {
+        let err = check_processor(Some(ProcessorKind::Noop), false).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("PROCESSOR"), "{text}");
+        assert!(text.contains("`noop` is a test processor"), "{text}");
+        assert!(text.contains("--features test-doubles"), "{text}");
+        assert_eq!(check_processor(None, false).unwrap(), None);
+        assert_eq!(
+            check_processor(Some(ProcessorKind::Sleep), true).unwrap(),
+            Some(ProcessorKind::Sleep)
+        );
     }
 }
 

@@ -6,10 +6,11 @@
 //!   claim loop, lock renewal, stalled recovery, retries. It knows nothing about POS files.
 //! - [`pipeline`]: fetch, combine and import of one (branch, pos, date). It knows nothing about
 //!   Redis keys.
-//! - [`processors`]: the small processors used by tests, benchmarks and the demo.
+//! - `processors`: the small processors used by tests, benchmarks and the demo (feature
+//!   `test-doubles`).
 //! - [`reprocess`]: `fetch-worker reprocess`, which enqueues days to import again from storage.
-//! - [`fake_pos`]: a fake of the legacy POS server with injectable faults, for tests and the
-//!   `fake-pos` subcommand.
+//! - `fake_pos`: a fake of the legacy POS server with injectable faults, for tests and the
+//!   `fake-pos` subcommand (feature `test-doubles`).
 //! - [`config`]: the command line and environment, validated into typed settings.
 //! - [`telemetry`] and [`shutdown`]: logging and the signal future.
 //! - [`startup`]: waiting for the servers at start-up, with one line per try.
@@ -19,13 +20,25 @@
 //! - [`secret`]: settings that hold credentials, and the redaction of URLs in every output.
 #![warn(missing_docs)]
 
+/// Whether this build has the test doubles (cargo feature `test-doubles`): the `fake-pos`
+/// subcommand and the `--processor` test processors. Production builds do not, and refuse both
+/// with a message naming the feature rather than run something that is not the pipeline.
+pub const TEST_DOUBLES: bool = cfg!(feature = "test-doubles");
+
+/// What a build without the test doubles says when asked for one.
+pub const NO_TEST_DOUBLES: &str = "this build has no test doubles (the fake POS server and the \
+     test processors): build with `cargo build --release --features test-doubles` (compose: \
+     CARGO_FEATURES=test-doubles)";
+
 pub mod bullmq;
 pub mod config;
+#[cfg(feature = "test-doubles")]
 pub mod fake_pos;
 pub mod handler;
 pub mod metrics;
 pub mod ops;
 pub mod pipeline;
+#[cfg(feature = "test-doubles")]
 pub mod processors;
 pub mod redis_conn;
 pub mod reprocess;

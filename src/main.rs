@@ -32,8 +32,6 @@ fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
 
 async fn serve(config: RunConfig) -> anyhow::Result<()> {
     use fetch_worker::bullmq::{Processor, ResultCache, Worker};
-    use fetch_worker::config::ProcessorKind;
-    use fetch_worker::processors::{Fail, Noop, Sleep};
     use std::sync::Arc;
 
     use fetch_worker::redis_conn::{Connector, RedisConn};
@@ -100,9 +98,7 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
             )
         })?;
     let processor: Arc<dyn Processor> = match config.processor {
-        Some(ProcessorKind::Noop) => Arc::new(Noop),
-        Some(ProcessorKind::Sleep) => Arc::new(Sleep),
-        Some(ProcessorKind::Fail) => Arc::new(Fail),
+        Some(kind) => test_processor(kind)?,
         None => {
             let mut handler =
                 fetch_worker::handler::FetchHandler::from_config(&config, cache_con.clone())
@@ -274,7 +270,41 @@ fn reprocess(args: ReprocessArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The test processor `kind` (feature `test-doubles`).
+#[cfg(feature = "test-doubles")]
+fn test_processor(
+    kind: fetch_worker::config::ProcessorKind,
+) -> anyhow::Result<std::sync::Arc<dyn fetch_worker::bullmq::Processor>> {
+    use fetch_worker::config::ProcessorKind;
+    use fetch_worker::processors::{Fail, Noop, Sleep};
+    Ok(match kind {
+        ProcessorKind::Noop => std::sync::Arc::new(Noop),
+        ProcessorKind::Sleep => std::sync::Arc::new(Sleep),
+        ProcessorKind::Fail => std::sync::Arc::new(Fail),
+    })
+}
+
+/// Without the test doubles there is no test processor; the configuration already refused
+/// `--processor`, so this only keeps the promise if that check is ever bypassed.
+#[cfg(not(feature = "test-doubles"))]
+fn test_processor(
+    kind: fetch_worker::config::ProcessorKind,
+) -> anyhow::Result<std::sync::Arc<dyn fetch_worker::bullmq::Processor>> {
+    anyhow::bail!(
+        "--processor {}: {}",
+        kind.name(),
+        fetch_worker::NO_TEST_DOUBLES
+    )
+}
+
+/// `fetch-worker fake-pos` in a build without the test doubles: a clear refusal.
+#[cfg(not(feature = "test-doubles"))]
+fn fake_pos(_args: FakePosArgs) -> anyhow::Result<()> {
+    anyhow::bail!("fake-pos: {}", fetch_worker::NO_TEST_DOUBLES)
+}
+
 /// `fetch-worker fake-pos`: serves a directory like the legacy POS server until SIGINT/SIGTERM.
+#[cfg(feature = "test-doubles")]
 fn fake_pos(args: FakePosArgs) -> anyhow::Result<()> {
     use fetch_worker::fake_pos::{FakePos, Faults};
     use std::io::Write;

@@ -45,7 +45,7 @@ impl Processor for Sleep {
             if let Some(delay_ms) = whole_ms(&job.data, "delayMs")?
                 && job.attempts_started <= 1
             {
-                let until = crate::bullmq::worker::now_ms() + delay_ms;
+                let until = crate::bullmq::clock::now_ms() + delay_ms;
                 return Err(ProcessError::delayed(
                     until,
                     format!("delayed for {delay_ms} ms"),

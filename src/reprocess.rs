@@ -13,7 +13,7 @@
 use chrono::NaiveDate;
 use serde_json::json;
 
-use crate::bullmq::scripts::add_standard_job::{self, NewJob};
+use crate::bullmq::scripts::add_standard_job::AddStandardJob;
 use crate::bullmq::{Compat, Error, QueueKeys};
 use crate::pipeline::day::{Branch, BusinessDate, PosNo};
 
@@ -92,14 +92,15 @@ pub async fn enqueue<C: redis::aio::ConnectionLike + Send>(
             "removeOnFail": retention(crate::config::DEFAULT_REMOVE_ON_FAIL),
         });
         let (data, opts) = (data.to_string(), opts.to_string());
-        let job = NewJob {
+        let job = AddStandardJob {
             id: &id,
             name: JOB_NAME,
             data_json: &data,
             opts_json: &opts,
             timestamp_ms: now_ms,
+            compat,
         };
-        let fresh = add_standard_job::call(con, keys, job, compat).await?;
+        let fresh = job.call(con, keys).await?;
         if fresh {
             added.push(id);
         }

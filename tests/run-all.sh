@@ -5,7 +5,8 @@
 # against bullmq@5 and bullmq@6 with the Rust binary as the worker (the coverage page's
 # headless-Chromium test among them); the compose file and the image's build command; then the
 # demo end to end with a headless-Chromium check of Bull Board.
-# Everything is built once, in release, with the image's own cargo command.
+# Everything is built once, in release with the test doubles (--features test-doubles), with the
+# image's own cargo command.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -14,10 +15,10 @@ bash tests/setup.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (a check build of its own: about 2 minutes from nothing)"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --features test-doubles -- -D warnings
 echo "== cargo test (release; the build above serves the tests, only the test targets compile)"
-cargo test --release --locked --no-run
-cargo test --quiet --release --locked
+cargo test --release --locked --features test-doubles --no-run
+cargo test --quiet --release --locked --features test-doubles
 echo "== chaos (short): workers killed, Redis restarted, MongoDB stopped, writes held; every day exact"
 NO_BUILD=1 FETCH_WORKER_BIN="$root/target/release/fetch-worker" bash bench/chaos.sh --short
 echo "== node interop (bullmq@5 and bullmq@6, Rust worker)"

@@ -65,9 +65,11 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
-# One build profile for everything (tests, demo, interop, the image): the release build, with
-# exactly the command compose/Dockerfile runs. The release tests reuse this compile (Cargo.toml
-# unifies the features the dev-dependencies would change). Cargo shows its own progress: a build
-# from nothing takes about 5 minutes on 2 cores.
-echo "setup: cargo build --release --locked --bin fetch-worker (from nothing: about 5 minutes on 2 cores)"
-cargo build --release --locked --bin fetch-worker
+# One build for everything (tests, demo, interop, benches, the image's command): the release
+# build with the test doubles (`fake-pos`, `--processor noop|sleep|fail`), which the tests, the
+# benches and the demo need. Every cargo command of the suite passes the same features, so the
+# release tests reuse this compile (Cargo.toml also unifies the features the dev-dependencies
+# would change); compose/Dockerfile runs the same command with its own CARGO_FEATURES.
+# Cargo shows its own progress: a build from nothing takes about 5 minutes on 2 cores.
+echo "setup: cargo build --release --locked --bin fetch-worker --features test-doubles (from nothing: about 5 minutes on 2 cores)"
+cargo build --release --locked --bin fetch-worker --features test-doubles

@@ -535,7 +535,8 @@ function startWorker({ redis, queueName, processor = 'noop', kind = WORKER, name
   } else {
     if (!fs.existsSync(FETCH_WORKER_BIN)) {
       throw new Error(
-        `fetch-worker binary not found at ${FETCH_WORKER_BIN}: build it (cargo build), ` +
+        `fetch-worker binary not found at ${FETCH_WORKER_BIN}: build it ` +
+        '(cargo build --release --features test-doubles: the tests use its test processors), ' +
         'point FETCH_WORKER_BIN at it, or run the suite with WORKER=node',
       );
     }

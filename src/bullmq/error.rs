@@ -74,7 +74,7 @@ pub enum Error {
         script: &'static str,
         /// What it said.
         code: ScriptCode,
-        /// The job.
+        /// The job the call was about, so logs and `failedReason` name it.
         job_id: String,
     },
     /// A script's reply had an unexpected shape.
@@ -88,9 +88,9 @@ pub enum Error {
     /// A job hash field could not be decoded.
     #[error("job {job_id}: cannot decode field {field}: {reason}")]
     Decode {
-        /// The field.
+        /// The job hash field that did not decode.
         field: &'static str,
-        /// The job.
+        /// The job whose hash holds it.
         job_id: String,
         /// What was wrong.
         reason: String,

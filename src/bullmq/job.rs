@@ -101,16 +101,17 @@ fn parse_number(text: &str) -> Option<f64> {
 pub enum Backoff {
     /// Always `delay` ms.
     Fixed {
-        /// ms.
+        /// The pause before each retry (ms), as the job's `backoff.delay` says.
         delay: u64,
         /// 0..=1: how much of the delay is randomised.
         jitter: f64,
     },
     /// `2^(n-1) * delay` ms for the n-th retry.
     Exponential {
-        /// ms.
+        /// The first retry's pause (ms); each later one doubles it.
         delay: u64,
-        /// 0..=1.
+        /// 0..=1: how much of the delay is randomised, so a burst of failures does not retry
+        /// in lockstep.
         jitter: f64,
     },
     /// A type this worker has no strategy for (Node would need a custom `backoffStrategy`).
@@ -147,17 +148,18 @@ impl Backoff {
 pub struct JobOptions {
     /// `attempts` (0 when absent; 0 and 1 both mean "no retry").
     pub attempts: u32,
-    /// `backoff`.
+    /// `backoff`: how long a failed attempt waits before the next; `None` retries at once.
     pub backoff: Option<Backoff>,
     /// `lifo`: retried jobs go to the front.
     pub lifo: bool,
-    /// `removeOnComplete`.
+    /// `removeOnComplete`: the job's own retention once completed; `None` falls back to the
+    /// worker's default.
     pub remove_on_complete: Option<KeepJobs>,
-    /// `removeOnFail`.
+    /// `removeOnFail`: the same once failed for good.
     pub remove_on_fail: Option<KeepJobs>,
     /// `stackTraceLimit` (`None`: keep all; 0: keep none).
     pub stack_trace_limit: Option<usize>,
-    /// `kl` (keepLogs).
+    /// `kl` (keepLogs): log lines beyond the newest this many are trimmed at each append.
     pub keep_logs: Option<u64>,
     /// `repeat`: the schedule this job is an iteration of.
     pub repeat: Option<RepeatOptions>,

@@ -3,8 +3,10 @@
 //! they cannot tell from Node's. This layer knows nothing about POS files.
 //!
 //! - [`keys`]: the only place key names are spelled.
-//! - [`script`]: embedding, include flattening, `EVALSHA` with `EVAL` fallback.
-//! - [`scripts`]: one wrapper per Lua script.
+//! - [`lua`]: the script loader. It embeds the files of `lua/`, flattens their includes and
+//!   runs a script by SHA (`EVALSHA`, `EVAL` on `NOSCRIPT`); it knows no script's arguments.
+//! - [`scripts`]: one request struct per Lua script (its KEYS, ARGV and reply); these are
+//!   what the worker calls.
 //! - [`job`]: decoding a claimed job; backoff.
 //! - [`worker`]: the claim loop, slots, retries, shutdown.
 //! - [`lock`] and [`stalled`]: lock renewal and stalled recovery.
@@ -13,19 +15,21 @@
 //! - [`results`]: final outcomes written to the app's cache database.
 //! - [`observer`]: hooks for metrics.
 //! - [`time_limit`]: the per-attempt time limit.
+//! - [`clock`]: epoch milliseconds, the scripts' clock.
 //! - [`scheduler`]: the next iteration of job schedulers and repeatable jobs.
 
 pub mod children;
+pub mod clock;
 pub mod error;
 pub mod job;
 pub mod keys;
 pub mod lock;
+pub mod lua;
 pub mod observer;
 mod options;
 pub mod processor;
 pub mod results;
 pub mod scheduler;
-pub mod script;
 pub mod scripts;
 pub mod stalled;
 pub mod time_limit;
@@ -35,7 +39,11 @@ pub use error::{Error, ScriptCode};
 pub use job::{Backoff, Job, JobOptions};
 pub use keys::QueueKeys;
 pub use observer::{AttemptOutcome, Observer};
-pub use options::{BadCompat, Compat, KeepJobs, WorkerOptions};
+pub use options::{
+    BadCompat, Compat, DEFAULT_CONCURRENCY, DEFAULT_DRAIN_DELAY, DEFAULT_LOCK_DURATION,
+    DEFAULT_MAX_STALLED_COUNT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STALLED_INTERVAL, KeepJobs,
+    WorkerOptions,
+};
 pub use processor::{Defer, JobContext, JobHandle, ProcessError, Processor};
 pub use results::ResultCache;
 pub use time_limit::TimeLimit;

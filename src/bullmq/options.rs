@@ -4,26 +4,52 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// Node BullMQ's worker default `lockDuration`: long enough that a renewal (every quarter of
+/// it) survives a slow Redis round trip, short enough that a dead worker's jobs are recovered
+/// within a minute. `LOCK_DURATION_MS` defaults to this too.
+pub const DEFAULT_LOCK_DURATION: Duration = Duration::from_secs(30);
+
+/// Node BullMQ's worker default `stalledInterval` (`STALLED_INTERVAL_MS`).
+pub const DEFAULT_STALLED_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Node BullMQ's worker default `maxStalledCount` (`MAX_STALLED_COUNT`): one stall is
+/// forgiven (a deploy, an OOM kill), a second fails the job.
+pub const DEFAULT_MAX_STALLED_COUNT: u32 = 1;
+
+/// Node BullMQ's worker default `drainDelay` (`DRAIN_DELAY_MS`): how long an idle worker
+/// blocks on the marker before it looks again.
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
+
+/// How long in-flight jobs may run after a shutdown signal (`SHUTDOWN_TIMEOUT_MS`); compose
+/// gives the container a 45 s grace period, so this must stay below it.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Node BullMQ's worker default `concurrency` (`JOB_CONCURRENCY`).
+pub const DEFAULT_CONCURRENCY: usize = 1;
+
 /// Settings of one worker process.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
-    /// Key prefix (`bull`).
+    /// Key prefix (`bull`): with `queue`, names every key, so it must match the producers'.
     pub prefix: String,
     /// Queue name (`fetch`).
     pub queue: String,
-    /// Jobs processed at once.
+    /// Jobs this process runs at once; each holds a slot from claim to finish.
     pub concurrency: usize,
-    /// Lock time-to-live; renewed every quarter of it.
+    /// Lock time-to-live: a worker that stops renewing (crashed) loses its jobs to stalled
+    /// recovery this long after its last renewal. Renewed every quarter of it. Sent to Redis
+    /// in ms by the script requests only.
     pub lock_duration: Duration,
-    /// Period of the stalled check.
+    /// Period of the stalled check; one worker of the fleet runs it per period.
     pub stalled_interval: Duration,
-    /// Stalls allowed before a job is failed.
+    /// Stalls a job survives; one more fails it.
     pub max_stalled_count: u32,
-    /// Idle block on the marker before polling again.
+    /// Idle block on the marker before polling again, so a missed marker costs at most this.
     pub drain_delay: Duration,
-    /// Grace period for in-flight jobs on shutdown.
+    /// Grace period for in-flight jobs on shutdown; the rest are handed back to the queue.
     pub shutdown_timeout: Duration,
-    /// Worker name (`pb` field, client name suffix).
+    /// Worker name: the jobs' `pb` field and the Redis client name's suffix, so Bull Board and
+    /// `CLIENT LIST` show which worker holds what.
     pub name: Option<String>,
     /// Default retention of completed jobs without their own `removeOnComplete`.
     pub remove_on_complete: Option<KeepJobs>,
@@ -48,12 +74,12 @@ impl WorkerOptions {
         Self {
             prefix: prefix.into(),
             queue: queue.into(),
-            concurrency: 1,
-            lock_duration: Duration::from_secs(30),
-            stalled_interval: Duration::from_secs(30),
-            max_stalled_count: 1,
-            drain_delay: Duration::from_secs(5),
-            shutdown_timeout: Duration::from_secs(30),
+            concurrency: DEFAULT_CONCURRENCY,
+            lock_duration: DEFAULT_LOCK_DURATION,
+            stalled_interval: DEFAULT_STALLED_INTERVAL,
+            max_stalled_count: DEFAULT_MAX_STALLED_COUNT,
+            drain_delay: DEFAULT_DRAIN_DELAY,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             name: None,
             remove_on_complete: None,
             remove_on_fail: None,

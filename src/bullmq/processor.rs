@@ -13,7 +13,10 @@ use super::children;
 use super::error::Error;
 use super::keys::QueueKeys;
 use super::lock::LockTable;
-use super::scripts;
+use super::scripts::add_log::AddLog;
+use super::scripts::move_to_waiting_children::MoveToWaitingChildren;
+use super::scripts::update_data::UpdateData;
+use super::scripts::update_progress::UpdateProgress;
 
 /// The most bytes of a failure's message kept in `failedReason`, the stack trace entry and the
 /// result cache. A failure text is for a person; anything longer is an echo of input (20 MB of
@@ -275,7 +278,13 @@ impl JobHandle {
     /// Redis errors, or the job is gone.
     pub async fn progress(&self, progress: &Value) -> Result<(), Error> {
         let mut con = self.con.clone();
-        scripts::update_progress::call(&mut con, &self.keys, &self.id, &progress.to_string()).await
+        let progress = progress.to_string();
+        UpdateProgress {
+            job_id: &self.id,
+            progress_json: &progress,
+        }
+        .call(&mut con, &self.keys)
+        .await
     }
 
     /// Replaces the job's data (Node's `job.updateData`): later attempts, Bull Board and
@@ -286,7 +295,13 @@ impl JobHandle {
     /// Redis errors, or the job is gone.
     pub async fn update_data(&self, data: &Value) -> Result<(), Error> {
         let mut con = self.con.clone();
-        scripts::update_data::call(&mut con, &self.keys, &self.id, &data.to_string()).await
+        let data = data.to_string();
+        UpdateData {
+            job_id: &self.id,
+            data_json: &data,
+        }
+        .call(&mut con, &self.keys)
+        .await
     }
 
     /// Parks the job in `waiting-children` when it has a pending child (Node's
@@ -302,14 +317,13 @@ impl JobHandle {
     /// or no longer ours.
     pub async fn move_to_waiting_children(&self, child_key: Option<&str>) -> Result<bool, Error> {
         let mut con = self.con.clone();
-        let moved = scripts::move_to_waiting_children::call(
-            &mut con,
-            &self.keys,
-            super::worker::now_ms(),
-            &self.id,
-            &self.token,
+        let moved = MoveToWaitingChildren {
+            now_ms: super::clock::now_ms(),
+            job_id: &self.id,
+            token: &self.token,
             child_key,
-        )
+        }
+        .call(&mut con, &self.keys)
         .await?;
         if moved {
             self.locks.untrack(&self.id);
@@ -368,9 +382,14 @@ impl JobHandle {
     pub async fn log(&self, line: &str) -> Result<(), Error> {
         let mut con = self.con.clone();
         let line = cap_text(line, MAX_LOG_LINE_BYTES);
-        scripts::add_log::call(&mut con, &self.keys, &self.id, &line, self.keep_logs)
-            .await
-            .map(drop)
+        AddLog {
+            job_id: &self.id,
+            line: &line,
+            keep: self.keep_logs,
+        }
+        .call(&mut con, &self.keys)
+        .await
+        .map(drop)
     }
 }
 

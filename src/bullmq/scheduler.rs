@@ -28,7 +28,7 @@ use super::error::Error;
 use super::job::{Job, RepeatOptions};
 use super::keys::QueueKeys;
 use super::options::Compat;
-use super::scripts::update_job_scheduler::{self, NextIteration};
+use super::scripts::update_job_scheduler::UpdateJobScheduler;
 
 /// Why the next iteration of a schedule cannot be planned. Node's worker reports these as
 /// `Failed to add repeatable job for next iteration: …`, and so do we (in the log).
@@ -247,13 +247,15 @@ async fn try_schedule<C: ConnectionLike + Send>(
     let Some(plan) = plan(&repeat, job.opts.prev_millis, now_ms)? else {
         return Ok(None);
     };
-    let next = NextIteration {
+    let next = UpdateJobScheduler {
+        now_ms,
         scheduler_id,
         producer_id: &job.id,
         pattern_next_ms: plan.pattern_next_ms,
         count: plan.count,
+        compat,
     };
-    Ok(update_job_scheduler::call(con, keys, now_ms, &next, compat).await?)
+    Ok(next.call(con, keys).await?)
 }
 
 #[cfg(test)]

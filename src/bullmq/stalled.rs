@@ -8,10 +8,10 @@ use std::time::Duration;
 use crate::redis_conn::RedisConn;
 use tokio_util::sync::CancellationToken;
 
+use super::clock::now_ms;
 use super::keys::QueueKeys;
 use super::options::Compat;
-use super::scripts;
-use super::worker::now_ms;
+use super::scripts::move_stalled_jobs_to_wait::MoveStalledJobsToWait;
 
 /// Runs stalled checks until `stop` is cancelled.
 pub async fn check_stalled(
@@ -29,17 +29,15 @@ pub async fn check_stalled(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let ms = interval.as_millis() as u64;
-        match scripts::move_stalled_jobs_to_wait::call(
-            &mut con,
-            &keys,
-            now_ms(),
+        let check = MoveStalledJobsToWait {
+            now_ms: now_ms(),
             max_stalled_count,
-            ms,
+            interval_ms: interval.as_millis() as u64,
             compat,
-        )
-        .await
-        {
+        }
+        .call(&mut con, &keys)
+        .await;
+        match check {
             Ok(ids) => {
                 for id in ids {
                     tracing::warn!(job_id = %id, "stalled job moved back to wait");

@@ -17,7 +17,7 @@ use super::processor::{JobContext, ProcessError, Processor};
 
 /// Runs `inner` with at most `limit` per attempt.
 pub struct TimeLimit {
-    /// The work.
+    /// The processor whose attempts are limited; dropped mid-attempt when the limit passes.
     inner: Arc<dyn Processor>,
     /// The longest an attempt may run.
     limit: Duration,

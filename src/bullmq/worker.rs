@@ -10,7 +10,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use redis::Value;
@@ -19,6 +19,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::clock::now_ms;
 use super::error::{Error, ScriptCode};
 use super::job::{Backoff, Job};
 use super::keys::QueueKeys;
@@ -27,18 +28,15 @@ use super::observer::{AttemptOutcome, Observer};
 use super::options::{KeepJobs, WorkerOptions};
 use super::processor::{Defer, JobContext, JobHandle, ProcessError, Processor};
 use super::results::ResultCache;
-use super::scripts::move_to_finished::{Finish, Outcome};
-use super::scripts::{self, Claim, ClaimArgs};
+use super::scripts::add_log::AddLog;
+use super::scripts::move_job_from_active_to_wait::MoveJobFromActiveToWait;
+use super::scripts::move_to_active::MoveToActive;
+use super::scripts::move_to_delayed::{AttemptFailure, MoveToDelayed};
+use super::scripts::move_to_finished::{MoveToFinished, Outcome};
+use super::scripts::retry_job::RetryJob;
+use super::scripts::{Claim, ClaimArgs};
 use super::stalled::check_stalled;
 use crate::redis_conn::{AnyConn, Connector, RedisConn, RedisTarget, TlsFiles};
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// The longest a claim loop sleeps while rate limited before it tries again (BullMQ's
 /// `maximumRateLimitDelay`), so due delayed jobs keep being promoted.
@@ -84,14 +82,14 @@ struct Counters {
 
 /// Shared state of one worker process.
 struct Inner {
-    /// Settings.
+    /// Settings, fixed for the worker's life (read on every claim and finish).
     opts: WorkerOptions,
     /// Every key of the queue, spelled once.
     keys: Arc<QueueKeys>,
     /// Connection for script calls; replaced after a restart or a failover (in Sentinel mode
     /// the new one goes to the new master).
     con: RedisConn,
-    /// The work.
+    /// What runs each job (the POS pipeline, or a test processor); shared by every slot.
     processor: Arc<dyn Processor>,
     /// Where final outcomes are written for the app, if anywhere.
     results: Option<ResultCache>,
@@ -107,7 +105,7 @@ struct Inner {
     abort_jobs: CancellationToken,
     /// Woken when a job task ends, so the fetch loop re-checks "drained".
     task_ended: Notify,
-    /// Outcome counters.
+    /// Outcome counters, returned as the [`RunSummary`] when the worker stops.
     counters: Counters,
     /// Who else wants to know (metrics), if anyone.
     observer: Option<Arc<dyn Observer>>,
@@ -417,12 +415,18 @@ async fn fetch_loop(inner: Arc<Inner>, connector: Connector, jobs: TaskTracker) 
 
         let claim = ClaimArgs {
             token: inner.next_token(),
-            lock_ms: inner.opts.lock_duration.as_millis() as u64,
+            lock: inner.opts.lock_duration,
             worker_name: inner.opts.name.clone(),
             limiter: inner.opts.limiter,
             compat: inner.opts.compat,
         };
-        match scripts::move_to_active::call(&mut con, &inner.keys, now_ms(), &claim).await {
+        let claimed = MoveToActive {
+            now_ms: now_ms(),
+            claim: &claim,
+        }
+        .call(&mut con, &inner.keys)
+        .await;
+        match claimed {
             Ok(Claim::Job(job)) => {
                 pause = Duration::from_millis(100);
                 drained = false;
@@ -707,8 +711,13 @@ async fn finish(
     {
         // Said once, before the move, so the log explains the wait however many tries the
         // move takes.
-        let logged =
-            scripts::add_log::call(&mut con, keys, &job.id, &err.message, job.opts.keep_logs).await;
+        let logged = AddLog {
+            job_id: &job.id,
+            line: &err.message,
+            keep: job.opts.keep_logs,
+        }
+        .call(&mut con, keys)
+        .await;
         if let Err(e) = logged {
             tracing::warn!(job_id = %job.id, error.message = %e, "could not log the deferral reason");
         }
@@ -719,7 +728,8 @@ async fn finish(
                 let outcome = Outcome::Completed {
                     returnvalue: value.to_string(),
                 };
-                let f = Finish {
+                MoveToFinished {
+                    now_ms: now_ms(),
                     job_id: &job.id,
                     outcome: &outcome,
                     keep: inner.keep_for(job, true),
@@ -727,33 +737,38 @@ async fn finish(
                     fetch_next,
                     attempts_made: job.attempts_made,
                     metrics_points: inner.opts.metrics_max_data_points,
-                };
-                scripts::move_to_finished::call(&mut con, keys, now_ms(), &f, claim)
-                    .await
-                    .map(|c| (c, Final::Completed))
+                    claim,
+                }
+                .call(&mut con, keys)
+                .await
+                .map(|c| (c, Final::Completed))
             }
             Err(ProcessError {
                 defer: Some(Defer::Delayed { until_ms }),
                 ..
             }) => {
                 let now = now_ms();
-                let delay = until_ms.saturating_sub(now);
-                scripts::move_to_delayed::defer(
-                    &mut con, keys, now, &job.id, delay, fetch_next, claim,
-                )
+                MoveToDelayed {
+                    now_ms: now,
+                    job_id: &job.id,
+                    delay_ms: until_ms.saturating_sub(now),
+                    failure: None,
+                    fetch_next,
+                    claim,
+                }
+                .call(&mut con, keys)
                 .await
                 .map(|c| (c, Final::Delayed(*until_ms)))
             }
             Err(ProcessError {
                 defer: Some(Defer::RateLimited),
                 ..
-            }) => scripts::move_job_from_active_to_wait::call(
-                &mut con,
-                keys,
-                &job.id,
-                &claim.token,
-                claim.compat,
-            )
+            }) => MoveJobFromActiveToWait {
+                job_id: &job.id,
+                token: &claim.token,
+                compat: claim.compat,
+            }
+            .call(&mut con, keys)
             .await
             .map(|ttl| {
                 if ttl > 0 {
@@ -770,9 +785,13 @@ async fn finish(
                 // The processor already moved the job (and released its lock); as a Node
                 // worker after `WaitingChildrenError`, only claim the next job.
                 if fetch_next {
-                    scripts::move_to_active::call(&mut con, keys, now_ms(), claim)
-                        .await
-                        .map(|c| (c, Final::WaitingChildren))
+                    MoveToActive {
+                        now_ms: now_ms(),
+                        claim,
+                    }
+                    .call(&mut con, keys)
+                    .await
+                    .map(|c| (c, Final::WaitingChildren))
                 } else {
                     Ok((Claim::Empty, Final::WaitingChildren))
                 }
@@ -785,7 +804,8 @@ async fn finish(
                             reason: reason.clone(),
                             stacktrace: stack,
                         };
-                        let f = Finish {
+                        MoveToFinished {
+                            now_ms: now_ms(),
                             job_id: &job.id,
                             outcome: &outcome,
                             keep: inner.keep_for(job, false),
@@ -793,39 +813,40 @@ async fn finish(
                             fetch_next,
                             attempts_made: job.attempts_made,
                             metrics_points: inner.opts.metrics_max_data_points,
-                        };
-                        scripts::move_to_finished::call(&mut con, keys, now_ms(), &f, claim)
-                            .await
-                            .map(|c| (c, Final::Failed(reason)))
+                            claim,
+                        }
+                        .call(&mut con, keys)
+                        .await
+                        .map(|c| (c, Final::Failed(reason)))
                     }
                     FailurePlan::Abandon(message) => {
                         tracing::error!(job_id = %job.id, error.message = %message, "cannot plan the retry; the job will stall and be recovered");
                         return None;
                     }
-                    FailurePlan::RetryNow => scripts::retry_job::call(
-                        &mut con,
-                        keys,
-                        now_ms(),
-                        &job.id,
-                        &claim.token,
-                        job.opts.lifo,
-                        &err.message,
-                        &stack,
-                        claim.compat,
-                    )
+                    FailurePlan::RetryNow => RetryJob {
+                        now_ms: now_ms(),
+                        job_id: &job.id,
+                        token: &claim.token,
+                        lifo: job.opts.lifo,
+                        reason: &err.message,
+                        stacktrace: &stack,
+                        compat: claim.compat,
+                    }
+                    .call(&mut con, keys)
                     .await
                     .map(|()| (Claim::Empty, Final::Retried)),
-                    FailurePlan::RetryAfter(ms) => scripts::move_to_delayed::call(
-                        &mut con,
-                        keys,
-                        now_ms(),
-                        &job.id,
-                        ms,
-                        &err.message,
-                        &stack,
+                    FailurePlan::RetryAfter(ms) => MoveToDelayed {
+                        now_ms: now_ms(),
+                        job_id: &job.id,
+                        delay_ms: ms,
+                        failure: Some(AttemptFailure {
+                            reason: &err.message,
+                            stacktrace: &stack,
+                        }),
                         fetch_next,
                         claim,
-                    )
+                    }
+                    .call(&mut con, keys)
                     .await
                     .map(|c| (c, Final::Retried)),
                 }
@@ -932,15 +953,14 @@ impl Inner {
 async fn release_all(inner: &Inner) {
     let mut con = inner.con.clone();
     for (id, token) in inner.locks.snapshot() {
-        match scripts::move_job_from_active_to_wait::call(
-            &mut con,
-            &inner.keys,
-            &id,
-            &token,
-            inner.opts.compat,
-        )
-        .await
-        {
+        let handed_back = MoveJobFromActiveToWait {
+            job_id: &id,
+            token: &token,
+            compat: inner.opts.compat,
+        }
+        .call(&mut con, &inner.keys)
+        .await;
+        match handed_back {
             Ok(_) => {
                 inner.counters.released.fetch_add(1, Ordering::Relaxed);
                 if let Some(o) = &inner.observer {

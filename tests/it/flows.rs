@@ -2,8 +2,10 @@
 //! failure flag, retention) and `moveToWaitingChildren`, asserted on the Redis state and the
 //! events they leave in the parent's queue, which may be another queue or prefix.
 
-use fetch_worker::bullmq::scripts::move_to_finished::{Finish, Outcome};
-use fetch_worker::bullmq::scripts::{self, Claim, ClaimArgs};
+use fetch_worker::bullmq::scripts::move_to_active::MoveToActive;
+use fetch_worker::bullmq::scripts::move_to_finished::{MoveToFinished, Outcome};
+use fetch_worker::bullmq::scripts::move_to_waiting_children::MoveToWaitingChildren;
+use fetch_worker::bullmq::scripts::{Claim, ClaimArgs};
 use fetch_worker::bullmq::{Compat, Error, KeepJobs, QueueKeys, ScriptCode};
 use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
@@ -13,7 +15,7 @@ use crate::support::{NewJob, RedisServer, TestQueue, now_ms, unique_queue};
 fn claim_args(token: &str) -> ClaimArgs {
     ClaimArgs {
         token: token.into(),
-        lock_ms: 30_000,
+        lock: std::time::Duration::from_secs(30),
         worker_name: None,
         limiter: None,
         compat: Compat::Auto,
@@ -84,10 +86,14 @@ async fn add_child(q: &mut TestQueue, pk: &QueueKeys, parent_id: &str, flags: Va
 /// Claims the next job of `q` with `token`; panics when there is none.
 async fn claim(q: &mut TestQueue, token: &str) -> String {
     let keys = q.keys.clone();
-    match scripts::move_to_active::call(&mut q.con, &keys, now_ms(), &claim_args(token))
-        .await
-        .unwrap()
-    {
+    let claimed = MoveToActive {
+        now_ms: now_ms(),
+        claim: &claim_args(token),
+    }
+    .call(&mut q.con, &keys)
+    .await
+    .unwrap();
+    match claimed {
         Claim::Job(j) => j.id,
         other => panic!("expected a job, got {other:?}"),
     }
@@ -97,7 +103,8 @@ async fn claim(q: &mut TestQueue, token: &str) -> String {
 async fn finish(q: &mut TestQueue, id: &str, outcome: Outcome, keep: KeepJobs, now: u64) {
     assert_eq!(claim(q, "t").await, id, "claimed the expected job");
     let keys = q.keys.clone();
-    let f = Finish {
+    MoveToFinished {
+        now_ms: now,
         job_id: id,
         outcome: &outcome,
         keep,
@@ -105,10 +112,11 @@ async fn finish(q: &mut TestQueue, id: &str, outcome: Outcome, keep: KeepJobs, n
         fetch_next: false,
         attempts_made: 0,
         metrics_points: None,
-    };
-    scripts::move_to_finished::call(&mut q.con, &keys, now, &f, &claim_args("t"))
-        .await
-        .unwrap();
+        claim: &claim_args("t"),
+    }
+    .call(&mut q.con, &keys)
+    .await
+    .unwrap();
 }
 
 fn completed(value: Value) -> Outcome {
@@ -568,7 +576,14 @@ async fn move_to_waiting_children_parks_only_a_job_with_pending_children() {
         let id = id.clone();
         let mut con = con.clone();
         async move {
-            scripts::move_to_waiting_children::call(&mut con, &keys, 77, &id, token, child).await
+            MoveToWaitingChildren {
+                now_ms: 77,
+                job_id: &id,
+                token,
+                child_key: child,
+            }
+            .call(&mut con, &keys)
+            .await
         }
     };
 
@@ -625,9 +640,14 @@ async fn move_to_waiting_children_parks_only_a_job_with_pending_children() {
             ..
         })
     ));
-    let missing =
-        scripts::move_to_waiting_children::call(&mut q.con.clone(), &keys, 1, "nope", "t", None)
-            .await;
+    let missing = MoveToWaitingChildren {
+        now_ms: 1,
+        job_id: "nope",
+        token: "t",
+        child_key: None,
+    }
+    .call(&mut q.con.clone(), &keys)
+    .await;
     assert!(matches!(
         missing,
         Err(Error::Script {

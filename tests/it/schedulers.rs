@@ -3,8 +3,10 @@
 //! (`node-producer-example/test/schedulers.test.js`, `limiter.test.js`) checks the same
 //! behaviour end to end against Node's own worker.
 
-use fetch_worker::bullmq::scripts::update_job_scheduler::{self, NextIteration};
-use fetch_worker::bullmq::scripts::{self, Claim, ClaimArgs};
+use fetch_worker::bullmq::scripts::move_job_from_active_to_wait::MoveJobFromActiveToWait;
+use fetch_worker::bullmq::scripts::move_to_active::MoveToActive;
+use fetch_worker::bullmq::scripts::update_job_scheduler::UpdateJobScheduler;
+use fetch_worker::bullmq::scripts::{Claim, ClaimArgs};
 use fetch_worker::bullmq::{Compat, QueueKeys};
 use serde_json::{Value, json};
 
@@ -62,15 +64,17 @@ async fn schedule(
     count: u64,
 ) -> Option<String> {
     let keys: QueueKeys = q.keys.clone();
-    let next = NextIteration {
+    UpdateJobScheduler {
+        now_ms: now,
         scheduler_id: sid,
         producer_id: producer,
         pattern_next_ms: None,
         count,
-    };
-    update_job_scheduler::call(&mut q.con, &keys, now, &next, Compat::Auto)
-        .await
-        .unwrap()
+        compat: Compat::Auto,
+    }
+    .call(&mut q.con, &keys)
+    .await
+    .unwrap()
 }
 
 async fn zscore(q: &mut TestQueue, key: &str, member: &str) -> Option<u64> {
@@ -218,14 +222,18 @@ async fn rate_limited_hand_back_returns_the_limiter_ttl() {
     let keys = q.keys.clone();
     let args = ClaimArgs {
         token: "w:1".into(),
-        lock_ms: 30_000,
+        lock: std::time::Duration::from_secs(30),
         worker_name: None,
         limiter: None,
         compat: Compat::Auto,
     };
-    let claimed = scripts::move_to_active::call(&mut q.con, &keys, now_ms(), &args)
-        .await
-        .unwrap();
+    let claimed = MoveToActive {
+        now_ms: now_ms(),
+        claim: &args,
+    }
+    .call(&mut q.con, &keys)
+    .await
+    .unwrap();
     assert!(matches!(claimed, Claim::Job(ref j) if j.id == a));
     let () = redis::cmd("SET")
         .arg(&keys.limiter)
@@ -235,10 +243,14 @@ async fn rate_limited_hand_back_returns_the_limiter_ttl() {
         .query_async(&mut q.con)
         .await
         .unwrap();
-    let ttl =
-        scripts::move_job_from_active_to_wait::call(&mut q.con, &keys, &a, "w:1", Compat::Auto)
-            .await
-            .unwrap();
+    let ttl = MoveJobFromActiveToWait {
+        job_id: &a,
+        token: "w:1",
+        compat: Compat::Auto,
+    }
+    .call(&mut q.con, &keys)
+    .await
+    .unwrap();
     assert!(ttl > 1_500 && ttl <= 2_000, "ttl {ttl}");
     assert_eq!(
         q.lrange(&keys.wait).await,
@@ -255,9 +267,13 @@ async fn rate_limited_hand_back_returns_the_limiter_ttl() {
         limiter: Some((10, 1_000)),
         ..args
     };
-    let held = scripts::move_to_active::call(&mut q.con, &keys, now_ms(), &limited)
-        .await
-        .unwrap();
+    let held = MoveToActive {
+        now_ms: now_ms(),
+        claim: &limited,
+    }
+    .call(&mut q.con, &keys)
+    .await
+    .unwrap();
     assert!(
         matches!(held, Claim::RateLimited(ms) if ms > 1_000),
         "{held:?}"

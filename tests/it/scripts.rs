@@ -1,7 +1,15 @@
 //! Every script path, asserted on the Redis state and events it leaves.
 
-use fetch_worker::bullmq::scripts::move_to_finished::{Finish, Outcome};
-use fetch_worker::bullmq::scripts::{self, Claim, ClaimArgs};
+use fetch_worker::bullmq::scripts::add_log::AddLog;
+use fetch_worker::bullmq::scripts::extend_locks::ExtendLocks;
+use fetch_worker::bullmq::scripts::move_job_from_active_to_wait::MoveJobFromActiveToWait;
+use fetch_worker::bullmq::scripts::move_stalled_jobs_to_wait::MoveStalledJobsToWait;
+use fetch_worker::bullmq::scripts::move_to_active::MoveToActive;
+use fetch_worker::bullmq::scripts::move_to_delayed::{AttemptFailure, MoveToDelayed};
+use fetch_worker::bullmq::scripts::move_to_finished::{MoveToFinished, Outcome};
+use fetch_worker::bullmq::scripts::retry_job::RetryJob;
+use fetch_worker::bullmq::scripts::update_progress::UpdateProgress;
+use fetch_worker::bullmq::scripts::{Claim, ClaimArgs};
 use fetch_worker::bullmq::{Compat, Error, KeepJobs, ScriptCode};
 use serde_json::json;
 
@@ -10,7 +18,7 @@ use crate::support::{NewJob, RedisServer, TestQueue, now_ms};
 fn claim_args(token: &str) -> ClaimArgs {
     ClaimArgs {
         token: token.into(),
-        lock_ms: 30_000,
+        lock: std::time::Duration::from_secs(30),
         worker_name: Some("w1".into()),
         limiter: None,
         compat: Compat::Auto,
@@ -19,9 +27,13 @@ fn claim_args(token: &str) -> ClaimArgs {
 
 async fn claim(q: &mut TestQueue, token: &str) -> Claim {
     let keys = q.keys.clone();
-    scripts::move_to_active::call(&mut q.con, &keys, now_ms(), &claim_args(token))
-        .await
-        .unwrap()
+    MoveToActive {
+        now_ms: now_ms(),
+        claim: &claim_args(token),
+    }
+    .call(&mut q.con, &keys)
+    .await
+    .unwrap()
 }
 
 fn job_id(c: Claim) -> String {
@@ -42,7 +54,8 @@ async fn complete(
     let out = Outcome::Completed {
         returnvalue: json!({"ok": id}).to_string(),
     };
-    let f = Finish {
+    MoveToFinished {
+        now_ms: now_ms(),
         job_id: id,
         outcome: &out,
         keep,
@@ -50,24 +63,25 @@ async fn complete(
         fetch_next,
         attempts_made: 0,
         metrics_points: None,
-    };
-    scripts::move_to_finished::call(&mut q.con, &keys, now_ms(), &f, &claim_args(token)).await
+        claim: &claim_args(token),
+    }
+    .call(&mut q.con, &keys)
+    .await
 }
 
 /// An immediate retry of `id` (held with `token`) through `retryJob`.
 async fn retry(q: &mut TestQueue, id: &str, token: &str, lifo: bool, reason: &str) {
     let keys = q.keys.clone();
-    scripts::retry_job::call(
-        &mut q.con,
-        &keys,
-        now_ms(),
-        id,
+    RetryJob {
+        now_ms: now_ms(),
+        job_id: id,
         token,
         lifo,
         reason,
-        "[]",
-        Compat::Auto,
-    )
+        stacktrace: "[]",
+        compat: Compat::Auto,
+    }
+    .call(&mut q.con, &keys)
     .await
     .unwrap();
 }
@@ -83,17 +97,18 @@ async fn delay(
     token: &str,
 ) -> Claim {
     let keys = q.keys.clone();
-    scripts::move_to_delayed::call(
-        &mut q.con,
-        &keys,
-        now,
-        id,
-        ms,
-        reason,
-        "[]",
+    MoveToDelayed {
+        now_ms: now,
+        job_id: id,
+        delay_ms: ms,
+        failure: Some(AttemptFailure {
+            reason,
+            stacktrace: "[]",
+        }),
         fetch_next,
-        &claim_args(token),
-    )
+        claim: &claim_args(token),
+    }
+    .call(&mut q.con, &keys)
     .await
     .unwrap()
 }
@@ -222,7 +237,8 @@ async fn final_failure_emits_failed_and_retries_exhausted() {
         reason: "boom: it broke".into(),
         stacktrace: "[\"Error: boom\"]".into(),
     };
-    let f = Finish {
+    MoveToFinished {
+        now_ms: now_ms(),
         job_id: &id,
         outcome: &out,
         keep: KeepJobs::ALL,
@@ -230,10 +246,11 @@ async fn final_failure_emits_failed_and_retries_exhausted() {
         fetch_next: false,
         attempts_made: 0,
         metrics_points: None,
-    };
-    scripts::move_to_finished::call(&mut q.con, &keys, now_ms(), &f, &claim_args("t"))
-        .await
-        .unwrap();
+        claim: &claim_args("t"),
+    }
+    .call(&mut q.con, &keys)
+    .await
+    .unwrap();
     assert_eq!(q.zrange(&keys.failed).await, vec![id.clone()]);
     assert_eq!(
         q.hget(&id, "failedReason").await.as_deref(),
@@ -337,10 +354,16 @@ async fn deferring_to_delayed_counts_no_attempt() {
     assert_eq!(job_id(claim(&mut q, "t").await), id);
     let keys = q.keys.clone();
     let now = now_ms();
-    let next =
-        scripts::move_to_delayed::defer(&mut q.con, &keys, now, &id, 400, true, &claim_args("t"))
-            .await
-            .unwrap();
+    let claim = claim_args("t");
+    let deferral = MoveToDelayed {
+        now_ms: now,
+        job_id: &id,
+        delay_ms: 400,
+        failure: None,
+        fetch_next: true,
+        claim: &claim,
+    };
+    let next = deferral.call(&mut q.con, &keys).await.unwrap();
     assert_eq!(job_id(next), other, "fetch-next claimed the other job");
     let score: f64 = redis::cmd("ZSCORE")
         .arg(&keys.delayed)
@@ -355,9 +378,12 @@ async fn deferring_to_delayed_counts_no_attempt() {
     assert_eq!(q.hget(&id, "stacktrace").await, None);
     assert!(q.events_of(&id).await.ends_with(&["delayed".into()]));
     // The lock went with the job: a second move is refused.
-    let again =
-        scripts::move_to_delayed::defer(&mut q.con, &keys, now, &id, 400, false, &claim_args("t"))
-            .await;
+    let again = MoveToDelayed {
+        fetch_next: false,
+        ..deferral
+    }
+    .call(&mut q.con, &keys)
+    .await;
     assert!(again.is_err());
 }
 
@@ -394,14 +420,13 @@ async fn stalled_jobs_go_back_to_wait_and_get_deferred_failure_past_the_limit() 
                 .query_async(&mut con)
                 .await
                 .unwrap();
-            scripts::move_stalled_jobs_to_wait::call(
-                &mut con,
-                &keys,
-                now_ms(),
-                1,
-                1000,
-                Compat::Auto,
-            )
+            MoveStalledJobsToWait {
+                now_ms: now_ms(),
+                max_stalled_count: 1,
+                interval_ms: 1000,
+                compat: Compat::Auto,
+            }
+            .call(&mut con, &keys)
             .await
             .unwrap()
         }
@@ -443,27 +468,25 @@ async fn stalled_jobs_go_back_to_wait_and_get_deferred_failure_past_the_limit() 
         .unwrap();
     let mut con = q.con.clone();
     assert!(
-        scripts::move_stalled_jobs_to_wait::call(
-            &mut con,
-            &keys,
-            now_ms(),
-            1,
-            60_000,
-            Compat::Auto
-        )
+        MoveStalledJobsToWait {
+            now_ms: now_ms(),
+            max_stalled_count: 1,
+            interval_ms: 60_000,
+            compat: Compat::Auto,
+        }
+        .call(&mut con, &keys)
         .await
         .unwrap()
         .is_empty()
     );
     assert!(
-        scripts::move_stalled_jobs_to_wait::call(
-            &mut con,
-            &keys,
-            now_ms(),
-            1,
-            60_000,
-            Compat::Auto
-        )
+        MoveStalledJobsToWait {
+            now_ms: now_ms(),
+            max_stalled_count: 1,
+            interval_ms: 60_000,
+            compat: Compat::Auto,
+        }
+        .call(&mut con, &keys)
         .await
         .unwrap()
         .is_empty()
@@ -535,9 +558,13 @@ async fn finishing_without_the_lock_is_refused() {
     assert_eq!(q.zcard(&q.keys.completed.clone()).await, 0);
     // Renewal reports the lost lock.
     let keys = q.keys.clone();
-    let lost = scripts::extend_locks::call(&mut q.con, &keys, 1000, &[(id.clone(), "mine".into())])
-        .await
-        .unwrap();
+    let lost = ExtendLocks {
+        lock: std::time::Duration::from_secs(1),
+        jobs: &[(id.clone(), "mine".into())],
+    }
+    .call(&mut q.con, &keys)
+    .await
+    .unwrap();
     assert_eq!(lost, vec![id]);
 }
 
@@ -555,9 +582,13 @@ async fn extend_locks_renews_and_unmarks_stalled() {
         .query_async(&mut q.con)
         .await
         .unwrap();
-    let lost = scripts::extend_locks::call(&mut q.con, &keys, 90_000, &[(id.clone(), "t".into())])
-        .await
-        .unwrap();
+    let lost = ExtendLocks {
+        lock: std::time::Duration::from_secs(90),
+        jobs: &[(id.clone(), "t".into())],
+    }
+    .call(&mut q.con, &keys)
+    .await
+    .unwrap();
     assert!(lost.is_empty());
     let ttl: i64 = redis::cmd("PTTL")
         .arg(keys.lock(&id))
@@ -643,17 +674,16 @@ async fn paused_rule_follows_meta_version_unless_overridden() {
             meta.arg("version").arg(v);
         }
         let _: () = meta.query_async(&mut q.con).await.unwrap();
-        scripts::retry_job::call(
-            &mut q.con,
-            &keys,
-            now_ms(),
-            &id,
-            "t",
-            false,
-            "x",
-            "[]",
+        RetryJob {
+            now_ms: now_ms(),
+            job_id: &id,
+            token: "t",
+            lifo: false,
+            reason: "x",
+            stacktrace: "[]",
             compat,
-        )
+        }
+        .call(&mut q.con, &keys)
         .await
         .unwrap();
         let (in_wait, in_paused) = (q.llen(&keys.wait).await, q.llen(&keys.paused).await);
@@ -826,9 +856,13 @@ async fn events_are_trimmed_to_max_len() {
     let id = q.add(NewJob::new(json!({}))).await;
     job_id(claim(&mut q, "t").await);
     for i in 0..500 {
-        scripts::update_progress::call(&mut q.con, &keys, &id, &i.to_string())
-            .await
-            .unwrap();
+        UpdateProgress {
+            job_id: &id,
+            progress_json: &i.to_string(),
+        }
+        .call(&mut q.con, &keys)
+        .await
+        .unwrap();
     }
     let len: u64 = redis::cmd("XLEN")
         .arg(&keys.events)
@@ -847,9 +881,13 @@ async fn progress_and_logs_are_stored() {
     let mut q = TestQueue::new(&server, "progress").await;
     let keys = q.keys.clone();
     let id = q.add(NewJob::new(json!({}))).await;
-    scripts::update_progress::call(&mut q.con, &keys, &id, r#"{"step":"listing"}"#)
-        .await
-        .unwrap();
+    UpdateProgress {
+        job_id: &id,
+        progress_json: r#"{"step":"listing"}"#,
+    }
+    .call(&mut q.con, &keys)
+    .await
+    .unwrap();
     assert_eq!(
         q.hget(&id, "progress").await.as_deref(),
         Some(r#"{"step":"listing"}"#)
@@ -858,17 +896,26 @@ async fn progress_and_logs_are_stored() {
     let p = ev.iter().find(|(n, _)| n == "progress").unwrap();
     assert!(p.1.contains(&("data".into(), r#"{"step":"listing"}"#.into())));
     for i in 0..5 {
-        scripts::add_log::call(&mut q.con, &keys, &id, &format!("line {i}"), Some(3))
-            .await
-            .unwrap();
+        AddLog {
+            job_id: &id,
+            line: &format!("line {i}"),
+            keep: Some(3),
+        }
+        .call(&mut q.con, &keys)
+        .await
+        .unwrap();
     }
     assert_eq!(
         q.lrange(&keys.logs(&id)).await,
         vec!["line 2", "line 3", "line 4"]
     );
-    let err = scripts::update_progress::call(&mut q.con, &keys, "nope", "1")
-        .await
-        .unwrap_err();
+    let err = UpdateProgress {
+        job_id: "nope",
+        progress_json: "1",
+    }
+    .call(&mut q.con, &keys)
+    .await
+    .unwrap_err();
     assert!(matches!(
         err,
         Error::Script {
@@ -887,9 +934,14 @@ async fn hand_back_puts_the_job_in_front_without_an_attempt() {
     let b = q.add(NewJob::new(json!({}))).await;
     job_id(claim(&mut q, "t").await);
     let keys = q.keys.clone();
-    scripts::move_job_from_active_to_wait::call(&mut q.con, &keys, &a, "t", Compat::Auto)
-        .await
-        .unwrap();
+    MoveJobFromActiveToWait {
+        job_id: &a,
+        token: "t",
+        compat: Compat::Auto,
+    }
+    .call(&mut q.con, &keys)
+    .await
+    .unwrap();
     assert_eq!(q.lrange(&keys.wait).await, vec![b, a.clone()]);
     assert_eq!(q.hget(&a, "atm").await, None);
     assert!(!q.exists(&keys.lock(&a)).await);

@@ -1,8 +1,16 @@
-//! One wrapper per Lua script: typed arguments in, typed outcome out.
+//! One wrapper per Lua script, in the shape of mini-redis's `cmd/`: one request struct per
+//! script, with named fields where the script takes positional ARGV.
 //!
-//! Each module builds the KEYS and ARGV of its script (pure, unit-tested) and decodes the
-//! reply. Negative codes become [`Error::Script`](super::Error::Script) in exactly one place,
-//! [`Error::check`](super::Error::check).
+//! Each request (`move_to_finished::MoveToFinished`, …) has:
+//! - `script()`: the flattened Lua it runs (from [`lua`](super::lua), the loader);
+//! - `keys()` and `args()`: its KEYS and ARGV in the order of the Lua header, pure functions
+//!   with a unit test each, so a reordered argument fails a test rather than a job;
+//! - `call()`: runs it and decodes the reply. Negative codes become
+//!   [`Error::Script`](super::Error::Script) in exactly one place,
+//!   [`Error::check`](super::Error::check).
+//!
+//! Callers build a request and call it; none spells a KEYS array. A test below checks that
+//! each request builds as many KEYS as its Lua file's name says (`moveToFinished-13.lua`).
 
 pub mod add_log;
 pub mod add_standard_job;
@@ -17,6 +25,8 @@ pub mod retry_job;
 pub mod update_data;
 pub mod update_job_scheduler;
 pub mod update_progress;
+
+use std::time::Duration;
 
 use redis::Value;
 
@@ -42,8 +52,8 @@ pub enum Claim {
 pub struct ClaimArgs {
     /// The lock token (`<worker uuid>:<n>`).
     pub token: String,
-    /// Lock time-to-live (ms).
-    pub lock_ms: u64,
+    /// Lock time-to-live of the claimed job; sent to Redis in ms (see [`arg_ms`]).
+    pub lock: Duration,
     /// Worker name (`pb`), if any.
     pub worker_name: Option<String>,
     /// Worker rate limit `(max, duration ms)`, if any.
@@ -64,6 +74,12 @@ impl ClaimArgs {
 /// One script argument.
 pub(crate) fn arg(v: impl ToString) -> Vec<u8> {
     v.to_string().into_bytes()
+}
+
+/// A duration as the scripts take it: whole milliseconds. Durations stay `Duration` in the
+/// worker and become ms only here, at the Redis edge.
+pub(crate) fn arg_ms(d: Duration) -> Vec<u8> {
+    arg(d.as_millis() as u64)
 }
 
 /// Decodes `{fields|0, id|0, ttl, due}`, or an integer reply (`0` = nothing claimed).
@@ -122,6 +138,184 @@ pub(crate) fn decode_claim(script: &'static str, reply: Value) -> Result<Claim, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bullmq::keys::QueueKeys;
+    use crate::bullmq::lua::{COMMANDS, Script};
+    use crate::bullmq::options::KeepJobs;
+
+    /// Every wrapper's KEYS count equals the number in its Lua file's name, which
+    /// `lua::tests` also checks against the header and the body: the three agree.
+    #[test]
+    fn every_wrapper_builds_as_many_keys_as_its_lua_file_names() {
+        let q = QueueKeys::new("bull", "q");
+        let claim = ClaimArgs {
+            token: "t".into(),
+            lock: Duration::from_secs(1),
+            worker_name: None,
+            limiter: None,
+            compat: Compat::Auto,
+        };
+        let done = move_to_finished::Outcome::Completed {
+            returnvalue: "1".into(),
+        };
+        let jobs = [("1".to_string(), "t".to_string())];
+        let built: Vec<(&Script, usize)> = vec![
+            (
+                add_log::AddLog::script(),
+                add_log::AddLog {
+                    job_id: "1",
+                    line: "l",
+                    keep: None,
+                }
+                .keys(&q)
+                .len(),
+            ),
+            (
+                add_standard_job::AddStandardJob::script(),
+                add_standard_job::AddStandardJob {
+                    id: "1",
+                    name: "n",
+                    data_json: "{}",
+                    opts_json: "{}",
+                    timestamp_ms: 1,
+                    compat: Compat::Auto,
+                }
+                .keys(&q)
+                .len(),
+            ),
+            (
+                extend_locks::ExtendLocks::script(),
+                extend_locks::ExtendLocks {
+                    lock: Duration::from_secs(1),
+                    jobs: &jobs,
+                }
+                .keys(&q)
+                .len(),
+            ),
+            (
+                move_job_from_active_to_wait::MoveJobFromActiveToWait::script(),
+                move_job_from_active_to_wait::MoveJobFromActiveToWait {
+                    job_id: "1",
+                    token: "t",
+                    compat: Compat::Auto,
+                }
+                .keys(&q)
+                .len(),
+            ),
+            (
+                move_stalled_jobs_to_wait::MoveStalledJobsToWait::script(),
+                move_stalled_jobs_to_wait::MoveStalledJobsToWait {
+                    now_ms: 1,
+                    max_stalled_count: 1,
+                    interval_ms: 1000,
+                    compat: Compat::Auto,
+                }
+                .keys(&q)
+                .len(),
+            ),
+            (
+                move_to_active::MoveToActive::script(),
+                move_to_active::MoveToActive {
+                    now_ms: 1,
+                    claim: &claim,
+                }
+                .keys(&q)
+                .len(),
+            ),
+            (
+                move_to_delayed::MoveToDelayed::script(),
+                move_to_delayed::MoveToDelayed {
+                    now_ms: 1,
+                    job_id: "1",
+                    delay_ms: 10,
+                    failure: None,
+                    fetch_next: false,
+                    claim: &claim,
+                }
+                .keys(&q)
+                .len(),
+            ),
+            (
+                move_to_finished::MoveToFinished::script(),
+                move_to_finished::MoveToFinished {
+                    now_ms: 1,
+                    job_id: "1",
+                    outcome: &done,
+                    keep: KeepJobs::ALL,
+                    attempts: 1,
+                    fetch_next: false,
+                    attempts_made: 0,
+                    metrics_points: None,
+                    claim: &claim,
+                }
+                .keys(&q)
+                .len(),
+            ),
+            (
+                move_to_waiting_children::MoveToWaitingChildren::script(),
+                move_to_waiting_children::MoveToWaitingChildren {
+                    now_ms: 1,
+                    job_id: "1",
+                    token: "t",
+                    child_key: None,
+                }
+                .keys(&q)
+                .len(),
+            ),
+            (
+                retry_job::RetryJob::script(),
+                retry_job::RetryJob {
+                    now_ms: 1,
+                    job_id: "1",
+                    token: "t",
+                    lifo: false,
+                    reason: "r",
+                    stacktrace: "[]",
+                    compat: Compat::Auto,
+                }
+                .keys(&q)
+                .len(),
+            ),
+            (
+                update_data::UpdateData::script(),
+                update_data::UpdateData {
+                    job_id: "1",
+                    data_json: "{}",
+                }
+                .keys(&q)
+                .len(),
+            ),
+            (
+                update_job_scheduler::UpdateJobScheduler::script(),
+                update_job_scheduler::UpdateJobScheduler {
+                    now_ms: 1,
+                    scheduler_id: "s",
+                    producer_id: "1",
+                    pattern_next_ms: None,
+                    count: 1,
+                    compat: Compat::Auto,
+                }
+                .keys(&q)
+                .len(),
+            ),
+            (
+                update_progress::UpdateProgress::script(),
+                update_progress::UpdateProgress {
+                    job_id: "1",
+                    progress_json: "1",
+                }
+                .keys(&q)
+                .len(),
+            ),
+        ];
+        for (script, keys) in &built {
+            assert_eq!(*keys, script.num_keys(), "{}: KEYS built", script.name());
+        }
+        // Each embedded script has exactly one wrapper here.
+        let mut named: Vec<&str> = built.iter().map(|(s, _)| s.name()).collect();
+        named.sort_unstable();
+        named.dedup();
+        assert_eq!(named.len(), COMMANDS.len());
+    }
 
     fn bulk(s: &str) -> Value {
         Value::BulkString(s.as_bytes().to_vec())

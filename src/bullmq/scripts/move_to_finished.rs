@@ -3,18 +3,19 @@
 use redis::Value;
 use redis::aio::ConnectionLike;
 
-use super::{Claim, ClaimArgs, arg, decode_claim};
+use super::{Claim, ClaimArgs, arg, arg_ms, decode_claim};
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
+use crate::bullmq::lua::{SCRIPTS, Script};
 use crate::bullmq::options::KeepJobs;
-use crate::bullmq::script::SCRIPTS;
 
 /// How the attempt ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// Completed with this return value (JSON text).
     Completed {
-        /// JSON text.
+        /// The processor's return value as JSON text, stored as `returnvalue` for
+        /// `job.returnvalue` and the `completed` event.
         returnvalue: String,
     },
     /// Failed for good.
@@ -26,16 +27,19 @@ pub enum Outcome {
     },
 }
 
-/// One finish request.
-#[derive(Debug)]
-pub struct Finish<'a> {
-    /// The job.
+/// Ends a job this worker holds: completed or failed for good.
+#[derive(Debug, Clone, Copy)]
+pub struct MoveToFinished<'a> {
+    /// The finish's time (ms since the epoch): the job's `finishedOn` and its score in the
+    /// finished set, which age-based retention reads.
+    pub now_ms: u64,
+    /// The job finished.
     pub job_id: &'a str,
-    /// How it ended.
+    /// How it ended: picks the finished set, the field written and the event.
     pub outcome: &'a Outcome,
     /// Retention for its finished set.
     pub keep: KeepJobs,
-    /// The job's `opts.attempts`.
+    /// The job's `opts.attempts`, stored back so Node's `job.attemptsMade` logic agrees.
     pub attempts: u32,
     /// Claim the next job in the same call.
     pub fetch_next: bool,
@@ -44,92 +48,98 @@ pub struct Finish<'a> {
     /// Count the finish in the queue's metrics, keeping this many one-minute points (the
     /// worker's `metrics.maxDataPoints`); `None` collects nothing.
     pub metrics_points: Option<u64>,
+    /// The holder's claim: its token proves the lock; the rest applies to the next job.
+    pub claim: &'a ClaimArgs,
 }
 
-/// Builds ARGV (pure, for tests).
-pub(crate) fn args(
-    keys: &QueueKeys,
-    now_ms: u64,
-    f: &Finish<'_>,
-    claim: &ClaimArgs,
-) -> Vec<Vec<u8>> {
-    let (field, value, target, stack) = match f.outcome {
-        Outcome::Completed { returnvalue } => {
-            ("returnvalue", returnvalue.as_str(), "completed", "")
-        }
-        Outcome::Failed { reason, stacktrace } => (
-            "failedReason",
-            reason.as_str(),
-            "failed",
-            stacktrace.as_str(),
-        ),
-    };
-    let [lmax, ldur] = claim.limiter_args();
-    vec![
-        arg(f.job_id),
-        arg(now_ms),
-        arg(field),
-        arg(value),
-        arg(target),
-        arg(if f.fetch_next { "1" } else { "0" }),
-        arg(&keys.base),
-        arg(&claim.token),
-        arg(claim.lock_ms),
-        arg(claim.worker_name.as_deref().unwrap_or("")),
-        arg(f.keep.count),
-        f.keep.age.map(arg).unwrap_or_default(),
-        f.keep.limit.map(arg).unwrap_or_default(),
-        arg(f.attempts),
-        arg(stack),
-        lmax,
-        ldur,
-        arg(f.attempts_made),
-        arg(claim.compat.as_arg()),
-        f.metrics_points.map(arg).unwrap_or_default(),
-    ]
-}
-
-/// Finishes the job; returns the next claimed job when `fetch_next` found one.
-///
-/// # Errors
-///
-/// [`Error::Script`] when the job is gone or the lock was lost; Redis errors.
-pub async fn call<C: ConnectionLike + Send>(
-    con: &mut C,
-    keys: &QueueKeys,
-    now_ms: u64,
-    finish: &Finish<'_>,
-    claim: &ClaimArgs,
-) -> Result<Claim, Error> {
-    let job_key = keys.job(finish.job_id);
-    let target = match finish.outcome {
-        Outcome::Completed { .. } => &keys.completed,
-        Outcome::Failed { .. } => &keys.failed,
-    };
-    let k = [
-        keys.wait.as_str(),
-        &keys.active,
-        &keys.prioritized,
-        &keys.events,
-        &keys.stalled,
-        &keys.limiter,
-        &keys.delayed,
-        &keys.paused,
-        &keys.meta,
-        &keys.pc,
-        &keys.marker,
-        target,
-        &job_key,
-    ];
-    let script = &SCRIPTS.move_to_finished;
-    let reply: Value = script
-        .run(con, &k, &args(keys, now_ms, finish, claim))
-        .await?;
-    if let Value::Int(code) = reply {
-        Error::check(script.name(), finish.job_id, code)?;
-        return Ok(Claim::Empty);
+impl MoveToFinished<'_> {
+    /// The Lua script this request runs.
+    pub fn script() -> &'static Script {
+        &SCRIPTS.move_to_finished
     }
-    decode_claim(script.name(), reply)
+
+    /// KEYS in the header's order; the twelfth is the finished set the outcome picks.
+    pub fn keys(&self, queue: &QueueKeys) -> Vec<String> {
+        let target = match self.outcome {
+            Outcome::Completed { .. } => &queue.completed,
+            Outcome::Failed { .. } => &queue.failed,
+        };
+        vec![
+            queue.wait.clone(),
+            queue.active.clone(),
+            queue.prioritized.clone(),
+            queue.events.clone(),
+            queue.stalled.clone(),
+            queue.limiter.clone(),
+            queue.delayed.clone(),
+            queue.paused.clone(),
+            queue.meta.clone(),
+            queue.pc.clone(),
+            queue.marker.clone(),
+            target.clone(),
+            queue.job(self.job_id),
+        ]
+    }
+
+    /// ARGV in the header's order.
+    pub fn args(&self, queue: &QueueKeys) -> Vec<Vec<u8>> {
+        let (field, value, target, stack) = match self.outcome {
+            Outcome::Completed { returnvalue } => {
+                ("returnvalue", returnvalue.as_str(), "completed", "")
+            }
+            Outcome::Failed { reason, stacktrace } => (
+                "failedReason",
+                reason.as_str(),
+                "failed",
+                stacktrace.as_str(),
+            ),
+        };
+        let claim = self.claim;
+        let [lmax, ldur] = claim.limiter_args();
+        vec![
+            arg(self.job_id),
+            arg(self.now_ms),
+            arg(field),
+            arg(value),
+            arg(target),
+            arg(if self.fetch_next { "1" } else { "0" }),
+            arg(&queue.base),
+            arg(&claim.token),
+            arg_ms(claim.lock),
+            arg(claim.worker_name.as_deref().unwrap_or("")),
+            arg(self.keep.count),
+            self.keep.age.map(arg).unwrap_or_default(),
+            self.keep.limit.map(arg).unwrap_or_default(),
+            arg(self.attempts),
+            arg(stack),
+            lmax,
+            ldur,
+            arg(self.attempts_made),
+            arg(claim.compat.as_arg()),
+            self.metrics_points.map(arg).unwrap_or_default(),
+        ]
+    }
+
+    /// Finishes the job; returns the next claimed job when `fetch_next` found one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Script`] when the job is gone or the lock was lost; Redis errors.
+    pub async fn call<C: ConnectionLike + Send>(
+        &self,
+        con: &mut C,
+        queue: &QueueKeys,
+    ) -> Result<Claim, Error> {
+        let script = Self::script();
+        let reply: Value = script
+            .run(con, &self.keys(queue), &self.args(queue))
+            .await?;
+        if let Value::Int(code) = reply {
+            Error::check(script.name(), self.job_id, code)?;
+            return Ok(Claim::Empty);
+        }
+        decode_claim(script.name(), reply)
+    }
 }
 
 #[cfg(test)]
@@ -143,7 +153,15 @@ mod tests {
             reason: "boom".into(),
             stacktrace: "[\"x\"]".into(),
         };
-        let f = Finish {
+        let claim = ClaimArgs {
+            token: "t:1".into(),
+            lock: std::time::Duration::from_secs(30),
+            worker_name: None,
+            limiter: None,
+            compat: crate::bullmq::options::Compat::V6,
+        };
+        let f = MoveToFinished {
+            now_ms: 10,
             job_id: "3",
             outcome: &out,
             keep: KeepJobs {
@@ -155,15 +173,10 @@ mod tests {
             fetch_next: true,
             attempts_made: 2,
             metrics_points: Some(60),
+            claim: &claim,
         };
-        let claim = ClaimArgs {
-            token: "t:1".into(),
-            lock_ms: 30000,
-            worker_name: None,
-            limiter: None,
-            compat: crate::bullmq::options::Compat::V6,
-        };
-        let a: Vec<String> = args(&keys, 10, &f, &claim)
+        let a: Vec<String> = f
+            .args(&keys)
             .into_iter()
             .map(|b| String::from_utf8(b).unwrap())
             .collect();
@@ -176,5 +189,46 @@ mod tests {
         assert_eq!((a[13].as_str(), a[14].as_str()), ("3", "[\"x\"]"));
         assert_eq!((a[17].as_str(), a[18].as_str()), ("2", "6"));
         assert_eq!(a[19], "60");
+    }
+
+    #[test]
+    fn keys_pick_the_finished_set_of_the_outcome() {
+        let queue = QueueKeys::new("bull", "q");
+        let claim = ClaimArgs {
+            token: "t:1".into(),
+            lock: std::time::Duration::from_secs(30),
+            worker_name: None,
+            limiter: None,
+            compat: crate::bullmq::options::Compat::Auto,
+        };
+        let done = Outcome::Completed {
+            returnvalue: "1".into(),
+        };
+        let f = MoveToFinished {
+            now_ms: 10,
+            job_id: "3",
+            outcome: &done,
+            keep: KeepJobs::ALL,
+            attempts: 1,
+            fetch_next: false,
+            attempts_made: 0,
+            metrics_points: None,
+            claim: &claim,
+        };
+        let k = f.keys(&queue);
+        assert_eq!(
+            (k[0].as_str(), k[11].as_str(), k[12].as_str()),
+            ("bull:q:wait", "bull:q:completed", "bull:q:3")
+        );
+        let failed = Outcome::Failed {
+            reason: "r".into(),
+            stacktrace: "[]".into(),
+        };
+        let f = MoveToFinished {
+            outcome: &failed,
+            ..f
+        };
+        assert_eq!(f.keys(&queue)[11], "bull:q:failed");
+        assert_eq!(f.args(&queue)[2], arg("failedReason"));
     }
 }

@@ -5,12 +5,15 @@ use redis::aio::ConnectionLike;
 use super::arg;
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
+use crate::bullmq::lua::{SCRIPTS, Script};
 use crate::bullmq::options::Compat;
-use crate::bullmq::script::SCRIPTS;
 
-/// One request to schedule the iteration after `producer_id`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NextIteration<'a> {
+/// Schedules the iteration after `producer_id`, the iteration just claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateJobScheduler<'a> {
+    /// The request's time (ms since the epoch): an `every` schedule's next run is computed
+    /// from it and the scheduler's latest run.
+    pub now_ms: u64,
     /// The scheduler (the claimed job's `rjk`).
     pub scheduler_id: &'a str,
     /// The claimed iteration's job id.
@@ -20,57 +23,66 @@ pub struct NextIteration<'a> {
     pub pattern_next_ms: Option<u64>,
     /// The next iteration's number (`repeat.count`).
     pub count: u64,
+    /// Whether a paused queue takes the next iteration in `paused` (5) or `wait` (6).
+    pub compat: Compat,
 }
 
-/// The script's ARGV for `next` at `now`.
-fn args(next: &NextIteration<'_>, now: u64, compat: Compat) -> Vec<Vec<u8>> {
-    vec![
-        next.pattern_next_ms.map(arg).unwrap_or_default(),
-        arg(next.scheduler_id),
-        arg(now),
-        arg(next.producer_id),
-        arg(next.count),
-        arg(compat.as_arg()),
-    ]
-}
+impl UpdateJobScheduler<'_> {
+    /// The Lua script this request runs.
+    pub fn script() -> &'static Script {
+        &SCRIPTS.update_job_scheduler
+    }
 
-/// Schedules the next iteration.
-///
-/// # Returns
-///
-/// The new job's id, or `None` when nothing was scheduled (the scheduler is gone, the claimed
-/// job is not its latest iteration, or the next job exists already).
-///
-/// # Errors
-///
-/// Redis errors.
-pub async fn call<C: ConnectionLike + Send>(
-    con: &mut C,
-    keys: &QueueKeys,
-    now: u64,
-    next: &NextIteration<'_>,
-    compat: Compat,
-) -> Result<Option<String>, Error> {
-    let producer_key = keys.job(next.producer_id);
-    let k = [
-        keys.repeat.as_str(),
-        &keys.delayed,
-        &keys.wait,
-        &keys.paused,
-        &keys.meta,
-        &keys.prioritized,
-        &keys.marker,
-        &keys.id,
-        &keys.events,
-        &keys.pc,
-        &keys.active,
-        &producer_key,
-    ];
-    let id: String = SCRIPTS
-        .update_job_scheduler
-        .run(con, &k, &args(next, now, compat))
-        .await?;
-    Ok(Some(id).filter(|id| !id.is_empty()))
+    /// KEYS in the header's order; the last is the claimed iteration's hash.
+    pub fn keys(&self, queue: &QueueKeys) -> Vec<String> {
+        vec![
+            queue.repeat.clone(),
+            queue.delayed.clone(),
+            queue.wait.clone(),
+            queue.paused.clone(),
+            queue.meta.clone(),
+            queue.prioritized.clone(),
+            queue.marker.clone(),
+            queue.id.clone(),
+            queue.events.clone(),
+            queue.pc.clone(),
+            queue.active.clone(),
+            queue.job(self.producer_id),
+        ]
+    }
+
+    /// ARGV in the header's order.
+    pub fn args(&self) -> Vec<Vec<u8>> {
+        vec![
+            self.pattern_next_ms.map(arg).unwrap_or_default(),
+            arg(self.scheduler_id),
+            arg(self.now_ms),
+            arg(self.producer_id),
+            arg(self.count),
+            arg(self.compat.as_arg()),
+        ]
+    }
+
+    /// Schedules the next iteration.
+    ///
+    /// # Returns
+    ///
+    /// The new job's id, or `None` when nothing was scheduled (the scheduler is gone, the
+    /// claimed job is not its latest iteration, or the next job exists already).
+    ///
+    /// # Errors
+    ///
+    /// Redis errors.
+    pub async fn call<C: ConnectionLike + Send>(
+        &self,
+        con: &mut C,
+        queue: &QueueKeys,
+    ) -> Result<Option<String>, Error> {
+        let id: String = Self::script()
+            .run(con, &self.keys(queue), &self.args())
+            .await?;
+        Ok(Some(id).filter(|id| !id.is_empty()))
+    }
 }
 
 #[cfg(test)]
@@ -79,13 +91,15 @@ mod tests {
 
     #[test]
     fn every_schedules_leave_the_next_time_to_the_script() {
-        let next = NextIteration {
+        let next = UpdateJobScheduler {
+            now_ms: 1500,
             scheduler_id: "s",
             producer_id: "repeat:s:1000",
             pattern_next_ms: None,
             count: 2,
+            compat: Compat::Auto,
         };
-        let a = args(&next, 1500, Compat::Auto);
+        let a = next.args();
         assert_eq!(a[0], b"");
         assert_eq!(
             a[1..],
@@ -97,10 +111,28 @@ mod tests {
                 arg("auto")
             ]
         );
-        let cron = NextIteration {
+        let cron = UpdateJobScheduler {
             pattern_next_ms: Some(2000),
+            compat: Compat::V6,
             ..next
         };
-        assert_eq!(args(&cron, 1500, Compat::V6)[0], b"2000");
+        assert_eq!(cron.args()[0], b"2000");
+    }
+
+    #[test]
+    fn keys_end_with_the_claimed_iteration() {
+        let next = UpdateJobScheduler {
+            now_ms: 1500,
+            scheduler_id: "s",
+            producer_id: "repeat:s:1000",
+            pattern_next_ms: None,
+            count: 2,
+            compat: Compat::Auto,
+        };
+        let k = next.keys(&QueueKeys::new("bull", "q"));
+        assert_eq!(
+            (k[0].as_str(), k[7].as_str(), k[11].as_str()),
+            ("bull:q:repeat", "bull:q:id", "bull:q:repeat:s:1000")
+        );
     }
 }

@@ -281,7 +281,7 @@ pub async fn redis_conn(url: &str) -> fetch_worker::redis_conn::RedisConn {
 }
 
 pub fn now_ms() -> u64 {
-    fetch_worker::bullmq::worker::now_ms()
+    fetch_worker::bullmq::clock::now_ms()
 }
 
 /// Polls `check` every 20 ms until it holds, failing after `secs` seconds with `what`.

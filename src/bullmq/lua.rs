@@ -1,4 +1,6 @@
-//! Our Lua scripts: embedded at compile time, flattened at load time, run by SHA.
+//! The script loader: our Lua files embedded at compile time, flattened once per process, run
+//! by SHA. It knows how to run any script, not what one takes: the typed requests (KEYS and
+//! ARGV of each script) are in [`scripts`](super::scripts).
 //!
 //! Each command lives in `lua/<verb>-<numKeys>.lua`; helpers live in
 //! `lua/includes/<function>.lua`, one `local function` each. A line `--!include <name>` pulls a
@@ -185,13 +187,25 @@ impl Script {
         self.name
     }
 
+    /// How many KEYS the script takes: the number its file name ends in
+    /// (`moveToFinished-13.lua` → 13). Each wrapper's `keys()` must build exactly this many,
+    /// which the wrappers' unit tests check.
+    pub fn num_keys(&self) -> usize {
+        self.num_keys
+    }
+
     /// Runs the script with `keys` and `args`: `EVALSHA`, then `EVAL` on `NOSCRIPT`.
     ///
     /// # Errors
     ///
     /// [`Error::Redis`] for connection and server errors; [`Error::Reply`] when the reply does
     /// not decode as `T`.
-    pub async fn run<C, T>(&self, con: &mut C, keys: &[&str], args: &[Vec<u8>]) -> Result<T, Error>
+    pub async fn run<C, T>(
+        &self,
+        con: &mut C,
+        keys: &[String],
+        args: &[Vec<u8>],
+    ) -> Result<T, Error>
     where
         C: ConnectionLike + Send,
         T: FromRedisValue,
@@ -254,38 +268,53 @@ fn inline<'a>(text: &'a str, out: &mut String, seen: &mut HashSet<&'a str>) -> R
     Ok(())
 }
 
-/// The worker's scripts, flattened once per process.
+/// Every embedded command, flattened and hashed once per process: each call then sends only
+/// the SHA, and the body only after a `NOSCRIPT`.
 #[derive(Debug)]
 pub struct Scripts {
-    /// `moveToActive-10`.
+    /// `lua/moveToActive-10.lua`, run by
+    /// [`MoveToActive`](super::scripts::move_to_active::MoveToActive).
     pub move_to_active: Script,
-    /// `moveToFinished-13`.
+    /// `lua/moveToFinished-13.lua`, run by
+    /// [`MoveToFinished`](super::scripts::move_to_finished::MoveToFinished).
     pub move_to_finished: Script,
-    /// `moveToDelayed-12`.
+    /// `lua/moveToDelayed-12.lua`, run by
+    /// [`MoveToDelayed`](super::scripts::move_to_delayed::MoveToDelayed).
     pub move_to_delayed: Script,
-    /// `retryJob-11`.
+    /// `lua/retryJob-11.lua`, run by
+    /// [`RetryJob`](super::scripts::retry_job::RetryJob).
     pub retry_job: Script,
-    /// `extendLocks-1`.
+    /// `lua/extendLocks-1.lua`, run by
+    /// [`ExtendLocks`](super::scripts::extend_locks::ExtendLocks).
     pub extend_locks: Script,
-    /// `moveStalledJobsToWait-9`.
+    /// `lua/moveStalledJobsToWait-9.lua`, run by
+    /// [`MoveStalledJobsToWait`](super::scripts::move_stalled_jobs_to_wait::MoveStalledJobsToWait).
     pub move_stalled_jobs_to_wait: Script,
-    /// `updateProgress-3`.
+    /// `lua/updateProgress-3.lua`, run by
+    /// [`UpdateProgress`](super::scripts::update_progress::UpdateProgress).
     pub update_progress: Script,
-    /// `addLog-2`.
+    /// `lua/addLog-2.lua`, run by
+    /// [`AddLog`](super::scripts::add_log::AddLog).
     pub add_log: Script,
-    /// `updateData-1`.
+    /// `lua/updateData-1.lua`, run by
+    /// [`UpdateData`](super::scripts::update_data::UpdateData).
     pub update_data: Script,
-    /// `addStandardJob-7`.
+    /// `lua/addStandardJob-7.lua`, run by
+    /// [`AddStandardJob`](super::scripts::add_standard_job::AddStandardJob).
     pub add_standard_job: Script,
-    /// `moveJobFromActiveToWait-10`.
+    /// `lua/moveJobFromActiveToWait-10.lua`, run by
+    /// [`MoveJobFromActiveToWait`](super::scripts::move_job_from_active_to_wait::MoveJobFromActiveToWait).
     pub move_job_from_active_to_wait: Script,
-    /// `updateJobScheduler-12`.
+    /// `lua/updateJobScheduler-12.lua`, run by
+    /// [`UpdateJobScheduler`](super::scripts::update_job_scheduler::UpdateJobScheduler).
     pub update_job_scheduler: Script,
-    /// `moveToWaitingChildren-8`.
+    /// `lua/moveToWaitingChildren-8.lua`, run by
+    /// [`MoveToWaitingChildren`](super::scripts::move_to_waiting_children::MoveToWaitingChildren).
     pub move_to_waiting_children: Script,
 }
 
-/// The process-wide flattened scripts.
+/// The process-wide table, built on first use; a bad file or include fails the first test that
+/// touches it (`every_command_flattens_and_has_no_include_left`).
 pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     move_to_active: Script::embedded("moveToActive-10"),
     move_to_finished: Script::embedded("moveToFinished-13"),
