@@ -21,12 +21,14 @@
 
 pub mod bullmq;
 pub mod config;
+pub mod day_outcomes;
 pub mod fake_pos;
 pub mod handler;
 pub mod metrics;
 pub mod ops;
 pub mod pipeline;
 pub mod processors;
+pub mod queue_metrics;
 pub mod redis_conn;
 pub mod reprocess;
 pub mod scratch;
