@@ -222,6 +222,26 @@ impl Metrics {
             "Reads of the queue's state that failed or timed out",
             queue_errors.clone(),
         );
+        // The bounded label values start at zero, so `rate()` sees a job's first outcome and
+        // every series a dashboard queries exists from the first scrape.
+        for outcome in [
+            AttemptOutcome::Completed,
+            AttemptOutcome::Failed,
+            AttemptOutcome::Retried,
+            AttemptOutcome::Released,
+            AttemptOutcome::Delayed,
+            AttemptOutcome::WaitingChildren,
+        ] {
+            let _ = jobs.get_or_create(&Outcome {
+                outcome: outcome.label(),
+            });
+        }
+        for result in ["ok", "error"] {
+            let _ = downloads.get_or_create(&DownloadResult { result });
+        }
+        for step in [Step::List, Step::Download, Step::Combine, Step::Import] {
+            let _ = steps.get_or_create(&StepLabel { step: step.label() });
+        }
         Metrics {
             registry,
             jobs,
