@@ -9,7 +9,9 @@
 # - the Grafana dashboard is valid JSON, its panels use the provisioned data source, and every
 #   `fetch_worker_*` metric that a panel or an alert rule queries is one a real worker exports:
 #   the names come from a scrape of /metrics of the release binary (started here against a
-#   redis-server of its own), so the dashboard and the rules cannot drift from the code.
+#   redis-server of its own), so the dashboard and the rules cannot drift from the code; that
+#   worker imports one sample day (added by Node BullMQ), and its scrape must show every step
+#   timed (list, download, combine, import) and the day's rows under its branch.
 # Needs: promtool (Debian's `prometheus`), docker-compose, redis-server, the release binary
 # (FETCH_WORKER_BIN, default target/release/fetch-worker); tests/setup.sh installs them.
 set -euo pipefail
@@ -158,6 +160,20 @@ for line in open(metrics_txt):
         exported.update(m.group(1) + s for s in suffixes.get(m.group(2), [""]))
 if "fetch_worker_queue_oldest_waiting_age_seconds" not in exported:
     fail(f"the scrape lacks the queue metrics: {sorted(exported)}")
+# The sample day went through every step, and its rows were counted for its branch.
+values = {}
+for line in open(metrics_txt):
+    if not line.startswith("#") and " " in line:
+        series, value = line.rsplit(" ", 1)
+        values[series] = float(value)
+for series in ['fetch_worker_step_duration_seconds_count{step="list"}',
+               'fetch_worker_step_duration_seconds_count{step="download"}',
+               'fetch_worker_step_duration_seconds_count{step="combine"}',
+               'fetch_worker_step_duration_seconds_count{step="import"}',
+               'fetch_worker_branch_rows_total{branch="AYALA-FRN",result="imported"}',
+               'fetch_worker_jobs_total{outcome="completed"}']:
+    if values.get(series, 0) < 1:
+        fail(f"after one imported day, {series} is {values.get(series)}")
 def used(expr):
     return set(re.findall(r"\bfetch_worker_[a-z0-9_]+", expr))
 try:
