@@ -79,8 +79,8 @@ check_safety() {
   grep -q '/health/ready' <<<"$config" || fail "$compose: the worker's healthcheck must use /health/ready"
   local images
   images=$(grep -E '^ +image: ' <<<"$config" | grep -vE ':local$' || true)
-  # An exact version: x.y.z, or a MinIO release tag (RELEASE.<date>T<time>Z).
-  if grep -vqE 'image: [a-z0-9./-]+:([0-9]+\.[0-9]+\.[0-9]+|RELEASE\.[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}Z)' <<<"$images"; then
+  # An exact version: x.y.z (Prometheus: vx.y.z), or a MinIO release tag (RELEASE.<date>T<time>Z).
+  if grep -vqE 'image: [a-z0-9./-]+:(v?[0-9]+\.[0-9]+\.[0-9]+|RELEASE\.[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}Z)' <<<"$images"; then
     fail "$compose: images must be pinned to exact versions: $images"
   fi
   printf '%s\n' "$config" >"$empty.yml"

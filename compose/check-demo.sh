@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the demo as a user would leave it running (held up, not a terminal), with the Bull Board
 # browser check, then stops it by pid with SIGINT as `kill -INT <pid>` would, and checks that:
-# it stops within 20 s, it stopped what it started (no worker, producer or fake POS left), its
-# summary showed every job completed, and its workers logged no warning (an idle worker used to
+# it stops within 20 s, it stopped what it started (no worker, producer, fake POS or Prometheus
+# left), its summary showed every job completed, its Prometheus saw the three workers up and the
+# queue's state, and its workers logged no warning (an idle worker used to
 # warn "marker wait overdue" after every burst).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +30,8 @@ grep -q '^press Ctrl-C' "$log" || fail "the demo never reached its hold"
 grep -q '^worker warnings: 0$' "$log" || fail "the workers logged warnings"
 grep -Eq '^jobs: waiting=0 active=0 delayed=0 completed=[1-9][0-9]* failed=0$' "$log" ||
   fail "the summary does not show every job completed"
+grep -q '^prometheus: 3 of 3 workers up$' "$log" || fail "Prometheus does not see the three workers up"
+grep -Eq '^  queue by state: .*completed=[1-9]' "$log" || fail "Prometheus has no queue state from the workers"
 
 # The processes it started, found by the ports they serve, before the stop.
 children=$(pgrep -P "$demo" || true)

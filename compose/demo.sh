@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo, on a fresh machine, without Docker: it starts Redis, the MongoDB-wire server
 # (nx-27017), the fake POS server serving the legacy sample exports, the Express producer
-# (with Bull Board) and three fetch-worker processes; posts a /missing request for the sample
+# (with Bull Board), three fetch-worker processes and Prometheus scraping them (Debian's
+# binary, on a free loopback port); posts a /missing request for the sample
 # days as the app would; shows progress while the jobs run; prints a summary (jobs by outcome,
 # rows per branch) and where to open Bull Board; then keeps the stack up until Ctrl-C and
 # stops everything it started.
@@ -83,7 +84,27 @@ for n in 1 2 3; do
     ./target/release/fetch-worker run >"$work/worker-$n.log" 2>&1 &
   pids+=($!)
 done
-echo "started: redis :$redis_port, mongo (nx-27017) :$mongo_port, fake POS :$pos_port, producer :$app_port, 3 workers"
+
+# Prometheus (Debian's binary) scraping the three workers, with the observability profile's
+# alert rules: what the compose profile does with DNS discovery, here with the three ports.
+prom_port=$(free_port)
+mkdir -p "$work/prometheus"
+cat >"$work/prometheus/prometheus.yml" <<PROM
+global:
+  scrape_interval: 2s
+  evaluation_interval: 5s
+rule_files:
+  - $root/compose/observability/alerts.yml
+scrape_configs:
+  - job_name: fetch-worker
+    static_configs:
+      - targets: ['127.0.0.1:${metrics_ports[0]}', '127.0.0.1:${metrics_ports[1]}', '127.0.0.1:${metrics_ports[2]}']
+PROM
+prometheus --config.file="$work/prometheus/prometheus.yml" --storage.tsdb.path="$work/prometheus/data" \
+  --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >"$work/prometheus.log" 2>&1 &
+pids+=($!)
+wait_port "$prom_port" "prometheus" "$work/prometheus.log"
+echo "started: redis :$redis_port, mongo (nx-27017) :$mongo_port, fake POS :$pos_port, producer :$app_port, 3 workers, prometheus :$prom_port"
 
 # The sample days, in the app's branches_missing shape.
 body=$(ls tests/fixtures/legacy-samples/input | sed -n 's/^a_\([A-Z0-9-]*\)_\([12]\)_rd5000_\([0-9-]*\)_.*/\1 \2 \3/p' | sort -u |
@@ -133,6 +154,27 @@ echo "Bull Board: http://127.0.0.1:$app_port/admin/queues  (user $BOARD_USER, pa
 echo "Coverage calendar: http://127.0.0.1:$app_port/coverage?start=2026-02-03&end=2026-02-16  (same user and password)"
 echo "API token (Authorization: Bearer): $API_TOKEN"
 echo "Worker health and metrics: curl http://127.0.0.1:${metrics_ports[0]}/health/ready  (/health/live, /metrics; workers 2, 3 on :${metrics_ports[1]}, :${metrics_ports[2]})"
+# What Prometheus sees: every worker up, and the queue as the workers read it.
+prom_query() {
+  curl -fsS -G --data-urlencode "query=$1" "http://127.0.0.1:$prom_port/api/v1/query" 2>/dev/null || echo '{}'
+}
+up="0 0"
+for _ in $(seq 1 100); do
+  up=$(prom_query 'up{job="fetch-worker"}' | python3 -c '
+import json, sys
+r = json.load(sys.stdin).get("data", {}).get("result", [])
+print(sum(1 for s in r if s["value"][1] == "1"), len(r))')
+  [ "$up" = "3 3" ] && break
+  sleep 0.2
+done
+echo "prometheus: ${up% *} of ${up#* } workers up"
+echo "  curl 'http://127.0.0.1:$prom_port/api/v1/query?query=up'"
+echo "  curl -G 'http://127.0.0.1:$prom_port/api/v1/query' --data-urlencode 'query=max by (state) (fetch_worker_queue_jobs)'"
+prom_query 'max by (state) (fetch_worker_queue_jobs)' | python3 -c '
+import json, sys
+r = json.load(sys.stdin).get("data", {}).get("result", [])
+states = sorted((s["metric"]["state"], s["value"][1]) for s in r)
+print("  queue by state: " + ", ".join(f"{k}={v}" for k, v in states))'
 # The workers log at warn level here: anything they said deserves a look.
 warnings=$(cat "$work"/worker-*.log | grep -c . || true)
 echo "worker warnings: $warnings"

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::bullmq::{JobContext, ProcessError, Processor};
+use crate::metrics::Step;
 use crate::pipeline::combine::{
     CombineOptions, FileType, GroupReport, MonitorEntry, NewBranches, RowSink, combine_paths,
 };
@@ -445,7 +446,10 @@ impl FetchHandler {
                 day.branch, day.pos, day.date
             ))
             .await;
-        let listing = match self.client.list(&day.branch, day.pos, day.date).await {
+        let listing_started = Instant::now();
+        let listed = self.client.list(&day.branch, day.pos, day.date).await;
+        self.timed(Step::List, listing_started);
+        let listing = match listed {
             Ok(l) => l,
             Err(e) => {
                 let err = fetch_error("listing failed", &e);
@@ -506,7 +510,9 @@ impl FetchHandler {
         let total = listing.files.len() as u32;
         let mut stored = Vec::with_capacity(listing.files.len());
         for (i, file) in listing.files.iter().enumerate() {
+            let download_started = Instant::now();
             let downloaded = self.client.download(file, self.storage.as_ref()).await;
+            self.timed(Step::Download, download_started);
             if let Some(m) = &self.metrics {
                 m.download(
                     downloaded.is_ok(),
@@ -752,6 +758,7 @@ impl FetchHandler {
                 })?;
             paths.push(p);
         }
+        let import_started = Instant::now();
         let mut import = match self.importer.begin(mday, &report_to.job.id).await {
             Ok(import) => import,
             Err(e) => return Err(self.import_failure(e, mday, report_to).await),
@@ -771,7 +778,9 @@ impl FetchHandler {
             ..CombineOptions::default()
         };
         let batch_size = self.batch_size.max(1);
+        let metrics = self.metrics.clone();
         let combine = tokio::task::spawn_blocking(move || {
+            let combine_started = Instant::now();
             let mut sink = BatchSink {
                 tx,
                 batch: Vec::with_capacity(batch_size),
@@ -781,6 +790,9 @@ impl FetchHandler {
             let rest = std::mem::take(&mut sink.batch);
             if !rest.is_empty() {
                 let _ = sink.tx.blocking_send(rest);
+            }
+            if let Some(m) = &metrics {
+                m.observe_step(Step::Combine, combine_started.elapsed());
             }
             report
         });
@@ -822,7 +834,9 @@ impl FetchHandler {
                 group.rows
             ))
             .await;
-        let (written, removed) = match import.finish().await {
+        let finished = import.finish().await;
+        self.timed(Step::Import, import_started);
+        let (written, removed) = match finished {
             Ok(done) => done,
             Err(e) => return Err(self.import_failure(e, mday, report_to).await),
         };
@@ -864,8 +878,20 @@ impl FetchHandler {
     }
 
     async fn monitor(&self, day: &Day, note: &str) {
-        if let Err(e) = self.importer.monitor(day, note).await {
-            tracing::warn!(error.message = %e, "could not write a monitor entry");
+        match self.importer.monitor(day, note).await {
+            Ok(()) => {
+                if let Some(m) = &self.metrics {
+                    m.monitor_entry();
+                }
+            }
+            Err(e) => tracing::warn!(error.message = %e, "could not write a monitor entry"),
+        }
+    }
+
+    /// Times `step`, begun at `since`, when metrics are exported.
+    fn timed(&self, step: Step, since: Instant) {
+        if let Some(m) = &self.metrics {
+            m.observe_step(step, since.elapsed());
         }
     }
 }

@@ -32,6 +32,7 @@ pub const NO_TEST_DOUBLES: &str = "this build has no test doubles (the fake POS 
 
 pub mod bullmq;
 pub mod config;
+pub mod day_outcomes;
 #[cfg(feature = "test-doubles")]
 pub mod fake_pos;
 pub mod handler;
@@ -40,6 +41,7 @@ pub mod ops;
 pub mod pipeline;
 #[cfg(feature = "test-doubles")]
 pub mod processors;
+pub mod queue_metrics;
 pub mod redis_conn;
 pub mod reprocess;
 pub mod scratch;

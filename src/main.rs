@@ -62,6 +62,11 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
     if let Some(listener) = listener {
         // A connection of its own, so a probe that times out never drops the worker's.
         let probe = RedisConn::lazy(Connector::new(&config.redis_job).context("REDIS_JOB_URL")?);
+        // The queue's state on `/metrics`, read through the probe's connection.
+        metrics.watch_queue(fetch_worker::queue_metrics::QueueSampler::new(
+            probe.clone(),
+            fetch_worker::bullmq::QueueKeys::new(&config.worker.prefix, &config.worker.queue),
+        ));
         let health = fetch_worker::ops::Health {
             redis: probe,
             mongo: mongo.clone(),
@@ -108,8 +113,12 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
             if let Some(slot) = &mongo {
                 let _ = slot.set(handler.importer.database().clone());
             }
-            // The processor is the shared handler: each job holds a clone of the Arc.
-            Arc::new(Arc::new(handler))
+            // The processor is the shared handler: each job holds a clone of the Arc. Its
+            // days' outcomes are counted per branch from what it returns.
+            Arc::new(fetch_worker::day_outcomes::CountDays::new(
+                Arc::new(Arc::new(handler)),
+                metrics.clone(),
+            ))
         }
     };
     // The pipeline enforces JOB_TIMEOUT_MS itself (so a final time-out leaves a monitor

@@ -1,6 +1,9 @@
 //! The operations endpoint on `METRICS_ADDR`: `/health/live`, `/health/ready` (also served
 //! as `/health`) and `/metrics`.
 //!
+//! - **`/metrics`** is the Prometheus text format of [`Metrics`], with the queue's state read
+//!   from Redis at most once a second (see [`crate::queue_metrics`]); it answers even when
+//!   Redis does not (`fetch_worker_queue_up 0`).
 //! - **`/health/live`** is 200 while the process serves requests: an orchestrator restarts the
 //!   process only when this fails (a restart does not fix a sick Redis).
 //! - **`/health/ready`** is 200 only when the worker can claim and finish jobs: a Redis round
@@ -257,7 +260,7 @@ async fn route(path: &str, health: &Health, metrics: &Metrics) -> Response<Full<
         "/metrics" => (
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            metrics.encode(),
+            metrics.scrape().await,
         ),
         _ => (
             StatusCode::NOT_FOUND,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need and is missing on this machine: Debian's
-# redis-server and docker-compose, nx-27017 and moto's S3 server (pip), the Node peers (npm
+# redis-server, docker-compose and prometheus, nx-27017 and moto's S3 server (pip), the Node peers (npm
 # ci), and the Rust build. Safe to run again.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,6 +30,17 @@ if ! command -v docker-compose >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+fi
+
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  # promtool validates the observability profile's config, alert rules and their tests
+  # (compose/check-observability.sh); the demo runs prometheus against its workers.
+  echo "setup: installing prometheus (apt; prometheus and promtool)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # Debian starts a system instance on 9090; the demo starts its own, so stop it.
+  ($SUDO systemctl stop prometheus 2>/dev/null || $SUDO service prometheus stop 2>/dev/null) || true
 fi
 
 if ! python3 -c "import nx_27017" >/dev/null 2>&1; then

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 
 use crate::support::mongo::TestMongo;
-use crate::support::{NewJob, RedisServer, TestQueue, eventually};
+use crate::support::{NewJob, RedisServer, TestQueue, eventually, now_ms};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -25,7 +25,7 @@ async fn get(url: &str) -> Option<(u16, String)> {
 }
 
 /// `/health` is 200 while Redis and MongoDB answer and 503 when Redis is gone; `/metrics`
-/// counts completed and failed jobs; JSON logs carry job_id, branch, pos and date.
+/// counts completed and failed jobs, days per branch, steps, monitor entries and the queue; JSON logs carry job_id, branch, pos and date.
 #[tokio::test]
 async fn health_metrics_and_json_logs() {
     let mut server = RedisServer::start();
@@ -84,6 +84,42 @@ async fn health_metrics_and_json_logs() {
         }
     })
     .await;
+    // The day outcomes per branch (bad job data under `invalid`), the step that ran, the
+    // monitor entry of the failed day, and the queue's state read from Redis.
+    // The queue's state is sampled at most once a second: the sample taken while the last job
+    // was finishing may still be served.
+    eventually(10, "the queue sample shows both failed jobs", || {
+        let url = metrics_url.clone();
+        async move {
+            matches!(get(&url).await, Some((200, body)) if body.contains("fetch_worker_queue_jobs{state=\"failed\"} 2"))
+        }
+    })
+    .await;
+    let (_, scraped) = get(&metrics_url).await.unwrap();
+    for (series, value) in [
+        (
+            r#"fetch_worker_days_total{branch="BMC",outcome="failed"}"#,
+            1.0,
+        ),
+        (
+            r#"fetch_worker_days_total{branch="invalid",outcome="failed"}"#,
+            1.0,
+        ),
+        (
+            r#"fetch_worker_step_duration_seconds_count{step="list"}"#,
+            1.0,
+        ),
+        ("fetch_worker_monitor_entries_total", 1.0),
+        (r#"fetch_worker_queue_jobs{state="failed"}"#, 2.0),
+        (r#"fetch_worker_queue_jobs{state="wait"}"#, 0.0),
+        ("fetch_worker_queue_up", 1.0),
+    ] {
+        assert_eq!(
+            sample(&scraped, series),
+            Some(value),
+            "{series} in\n{scraped}"
+        );
+    }
     let (status, body) = get(&format!("{base}/health")).await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -154,4 +190,147 @@ async fn health_metrics_and_json_logs() {
         .unwrap_or_else(|| panic!("no 'worker stopped' line in {lines:?}"));
     assert_eq!(stopped["failed"], json!(2));
     assert!(fields.contains_key("pos"));
+}
+
+/// One value of the Prometheus text `body`: the sample line that starts with `series ` (name
+/// and labels exactly as exported).
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `/metrics` reads the queue's state from Redis: jobs in every state (made by a real drain,
+/// the add helper's BullMQ layout, `RPOPLPUSH wait active` as a claim does, a parent parked
+/// as a FlowProducer leaves it, and BullMQ 5's `paused` list), and the age of the oldest job
+/// that could run. With Redis gone the scrape still answers, with `queue_up 0` and no stale
+/// counts.
+#[tokio::test]
+async fn metrics_sample_every_queue_state_and_survive_redis_going_away() {
+    use fetch_worker::metrics::Metrics;
+    use fetch_worker::queue_metrics::QueueSampler;
+    use std::sync::Arc;
+
+    let mut server = RedisServer::start();
+    let mut q = TestQueue::new(&server, "qmetrics").await;
+    // Two completed and one failed, by a worker.
+    for data in [
+        json!({"succeedOnAttempt": 1}),
+        json!({"succeedOnAttempt": 1}),
+        json!({"fatal": true}),
+    ] {
+        q.add(NewJob::new(data)).await;
+    }
+    q.drain(q.options(), Arc::new(fetch_worker::processors::Fail))
+        .await;
+    // One active: claimed the way moveToActive takes it.
+    q.add(NewJob::new(json!({"n": "active"}))).await;
+    let mut con = q.con.clone();
+    let _: String = redis::cmd("RPOPLPUSH")
+        .arg(&q.keys.wait)
+        .arg(&q.keys.active)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    // Three waiting; the first (oldest, at the right end) was created 60 s ago.
+    let oldest = q.add(NewJob::new(json!({"n": 1}))).await;
+    let _: () = redis::cmd("HSET")
+        .arg(q.keys.job(&oldest))
+        .arg("timestamp")
+        .arg(now_ms() - 60_000)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    q.add(NewJob::new(json!({"n": 2}))).await;
+    q.add(NewJob::new(json!({"n": 3}))).await;
+    // Two prioritized (younger than the oldest waiting job), one delayed for a minute.
+    q.add(NewJob::new(json!({})).opts(json!({"priority": 2})))
+        .await;
+    q.add(NewJob::new(json!({})).opts(json!({"priority": 1})))
+        .await;
+    q.add(NewJob::new(json!({})).opts(json!({"delay": 60_000})))
+        .await;
+    // A parent waiting for its children, and a job in BullMQ 5's `paused` list.
+    let _: () = redis::pipe()
+        .hset_multiple(
+            q.keys.job("parent"),
+            &[("timestamp", now_ms().to_string()), ("data", "{}".into())],
+        )
+        .ignore()
+        .zadd(&q.keys.waiting_children, "parent", now_ms())
+        .ignore()
+        .lpush(&q.keys.paused, "nosuchjob")
+        .ignore()
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    let metrics = Arc::new(Metrics::new());
+    let probe = crate::support::redis_conn(&q.url).await;
+    metrics.watch_queue(QueueSampler::new(probe.clone(), q.keys.clone()));
+    let port = free_port();
+    let listener = fetch_worker::ops::bind(([127, 0, 0, 1], port).into())
+        .await
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(fetch_worker::ops::serve(
+        listener,
+        fetch_worker::ops::Health {
+            redis: probe,
+            mongo: None,
+            shutting_down: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        },
+        metrics,
+        stop.clone(),
+    ));
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let (status, body) = get(&url).await.unwrap();
+    assert_eq!(status, 200);
+    for (state, n) in [
+        ("wait", 3.0),
+        ("active", 1.0),
+        ("delayed", 1.0),
+        ("prioritized", 2.0),
+        ("waiting-children", 1.0),
+        ("completed", 2.0),
+        ("failed", 1.0),
+        ("paused", 1.0),
+    ] {
+        assert_eq!(
+            sample(
+                &body,
+                &format!("fetch_worker_queue_jobs{{state=\"{state}\"}}")
+            ),
+            Some(n),
+            "{state} in\n{body}"
+        );
+    }
+    let age = sample(&body, "fetch_worker_queue_oldest_waiting_age_seconds").unwrap();
+    assert!((60.0..120.0).contains(&age), "age {age}");
+    assert_eq!(sample(&body, "fetch_worker_queue_up"), Some(1.0));
+    assert_eq!(
+        sample(&body, "fetch_worker_queue_sample_errors_total"),
+        Some(0.0)
+    );
+
+    // Redis gone: the scrape answers (the sample is bounded) and says so, once the cached
+    // sample has expired.
+    server.stop_for_test();
+    let body = {
+        let mut last = String::new();
+        for _ in 0..50 {
+            let (status, body) = get(&url).await.unwrap();
+            assert_eq!(status, 200);
+            if sample(&body, "fetch_worker_queue_up") == Some(0.0) {
+                last = body;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        last
+    };
+    assert!(!body.is_empty(), "queue_up never turned 0");
+    assert!(sample(&body, "fetch_worker_queue_sample_errors_total").unwrap() >= 1.0);
+    assert!(!body.contains("fetch_worker_queue_jobs{"), "{body}");
+    stop.cancel();
 }

@@ -1222,3 +1222,55 @@ fn cluster_mode_refuses_a_prefix_without_a_hash_tag() {
         assert!(!err.contains("SECRET"), "{err}");
     }
 }
+
+/// Issue 14: the queue metrics' pipelined reads work on a Cluster: the queue's keys share the
+/// `{bull}` hash tag, so both round trips go to the queue's master, which the sampler reaches
+/// through seeds that leave it out (following `MOVED`).
+#[tokio::test]
+async fn cluster_queue_metrics_sample_through_one_slot() {
+    use fetch_worker::queue_metrics::{QueueSampler, State};
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(tmp.path()).await;
+    let (master, _) = cluster.owner_of(cluster.nodes[0].port, "{bull}").await;
+    let owner = cluster.node(master);
+    let mut q = queue_on(owner.con(0).await, &owner.url(0));
+    q.keys = QueueKeys::new("{bull}", &q.name);
+    let oldest = q.add(NewJob::new(json!({"n": 1}))).await;
+    q.add(NewJob::new(json!({"n": 2}))).await;
+    q.add(NewJob::new(json!({})).opts(json!({"priority": 1})))
+        .await;
+    q.add(NewJob::new(json!({})).opts(json!({"delay": 60_000})))
+        .await;
+    let mut con = owner.con(0).await;
+    let _: () = redis::cmd("HSET")
+        .arg(q.keys.job(&oldest))
+        .arg("timestamp")
+        .arg(crate::support::now_ms() - 30_000)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    let target = RedisTarget::parse(&cluster.url_without(master), &TlsFiles::default()).unwrap();
+    assert!(target.is_cluster());
+    let sampler = QueueSampler::new(
+        RedisConn::lazy(Connector::new(&target).unwrap()),
+        q.keys.clone(),
+    );
+    let sample = sampler
+        .sample()
+        .await
+        .expect("the sample reads the cluster");
+    let count = |state: State| {
+        sample
+            .jobs
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map(|(_, n)| *n)
+    };
+    assert_eq!(count(State::Wait), Some(2));
+    assert_eq!(count(State::Prioritized), Some(1));
+    assert_eq!(count(State::Delayed), Some(1));
+    assert_eq!(count(State::Active), Some(0));
+    let age = sample.oldest_waiting_age.as_secs();
+    assert!((30..90).contains(&age), "age {age}");
+}
