@@ -26,7 +26,7 @@ use crate::bullmq::{JobContext, ProcessError, Processor};
 use crate::pipeline::combine::{
     CombineOptions, FileType, GroupReport, MonitorEntry, NewBranches, RowSink, combine_paths,
 };
-use crate::pipeline::day::{Branch, BusinessDate, PosNo};
+use crate::pipeline::day::{Branch, BusinessDate, DayError, PosNo};
 use crate::pipeline::fetch::{FetchError, PosClient, StoredFile};
 use crate::pipeline::import::{Day, FileRecord, FileStatus, ImportError, Importer};
 use crate::pipeline::ready::{Readiness, ReadyRule};
@@ -185,39 +185,90 @@ pub struct JobDay {
     pub date: BusinessDate,
 }
 
+/// Why a job's data does not name a POS day (or carries a bad `reprocess` flag). Always
+/// permanent: the same data fails the same way on every attempt. Quoted values are cut to a
+/// short preview, so a huge payload is never echoed into `failedReason`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobDataError {
+    /// The data is not a JSON object.
+    #[error("job data must be an object with branch, pos and date, got {got}")]
+    NotObject {
+        /// A preview of what came instead.
+        got: String,
+    },
+    /// A field is absent.
+    #[error("{field} is missing")]
+    Missing {
+        /// The field's name.
+        field: &'static str,
+    },
+    /// A text field holds another JSON type.
+    #[error("{field} must be a string, got {got}")]
+    NotString {
+        /// The field's name.
+        field: &'static str,
+        /// A preview of what came instead.
+        got: String,
+    },
+    /// `pos` is neither 1 nor 2 (as a number or a numeric string).
+    #[error("pos must be 1 or 2, got {got}")]
+    BadPos {
+        /// A preview of what came instead.
+        got: String,
+    },
+    /// A value has the right type but breaks the day's rules (a bad branch code, a date that
+    /// is not on the calendar).
+    #[error(transparent)]
+    Day(#[from] DayError),
+    /// `reprocess` is not a boolean.
+    #[error("reprocess must be true or false, got {got}")]
+    Reprocess {
+        /// A preview of what came instead.
+        got: String,
+    },
+}
+
 impl JobDay {
     /// Reads `{branch, pos, date}`: branch letters, digits and `-`; pos 1 or 2 (number or
     /// numeric string); date a real `YYYY-MM-DD`.
     ///
     /// # Errors
     ///
-    /// A message a person understands, naming the bad field.
-    pub fn from_data(data: &Value) -> Result<JobDay, String> {
-        let obj = data.as_object().ok_or_else(|| {
-            format!(
-                "job data must be an object with branch, pos and date, got {}",
-                preview(data)
-            )
-        })?;
-        let text = |key: &str| match obj.get(key) {
+    /// [`JobDataError`] naming the bad field.
+    pub fn from_data(data: &Value) -> Result<JobDay, JobDataError> {
+        let obj = data
+            .as_object()
+            .ok_or_else(|| JobDataError::NotObject { got: preview(data) })?;
+        let text = |field: &'static str| match obj.get(field) {
             Some(Value::String(s)) => Ok(s.as_str()),
-            Some(other) => Err(format!("{key} must be a string, got {}", preview(other))),
-            None => Err(format!("{key} is missing")),
+            Some(other) => Err(JobDataError::NotString {
+                field,
+                got: preview(other),
+            }),
+            None => Err(JobDataError::Missing { field }),
         };
-        let branch = Branch::parse(text("branch")?).map_err(|e| e.to_string())?;
+        let branch = Branch::parse(text("branch")?)?;
         let pos = match obj.get("pos") {
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .ok_or_else(|| format!("pos must be 1 or 2, got {n}"))
-                .and_then(|n| PosNo::new(n).map_err(|e| e.to_string()))?,
-            Some(Value::String(s)) => PosNo::parse(s.trim()).map_err(|e| e.to_string())?,
-            Some(other) => return Err(format!("pos must be 1 or 2, got {}", preview(other))),
-            None => return Err("pos is missing".into()),
+            Some(Value::Number(n)) => {
+                let n = n
+                    .as_u64()
+                    .ok_or_else(|| JobDataError::BadPos { got: n.to_string() })?;
+                PosNo::new(n)?
+            }
+            Some(Value::String(s)) => PosNo::parse(s.trim())?,
+            Some(other) => {
+                return Err(JobDataError::BadPos {
+                    got: preview(other),
+                });
+            }
+            None => return Err(JobDataError::Missing { field: "pos" }),
         };
         if !(1..=2).contains(&pos.get()) {
-            return Err(format!("pos must be 1 or 2, got {}", pos.get()));
+            return Err(JobDataError::BadPos {
+                got: pos.get().to_string(),
+            });
         }
-        let date = BusinessDate::parse(text("date")?).map_err(|e| e.to_string())?;
+        let date = BusinessDate::parse(text("date")?)?;
         Ok(JobDay { branch, pos, date })
     }
 }
@@ -388,13 +439,12 @@ impl FetchHandler {
     /// leaves behind. A failure that ends the job (permanent, or the last attempt) writes one
     /// monitor entry, so a person sees every day the queue gave up on.
     async fn run(&self, job: JobContext) -> Result<Value, ProcessError> {
-        let day = JobDay::from_data(&job.data)
-            .map_err(|e| ProcessError::permanent(format!("invalid job data: {e}")))?;
+        let invalid = |e: JobDataError| ProcessError::caused_by("invalid job data", e, false);
+        let day = JobDay::from_data(&job.data).map_err(invalid)?;
         let mday = Day::from_parts(&day.branch, day.pos, day.date).ok_or_else(|| {
             ProcessError::permanent(format!("invalid job data: no calendar date {}", day.date))
         })?;
-        let reprocess = reprocess_flag(&job.data)
-            .map_err(|e| ProcessError::permanent(format!("invalid job data: {e}")))?;
+        let reprocess = reprocess_flag(&job.data).map_err(invalid)?;
         let outcome = match self.time_limit {
             None => self.attempt(&job, &day, &mday, reprocess).await,
             Some(limit) => tokio::time::timeout(limit, self.attempt(&job, &day, &mday, reprocess))
@@ -409,7 +459,7 @@ impl FetchHandler {
         if let Err(err) = &outcome {
             let last_attempt = job.attempts_made + 1 >= job.attempts.max(1);
             if !is_wait(err) && (last_attempt || !err.retryable) {
-                self.monitor(&mday, &err.message).await;
+                self.monitor(&mday, &err.reason()).await;
             }
         }
         outcome
@@ -448,9 +498,8 @@ impl FetchHandler {
         let listing = match self.client.list(&day.branch, day.pos, day.date).await {
             Ok(l) => l,
             Err(e) => {
-                let err = fetch_error("listing failed", &e);
                 report_to.log(format!("listing failed: {e}")).await;
-                return Err(err);
+                return Err(fetch_error("listing failed", e));
             }
         };
         for s in &listing.skipped {
@@ -534,16 +583,14 @@ impl FetchHandler {
                         .record_file(mday, &record)
                         .await
                         .map_err(|e| {
-                            ProcessError::retryable(format!("recording {}: {e}", s.file_name))
+                            ProcessError::caused_by(format!("recording {}", s.file_name), e, true)
                         })?;
                     stored.push((file.name().file_type().to_string(), s));
                 }
                 Err(e) => {
-                    let err = fetch_error(&format!("download of {} failed", file.as_str()), &e);
-                    report_to
-                        .log(format!("download of {} failed: {e}", file.as_str()))
-                        .await;
-                    return Err(err);
+                    let context = format!("download of {} failed", file.as_str());
+                    report_to.log(format!("{context}: {e}")).await;
+                    return Err(fetch_error(context, e));
                 }
             }
             let pct = progress::LISTED
@@ -636,10 +683,17 @@ impl FetchHandler {
         let (report, written, removed) = match outcome {
             Ok(v) => v,
             Err(err) => {
-                let _ = self
+                // The attempt's own failure is what the job reports; a file record that could
+                // not be marked is said beside it, so the stale `status` can be explained.
+                let marked = self
                     .importer
-                    .mark_files(mday, &names, FileStatus::Error, Some(&err.message))
+                    .mark_files(mday, &names, FileStatus::Error, Some(&err.reason()))
                     .await;
+                if let Err(e) = marked {
+                    let e = ProcessError::caused_by("could not mark the files as failed", e, true);
+                    tracing::warn!(error.message = %e.reason(), "could not mark the day's file records");
+                    report_to.log(e.reason()).await;
+                }
                 return Err(err);
             }
         };
@@ -649,7 +703,7 @@ impl FetchHandler {
         self.importer
             .mark_files(mday, &names, FileStatus::Parsed, None)
             .await
-            .map_err(|e| ProcessError::retryable(format!("updating file records: {e}")))?;
+            .map_err(|e| ProcessError::caused_by("updating file records", e, true))?;
         // The typed records' counts: what was (not) imported, read with real CSV quoting.
         let typed = &report.typed;
         if typed.monitor_rows > 0 {
@@ -745,10 +799,8 @@ impl FetchHandler {
                 .local_path(s, scratch, verify)
                 .await
                 .map_err(|e| {
-                    ProcessError::new(
-                        format!("reading {} back: {e}", s.file_name),
-                        e.is_transient(),
-                    )
+                    let transient = e.is_transient();
+                    ProcessError::caused_by(format!("reading {} back", s.file_name), e, transient)
                 })?;
             paths.push(p);
         }
@@ -801,12 +853,10 @@ impl FetchHandler {
         let report = match combine.await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
-                return Err(ProcessError::new(
-                    format!("combine failed: {e}"),
-                    e.is_transient(),
-                ));
+                let transient = e.is_transient();
+                return Err(ProcessError::caused_by("combine failed", e, transient));
             }
-            Err(e) => return Err(ProcessError::retryable(format!("combine task failed: {e}"))),
+            Err(e) => return Err(ProcessError::caused_by("combine task failed", e, true)),
         };
         if let Some(e) = write_error {
             return Err(self.import_failure(e, mday, report_to).await);
@@ -892,15 +942,14 @@ impl Source {
 ///
 /// # Errors
 ///
-/// A message naming the bad value when it is not a boolean.
-pub fn reprocess_flag(data: &Value) -> Result<bool, String> {
+/// [`JobDataError::Reprocess`] when it is not a boolean.
+pub fn reprocess_flag(data: &Value) -> Result<bool, JobDataError> {
     match data.get("reprocess") {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(format!(
-            "reprocess must be true or false, got {}",
-            preview(other)
-        )),
+        Some(other) => Err(JobDataError::Reprocess {
+            got: preview(other),
+        }),
     }
 }
 
@@ -927,27 +976,17 @@ impl Reporter<'_> {
     }
 }
 
-fn fetch_error(context: &str, e: &FetchError) -> ProcessError {
-    ProcessError::new(format!("{context}: {e}"), e.is_transient())
+/// A failed list or download: retried when the POS server may answer next time.
+fn fetch_error(context: impl Into<String>, e: FetchError) -> ProcessError {
+    let transient = e.is_transient();
+    ProcessError::caused_by(context, e, transient)
 }
 
+/// A failed import, keeping the driver's error as its cause, so `failedReason` says what
+/// MongoDB said, not only what we tried.
 fn import_error(e: ImportError) -> ProcessError {
-    ProcessError::new(
-        format!("import failed: {}", error_chain(&e)),
-        e.is_transient(),
-    )
-}
-
-/// `error: cause: cause…`, so a failure says what the driver said, not only what we tried.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    let transient = e.is_transient();
+    ProcessError::caused_by("import failed", e, transient)
 }
 
 /// The job waits in `delayed` until `until_ms`, without using an attempt.
@@ -1012,7 +1051,7 @@ mod tests {
         assert_eq!(reprocess_flag(&data), Ok(false));
         for bad in [json!("yes"), json!(1), json!({"x": 1})] {
             data["reprocess"] = bad.clone();
-            let err = reprocess_flag(&data).unwrap_err();
+            let err = reprocess_flag(&data).unwrap_err().to_string();
             assert!(
                 err.contains("reprocess must be true or false"),
                 "{bad}: {err}"
@@ -1073,7 +1112,7 @@ mod tests {
                 "longer than 32",
             ),
         ] {
-            let err = JobDay::from_data(&data).unwrap_err();
+            let err = JobDay::from_data(&data).unwrap_err().to_string();
             assert!(err.contains(needle), "{data}: {err}");
             assert!(err.len() < 512, "job data echoed: {} bytes", err.len());
         }
