@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //!
+//! - [`app_cache`]: the app's own keys in its cache database: job results and cleared query
+//!   results.
 //! - [`bullmq`]: BullMQ's Redis protocol, spoken natively: our own Lua scripts (`lua/`), the
 //!   claim loop, lock renewal, stalled recovery, retries. It knows nothing about POS files.
 //! - [`pipeline`]: fetch, combine and import of one (branch, pos, date). It knows nothing about
@@ -19,6 +21,7 @@
 //! - [`secret`]: settings that hold credentials, and the redaction of URLs in every output.
 #![warn(missing_docs)]
 
+pub mod app_cache;
 pub mod bullmq;
 pub mod config;
 pub mod fake_pos;

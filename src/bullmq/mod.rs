@@ -10,8 +10,7 @@
 //! - [`lock`] and [`stalled`]: lock renewal and stalled recovery.
 //! - [`processor`]: the trait the work plugs into.
 //! - [`children`]: what a parent job (flows) reads about its children.
-//! - [`results`]: final outcomes written to the app's cache database.
-//! - [`observer`]: hooks for metrics.
+//! - [`observer`]: hooks for metrics and for the app's own record of job outcomes.
 //! - [`time_limit`]: the per-attempt time limit.
 //! - [`scheduler`]: the next iteration of job schedulers and repeatable jobs.
 
@@ -23,7 +22,6 @@ pub mod lock;
 pub mod observer;
 mod options;
 pub mod processor;
-pub mod results;
 pub mod scheduler;
 pub mod script;
 pub mod scripts;
@@ -34,9 +32,8 @@ pub mod worker;
 pub use error::{Error, ScriptCode};
 pub use job::{Backoff, Job, JobOptions};
 pub use keys::QueueKeys;
-pub use observer::{AttemptOutcome, Observer};
+pub use observer::{AttemptOutcome, JobEnd, Observer};
 pub use options::{BadCompat, Compat, KeepJobs, WorkerOptions};
 pub use processor::{Defer, JobContext, JobHandle, ProcessError, Processor};
-pub use results::ResultCache;
 pub use time_limit::TimeLimit;
 pub use worker::{RunSummary, Worker};
