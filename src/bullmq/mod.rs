@@ -34,6 +34,6 @@ pub use job::{Backoff, Job, JobOptions};
 pub use keys::QueueKeys;
 pub use observer::{AttemptOutcome, JobEnd, Observer};
 pub use options::{BadCompat, Compat, KeepJobs, WorkerOptions};
-pub use processor::{Defer, JobContext, JobHandle, ProcessError, Processor};
+pub use processor::{Defer, Disposition, JobContext, JobHandle, ProcessError, Processor};
 pub use time_limit::TimeLimit;
 pub use worker::{RunSummary, Worker};

@@ -275,6 +275,38 @@ impl ProcessError {
     }
 }
 
+/// What becomes of a job after one attempt's result. Decided once, here, by
+/// [`Disposition::of`]: the worker acts on it, and a processor that must know whether this
+/// attempt is the job's last (to leave a note for a person) asks the same function rather
+/// than redoing the attempt arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// The attempt succeeded: the job completes.
+    Completed,
+    /// Not a failure: the job moves elsewhere (delayed, back to wait, waiting-children)
+    /// without using an attempt.
+    Deferred,
+    /// The attempt failed and the job runs again.
+    Retried,
+    /// The job fails for good: a failure no retry can fix, or its last attempt.
+    Failed,
+}
+
+impl Disposition {
+    /// The disposition of an attempt that ended with `result`, for a job that had
+    /// `attempts_made` attempts before this one and allows `attempts` (`opts.attempts`; 0 or
+    /// 1 both mean one).
+    pub fn of(result: Result<(), &ProcessError>, attempts_made: u32, attempts: u32) -> Self {
+        match result {
+            Ok(()) => Disposition::Completed,
+            Err(err) if err.defer.is_some() => Disposition::Deferred,
+            Err(err) if !err.retryable => Disposition::Failed,
+            Err(_) if attempts_made.saturating_add(1) < attempts => Disposition::Retried,
+            Err(_) => Disposition::Failed,
+        }
+    }
+}
+
 /// What a processor sees of a job.
 #[derive(Debug, Clone)]
 pub struct JobContext {
@@ -294,6 +326,13 @@ pub struct JobContext {
     pub attempts: u32,
     /// Progress and log handle.
     pub handle: JobHandle,
+}
+
+impl JobContext {
+    /// What `result` makes of this job ([`Disposition::of`] with its attempt counts).
+    pub fn disposition(&self, result: Result<(), &ProcessError>) -> Disposition {
+        Disposition::of(result, self.attempts_made, self.attempts)
+    }
 }
 
 /// Reports progress and log lines for one job, and reads or waits for its children (flows).
@@ -510,6 +549,36 @@ mod tests {
             "listing failed: request failed: connection refused"
         );
         assert_eq!(ProcessError::permanent("plain").reason(), "plain");
+    }
+
+    #[test]
+    fn one_function_decides_what_an_attempt_makes_of_its_job() {
+        use Disposition::*;
+        let retry = ProcessError::retryable("net");
+        let fatal = ProcessError::permanent("bad data");
+        let discarded = ProcessError::discarded("stop");
+        let later = ProcessError::delayed(1, "later");
+        for (result, made, attempts, want) in [
+            (Ok(()), 0, 3, Completed),
+            (Ok(()), 2, 3, Completed),
+            (Err(&retry), 0, 3, Retried),
+            (Err(&retry), 1, 3, Retried),
+            (Err(&retry), 2, 3, Failed),
+            (Err(&retry), 5, 3, Failed),
+            (Err(&retry), 0, 1, Failed),
+            (Err(&retry), 0, 0, Failed),
+            (Err(&fatal), 0, 3, Failed),
+            (Err(&discarded), 0, 3, Failed),
+            (Err(&later), 2, 3, Deferred),
+            (Err(&later), 0, 0, Deferred),
+            (Err(&retry), u32::MAX, u32::MAX, Failed),
+        ] {
+            assert_eq!(
+                Disposition::of(result, made, attempts),
+                want,
+                "{result:?} after {made} of {attempts}"
+            );
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use super::keys::QueueKeys;
 use super::lock::{LockTable, renew_locks};
 use super::observer::{AttemptOutcome, JobEnd, Observer};
 use super::options::{KeepJobs, WorkerOptions};
-use super::processor::{Defer, JobContext, JobHandle, ProcessError, Processor};
+use super::processor::{Defer, Disposition, JobContext, JobHandle, ProcessError, Processor};
 use super::scripts::move_to_finished::{Finish, Outcome};
 use super::scripts::{self, Claim, ClaimArgs};
 use super::stalled::check_stalled;
@@ -624,8 +624,7 @@ enum FailurePlan {
 }
 
 fn plan_failure(job: &Job, err: &ProcessError) -> FailurePlan {
-    let retries_left = job.attempts_made + 1 < job.opts.attempts;
-    if !err.retryable || !retries_left {
+    if Disposition::of(Err(err), job.attempts_made, job.opts.attempts) == Disposition::Failed {
         return FailurePlan::Fail(err.message.clone());
     }
     match &job.opts.backoff {

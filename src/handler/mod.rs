@@ -13,7 +13,12 @@
 //! `source: "storage"` (a fetch says `source: "pos"`); a day without stored files fails at
 //! once.
 
-use std::path::PathBuf;
+mod batch_sink;
+mod job_data;
+mod materialize;
+mod setup;
+mod summary;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,47 +28,19 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::app_cache::CacheInvalidation;
-use crate::bullmq::{JobContext, ProcessError, Processor};
-use crate::pipeline::combine::{
-    CombineOptions, FileType, GroupReport, MonitorEntry, NewBranches, RowSink, combine_paths,
-};
-use crate::pipeline::day::{Branch, BusinessDate, DayError, PosNo};
+use crate::bullmq::{Disposition, JobContext, ProcessError, Processor};
+use crate::pipeline::combine::{CombineOptions, FileType, GroupReport, NewBranches, combine_paths};
 use crate::pipeline::fetch::{FetchError, PosClient, StoredFile};
 use crate::pipeline::import::{Day, FileRecord, FileStatus, ImportError, Importer};
 use crate::pipeline::ready::{Readiness, ReadyRule};
 use crate::pipeline::record::Transaction;
-use crate::pipeline::storage::{RawStorage, StorageError, StorageLocation, Stores};
-
-/// Turns raw storage locations into local paths the combine pass can read.
-pub trait Materialize: Send + Sync {
-    /// A local path holding `file`'s bytes (the stored path itself for local storage; a copy in
-    /// `scratch` for remote stores). With `verify`, the bytes must hash to `file.sha256`: a
-    /// reprocess reads files stored long ago, while a fetch hashed them as it stored them.
-    ///
-    /// # Errors
-    ///
-    /// [`StorageError`]; its transience decides whether the job is retried.
-    fn local_path<'a>(
-        &'a self,
-        file: &'a StoredFile,
-        scratch: &'a std::path::Path,
-        verify: bool,
-    ) -> BoxFuture<'a, Result<PathBuf, StorageError>>;
-}
-
-/// Any provider a location names (local, GridFS, S3): what the configured pipeline uses, so a
-/// reprocess reads days stored by any worker.
-impl Materialize for Stores {
-    fn local_path<'a>(
-        &'a self,
-        file: &'a StoredFile,
-        scratch: &'a std::path::Path,
-        verify: bool,
-    ) -> BoxFuture<'a, Result<PathBuf, StorageError>> {
-        let sha = Some(file.sha256.as_str()).filter(|s| verify && !s.is_empty());
-        Stores::local_path(self, &file.location, &file.file_name, sha, scratch).boxed()
-    }
-}
+use crate::pipeline::storage::{RawStorage, StorageLocation};
+use batch_sink::BatchSink;
+use job_data::span_text;
+pub use job_data::{JobDataError, JobDay, reprocess_flag};
+pub use materialize::Materialize;
+pub use setup::SetupError;
+pub use summary::{DaySummary, FileSummary, RowCounts, Source};
 
 /// Everything the processor needs.
 pub struct FetchHandler {
@@ -96,105 +73,6 @@ impl std::fmt::Debug for FetchHandler {
     }
 }
 
-/// A job's validated data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobDay {
-    /// Branch code.
-    pub branch: Branch,
-    /// POS 1 or 2.
-    pub pos: PosNo,
-    /// Business date.
-    pub date: BusinessDate,
-}
-
-/// Why a job's data does not name a POS day (or carries a bad `reprocess` flag). Always
-/// permanent: the same data fails the same way on every attempt. Quoted values are cut to a
-/// short preview, so a huge payload is never echoed into `failedReason`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JobDataError {
-    /// The data is not a JSON object.
-    #[error("job data must be an object with branch, pos and date, got {got}")]
-    NotObject {
-        /// A preview of what came instead.
-        got: String,
-    },
-    /// A field is absent.
-    #[error("{field} is missing")]
-    Missing {
-        /// The field's name.
-        field: &'static str,
-    },
-    /// A text field holds another JSON type.
-    #[error("{field} must be a string, got {got}")]
-    NotString {
-        /// The field's name.
-        field: &'static str,
-        /// A preview of what came instead.
-        got: String,
-    },
-    /// `pos` is neither 1 nor 2 (as a number or a numeric string).
-    #[error("pos must be 1 or 2, got {got}")]
-    BadPos {
-        /// A preview of what came instead.
-        got: String,
-    },
-    /// A value has the right type but breaks the day's rules (a bad branch code, a date that
-    /// is not on the calendar).
-    #[error(transparent)]
-    Day(#[from] DayError),
-    /// `reprocess` is not a boolean.
-    #[error("reprocess must be true or false, got {got}")]
-    Reprocess {
-        /// A preview of what came instead.
-        got: String,
-    },
-}
-
-impl JobDay {
-    /// Reads `{branch, pos, date}`: branch letters, digits and `-`; pos 1 or 2 (number or
-    /// numeric string); date a real `YYYY-MM-DD`.
-    ///
-    /// # Errors
-    ///
-    /// [`JobDataError`] naming the bad field.
-    pub fn from_data(data: &Value) -> Result<JobDay, JobDataError> {
-        let obj = data
-            .as_object()
-            .ok_or_else(|| JobDataError::NotObject { got: preview(data) })?;
-        let text = |field: &'static str| match obj.get(field) {
-            Some(Value::String(s)) => Ok(s.as_str()),
-            Some(other) => Err(JobDataError::NotString {
-                field,
-                got: preview(other),
-            }),
-            None => Err(JobDataError::Missing { field }),
-        };
-        let branch = Branch::parse(text("branch")?)?;
-        let pos = match obj.get("pos") {
-            Some(Value::Number(n)) => {
-                let n = n
-                    .as_u64()
-                    .ok_or_else(|| JobDataError::BadPos { got: n.to_string() })?;
-                PosNo::new(n)?
-            }
-            Some(Value::String(s)) => PosNo::parse(s.trim())?,
-            Some(other) => {
-                return Err(JobDataError::BadPos {
-                    got: preview(other),
-                });
-            }
-            None => return Err(JobDataError::Missing { field: "pos" }),
-        };
-        if !(1..=2).contains(&pos.get()) {
-            return Err(JobDataError::BadPos {
-                got: pos.get().to_string(),
-            });
-        }
-        let date = BusinessDate::parse(text("date")?)?;
-        Ok(JobDay { branch, pos, date })
-    }
-}
-
 impl Processor for Arc<FetchHandler> {
     fn process(&self, job: JobContext) -> BoxFuture<'static, Result<Value, ProcessError>> {
         use tracing::Instrument;
@@ -208,25 +86,6 @@ impl Processor for Arc<FetchHandler> {
     }
 }
 
-/// The most bytes of job data quoted in a failure or a log field: enough to recognise a value,
-/// never an echo of a huge payload.
-const PREVIEW_BYTES: usize = 120;
-
-/// `value` as JSON, cut to [`PREVIEW_BYTES`].
-fn preview(value: &Value) -> String {
-    let text = value.to_string();
-    crate::bullmq::processor::cap_text(&text, PREVIEW_BYTES).into_owned()
-}
-
-/// A job-data value as a span field: a string as itself (`BMC`, not `"BMC"`), anything else
-/// as its JSON; capped like [`preview`].
-fn span_text(value: &Value) -> String {
-    match value {
-        Value::String(text) => crate::bullmq::processor::cap_text(text, PREVIEW_BYTES).into_owned(),
-        other => preview(other),
-    }
-}
-
 /// Progress milestones (percent) shown in Bull Board.
 mod progress {
     pub const LISTED: u32 = 5;
@@ -235,128 +94,7 @@ mod progress {
     pub const IMPORTED: u32 = 95;
 }
 
-/// Why the pipeline could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    /// MongoDB could not be used (the message names the address and the setting).
-    #[error("{0}")]
-    Mongo(String),
-    /// Raw storage could not be set up (a missing bucket, refused credentials).
-    #[error("raw storage: {0}")]
-    Storage(#[source] StorageError),
-    /// A setting is unusable.
-    #[error("{0}")]
-    Config(String),
-}
-
 impl FetchHandler {
-    /// Builds the pipeline from the run settings: the POS client, raw storage, MongoDB (indexes
-    /// created here, at start-up) and the cache invalidation.
-    ///
-    /// # Errors
-    ///
-    /// [`SetupError`] naming what could not be set up.
-    pub async fn from_config(
-        config: &crate::config::RunConfig,
-        cache: crate::redis_conn::RedisConn,
-    ) -> Result<FetchHandler, SetupError> {
-        use crate::config::StorageKind;
-        use crate::pipeline::storage::LocalStorage;
-
-        let client = PosClient::new(config.fetch.options.clone())
-            .map_err(|e| SetupError::Config(e.to_string()))?;
-        let mongo_label =
-            crate::startup::server_label("MongoDB", &config.mongo_uri.redacted(), "MONGO_URI");
-        let mut mongo_options = mongodb::options::ClientOptions::parse(config.mongo_uri.expose())
-            .await
-            .map_err(|e| match crate::startup::describe_mongo(&e) {
-                crate::startup::Problem::Permanent(why)
-                | crate::startup::Problem::Transient(why) => {
-                    SetupError::Mongo(format!("{mongo_label}: {why}"))
-                }
-            })?;
-        // Bounded waits: a URI that sets its own timeouts keeps them.
-        mongo_options
-            .server_selection_timeout
-            .get_or_insert(config.mongo_server_selection_timeout);
-        mongo_options
-            .connect_timeout
-            .get_or_insert(config.mongo_connect_timeout);
-        let mongo = mongodb::Client::with_options(mongo_options)
-            .map_err(|e| SetupError::Mongo(format!("{mongo_label}: {e}")))?;
-        let db = mongo
-            .default_database()
-            .unwrap_or_else(|| mongo.database("biggs"));
-        let owner = config
-            .worker
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("fetch-worker-{}", std::process::id()));
-        let importer = Importer::new(db.clone(), owner).with_timeouts(config.import_timeouts);
-        // A MongoDB that is not up yet is waited for (each try logged); bad credentials end
-        // the start with a message that says so.
-        tracing::info!("connecting to {mongo_label}");
-        crate::startup::wait_for(
-            &mongo_label,
-            crate::startup::Backoff::SLOW,
-            || importer.ensure_indexes(),
-            |e: &ImportError| match e {
-                ImportError::Mongo { source, .. } => crate::startup::describe_mongo(source),
-                ImportError::Timeout { .. } => {
-                    crate::startup::Problem::Transient("no answer in time".into())
-                }
-                other => crate::startup::Problem::Permanent(other.to_string()),
-            },
-        )
-        .await
-        .map_err(|(_, why)| SetupError::Mongo(format!("{mongo_label}: {why}")))?;
-        // Reads go through every provider a file record may name, so a reprocess finds days
-        // stored under an earlier STORAGE too.
-        let gridfs = crate::pipeline::storage::GridFsStorage::new(db.clone(), None);
-        let stores = Stores::default()
-            .with_local_root(&config.fetch.raw_storage_path)
-            .with_gridfs(gridfs.clone());
-        let (storage, stores): (Arc<dyn RawStorage>, Stores) = match config.storage {
-            StorageKind::Local => {
-                let local = LocalStorage::new(&config.fetch.raw_storage_path)
-                    .map_err(|e| SetupError::Config(format!("RAW_STORAGE_PATH: {e}")))?;
-                let stores = stores.with_local(&local);
-                (Arc::new(local), stores)
-            }
-            StorageKind::Gridfs => (Arc::new(gridfs), stores),
-            StorageKind::S3 => {
-                let settings = config.s3.as_ref().ok_or_else(|| {
-                    SetupError::Config("STORAGE=s3 needs the S3_* settings".into())
-                })?;
-                let s3 = crate::pipeline::storage::S3Storage::new(settings)
-                    .map_err(SetupError::Storage)?;
-                s3.check().await.map_err(SetupError::Storage)?;
-                (Arc::new(s3.clone()), stores.with_s3(s3))
-            }
-        };
-        let materialize: Arc<dyn Materialize> = Arc::new(stores);
-        let new_branches = match &config.new_branches {
-            Some(arg) => NewBranches::from_arg(arg)
-                .map_err(|e| SetupError::Config(format!("NEW_BRANCHES: {e}")))?,
-            None => NewBranches::default(),
-        };
-        Ok(FetchHandler {
-            client,
-            storage,
-            materialize,
-            importer,
-            new_branches,
-            cache: config
-                .cache_invalidate_pattern
-                .as_ref()
-                .map(|p| CacheInvalidation::new(cache, p.clone())),
-            batch_size: config.import_batch_size,
-            metrics: None,
-            ready: config.ready,
-            time_limit: config.job_timeout,
-        })
-    }
-
     /// One attempt: the story in [`FetchHandler::attempt`]; here, what every final failure
     /// leaves behind. A failure that ends the job (permanent, or the last attempt) writes one
     /// monitor entry, so a person sees every day the queue gave up on.
@@ -378,13 +116,12 @@ impl FetchHandler {
                     )))
                 }),
         };
-        if let Err(err) = &outcome {
-            let last_attempt = job.attempts_made + 1 >= job.attempts.max(1);
-            if !is_wait(err) && (last_attempt || !err.retryable) {
-                self.monitor(&mday, &err.reason()).await;
-            }
+        if let Err(err) = &outcome
+            && job.disposition(Err(err)) == Disposition::Failed
+        {
+            self.monitor(&mday, &err.reason()).await;
         }
-        outcome
+        outcome.map(|summary| summary.to_value())
     }
 
     async fn attempt(
@@ -393,7 +130,7 @@ impl FetchHandler {
         day: &JobDay,
         mday: &Day,
         reprocess: bool,
-    ) -> Result<Value, ProcessError> {
+    ) -> Result<DaySummary, ProcessError> {
         let started = Instant::now();
         let report_to = Reporter { job, day };
 
@@ -462,12 +199,16 @@ impl FetchHandler {
             report_to.log("no files listed for this day".into()).await;
             // The job is finished, whatever it found: its progress says so.
             report_to.progress(100).await;
-            return Ok(json!({
-                "branch": day.branch.as_str(), "pos": day.pos.get(), "date": day.date.to_string(),
-                "files": [], "rows": {"parsed": 0, "imported": 0, "rejected": 0, "dateMismatch": 0},
-                "note": "no files", "source": Source::Pos.as_str(),
-                "durationMs": started.elapsed().as_millis() as u64,
-            }));
+            return Ok(DaySummary {
+                branch: day.branch.as_str().to_string(),
+                pos: day.pos.get(),
+                date: day.date.to_string(),
+                files: Vec::new(),
+                rows: RowCounts::default(),
+                note: Some("no files"),
+                source: Source::Pos,
+                duration_ms: started.elapsed().as_millis() as u64,
+            });
         }
         report_to
             .log(format!("{} file(s) listed", listing.files.len()))
@@ -591,7 +332,7 @@ impl FetchHandler {
         started: Instant,
         report_to: &Reporter<'_>,
         source: Source,
-    ) -> Result<Value, ProcessError> {
+    ) -> Result<DaySummary, ProcessError> {
         let names: Vec<String> = stored.iter().map(|(_, s)| s.file_name.clone()).collect();
 
         // 3. Combine (blocking, on its own thread) and 4. import, as batches arrive.
@@ -670,7 +411,7 @@ impl FetchHandler {
         }
         report_to.progress(100).await;
 
-        let files: Vec<Value> = stored
+        let files = stored
             .iter()
             .map(|(file_type, s)| {
                 let used = report.files.iter().find(|c| c.file_name == s.file_name);
@@ -683,23 +424,29 @@ impl FetchHandler {
                         .map(|t| t.lines)
                         .unwrap_or(0),
                 };
-                json!({"name": s.file_name, "type": file_type, "rows": rows, "sha256": s.sha256})
+                FileSummary {
+                    name: s.file_name.clone(),
+                    file_type: file_type.clone(),
+                    rows,
+                    sha256: s.sha256.clone(),
+                }
             })
             .collect();
-        Ok(json!({
-            "branch": day.branch.as_str(),
-            "pos": day.pos.get(),
-            "date": day.date.to_string(),
-            "files": files,
-            "rows": {
-                "parsed": report.typed.records + report.typed.monitor_rows,
-                "imported": written,
-                "rejected": report.typed.rejected_total(),
-                "dateMismatch": report.typed.monitor_rows,
+        Ok(DaySummary {
+            branch: day.branch.as_str().to_string(),
+            pos: day.pos.get(),
+            date: day.date.to_string(),
+            files,
+            rows: RowCounts {
+                parsed: report.typed.records + report.typed.monitor_rows,
+                imported: written,
+                rejected: report.typed.rejected_total(),
+                date_mismatch: report.typed.monitor_rows,
             },
-            "source": source.as_str(),
-            "durationMs": started.elapsed().as_millis() as u64,
-        }))
+            note: None,
+            source,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
     }
 
     async fn combine_and_import(
@@ -842,39 +589,6 @@ impl FetchHandler {
     }
 }
 
-/// Where a job's files came from, as its return value says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    /// Listed and downloaded from the POS server (a fetch).
-    Pos,
-    /// Read back from raw storage (a reprocess).
-    Storage,
-}
-
-impl Source {
-    fn as_str(self) -> &'static str {
-        match self {
-            Source::Pos => "pos",
-            Source::Storage => "storage",
-        }
-    }
-}
-
-/// Reads the optional `reprocess` flag of job data: absent means a fetch.
-///
-/// # Errors
-///
-/// [`JobDataError::Reprocess`] when it is not a boolean.
-pub fn reprocess_flag(data: &Value) -> Result<bool, JobDataError> {
-    match data.get("reprocess") {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(JobDataError::Reprocess {
-            got: preview(other),
-        }),
-    }
-}
-
 /// Log lines and progress of one job, also written to the worker's own log with the job's
 /// fields.
 struct Reporter<'a> {
@@ -914,129 +628,4 @@ fn import_error(e: ImportError) -> ProcessError {
 /// The job waits in `delayed` until `until_ms`, without using an attempt.
 fn wait_until(until_ms: u64, reason: String) -> ProcessError {
     ProcessError::delayed(until_ms, reason)
-}
-
-/// True for the outcome of [`wait_until`].
-fn is_wait(err: &ProcessError) -> bool {
-    err.delayed_until().is_some()
-}
-
-/// Hands the combine pass's typed rows to the async importer in batches.
-struct BatchSink {
-    tx: mpsc::Sender<Vec<Transaction>>,
-    batch: Vec<Transaction>,
-    size: usize,
-}
-
-/// The importer went away (it failed); the combine pass stops.
-#[derive(Debug, thiserror::Error)]
-#[error("the importer stopped")]
-struct ImporterGone;
-
-impl RowSink for BatchSink {
-    type Error = ImporterGone;
-
-    fn legacy_row(&mut self, _row: &[u8]) -> Result<(), ImporterGone> {
-        Ok(())
-    }
-
-    fn transaction(&mut self, transaction: Transaction) -> Result<(), ImporterGone> {
-        self.batch.push(transaction);
-        if self.batch.len() >= self.size {
-            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(self.size));
-            self.tx.blocking_send(full).map_err(|_| ImporterGone)?;
-        }
-        Ok(())
-    }
-
-    fn monitor(&mut self, _entry: &MonitorEntry<'_>) -> Result<(), ImporterGone> {
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_reprocess_flag_is_a_boolean_or_absent() {
-        let day = json!({"branch": "BMC", "pos": 1, "date": "2026-02-09"});
-        assert_eq!(reprocess_flag(&day), Ok(false));
-        let mut data = day.clone();
-        data["reprocess"] = json!(true);
-        assert_eq!(reprocess_flag(&data), Ok(true));
-        assert!(
-            JobDay::from_data(&data).is_ok(),
-            "the day is read as before"
-        );
-        data["reprocess"] = json!(false);
-        assert_eq!(reprocess_flag(&data), Ok(false));
-        for bad in [json!("yes"), json!(1), json!({"x": 1})] {
-            data["reprocess"] = bad.clone();
-            let err = reprocess_flag(&data).unwrap_err().to_string();
-            assert!(
-                err.contains("reprocess must be true or false"),
-                "{bad}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn job_data_is_validated_with_readable_reasons() {
-        let ok = JobDay::from_data(&json!({"branch": "AYALA-FRN", "pos": 1, "date": "2026-02-09"}))
-            .unwrap();
-        assert_eq!(ok.branch.as_str(), "AYALA-FRN");
-        assert_eq!(
-            JobDay::from_data(&json!({"branch": "B", "pos": "2", "date": "2026-02-09"}))
-                .unwrap()
-                .pos
-                .get(),
-            2
-        );
-        for (data, needle) in [
-            (json!({"pos": 1, "date": "2026-02-09"}), "branch is missing"),
-            (
-                json!({"branch": "A/B", "pos": 1, "date": "2026-02-09"}),
-                "branch",
-            ),
-            (
-                json!({"branch": "A_B", "pos": 1, "date": "2026-02-09"}),
-                "branch",
-            ),
-            (
-                json!({"branch": "A", "pos": 3, "date": "2026-02-09"}),
-                "pos must be 1 or 2",
-            ),
-            (
-                json!({"branch": "A", "pos": 0, "date": "2026-02-09"}),
-                "POS",
-            ),
-            (
-                json!({"branch": "A", "pos": 1.5, "date": "2026-02-09"}),
-                "pos must be 1 or 2",
-            ),
-            (
-                json!({"branch": "A", "pos": true, "date": "2026-02-09"}),
-                "pos must be 1 or 2",
-            ),
-            (
-                json!({"branch": "A", "pos": 1, "date": "2026-02-30"}),
-                "date",
-            ),
-            (
-                json!({"branch": "A", "pos": 1, "date": "09-02-2026"}),
-                "date",
-            ),
-            (json!("BMC"), "must be an object"),
-            (json!(["x".repeat(1 << 20)]), "more bytes cut"),
-            (
-                json!({"branch": "x".repeat(1 << 20), "pos": 1, "date": "2026-02-09"}),
-                "longer than 32",
-            ),
-        ] {
-            let err = JobDay::from_data(&data).unwrap_err().to_string();
-            assert!(err.contains(needle), "{data}: {err}");
-            assert!(err.len() < 512, "job data echoed: {} bytes", err.len());
-        }
-    }
 }
