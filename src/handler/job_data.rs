@@ -3,18 +3,7 @@
 
 use serde_json::Value;
 
-use crate::pipeline::day::{Branch, BusinessDate, DayError, PosNo};
-
-/// A job's validated data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobDay {
-    /// Branch code.
-    pub branch: Branch,
-    /// POS 1 or 2.
-    pub pos: PosNo,
-    /// Business date.
-    pub date: BusinessDate,
-}
+use crate::pipeline::day::{Branch, BusinessDate, Day, DayError, PosNo};
 
 /// Why a job's data does not name a POS day (or carries a bad `reprocess` flag). Always
 /// permanent: the same data fails the same way on every attempt. Quoted values are cut to a
@@ -59,49 +48,47 @@ pub enum JobDataError {
     },
 }
 
-impl JobDay {
-    /// Reads `{branch, pos, date}`: branch letters, digits and `-`; pos 1 or 2 (number or
-    /// numeric string); date a real `YYYY-MM-DD`.
-    ///
-    /// # Errors
-    ///
-    /// [`JobDataError`] naming the bad field.
-    pub fn from_data(data: &Value) -> Result<JobDay, JobDataError> {
-        let obj = data
-            .as_object()
-            .ok_or_else(|| JobDataError::NotObject { got: preview(data) })?;
-        let text = |field: &'static str| match obj.get(field) {
-            Some(Value::String(s)) => Ok(s.as_str()),
-            Some(other) => Err(JobDataError::NotString {
-                field,
-                got: preview(other),
-            }),
-            None => Err(JobDataError::Missing { field }),
-        };
-        let branch = Branch::parse(text("branch")?)?;
-        let pos = match obj.get("pos") {
-            Some(Value::Number(n)) => {
-                let n = n
-                    .as_u64()
-                    .ok_or_else(|| JobDataError::BadPos { got: n.to_string() })?;
-                PosNo::new(n)?
-            }
-            Some(Value::String(s)) => PosNo::parse(s.trim())?,
-            Some(other) => {
-                return Err(JobDataError::BadPos {
-                    got: preview(other),
-                });
-            }
-            None => return Err(JobDataError::Missing { field: "pos" }),
-        };
-        if !(1..=2).contains(&pos.get()) {
+/// Reads `{branch, pos, date}`: branch letters, digits and `-`; pos 1 or 2 (number or
+/// numeric string); date a real `YYYY-MM-DD`.
+///
+/// # Errors
+///
+/// [`JobDataError`] naming the bad field.
+pub fn read_day(data: &Value) -> Result<Day, JobDataError> {
+    let obj = data
+        .as_object()
+        .ok_or_else(|| JobDataError::NotObject { got: preview(data) })?;
+    let text = |field: &'static str| match obj.get(field) {
+        Some(Value::String(s)) => Ok(s.as_str()),
+        Some(other) => Err(JobDataError::NotString {
+            field,
+            got: preview(other),
+        }),
+        None => Err(JobDataError::Missing { field }),
+    };
+    let branch = Branch::parse(text("branch")?)?;
+    let pos = match obj.get("pos") {
+        Some(Value::Number(n)) => {
+            let n = n
+                .as_u64()
+                .ok_or_else(|| JobDataError::BadPos { got: n.to_string() })?;
+            PosNo::new(n)?
+        }
+        Some(Value::String(s)) => PosNo::parse(s.trim())?,
+        Some(other) => {
             return Err(JobDataError::BadPos {
-                got: pos.get().to_string(),
+                got: preview(other),
             });
         }
-        let date = BusinessDate::parse(text("date")?)?;
-        Ok(JobDay { branch, pos, date })
+        None => return Err(JobDataError::Missing { field: "pos" }),
+    };
+    if !(1..=2).contains(&pos.get()) {
+        return Err(JobDataError::BadPos {
+            got: pos.get().to_string(),
+        });
     }
+    let date = BusinessDate::parse(text("date")?)?;
+    Ok(Day { branch, pos, date })
 }
 
 /// The most bytes of job data quoted in a failure or a log field: enough to recognise a value,
@@ -150,10 +137,7 @@ mod tests {
         let mut data = day.clone();
         data["reprocess"] = json!(true);
         assert_eq!(reprocess_flag(&data), Ok(true));
-        assert!(
-            JobDay::from_data(&data).is_ok(),
-            "the day is read as before"
-        );
+        assert!(read_day(&data).is_ok(), "the day is read as before");
         data["reprocess"] = json!(false);
         assert_eq!(reprocess_flag(&data), Ok(false));
         for bad in [json!("yes"), json!(1), json!({"x": 1})] {
@@ -166,13 +150,22 @@ mod tests {
         }
     }
 
+    /// The `day` span shows `branch=BMC`, not `branch="\"BMC\""` (issue 13): strings are
+    /// shown as themselves, anything else as JSON.
+    #[test]
+    fn span_fields_show_strings_bare() {
+        assert_eq!(span_text(&json!("BMC")), "BMC");
+        assert_eq!(span_text(&json!(1)), "1");
+        assert_eq!(span_text(&json!({"x": 1})), r#"{"x":1}"#);
+        assert!(span_text(&json!("x".repeat(1000))).ends_with("more bytes cut]"));
+    }
+
     #[test]
     fn job_data_is_validated_with_readable_reasons() {
-        let ok = JobDay::from_data(&json!({"branch": "AYALA-FRN", "pos": 1, "date": "2026-02-09"}))
-            .unwrap();
+        let ok = read_day(&json!({"branch": "AYALA-FRN", "pos": 1, "date": "2026-02-09"})).unwrap();
         assert_eq!(ok.branch.as_str(), "AYALA-FRN");
         assert_eq!(
-            JobDay::from_data(&json!({"branch": "B", "pos": "2", "date": "2026-02-09"}))
+            read_day(&json!({"branch": "B", "pos": "2", "date": "2026-02-09"}))
                 .unwrap()
                 .pos
                 .get(),
@@ -219,7 +212,7 @@ mod tests {
                 "longer than 32",
             ),
         ] {
-            let err = JobDay::from_data(&data).unwrap_err().to_string();
+            let err = read_day(&data).unwrap_err().to_string();
             assert!(err.contains(needle), "{data}: {err}");
             assert!(err.len() < 512, "job data echoed: {} bytes", err.len());
         }

@@ -37,7 +37,7 @@ use crate::pipeline::record::Transaction;
 use crate::pipeline::storage::{RawStorage, StorageLocation};
 use batch_sink::BatchSink;
 use job_data::span_text;
-pub use job_data::{JobDataError, JobDay, reprocess_flag};
+pub use job_data::{JobDataError, read_day, reprocess_flag};
 pub use materialize::Materialize;
 pub use setup::SetupError;
 pub use summary::{DaySummary, FileSummary, RowCounts, Source};
@@ -100,14 +100,11 @@ impl FetchHandler {
     /// monitor entry, so a person sees every day the queue gave up on.
     async fn run(&self, job: JobContext) -> Result<Value, ProcessError> {
         let invalid = |e: JobDataError| ProcessError::caused_by("invalid job data", e, false);
-        let day = JobDay::from_data(&job.data).map_err(invalid)?;
-        let mday = Day::from_parts(&day.branch, day.pos, day.date).ok_or_else(|| {
-            ProcessError::permanent(format!("invalid job data: no calendar date {}", day.date))
-        })?;
+        let day = read_day(&job.data).map_err(invalid)?;
         let reprocess = reprocess_flag(&job.data).map_err(invalid)?;
         let outcome = match self.time_limit {
-            None => self.attempt(&job, &day, &mday, reprocess).await,
-            Some(limit) => tokio::time::timeout(limit, self.attempt(&job, &day, &mday, reprocess))
+            None => self.attempt(&job, &day, reprocess).await,
+            Some(limit) => tokio::time::timeout(limit, self.attempt(&job, &day, reprocess))
                 .await
                 .unwrap_or_else(|_| {
                     Err(ProcessError::retryable(format!(
@@ -119,7 +116,7 @@ impl FetchHandler {
         if let Err(err) = &outcome
             && job.disposition(Err(err)) == Disposition::Failed
         {
-            self.monitor(&mday, &err.reason()).await;
+            self.monitor(&day, &err.reason()).await;
         }
         outcome.map(|summary| summary.to_value())
     }
@@ -127,23 +124,22 @@ impl FetchHandler {
     async fn attempt(
         &self,
         job: &JobContext,
-        day: &JobDay,
-        mday: &Day,
+        day: &Day,
         reprocess: bool,
     ) -> Result<DaySummary, ProcessError> {
         let started = Instant::now();
         let report_to = Reporter { job, day };
 
         // 0. A day another job is importing right now: wait for it, before downloading anything.
-        if let Err(e) = self.importer.check_free(mday, &job.id).await {
-            return Err(self.import_failure(e, mday, &report_to).await);
+        if let Err(e) = self.importer.check_free(day, &job.id).await {
+            return Err(self.import_failure(e, day, &report_to).await);
         }
 
         // A reprocess reads the day's stored files instead of steps 1 and 2.
         if reprocess {
-            let stored = self.stored_files(day, mday, &report_to).await?;
+            let stored = self.stored_files(day, &report_to).await?;
             return self
-                .import_files(day, mday, stored, started, &report_to, Source::Storage)
+                .import_files(day, stored, started, &report_to, Source::Storage)
                 .await;
         }
 
@@ -172,7 +168,7 @@ impl FetchHandler {
         report_to.progress(progress::LISTED).await;
         if listing.files.is_empty() {
             let now = mongodb::bson::DateTime::now().timestamp_millis();
-            match self.ready.readiness(mday.date, now) {
+            match self.ready.readiness(day.date.naive(), now) {
                 Readiness::Due => {}
                 Readiness::NotYet { ready_at_ms } => {
                     let until = u64::try_from(ready_at_ms).unwrap_or(0);
@@ -242,12 +238,9 @@ impl FetchHandler {
                         size: s.size,
                         checksum: s.sha256.clone(),
                     };
-                    self.importer
-                        .record_file(mday, &record)
-                        .await
-                        .map_err(|e| {
-                            ProcessError::caused_by(format!("recording {}", s.file_name), e, true)
-                        })?;
+                    self.importer.record_file(day, &record).await.map_err(|e| {
+                        ProcessError::caused_by(format!("recording {}", s.file_name), e, true)
+                    })?;
                     stored.push((file.name().file_type().to_string(), s));
                 }
                 Err(e) => {
@@ -260,7 +253,7 @@ impl FetchHandler {
                 + (progress::DOWNLOADED - progress::LISTED) * (i as u32 + 1) / total;
             report_to.progress(pct).await;
         }
-        self.import_files(day, mday, stored, started, &report_to, Source::Pos)
+        self.import_files(day, stored, started, &report_to, Source::Pos)
             .await
     }
 
@@ -271,8 +264,7 @@ impl FetchHandler {
     /// Permanent when the day has no stored files; retryable for MongoDB trouble.
     async fn stored_files(
         &self,
-        day: &JobDay,
-        mday: &Day,
+        day: &Day,
         report_to: &Reporter<'_>,
     ) -> Result<Vec<(String, StoredFile)>, ProcessError> {
         report_to
@@ -283,7 +275,7 @@ impl FetchHandler {
             .await;
         let (records, unusable) = self
             .importer
-            .stored_files(mday)
+            .stored_files(day)
             .await
             .map_err(import_error)?;
         for name in &unusable {
@@ -326,8 +318,7 @@ impl FetchHandler {
     /// a reprocess), and the job's return value.
     async fn import_files(
         &self,
-        day: &JobDay,
-        mday: &Day,
+        day: &Day,
         stored: Vec<(String, StoredFile)>,
         started: Instant,
         report_to: &Reporter<'_>,
@@ -340,7 +331,7 @@ impl FetchHandler {
         // Removed when dropped: also when the attempt is timed out or aborted at shutdown.
         let scratch = crate::scratch::ScratchDir::new();
         let outcome = self
-            .combine_and_import(day, mday, &stored, scratch.path(), report_to, source)
+            .combine_and_import(day, &stored, scratch.path(), report_to, source)
             .await;
         drop(scratch);
         let (report, written, removed) = match outcome {
@@ -350,7 +341,7 @@ impl FetchHandler {
                 // not be marked is said beside it, so the stale `status` can be explained.
                 let marked = self
                     .importer
-                    .mark_files(mday, &names, FileStatus::Error, Some(&err.reason()))
+                    .mark_files(day, &names, FileStatus::Error, Some(&err.reason()))
                     .await;
                 if let Err(e) = marked {
                     let e = ProcessError::caused_by("could not mark the files as failed", e, true);
@@ -364,7 +355,7 @@ impl FetchHandler {
             m.rows_imported(written);
         }
         self.importer
-            .mark_files(mday, &names, FileStatus::Parsed, None)
+            .mark_files(day, &names, FileStatus::Parsed, None)
             .await
             .map_err(|e| ProcessError::caused_by("updating file records", e, true))?;
         // The typed records' counts: what was (not) imported, read with real CSV quoting.
@@ -377,14 +368,14 @@ impl FetchHandler {
                 .map(|f| f.file_name.clone())
                 .unwrap_or_default();
             self.monitor(
-                mday,
+                day,
                 &format!("date mismatch rows={} for {rd5000}", typed.monitor_rows),
             )
             .await;
         }
         // Lines whose fields do not fit the layout: one entry naming the file, line and cause.
         if let Some(note) = report.layout_note() {
-            self.monitor(mday, &note).await;
+            self.monitor(day, &note).await;
         }
         report_to.log(format!(
             "imported {written} row(s), removed {removed} stale row(s); rejected {} line(s), {} date mismatch(es)",
@@ -451,8 +442,7 @@ impl FetchHandler {
 
     async fn combine_and_import(
         &self,
-        day: &JobDay,
-        mday: &Day,
+        day: &Day,
         stored: &[(String, StoredFile)],
         scratch: &std::path::Path,
         report_to: &Reporter<'_>,
@@ -473,15 +463,15 @@ impl FetchHandler {
                 })?;
             paths.push(p);
         }
-        let mut import = match self.importer.begin(mday, &report_to.job.id).await {
+        let mut import = match self.importer.begin(day, &report_to.job.id).await {
             Ok(import) => import,
-            Err(e) => return Err(self.import_failure(e, mday, report_to).await),
+            Err(e) => return Err(self.import_failure(e, day, report_to).await),
         };
         if import.fence() > 1 {
             report_to
                 .log(format!(
                     "importing {} as import #{} of the day",
-                    mday.record_id(),
+                    day.record_id(),
                     import.fence()
                 ))
                 .await;
@@ -528,7 +518,7 @@ impl FetchHandler {
             Err(e) => return Err(ProcessError::caused_by("combine task failed", e, true)),
         };
         if let Some(e) = write_error {
-            return Err(self.import_failure(e, mday, report_to).await);
+            return Err(self.import_failure(e, day, report_to).await);
         }
         let group = report
             .groups
@@ -543,7 +533,7 @@ impl FetchHandler {
             .await;
         let (written, removed) = match import.finish().await {
             Ok(done) => done,
-            Err(e) => return Err(self.import_failure(e, mday, report_to).await),
+            Err(e) => return Err(self.import_failure(e, day, report_to).await),
         };
         Ok((group, written, removed))
     }
@@ -593,7 +583,7 @@ impl FetchHandler {
 /// fields.
 struct Reporter<'a> {
     job: &'a JobContext,
-    day: &'a JobDay,
+    day: &'a Day,
 }
 
 impl Reporter<'_> {
