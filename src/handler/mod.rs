@@ -42,23 +42,29 @@ pub use materialize::Materialize;
 pub use setup::SetupError;
 pub use summary::{DaySummary, FileSummary, RowCounts, Source};
 
-/// Everything the processor needs.
+/// The `fetch-job` processor: the clients and settings one job's story uses, built once at
+/// start-up ([`FetchHandler::from_config`]) and shared by every job through an `Arc`.
 pub struct FetchHandler {
-    /// The POS server client.
+    /// Lists and downloads a day's files from the POS server, with its own retries and limits.
     pub client: PosClient,
-    /// Where downloads go.
+    /// Where downloads are written (the configured `STORAGE`); file records name the location
+    /// so a reprocess can read it back.
     pub storage: Arc<dyn RawStorage>,
     /// How stored files become local paths for the combine pass.
     pub materialize: Arc<dyn Materialize>,
-    /// MongoDB.
+    /// Writes the day's rows, file records and monitor entries into MongoDB, fenced so two
+    /// imports of one day never mix.
     pub importer: Importer,
-    /// Branches with the newer file layout.
+    /// Branches whose exports use the newer layout (`NEW_BRANCHES`): the combine pass reads
+    /// their product file differently.
     pub new_branches: NewBranches,
-    /// The app's cache, if any.
+    /// Clears the app's cached query results after an import (`CACHE_INVALIDATE_PATTERN`);
+    /// `None` leaves the cache alone.
     pub cache: Option<CacheInvalidation>,
-    /// Rows per import batch.
+    /// Transactions per MongoDB write: bounds memory, and how far combining runs ahead of the
+    /// import.
     pub batch_size: usize,
-    /// Metrics, if exported.
+    /// Counts downloads and imported rows for `/metrics`; `None` where nothing is exported.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// When a day's export is expected (an empty listing before then waits).
     pub ready: ReadyRule,

@@ -137,7 +137,7 @@ impl PosNo {
         value.parse::<u64>().map_err(|_| err()).and_then(PosNo::new)
     }
 
-    /// The number.
+    /// The POS number, 1 to 99.
     pub fn get(self) -> u8 {
         self.0
     }
@@ -216,7 +216,7 @@ impl BusinessDate {
 pub struct Day {
     /// The branch code.
     pub branch: Branch,
-    /// The till.
+    /// The till (POS number) whose export this is.
     pub pos: PosNo,
     /// The business date.
     pub date: BusinessDate,

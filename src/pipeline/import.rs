@@ -203,9 +203,9 @@ pub enum ImportError {
     /// A value could not be converted for MongoDB.
     #[error("cannot store row {row_key}: {reason}")]
     Convert {
-        /// The row.
+        /// The row's key, so a person can find it in the export.
         row_key: String,
-        /// What failed.
+        /// Why the value does not fit (the converter's message).
         reason: String,
     },
 }
@@ -277,7 +277,7 @@ pub struct FileRecord {
     pub path: String,
     /// The bucket (S3 only).
     pub bucket: Option<String>,
-    /// Bytes.
+    /// Its size in bytes as stored; a reprocess checks the bytes again through the hash.
     pub size: u64,
     /// SHA-256, hex.
     pub checksum: String,
@@ -405,7 +405,8 @@ impl Importer {
         self
     }
 
-    /// The database.
+    /// The database the importer writes to, for the readiness probe and for tests that read
+    /// the rows back.
     pub fn database(&self) -> &Database {
         &self.db
     }
