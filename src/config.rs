@@ -1103,6 +1103,59 @@ mod redis_url_tests {
         assert_eq!(c.redis_cache.db(), 4);
     }
 
+    /// Issue 13: `RunConfig`'s `Debug` goes through each field's redacting type, so no
+    /// password, token or secret key of any setting reaches a log that prints the config.
+    #[test]
+    fn no_secret_of_any_setting_appears_in_debug() {
+        let c = run_config(&[
+            "--redis-job-url",
+            "redis+sentinel://sUser:SentPw1@s1:26379,s2:26379/mymaster/1?sentinelPassword=QueryPw2",
+            "--redis-cache-url",
+            "redis://cacheuser:CachePw3@cache:6379/4",
+            "--mongo-uri",
+            "mongodb://app:MongoPw4@m1:27017,m2:27017/biggs?authSource=admin&tok=MongoTok5",
+            "--pos-list-url",
+            "http://pos:ListPw6@pos:8080/fetch_list2.php?token=ListTok7",
+            "--pos-file-base-url",
+            "http://pos:BasePw8@pos:8080/files/",
+            "--storage",
+            "s3",
+            "--s3-bucket",
+            "pos-raw",
+            "--aws-access-key-id",
+            "AKIDSECRET10",
+            "--aws-secret-access-key",
+            "AwsSecret11",
+            "--aws-session-token",
+            "AwsToken12",
+        ])
+        .unwrap();
+        let text = format!("{c:?}");
+        for secret in [
+            "SentPw1",
+            "QueryPw2",
+            "CachePw3",
+            "MongoPw4",
+            "MongoTok5",
+            "ListPw6",
+            "ListTok7",
+            "BasePw8",
+            "AwsSecret11",
+            "AwsToken12",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        // The redacted forms still say which servers are meant.
+        for host in [
+            "s1:26379",
+            "cache:6379",
+            "m1:27017",
+            "pos:8080/fetch_list2.php",
+        ] {
+            assert!(text.contains(host), "{host} missing from {text}");
+        }
+    }
+
     #[test]
     fn tls_files_need_a_tls_url_and_come_in_pairs() {
         let err = run_config(&["--redis-tls-ca-file", "/tmp/ca.pem"]).unwrap_err();

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //!
+//! - [`app_cache`]: the app's own keys in its cache database: job results and cleared query
+//!   results.
 //! - [`bullmq`]: BullMQ's Redis protocol, spoken natively: our own Lua scripts (`lua/`), the
 //!   claim loop, lock renewal, stalled recovery, retries. It knows nothing about POS files.
 //! - [`pipeline`]: fetch, combine and import of one (branch, pos, date). It knows nothing about
@@ -30,6 +32,7 @@ pub const NO_TEST_DOUBLES: &str = "this build has no test doubles (the fake POS 
      test processors): build with `cargo build --release --features test-doubles` (compose: \
      CARGO_FEATURES=test-doubles)";
 
+pub mod app_cache;
 pub mod bullmq;
 pub mod config;
 pub mod day_outcomes;

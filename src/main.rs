@@ -31,7 +31,8 @@ fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
 }
 
 async fn serve(config: RunConfig) -> anyhow::Result<()> {
-    use fetch_worker::bullmq::{Processor, ResultCache, Worker};
+    use fetch_worker::app_cache::ResultCache;
+    use fetch_worker::bullmq::{Processor, Worker};
     use std::sync::Arc;
 
     use fetch_worker::redis_conn::{Connector, RedisConn};
@@ -137,8 +138,9 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
             .map_or("fetch", fetch_worker::config::ProcessorKind::name),
         "fetch-worker starting"
     );
-    let worker = Worker::with_connection(queue_con, config.worker, processor, Some(results))
-        .with_observer(metrics);
+    let worker = Worker::with_connection(queue_con, config.worker, processor)
+        .with_observer(metrics)
+        .with_observer(Arc::new(results));
     let draining = shutting_down.clone();
     worker
         .run(async move {

@@ -12,8 +12,7 @@
 //! - [`lock`] and [`stalled`]: lock renewal and stalled recovery.
 //! - [`processor`]: the trait the work plugs into.
 //! - [`children`]: what a parent job (flows) reads about its children.
-//! - [`results`]: final outcomes written to the app's cache database.
-//! - [`observer`]: hooks for metrics.
+//! - [`observer`]: hooks for metrics and for the app's own record of job outcomes.
 //! - [`time_limit`]: the per-attempt time limit.
 //! - [`clock`]: epoch milliseconds, the scripts' clock.
 //! - [`scheduler`]: the next iteration of job schedulers and repeatable jobs.
@@ -28,7 +27,6 @@ pub mod lua;
 pub mod observer;
 mod options;
 pub mod processor;
-pub mod results;
 pub mod scheduler;
 pub mod scripts;
 pub mod stalled;
@@ -38,13 +36,12 @@ pub mod worker;
 pub use error::{Error, ScriptCode};
 pub use job::{Backoff, Job, JobOptions};
 pub use keys::QueueKeys;
-pub use observer::{AttemptOutcome, Observer};
+pub use observer::{AttemptOutcome, JobEnd, Observer};
 pub use options::{
     BadCompat, Compat, DEFAULT_CONCURRENCY, DEFAULT_DRAIN_DELAY, DEFAULT_LOCK_DURATION,
     DEFAULT_MAX_STALLED_COUNT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STALLED_INTERVAL, KeepJobs,
     WorkerOptions,
 };
-pub use processor::{Defer, JobContext, JobHandle, ProcessError, Processor};
-pub use results::ResultCache;
+pub use processor::{Defer, Disposition, JobContext, JobHandle, ProcessError, Processor};
 pub use time_limit::TimeLimit;
 pub use worker::{RunSummary, Worker};

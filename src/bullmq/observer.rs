@@ -1,7 +1,10 @@
-//! Hooks for whoever wants to count what the worker does (metrics), without this layer
-//! knowing how they are exported.
+//! Hooks for whoever wants to know what the worker does (metrics, the app's result cache),
+//! without this layer knowing how they are exported or where they are written.
 
 use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
 
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +38,30 @@ impl AttemptOutcome {
     }
 }
 
-/// Receives the worker's events. Methods must be cheap and must not block.
+/// How a job ended for good: what its `returnvalue` or `failedReason` now says in Redis.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JobEnd<'a> {
+    /// Completed with this return value.
+    Completed(&'a Value),
+    /// Failed for good with this reason (as stored, already capped).
+    Failed(&'a str),
+}
+
+/// Receives the worker's events. Methods must be cheap and must not block: they run on the
+/// job's task right after Redis recorded the outcome.
 pub trait Observer: Send + Sync {
     /// An attempt ended after running for `duration` (zero for hand-backs).
     fn attempt_finished(&self, outcome: AttemptOutcome, duration: Duration);
+
+    /// Job `job_id` reached its final state (completed, or failed with no retry left). Called
+    /// after the state is in Redis, once per job end; a retried attempt does not call it.
+    fn job_finished(&self, job_id: &str, end: JobEnd<'_>) {
+        let _ = (job_id, end);
+    }
+
+    /// The worker is stopping: resolves once whatever the observer still buffers is written
+    /// (or given up on), so a stopped worker has said everything it knew.
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }

@@ -55,23 +55,36 @@ pub trait Processor: Send + Sync + 'static {
     fn process(&self, job: JobContext) -> BoxFuture<'static, Result<Value, ProcessError>>;
 }
 
+/// What a failure keeps of the error that caused it. Shared, so a [`ProcessError`] stays
+/// `Clone` (the worker may try to store one failure several times).
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why an attempt did not complete: a failure (retried or not), or a request to park the job
 /// and run it again later without counting the attempt ([`ProcessError::delayed`]).
-#[derive(Debug, Clone)]
+///
+/// A failure says what was being done in [`ProcessError::message`] and keeps the error that
+/// caused it as its [`std::error::Error::source`], so whoever reads it (the job's
+/// `failedReason`, the worker's log) sees the whole chain, down to what the driver said:
+/// [`ProcessError::reason`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
 pub struct ProcessError {
-    /// The message stored as `failedReason` (a person reads it in Bull Board); for a deferral,
-    /// the line appended to the job's log.
+    /// What failed, in words a person reads in Bull Board (the head of `failedReason`); for a
+    /// deferral, the line appended to the job's log.
     pub message: String,
     /// False for bad input and other failures a retry cannot fix: the job fails at once.
     /// Always false for a deferral, so callers that retry on their own leave it alone.
     pub retryable: bool,
-    /// Extra lines for the stack trace entry (for example an error's cause chain).
+    /// Extra lines for the stack trace entry.
     pub detail: Vec<String>,
     /// Set by [`ProcessError::discarded`]: a plain error that must not be retried (Node's
     /// `job.discard()` before throwing), as opposed to an `UnrecoverableError`.
     pub discarded: bool,
     /// Set when this is not a failure but a request to move the job elsewhere.
     pub defer: Option<Defer>,
+    /// The error that caused this failure, if any ([`ProcessError::caused_by`]).
+    #[source]
+    pub source: Option<Cause>,
 }
 
 /// Where a processor asks its job to go instead of failing. None of these counts an attempt,
@@ -108,6 +121,7 @@ impl ProcessError {
             detail: Vec::new(),
             discarded: false,
             defer: None,
+            source: None,
         }
     }
 
@@ -119,6 +133,7 @@ impl ProcessError {
             detail: Vec::new(),
             discarded: false,
             defer: None,
+            source: None,
         }
     }
 
@@ -130,6 +145,7 @@ impl ProcessError {
             detail: Vec::new(),
             discarded: false,
             defer: None,
+            source: None,
         }
     }
 
@@ -155,6 +171,7 @@ impl ProcessError {
             detail: Vec::new(),
             discarded: false,
             defer: Some(Defer::Delayed { until_ms }),
+            source: None,
         }
     }
 
@@ -171,6 +188,7 @@ impl ProcessError {
             detail: Vec::new(),
             discarded: false,
             defer: Some(Defer::RateLimited),
+            source: None,
         }
     }
 
@@ -185,6 +203,7 @@ impl ProcessError {
             detail: Vec::new(),
             discarded: false,
             defer: Some(Defer::WaitingChildren),
+            source: None,
         }
     }
 
@@ -196,13 +215,44 @@ impl ProcessError {
         }
     }
 
-    /// The same failure with its message cut to [`MAX_FAILURE_BYTES`] and its detail to
-    /// [`MAX_DETAIL_LINES`] lines of at most that size; the worker applies it before anything
-    /// is stored.
-    pub fn capped(mut self) -> ProcessError {
-        if let Cow::Owned(cut) = cap_text(&self.message, MAX_FAILURE_BYTES) {
-            self.message = cut;
+    /// A failure while doing `message` (`"listing failed"`), caused by `source`: retried when
+    /// `retryable` (the source's own classification, usually), failed at once otherwise.
+    pub fn caused_by(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+        retryable: bool,
+    ) -> ProcessError {
+        ProcessError {
+            source: Some(Arc::new(source)),
+            ..ProcessError::new(message, retryable)
         }
+    }
+
+    /// The text stored as `failedReason`: the message, then each cause in the source chain,
+    /// `message: cause: cause…`. A cause whose text its parent already printed (an error
+    /// that shows its source in its own message) is not repeated.
+    pub fn reason(&self) -> String {
+        let mut text = self.message.clone();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            let line = cause.to_string();
+            if !line.is_empty() && !text.contains(&line) {
+                text.push_str(": ");
+                text.push_str(&line);
+            }
+            next = cause.source();
+        }
+        text
+    }
+
+    /// The same failure as stored text: its [`ProcessError::reason`] (the chain folded into
+    /// the message, so the source is dropped) cut to [`MAX_FAILURE_BYTES`], and its detail to
+    /// [`MAX_DETAIL_LINES`] lines of at most that size. The worker applies it before anything
+    /// is stored or logged.
+    pub fn capped(mut self) -> ProcessError {
+        let reason = self.reason();
+        self.message = cap_text(&reason, MAX_FAILURE_BYTES).into_owned();
+        self.source = None;
         self.detail.truncate(MAX_DETAIL_LINES);
         for line in &mut self.detail {
             if let Cow::Owned(cut) = cap_text(line, MAX_FAILURE_BYTES) {
@@ -228,6 +278,38 @@ impl ProcessError {
     }
 }
 
+/// What becomes of a job after one attempt's result. Decided once, here, by
+/// [`Disposition::of`]: the worker acts on it, and a processor that must know whether this
+/// attempt is the job's last (to leave a note for a person) asks the same function rather
+/// than redoing the attempt arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// The attempt succeeded: the job completes.
+    Completed,
+    /// Not a failure: the job moves elsewhere (delayed, back to wait, waiting-children)
+    /// without using an attempt.
+    Deferred,
+    /// The attempt failed and the job runs again.
+    Retried,
+    /// The job fails for good: a failure no retry can fix, or its last attempt.
+    Failed,
+}
+
+impl Disposition {
+    /// The disposition of an attempt that ended with `result`, for a job that had
+    /// `attempts_made` attempts before this one and allows `attempts` (`opts.attempts`; 0 or
+    /// 1 both mean one).
+    pub fn of(result: Result<(), &ProcessError>, attempts_made: u32, attempts: u32) -> Self {
+        match result {
+            Ok(()) => Disposition::Completed,
+            Err(err) if err.defer.is_some() => Disposition::Deferred,
+            Err(err) if !err.retryable => Disposition::Failed,
+            Err(_) if attempts_made.saturating_add(1) < attempts => Disposition::Retried,
+            Err(_) => Disposition::Failed,
+        }
+    }
+}
+
 /// What a processor sees of a job.
 #[derive(Debug, Clone)]
 pub struct JobContext {
@@ -247,6 +329,13 @@ pub struct JobContext {
     pub attempts: u32,
     /// Progress and log handle.
     pub handle: JobHandle,
+}
+
+impl JobContext {
+    /// What `result` makes of this job ([`Disposition::of`] with its attempt counts).
+    pub fn disposition(&self, result: Result<(), &ProcessError>) -> Disposition {
+        Disposition::of(result, self.attempts_made, self.attempts)
+    }
 }
 
 /// Reports progress and log lines for one job, and reads or waits for its children (flows).
@@ -430,6 +519,87 @@ mod tests {
         assert!(!parked.retryable);
     }
 
+    /// Issue 13: a failure keeps its cause, and what is stored shows the whole chain with the
+    /// failure's own message as its head.
+    #[test]
+    fn a_failure_keeps_its_cause_chain_and_stores_it_as_text() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("connection refused")]
+        struct Refused;
+        #[derive(Debug, thiserror::Error)]
+        #[error("mongodb insert")]
+        struct Insert(#[source] Refused);
+        #[derive(Debug, thiserror::Error)]
+        #[error("request failed: connection refused")]
+        struct Repeats(#[source] Refused);
+
+        let err = ProcessError::caused_by("import failed", Insert(Refused), true);
+        assert!(err.retryable);
+        assert_eq!(err.to_string(), "import failed");
+        let causes: Vec<String> =
+            std::iter::successors(std::error::Error::source(&err), |e| e.source())
+                .map(|e| e.to_string())
+                .collect();
+        assert_eq!(causes, ["mongodb insert", "connection refused"]);
+        assert_eq!(
+            err.reason(),
+            "import failed: mongodb insert: connection refused"
+        );
+        let stored = err.clone().capped();
+        assert_eq!(
+            stored.message,
+            "import failed: mongodb insert: connection refused"
+        );
+        assert!(stored.source.is_none(), "folded into the text once");
+        assert_eq!(
+            stored.reason(),
+            stored.message,
+            "capping twice changes nothing"
+        );
+        assert!(
+            stored
+                .stack_entry()
+                .starts_with("Error: import failed: mongodb insert: connection refused")
+        );
+        // A cause its parent already printed is not repeated.
+        let err = ProcessError::caused_by("listing failed", Repeats(Refused), false);
+        assert_eq!(
+            err.reason(),
+            "listing failed: request failed: connection refused"
+        );
+        assert_eq!(ProcessError::permanent("plain").reason(), "plain");
+    }
+
+    #[test]
+    fn one_function_decides_what_an_attempt_makes_of_its_job() {
+        use Disposition::*;
+        let retry = ProcessError::retryable("net");
+        let fatal = ProcessError::permanent("bad data");
+        let discarded = ProcessError::discarded("stop");
+        let later = ProcessError::delayed(1, "later");
+        for (result, made, attempts, want) in [
+            (Ok(()), 0, 3, Completed),
+            (Ok(()), 2, 3, Completed),
+            (Err(&retry), 0, 3, Retried),
+            (Err(&retry), 1, 3, Retried),
+            (Err(&retry), 2, 3, Failed),
+            (Err(&retry), 5, 3, Failed),
+            (Err(&retry), 0, 1, Failed),
+            (Err(&retry), 0, 0, Failed),
+            (Err(&fatal), 0, 3, Failed),
+            (Err(&discarded), 0, 3, Failed),
+            (Err(&later), 2, 3, Deferred),
+            (Err(&later), 0, 0, Deferred),
+            (Err(&retry), u32::MAX, u32::MAX, Failed),
+        ] {
+            assert_eq!(
+                Disposition::of(result, made, attempts),
+                want,
+                "{result:?} after {made} of {attempts}"
+            );
+        }
+    }
+
     #[test]
     fn long_texts_are_cut_at_a_character_boundary_with_a_note() {
         assert!(matches!(cap_text("short", 10), Cow::Borrowed("short")));
@@ -442,6 +612,7 @@ mod tests {
             detail: vec![huge.clone(); 1000],
             discarded: false,
             defer: None,
+            source: None,
         }
         .capped();
         assert!(

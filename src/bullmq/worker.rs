@@ -24,10 +24,9 @@ use super::error::{Error, ScriptCode};
 use super::job::{Backoff, Job};
 use super::keys::QueueKeys;
 use super::lock::{LockTable, renew_locks};
-use super::observer::{AttemptOutcome, Observer};
+use super::observer::{AttemptOutcome, JobEnd, Observer};
 use super::options::{KeepJobs, WorkerOptions};
-use super::processor::{Defer, JobContext, JobHandle, ProcessError, Processor};
-use super::results::ResultCache;
+use super::processor::{Defer, Disposition, JobContext, JobHandle, ProcessError, Processor};
 use super::scripts::add_log::AddLog;
 use super::scripts::move_job_from_active_to_wait::MoveJobFromActiveToWait;
 use super::scripts::move_to_active::MoveToActive;
@@ -91,8 +90,6 @@ struct Inner {
     con: RedisConn,
     /// What runs each job (the POS pipeline, or a test processor); shared by every slot.
     processor: Arc<dyn Processor>,
-    /// Where final outcomes are written for the app, if anywhere.
-    results: Option<ResultCache>,
     /// This worker's id; lock tokens are `<id>:<n>`.
     id: String,
     /// The `<n>` of the next token.
@@ -107,8 +104,8 @@ struct Inner {
     task_ended: Notify,
     /// Outcome counters, returned as the [`RunSummary`] when the worker stops.
     counters: Counters,
-    /// Who else wants to know (metrics), if anyone.
-    observer: Option<Arc<dyn Observer>>,
+    /// Who else wants to know (metrics, the app's result cache), in the order added.
+    observers: Vec<Arc<dyn Observer>>,
     /// Until when (ms since epoch) nothing is claimed because a processor rate-limited the
     /// queue ([`ProcessError::rate_limited`]); 0 when not limited. Node's `limitUntil`.
     limit_until: AtomicU64,
@@ -132,11 +129,10 @@ impl Worker {
         redis_url: &str,
         opts: WorkerOptions,
         processor: Arc<dyn Processor>,
-        results: Option<ResultCache>,
     ) -> Result<Worker, Error> {
         let target = RedisTarget::parse(redis_url, &TlsFiles::default())?;
         let con = RedisConn::connect(&target, "queue").await?;
-        Ok(Worker::with_connection(con, opts, processor, results))
+        Ok(Worker::with_connection(con, opts, processor))
     }
 
     /// A worker on `con`, a connection to the queue database.
@@ -144,7 +140,6 @@ impl Worker {
         con: RedisConn,
         opts: WorkerOptions,
         processor: Arc<dyn Processor>,
-        results: Option<ResultCache>,
     ) -> Worker {
         let keys = Arc::new(QueueKeys::new(&opts.prefix, &opts.queue));
         let connector = con.connector().clone();
@@ -153,7 +148,6 @@ impl Worker {
                 keys,
                 con,
                 processor,
-                results,
                 id: uuid::Uuid::new_v4().to_string(),
                 token_seq: AtomicU64::new(0),
                 locks: LockTable::default(),
@@ -161,7 +155,7 @@ impl Worker {
                 abort_jobs: CancellationToken::new(),
                 task_ended: Notify::new(),
                 counters: Counters::default(),
-                observer: None,
+                observers: Vec::new(),
                 limit_until: AtomicU64::new(0),
                 opts,
             }),
@@ -169,7 +163,8 @@ impl Worker {
         }
     }
 
-    /// Reports every attempt's outcome and duration to `observer` (metrics).
+    /// Reports every attempt's outcome and duration, and every job's end, to `observer`
+    /// (metrics, the app's result cache); may be called several times.
     ///
     /// # Panics
     ///
@@ -177,7 +172,7 @@ impl Worker {
     /// owner of its state; a second owner makes it a no-op rather than a panic.
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Worker {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.observer = Some(observer);
+            inner.observers.push(observer);
         }
         self
     }
@@ -247,8 +242,8 @@ impl Worker {
         }
         background.cancel();
         helpers.wait().await;
-        if let Some(cache) = &inner.results {
-            cache.flush().await;
+        for observer in &inner.observers {
+            observer.flush().await;
         }
         let c = &inner.counters;
         let summary = RunSummary {
@@ -633,8 +628,7 @@ enum FailurePlan {
 }
 
 fn plan_failure(job: &Job, err: &ProcessError) -> FailurePlan {
-    let retries_left = job.attempts_made + 1 < job.opts.attempts;
-    if !err.retryable || !retries_left {
+    if Disposition::of(Err(err), job.attempts_made, job.opts.attempts) == Disposition::Failed {
         return FailurePlan::Fail(err.message.clone());
     }
     match &job.opts.backoff {
@@ -912,22 +906,22 @@ impl Inner {
             Final::RateLimited(_) => AttemptOutcome::Released,
             Final::WaitingChildren => AttemptOutcome::WaitingChildren,
         };
-        if let Some(o) = &self.observer {
+        for o in &self.observers {
             o.attempt_finished(outcome, took);
         }
         match (fin, result) {
             (Final::Completed, Ok(value)) => {
                 c.completed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(job_id = %job.id, "job completed");
-                if let Some(cache) = &self.results {
-                    cache.store(&job.id, Ok(value));
+                for o in &self.observers {
+                    o.job_finished(&job.id, JobEnd::Completed(value));
                 }
             }
             (Final::Failed(reason), _) => {
                 c.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(job_id = %job.id, error.message = %reason, "job failed");
-                if let Some(cache) = &self.results {
-                    cache.store(&job.id, Err(&reason));
+                for o in &self.observers {
+                    o.job_finished(&job.id, JobEnd::Failed(&reason));
                 }
             }
             (Final::RateLimited(ttl_ms), _) => {
@@ -963,7 +957,7 @@ async fn release_all(inner: &Inner) {
         match handed_back {
             Ok(_) => {
                 inner.counters.released.fetch_add(1, Ordering::Relaxed);
-                if let Some(o) = &inner.observer {
+                for o in &inner.observers {
                     o.attempt_finished(AttemptOutcome::Released, Duration::ZERO);
                 }
                 tracing::info!(job_id = %id, "job handed back to the queue");

@@ -16,6 +16,8 @@
 
 use std::fmt;
 
+use chrono::{Datelike, NaiveDate};
+
 /// A value of a POS day that does not follow the rules above. Always permanent: the same job
 /// data fails the same way on every attempt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -135,7 +137,7 @@ impl PosNo {
         value.parse::<u64>().map_err(|_| err()).and_then(PosNo::new)
     }
 
-    /// The number.
+    /// The POS number, 1 to 99.
     pub fn get(self) -> u8 {
         self.0
     }
@@ -147,13 +149,10 @@ impl fmt::Display for PosNo {
     }
 }
 
-/// A business date, `YYYY-MM-DD`, checked against the calendar.
+/// A business date, `YYYY-MM-DD`, checked against the calendar. Held as a calendar date, so
+/// the MongoDB edge converts it without a case that cannot happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BusinessDate {
-    year: u16,
-    month: u8,
-    day: u8,
-}
+pub struct BusinessDate(NaiveDate);
 
 impl BusinessDate {
     /// Parses exactly `YYYY-MM-DD` (the legacy fetcher sends the first 10 characters of a date;
@@ -185,26 +184,48 @@ impl BusinessDate {
         if year == 0 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
             return Err(err());
         }
-        Ok(BusinessDate {
-            year: year as u16,
-            month: month as u8,
-            day: day as u8,
-        })
+        let date = NaiveDate::from_ymd_opt(year as i32, month, day).ok_or_else(err)?;
+        Ok(BusinessDate(date))
     }
 
     /// The year.
     pub fn year(self) -> u16 {
-        self.year
+        self.0.year() as u16
     }
 
     /// The month, 1 to 12.
     pub fn month(self) -> u8 {
-        self.month
+        self.0.month() as u8
     }
 
     /// The day of the month, 1 to 31.
     pub fn day(self) -> u8 {
-        self.day
+        self.0.day() as u8
+    }
+
+    /// The calendar date, for the edges that store or compare dates (MongoDB, readiness).
+    pub fn naive(self) -> NaiveDate {
+        self.0
+    }
+}
+
+/// One POS day: what a job names, a fetch lists and an import replaces. The one shape of a
+/// day past the JSON edge (job data) and up to the BSON edge (MongoDB documents), so every
+/// step in between works on values already known to be valid.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Day {
+    /// The branch code.
+    pub branch: Branch,
+    /// The till (POS number) whose export this is.
+    pub pos: PosNo,
+    /// The business date.
+    pub date: BusinessDate,
+}
+
+impl Day {
+    /// `branch|pos|date`: the `_id` of the day's `imports` record, and how logs name the day.
+    pub fn record_id(&self) -> String {
+        format!("{}|{}|{}", self.branch, self.pos, self.date)
     }
 }
 
@@ -222,13 +243,38 @@ fn days_in_month(year: u32, month: u32) -> u32 {
 
 impl fmt::Display for BusinessDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+        write!(
+            f,
+            "{:04}-{:02}-{:02}",
+            self.year(),
+            self.month(),
+            self.day()
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one day type names the day in MongoDB exactly as the importer's own type did
+    /// (issue 13), and its date converts to the calendar without a failure case.
+    #[test]
+    fn a_day_names_its_import_record_and_converts_its_date() {
+        let day = Day {
+            branch: Branch::parse("AYALA-FRN").unwrap(),
+            pos: PosNo::new(2).unwrap(),
+            date: BusinessDate::parse("2024-02-29").unwrap(),
+        };
+        assert_eq!(day.record_id(), "AYALA-FRN|2|2024-02-29");
+        assert_eq!(
+            day.date.naive(),
+            NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()
+        );
+        let early = BusinessDate::parse("0999-01-05").unwrap();
+        assert_eq!(early.to_string(), "0999-01-05");
+        assert_eq!((early.year(), early.month(), early.day()), (999, 1, 5));
+    }
 
     #[test]
     fn legacy_branch_codes_parse() {

@@ -121,7 +121,7 @@ use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use rust_decimal::Decimal;
 
-use super::day::{Branch, BusinessDate, PosNo};
+pub use super::day::Day;
 use super::record::Transaction;
 
 /// How long a day's import lease lasts without renewal, by default. Renewed with every batch;
@@ -203,9 +203,9 @@ pub enum ImportError {
     /// A value could not be converted for MongoDB.
     #[error("cannot store row {row_key}: {reason}")]
     Convert {
-        /// The row.
+        /// The row's key, so a person can find it in the export.
         row_key: String,
-        /// What failed.
+        /// Why the value does not fit (the converter's message).
         reason: String,
     },
 }
@@ -221,44 +221,25 @@ impl ImportError {
     }
 }
 
-/// One (branch, pos, date).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Day {
-    /// Branch code.
-    pub branch: String,
-    /// POS number (1 or 2).
-    pub pos: u16,
-    /// Business date.
-    pub date: NaiveDate,
+/// How a [`Day`] is named in MongoDB: the BSON edge of the one day type.
+trait DayDocs {
+    /// The `_id` of the day's fence guard document.
+    fn guard_id(&self) -> String;
+    /// The filter that selects the day's rows (`date` as a BSON date, as the app stores it).
+    fn filter(&self) -> Document;
 }
 
-impl Day {
-    /// The day named by validated parts. `None` only if the date does not exist in the
-    /// calendar, which [`BusinessDate::parse`] already rules out.
-    pub fn from_parts(branch: &Branch, pos: PosNo, date: BusinessDate) -> Option<Day> {
-        let date = NaiveDate::from_ymd_opt(
-            i32::from(date.year()),
-            u32::from(date.month()),
-            u32::from(date.day()),
-        )?;
-        Some(Day {
-            branch: branch.as_str().to_string(),
-            pos: u16::from(pos.get()),
-            date,
-        })
-    }
-
-    /// `branch|pos|date`: the `_id` of the day's `imports` record.
-    pub fn record_id(&self) -> String {
-        format!("{}|{}|{}", self.branch, self.pos, self.date)
-    }
-
+impl DayDocs for Day {
     fn guard_id(&self) -> String {
         format!("~fence|{}", self.record_id())
     }
 
     fn filter(&self) -> Document {
-        doc! {"branch": &self.branch, "pos": i32::from(self.pos), "date": bson_date(self.date)}
+        doc! {
+            "branch": self.branch.as_str(),
+            "pos": i32::from(self.pos.get()),
+            "date": bson_date(self.date.naive()),
+        }
     }
 }
 
@@ -296,7 +277,7 @@ pub struct FileRecord {
     pub path: String,
     /// The bucket (S3 only).
     pub bucket: Option<String>,
-    /// Bytes.
+    /// Its size in bytes as stored; a reprocess checks the bytes again through the hash.
     pub size: u64,
     /// SHA-256, hex.
     pub checksum: String,
@@ -424,7 +405,8 @@ impl Importer {
         self
     }
 
-    /// The database.
+    /// The database the importer writes to, for the readiness probe and for tests that read
+    /// the rows back.
     pub fn database(&self) -> &Database {
         &self.db
     }
@@ -602,7 +584,7 @@ impl Importer {
         self.bounded(
             "writing a monitor entry",
             self.monitor_entries().insert_one(doc! {
-                "branch": &day.branch,
+                "branch": day.branch.as_str(),
                 "pos": day.pos.to_string(),
                 "date": day.date.to_string(),
                 "note": note,
@@ -667,7 +649,7 @@ impl Importer {
                 "state": "running", "job": job, "owner": &self.owner, "importId": &import_id,
                 "untilMs": now + self.timeouts.lease.as_millis() as i64,
                 "startedAt": DateTime::now(), "finishedAt": Bson::Null,
-                "branch": &day.branch, "pos": i32::from(day.pos), "date": day.date.to_string(),
+                "branch": day.branch.as_str(), "pos": i32::from(day.pos.get()), "date": day.date.to_string(),
             };
             let (fence, unfinished) = match decide(record.as_ref(), job, now) {
                 Decision::Wait { holder, until_ms } => {

@@ -3,8 +3,10 @@
 
 pub mod combine;
 pub mod day;
+pub mod export_name;
 pub mod fetch;
 pub mod import;
 pub mod ready;
 pub mod record;
+pub mod retry;
 pub mod storage;

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use chrono::NaiveDate;
 use fetch_worker::pipeline::combine::{CollectSink, CombineOptions, combine_paths};
+use fetch_worker::pipeline::day::{Branch, BusinessDate, PosNo};
 use std::time::Duration;
 
 use fetch_worker::pipeline::import::{
@@ -46,9 +46,9 @@ fn day_rows(branch: &str, date: &str) -> Vec<Transaction> {
 
 fn day(branch: &str, date: &str) -> Day {
     Day {
-        branch: branch.into(),
-        pos: 1,
-        date: NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap(),
+        branch: Branch::parse(branch).unwrap(),
+        pos: PosNo::new(1).unwrap(),
+        date: BusinessDate::parse(date).unwrap(),
     }
 }
 
@@ -149,10 +149,10 @@ fn sorted_keys(rows: &[Transaction]) -> Vec<String> {
 
 /// The fence of every stored row of the day.
 async fn fences(db: &mongodb::Database, d: &Day) -> Vec<i64> {
-    let date = fetch_worker::pipeline::import::bson_date(d.date);
+    let date = fetch_worker::pipeline::import::bson_date(d.date.naive());
     let docs: Vec<mongodb::bson::Document> = db
         .collection("transactions")
-        .find(doc! {"branch": &d.branch, "pos": i32::from(d.pos), "date": date})
+        .find(doc! {"branch": d.branch.as_str(), "pos": i32::from(d.pos.get()), "date": date})
         .await
         .unwrap()
         .try_collect()

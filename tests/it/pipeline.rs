@@ -8,9 +8,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fetch_worker::app_cache::CacheInvalidation;
 use fetch_worker::bullmq::{RunSummary, Worker};
 use fetch_worker::fake_pos::{FakePos, Fault, FaultRule, Faults, Target};
-use fetch_worker::handler::{CacheInvalidation, FetchHandler};
+use fetch_worker::handler::FetchHandler;
 use fetch_worker::pipeline::combine::NewBranches;
 use fetch_worker::pipeline::fetch::{FetchOptions, PosClient, RetryPolicy};
 use fetch_worker::pipeline::import::Importer;
@@ -128,7 +129,7 @@ impl Env {
     ) -> RunSummary {
         let mut opts = self.queue.options();
         opts.concurrency = concurrency;
-        let worker = Worker::connect(&self.queue.url, opts, Arc::new(handler), None)
+        let worker = Worker::connect(&self.queue.url, opts, Arc::new(handler))
             .await
             .unwrap();
         tokio::time::timeout(Duration::from_secs(120), worker.run(std::future::pending()))

@@ -583,7 +583,7 @@ async fn r11_huge_job_data_is_not_echoed() {
     let client = redis::Client::open(stack.redis.url(0)).unwrap();
     let mut c0 = client.get_multiplexed_async_connection().await.unwrap();
     for id in [&array, &field] {
-        let key = fetch_worker::bullmq::ResultCache::key(&stack.queue.name, id);
+        let key = fetch_worker::app_cache::ResultCache::key(&stack.queue.name, id);
         let entry: String = redis::cmd("GET")
             .arg(key)
             .query_async(&mut c0)

@@ -15,8 +15,9 @@ use futures_util::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
 
+use fetch_worker::app_cache::ResultCache;
 use fetch_worker::bullmq::{
-    JobContext, ProcessError, Processor, QueueKeys, ResultCache, RunSummary, Worker, WorkerOptions,
+    JobContext, ProcessError, Processor, QueueKeys, RunSummary, Worker, WorkerOptions,
 };
 use fetch_worker::redis_conn::{Connector, RedisConn, RedisTarget, TlsFiles, is_fatal_at_start};
 
@@ -316,8 +317,8 @@ async fn tls_with_client_certificates_drains_and_an_unknown_ca_is_refused() {
         .unwrap();
     let runs = Counting::default();
     let results = ResultCache::new(cache, &q.name, Duration::from_secs(60));
-    let worker =
-        Worker::with_connection(con, options(&q, 4), Arc::new(runs.clone()), Some(results));
+    let worker = Worker::with_connection(con, options(&q, 4), Arc::new(runs.clone()))
+        .with_observer(Arc::new(results));
     let running = start(worker);
     eventually(20, "all jobs completed over TLS", || {
         let q = &q;
@@ -424,7 +425,8 @@ async fn acl_user_with_only_the_needed_commands_runs_the_worker() {
     let results = ResultCache::new(cache, &q.name, Duration::from_secs(60));
     let mut opts = options(&q, 2);
     opts.name = Some("acl-worker".into());
-    let worker = Worker::with_connection(con, opts, Arc::new(runs.clone()), Some(results));
+    let worker =
+        Worker::with_connection(con, opts, Arc::new(runs.clone())).with_observer(Arc::new(results));
     let running = start(worker);
     eventually(20, "all jobs completed as the ACL user", || {
         let q = &q;
@@ -537,7 +539,7 @@ async fn sentinel_failover_mid_drain_loses_nothing() {
     // The probe's connection now goes to the old master.
     assert_eq!(readiness(&ready).await, (200, "ok".to_string()));
 
-    let worker = Worker::with_connection(con, options(&q, 4), Arc::new(runs.clone()), None);
+    let worker = Worker::with_connection(con, options(&q, 4), Arc::new(runs.clone()));
     let running = start(worker);
     eventually(20, "a third of the jobs completed", || {
         let q = &q;
@@ -629,7 +631,7 @@ async fn demoted_primary_makes_the_worker_reconnect_not_loop_on_readonly() {
     };
     let (ready, stop_ops) = serve_health(&target).await;
     assert_eq!(readiness(&ready).await, (200, "ok".to_string()));
-    let worker = Worker::with_connection(con, options(&q, 4), Arc::new(runs.clone()), None);
+    let worker = Worker::with_connection(con, options(&q, 4), Arc::new(runs.clone()));
     let running = start(worker);
     eventually(20, "a third of the jobs completed", || {
         let q = &q;
@@ -865,7 +867,7 @@ async fn oom_is_waited_out_not_fatal() {
     set_maxmemory("1").await;
     let runs = Counting::default();
     let con = crate::support::redis_conn(&q.url).await;
-    let worker = Worker::with_connection(con, options(&q, 1), Arc::new(runs.clone()), None);
+    let worker = Worker::with_connection(con, options(&q, 1), Arc::new(runs.clone()));
     let running = start(worker);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(completed(&q).await, 0, "claimed despite OOM?");
@@ -943,7 +945,8 @@ async fn cluster_failover_mid_drain_loses_nothing() {
     o.prefix = "{bull}".into();
     // Longer than the outage below, so no lock lapses while the slot has no master.
     o.lock_duration = Duration::from_secs(30);
-    let worker = Worker::with_connection(con, o, Arc::new(runs.clone()), Some(results));
+    let worker =
+        Worker::with_connection(con, o, Arc::new(runs.clone())).with_observer(Arc::new(results));
     let running = start(worker);
     eventually(20, "a quarter of the jobs completed", || {
         let q = &q;
@@ -1153,7 +1156,7 @@ async fn cluster_failover_mid_drain_loses_nothing() {
         3,
         "the result keys should spread over the masters"
     );
-    let invalidation = fetch_worker::handler::CacheInvalidation::new(
+    let invalidation = fetch_worker::app_cache::CacheInvalidation::new(
         cache,
         format!("fetch-worker:result:{}:*", q.name),
     );
@@ -1176,7 +1179,7 @@ async fn a_cluster_worker_without_a_hash_tag_refuses_to_run() {
     .unwrap();
     let con = RedisConn::lazy(Connector::new(&target).unwrap());
     let o = WorkerOptions::new("bull", "fetch");
-    let worker = Worker::with_connection(con, o, Arc::new(Counting::default()), None);
+    let worker = Worker::with_connection(con, o, Arc::new(Counting::default()));
     let err = tokio::time::timeout(Duration::from_secs(5), worker.run(std::future::pending()))
         .await
         .expect("refused at once")

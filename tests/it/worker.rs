@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fetch_worker::bullmq::{JobContext, ProcessError, Processor, ResultCache};
+use fetch_worker::app_cache::ResultCache;
+use fetch_worker::bullmq::{JobContext, ProcessError, Processor};
 use fetch_worker::processors::{Fail, Noop, Sleep};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;

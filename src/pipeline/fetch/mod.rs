@@ -64,9 +64,11 @@ use crate::pipeline::day::{Branch, BusinessDate, PosNo};
 use crate::pipeline::storage::{RawStorage, RawWriter, StorageLocation};
 use crate::secret::{RedactedUrl, SecretUrl, redact_url};
 
+pub use crate::pipeline::export_name::PosFileName;
+pub use crate::pipeline::retry::RetryPolicy;
 pub use error::FetchError;
 pub use listing::{ListBodyError, Listing, SkipReason, Skipped, parse_list};
-pub use reference::{FileRef, PosFileName, RefError};
+pub use reference::{FileRef, RefError};
 
 /// The legacy list endpoint (`POS_LIST_URL` default).
 pub const LEGACY_LIST_URL: &str = "https://biggsph.com/biggsinc_loyalty/controller/fetch_list2.php";
@@ -81,40 +83,6 @@ pub const MAX_REDIRECTS: usize = 5;
 pub const DEFAULT_MAX_FILES_PER_DAY: usize = 64;
 /// The User-Agent of every request.
 pub const USER_AGENT: &str = concat!("fetch-worker/", env!("CARGO_PKG_VERSION"));
-
-/// How often, and how patiently, a transient failure is retried in-process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Tries in all, including the first (at least 1).
-    pub attempts: u32,
-    /// The wait after the first failed try; doubled after each further one.
-    pub initial_backoff: Duration,
-    /// The longest wait.
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 3,
-            initial_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait after failed try number `attempt` (1-based): `initial × 2^(attempt-1)`, at most
-    /// `max_backoff`.
-    pub fn delay_after(&self, attempt: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.initial_backoff
-            .checked_mul(factor)
-            .map_or(self.max_backoff, |d| d.min(self.max_backoff))
-    }
-}
 
 /// Everything [`PosClient`] needs. Build with [`FetchOptions::new`], then adjust fields.
 #[derive(Debug, Clone)]

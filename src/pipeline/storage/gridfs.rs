@@ -73,7 +73,7 @@ use mongodb::gridfs::{FilesCollectionDocument, GridFsBucket, GridFsUploadStream}
 use mongodb::options::{GridFsBucketOptions, IndexOptions, ReadPreference, SelectionCriteria};
 use mongodb::{Database, IndexModel};
 
-use crate::pipeline::fetch::PosFileName;
+use crate::pipeline::export_name::PosFileName;
 
 use super::{RawStorage, RawWriter, StorageError, StorageLocation, raw_key};
 

@@ -16,7 +16,7 @@ use futures_util::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
 
 use crate::pipeline::day::{Branch, BusinessDate, PosNo};
-use crate::pipeline::fetch::PosFileName;
+use crate::pipeline::export_name::PosFileName;
 
 use super::{RawStorage, RawWriter, StorageError, StorageLocation};
 

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::fetch::PosFileName;
+use crate::pipeline::export_name::PosFileName;
 
 pub use gridfs::GridFsStorage;
 pub use local::LocalStorage;

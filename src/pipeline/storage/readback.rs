@@ -183,7 +183,7 @@ pub async fn sha256_file(path: &Path) -> Result<String, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::fetch::PosFileName;
+    use crate::pipeline::export_name::PosFileName;
     use crate::pipeline::storage::RawStorage;
 
     const NAME: &str = "a_BMC_1_rd5000_2026-02-09_20-00_.csv";

@@ -64,7 +64,8 @@ use object_store::{
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::pipeline::fetch::{PosFileName, RetryPolicy};
+use crate::pipeline::export_name::PosFileName;
+use crate::pipeline::retry::RetryPolicy;
 use crate::scratch::ScratchDir;
 
 use super::{RawStorage, RawWriter, StorageError, StorageLocation, raw_key};

@@ -263,9 +263,7 @@ impl TestQueue {
 
     /// Runs a worker until the queue is drained (with a 30 s safety bound).
     pub async fn drain(&self, opts: WorkerOptions, processor: Arc<dyn Processor>) -> RunSummary {
-        let worker = Worker::connect(&self.url, opts, processor, None)
-            .await
-            .unwrap();
+        let worker = Worker::connect(&self.url, opts, processor).await.unwrap();
         tokio::time::timeout(Duration::from_secs(30), worker.run(std::future::pending()))
             .await
             .expect("worker did not drain within 30 s")
@@ -312,11 +310,12 @@ impl Running {
         url: &str,
         opts: WorkerOptions,
         processor: Arc<dyn Processor>,
-        results: Option<fetch_worker::bullmq::ResultCache>,
+        results: Option<fetch_worker::app_cache::ResultCache>,
     ) -> Running {
-        let worker = Worker::connect(url, opts, processor, results)
-            .await
-            .unwrap();
+        let mut worker = Worker::connect(url, opts, processor).await.unwrap();
+        if let Some(results) = results {
+            worker = worker.with_observer(Arc::new(results));
+        }
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         let run = tokio::spawn(worker.run(async {
             let _ = rx.await;

@@ -1,6 +1,8 @@
 //! Job results in the app's cache database (Redis db 0 by default).
 //!
-//! On a job's final outcome the worker writes `fetch-worker:result:<queue>:<jobId>` =
+//! These are the app's keys, not BullMQ's: the worker only reports each job's end to its
+//! observers ([`Observer::job_finished`]), and [`ResultCache`] is the observer that turns it
+//! into a key. On a job's final outcome it writes `fetch-worker:result:<queue>:<jobId>` =
 //! `{"status":"completed","result":…}` or `{"status":"failed","error":"…"}` with a TTL, so the
 //! app can answer "how did job X end" without touching the queue database.
 //!
@@ -10,7 +12,9 @@
 
 use std::time::Duration;
 
+use crate::bullmq::{AttemptOutcome, JobEnd, Observer};
 use crate::redis_conn::RedisConn;
+use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
@@ -83,6 +87,23 @@ impl ResultCache {
         if self.tx.send(Message::Flush(done)).is_ok() {
             let _ = wait.await;
         }
+    }
+}
+
+/// Fed by the worker: every final outcome is queued for writing, and the worker's stop waits
+/// for the writes ([`ResultCache::flush`]).
+impl Observer for ResultCache {
+    fn attempt_finished(&self, _outcome: AttemptOutcome, _duration: Duration) {}
+
+    fn job_finished(&self, job_id: &str, end: JobEnd<'_>) {
+        match end {
+            JobEnd::Completed(value) => self.store(job_id, Ok(value)),
+            JobEnd::Failed(reason) => self.store(job_id, Err(reason)),
+        }
+    }
+
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(ResultCache::flush(self))
     }
 }
 
