@@ -605,11 +605,14 @@ mod tests {
         assert!(matches!(cap_text("short", 10), Cow::Borrowed("short")));
         let cut = cap_text("ééééé", 3);
         assert_eq!(cut, "é… [8 more bytes cut]");
+        // 20 MiB once came in as job data and came back as the failure text. The detail lines
+        // are shorter: enough to be cut, without 1,000 copies of 20 MiB (20 GiB) in memory.
         let huge = "x".repeat(20 << 20);
+        let long_line = "y".repeat(8 * MAX_FAILURE_BYTES);
         let err = ProcessError {
             message: format!("invalid job data: got {huge}"),
             retryable: false,
-            detail: vec![huge.clone(); 1000],
+            detail: vec![long_line; 1000],
             discarded: false,
             defer: None,
             source: None,
