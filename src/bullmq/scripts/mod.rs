@@ -82,6 +82,21 @@ pub(crate) fn arg_ms(d: Duration) -> Vec<u8> {
     arg(d.as_millis() as u64)
 }
 
+/// Decodes the reply of a script that ends an attempt and may claim the next job
+/// (`moveToFinished`, `moveToDelayed`): an integer is the script's status, an error code or 0
+/// when nothing was claimed; anything else is the claimed job.
+pub(crate) fn decode_end_and_claim(
+    script: &'static str,
+    job_id: &str,
+    reply: Value,
+) -> Result<Claim, Error> {
+    if let Value::Int(code) = reply {
+        Error::check(script, job_id, code)?;
+        return Ok(Claim::Empty);
+    }
+    decode_claim(script, reply)
+}
+
 /// Decodes `{fields|0, id|0, ttl, due}`, or an integer reply (`0` = nothing claimed).
 pub(crate) fn decode_claim(script: &'static str, reply: Value) -> Result<Claim, Error> {
     let bad = |reason: &str| Error::Reply {

@@ -3,7 +3,7 @@
 use redis::Value;
 use redis::aio::ConnectionLike;
 
-use super::{Claim, ClaimArgs, arg, arg_ms, decode_claim};
+use super::{Claim, ClaimArgs, arg, arg_ms, decode_end_and_claim};
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
 use crate::bullmq::lua::{SCRIPTS, Script};
@@ -134,11 +134,7 @@ impl MoveToFinished<'_> {
         let reply: Value = script
             .run(con, &self.keys(queue), &self.args(queue))
             .await?;
-        if let Value::Int(code) = reply {
-            Error::check(script.name(), self.job_id, code)?;
-            return Ok(Claim::Empty);
-        }
-        decode_claim(script.name(), reply)
+        decode_end_and_claim(script.name(), self.job_id, reply)
     }
 }
 
