@@ -423,8 +423,13 @@ async fn rows_without_a_fence_are_replaced_or_removed() {
 async fn a_takeover_keeps_its_lease_while_it_waits_out_old_writes() {
     let mongo = TestMongo::start();
     let db = mongo.database(&TestMongo::unique_db("renew")).await;
-    // A 1.2 s lease; the wait is 200 ms + the 2 s margin.
-    let importer = Importer::new(db.clone(), "test").with_timeouts(quick(1_200));
+    // A 2 s lease, renewed every 667 ms while the import waits 1 s + the 2 s margin. The check
+    // below comes 2.5 s in: past one lease from the last write, and it fails only if no
+    // renewal lands for 1.8 s (a loaded machine once delayed them past a 1.2 s lease).
+    let importer = Importer::new(db.clone(), "test").with_timeouts(ImportTimeouts {
+        write_max_time: Duration::from_secs(1),
+        ..quick(2_000)
+    });
     importer.ensure_indexes().await.unwrap();
     let rows = day_rows("BMC", "2026-02-09");
     let d = day("BMC", "2026-02-09");
@@ -435,7 +440,7 @@ async fn a_takeover_keeps_its_lease_while_it_waits_out_old_writes() {
     again.write(&rows).await.unwrap();
     let finish = tokio::spawn(async move { again.finish().await });
     // Past one lease from the last write, another job still finds the day busy.
-    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert!(
         matches!(
             importer.check_free(&d, "job-2").await,
