@@ -25,9 +25,14 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
     let config = RunConfig::from_args(*args).context("configuration")?;
-    fetch_worker::telemetry::init(config.log_format);
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-    runtime.block_on(serve(config))
+    // Traces (when OTEL_EXPORTER_OTLP_ENDPOINT is set) export through this runtime, so they
+    // are flushed after the worker stops and before the runtime goes.
+    let traces = fetch_worker::telemetry::init_with_traces(config.log_format, runtime.handle())
+        .context("OpenTelemetry traces")?;
+    let served = runtime.block_on(serve(config));
+    traces.shutdown();
+    served
 }
 
 async fn serve(config: RunConfig) -> anyhow::Result<()> {

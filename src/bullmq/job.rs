@@ -165,6 +165,9 @@ pub struct JobOptions {
     pub repeat: Option<RepeatOptions>,
     /// `prevMillis`: the scheduled time (ms) of this iteration, when the producer set it.
     pub prev_millis: Option<u64>,
+    /// `tm`: the producer's trace context as BullMQ's telemetry stores it (a JSON text such
+    /// as `{"traceparent":"00-…"}`), so the job's span continues the producer's trace.
+    pub trace_context: Option<String>,
 }
 
 /// A job's `repeat` options as the producer stored them (the schedule, plus the iteration
@@ -257,6 +260,7 @@ impl JobOptions {
             keep_logs: num("kl").map(|n| n.max(0.0) as u64),
             repeat: v.get("repeat").and_then(RepeatOptions::from_value),
             prev_millis: num("prevMillis").filter(|n| *n >= 0.0).map(|n| n as u64),
+            trace_context: v.get("tm").and_then(Value::as_str).map(str::to_string),
         }
     }
 }

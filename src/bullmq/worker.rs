@@ -521,12 +521,31 @@ impl Inner {
     }
 }
 
+/// The span of one attempt. Logs show `queue`, `job_id` and `attempt`; the `otel.*`,
+/// `messaging.*` and `bullmq.*` fields make it, once exported, the consumer span BullMQ's own
+/// worker would open (`process <queue>`, with its attribute names and the OpenTelemetry
+/// messaging conventions), continuing the producer's trace from the job's `tm` option.
+fn job_span(queue: &str, worker_name: Option<&str>, job: &Job) -> tracing::Span {
+    let span = tracing::info_span!("job", queue = %queue, job_id = %job.id,
+        attempt = job.attempts_made + 1,
+        "otel.name" = %format!("process {queue}"), "otel.kind" = "consumer",
+        "messaging.system" = "bullmq", "messaging.operation" = "process",
+        "messaging.destination.name" = %queue, "messaging.message.id" = %job.id,
+        "bullmq.queue.name" = %queue, "bullmq.queue.operation" = "process",
+        "bullmq.job.id" = %job.id, "bullmq.job.name" = %job.name,
+        "bullmq.job.attempts.made" = i64::from(job.attempts_made),
+        "bullmq.worker.name" = worker_name.unwrap_or_default());
+    if let Some(carrier) = &job.opts.trace_context {
+        crate::telemetry::continue_trace(&span, carrier);
+    }
+    span
+}
+
 /// Processes `job` and, through fetch-next, every job its finish call hands back, until one
 /// finish returns no job.
 async fn run_slot(inner: &Arc<Inner>, mut job: Job, claim: ClaimArgs) {
     loop {
-        let span = tracing::info_span!("job", queue = %inner.opts.queue, job_id = %job.id,
-            attempt = job.attempts_made + 1);
+        let span = job_span(&inner.opts.queue, inner.opts.name.as_deref(), &job);
         let started = std::time::Instant::now();
         let result = {
             use tracing::Instrument;

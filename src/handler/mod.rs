@@ -26,6 +26,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::app_cache::CacheInvalidation;
 use crate::bullmq::{Disposition, JobContext, ProcessError, Processor};
@@ -82,7 +83,6 @@ impl std::fmt::Debug for FetchHandler {
 
 impl Processor for Arc<FetchHandler> {
     fn process(&self, job: JobContext) -> BoxFuture<'static, Result<Value, ProcessError>> {
-        use tracing::Instrument;
         let this = self.clone();
         // Every log line of the job carries the day, beside the worker's job span.
         let data = &job.data;
@@ -158,7 +158,11 @@ impl FetchHandler {
             ))
             .await;
         let listing_started = Instant::now();
-        let listed = self.client.list(&day.branch, day.pos, day.date).await;
+        let listed = self
+            .client
+            .list(&day.branch, day.pos, day.date)
+            .instrument(tracing::info_span!("list"))
+            .await;
         self.timed(Step::List, listing_started);
         let listing = match listed {
             Ok(l) => l,
@@ -225,7 +229,11 @@ impl FetchHandler {
         let mut stored = Vec::with_capacity(listing.files.len());
         for (i, file) in listing.files.iter().enumerate() {
             let download_started = Instant::now();
-            let downloaded = self.client.download(file, self.storage.as_ref()).await;
+            let downloaded = self
+                .client
+                .download(file, self.storage.as_ref())
+                .instrument(tracing::info_span!("download", file = %file.as_str()))
+                .await;
             self.timed(Step::Download, download_started);
             if let Some(m) = &self.metrics {
                 m.download(
@@ -496,7 +504,10 @@ impl FetchHandler {
         };
         let batch_size = self.batch_size.max(1);
         let metrics = self.metrics.clone();
+        // The combine runs on a blocking thread: its span is made here, under the job's.
+        let combine_span = tracing::info_span!("combine", files = paths.len() as i64);
         let combine = tokio::task::spawn_blocking(move || {
+            let _in_span = combine_span.enter();
             let combine_started = Instant::now();
             let mut sink = BatchSink {
                 tx,
@@ -519,7 +530,13 @@ impl FetchHandler {
             if write_error.is_some() {
                 continue;
             }
-            if let Err(e) = import.write(&batch).await {
+            // Signed: the OTel layer exports unsigned integers as text.
+            let batch_span = tracing::info_span!(
+                "import batch",
+                batch = i64::from(batches) + 1,
+                rows = batch.len() as i64
+            );
+            if let Err(e) = import.write(&batch).instrument(batch_span).await {
                 write_error = Some(e);
                 continue;
             }

@@ -1,0 +1,198 @@
+'use strict';
+
+// Traces across the stack: a job carrying a producer's W3C trace context (BullMQ's `tm`
+// option, as bullmq-otel stores it) is processed by the worker's real pipeline against the
+// fake POS server, and the worker's spans arrive at a test OTLP receiver continuing that trace:
+// a consumer span `process <queue>` with BullMQ's and the messaging conventions' attributes,
+// whose children are the list, each download, the combine and each import batch.
+
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { MongoClient } = require('mongodb');
+const s = require('./support');
+const { version } = require('../src/bullmq');
+const { startReceiver } = require('./otlp-receiver');
+
+const redis = s.useRedis();
+const mongo = s.useMongo();
+
+const SAMPLES = path.resolve(__dirname, '../../tests/fixtures/legacy-samples/input');
+const DAY = '2026-02-09';
+
+/** A directory with BMC POS 1's legacy sample exports of DAY; how many files it holds. */
+function posExports(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fw-tracing-pos-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const files = fs.readdirSync(SAMPLES).filter((f) => f.startsWith('a_BMC_1_') && f.includes(`_${DAY}_`));
+  assert.ok(files.length >= 2, `BMC POS 1 sample files of ${DAY} in ${SAMPLES}`);
+  for (const f of files) fs.copyFileSync(path.join(SAMPLES, f), path.join(dir, f));
+  return { dir, count: files.length };
+}
+
+/** Starts `fetch-worker fake-pos` on a free port (killed after the test); its base URL. */
+async function startFakePos(t, dir) {
+  const child = spawn(s.FETCH_WORKER_BIN, ['fake-pos', '--dir', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
+  t.after(() => {
+    process.removeListener('exit', kill);
+    kill();
+  });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', () => {});
+  return s.waitUntil(() => /listening on (http:\/\/[^/\s]+\/)/.exec(out)?.[1], {
+    timeout: 15000,
+    message: 'the fake POS server to print its address',
+  });
+}
+
+/** The pipeline worker's environment for one test: its own database and scratch storage. */
+function pipelineEnv(t, client, pos) {
+  const dbName = mongo.server.uniqueDbName('tracing');
+  t.after(() => client.db(dbName).dropDatabase().catch(() => {}));
+  const raw = fs.mkdtempSync(path.join(os.tmpdir(), 'fw-tracing-raw-'));
+  t.after(() => fs.rmSync(raw, { recursive: true, force: true }));
+  return {
+    MONGO_URI: mongo.server.uriFor(dbName),
+    POS_LIST_URL: `${pos}fetch_list2.php`,
+    POS_FILE_BASE_URL: pos,
+    STORAGE: 'local',
+    RAW_STORAGE_PATH: raw,
+  };
+}
+
+/** The process environment without any OTEL_* variable (the runner's own must not leak in). */
+function withoutOtel() {
+  const env = {};
+  for (const k of Object.keys(process.env)) if (k.startsWith('OTEL_')) env[k] = '';
+  return env;
+}
+
+describe(`traces from the producer's context to the worker's steps (worker=${s.WORKER}, bullmq ${version})`, { skip: s.WORKER === 'node' && 'needs the Rust worker\'s POS pipeline' }, () => {
+  let client;
+  before(async () => {
+    client = new MongoClient(mongo.server.uri, { serverSelectionTimeoutMS: 10000 });
+    await client.connect();
+  });
+  after(async () => {
+    if (client) await client.close();
+  });
+
+  it('the worker continues the job\'s trace: a consumer span and its step spans', { timeout: 90000 }, async (t) => {
+    const receiver = await startReceiver();
+    t.after(() => receiver.close());
+    const h = await s.setup(t, redis);
+    const { dir, count } = posExports(t);
+    const pos = await startFakePos(t, dir);
+    const worker = h.startWorker({
+      processor: null,
+      env: {
+        ...withoutOtel(),
+        ...pipelineEnv(t, client, pos),
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_SERVICE_NAME: 'fetch-worker-test',
+        OTEL_BSP_SCHEDULE_DELAY: '200',
+      },
+    });
+
+    // The producer's span, as bullmq-otel would carry it in the job's `tm` option.
+    const traceId = crypto.randomBytes(16).toString('hex');
+    const producerSpanId = crypto.randomBytes(8).toString('hex');
+    const jobId = `day.BMC.1.${DAY}`;
+    await h.queue.add('fetch-job', { branch: 'BMC', pos: 1, date: DAY }, {
+      jobId,
+      telemetry: { metadata: JSON.stringify({ traceparent: `00-${traceId}-${producerSpanId}-01` }) },
+    });
+    const stored = JSON.parse(await h.db.hget(h.key(jobId), 'opts'));
+    assert.equal(typeof stored.tm, 'string', `the job's opts carry tm: ${JSON.stringify(stored)}`);
+
+    await h.waitForCounts({ completed: 1 }, { timeout: 60000 });
+    const ours = () => receiver.spans.filter((sp) => sp.traceId === traceId);
+    await h.waitUntil(() => ours().some((sp) => sp.name === 'process ' + h.queueName)
+      && ours().filter((sp) => sp.name === 'import batch').length > 0
+      && ours().some((sp) => sp.name === 'combine'), {
+      timeout: 20000,
+      message: 'the worker\'s spans at the receiver',
+      describe: async () => `${await h.describe()}\nreceived: ${JSON.stringify(receiver.spans.map((sp) => sp.name))}\nerrors: ${receiver.errors}`,
+    });
+    await worker.stop();
+
+    const spans = ours();
+    assert.deepEqual(receiver.errors, []);
+    for (const sp of spans) assert.equal(sp.service, 'fetch-worker-test', `${sp.name}'s service`);
+    const consumers = spans.filter((sp) => sp.name === `process ${h.queueName}`);
+    assert.equal(consumers.length, 1, 'one consumer span for the one attempt');
+    const [consumer] = consumers;
+    assert.equal(consumer.kind, 'consumer');
+    assert.equal(consumer.parentSpanId, producerSpanId, 'the consumer span continues the producer\'s span');
+    assert.deepEqual({
+      'messaging.system': consumer.attributes['messaging.system'],
+      'messaging.destination.name': consumer.attributes['messaging.destination.name'],
+      'messaging.message.id': consumer.attributes['messaging.message.id'],
+      'messaging.operation': consumer.attributes['messaging.operation'],
+      'bullmq.queue.name': consumer.attributes['bullmq.queue.name'],
+      'bullmq.queue.operation': consumer.attributes['bullmq.queue.operation'],
+      'bullmq.job.id': consumer.attributes['bullmq.job.id'],
+      'bullmq.job.name': consumer.attributes['bullmq.job.name'],
+      'bullmq.job.attempts.made': consumer.attributes['bullmq.job.attempts.made'],
+      'bullmq.worker.name': consumer.attributes['bullmq.worker.name'],
+    }, {
+      'messaging.system': 'bullmq',
+      'messaging.destination.name': h.queueName,
+      'messaging.message.id': jobId,
+      'messaging.operation': 'process',
+      'bullmq.queue.name': h.queueName,
+      'bullmq.queue.operation': 'process',
+      'bullmq.job.id': jobId,
+      'bullmq.job.name': 'fetch-job',
+      'bullmq.job.attempts.made': 0,
+      'bullmq.worker.name': worker.name,
+    });
+
+    const children = spans.filter((sp) => sp.parentSpanId === consumer.spanId);
+    const names = children.map((sp) => sp.name);
+    assert.equal(names.filter((n) => n === 'list').length, 1, `one list span: ${names}`);
+    const downloads = children.filter((sp) => sp.name === 'download');
+    assert.equal(downloads.length, count, `a download span per file: ${names}`);
+    assert.equal(new Set(downloads.map((d) => d.attributes.file)).size, count, 'each names its file');
+    assert.equal(names.filter((n) => n === 'combine').length, 1, `one combine span: ${names}`);
+    const batches = children.filter((sp) => sp.name === 'import batch');
+    assert.ok(batches.length >= 1, `import batch spans: ${names}`);
+    assert.deepEqual(batches.map((b) => b.attributes.batch).sort((a, b) => a - b), batches.map((_, i) => i + 1));
+    for (const b of batches) assert.ok(Number.isInteger(b.attributes.rows) && b.attributes.rows > 0, 'a batch counts its rows');
+    // Every span of the trace hangs off the consumer (no orphan from an unexported parent).
+    const ids = new Set([producerSpanId, ...spans.map((sp) => sp.spanId)]);
+    for (const sp of spans) assert.ok(ids.has(sp.parentSpanId), `${sp.name}'s parent is in the trace`);
+  });
+
+  it('with the OTEL variables unset, nothing is sent to the default OTLP endpoint', { timeout: 90000 }, async (t) => {
+    // The worker could only reach a receiver it was not told of at OTLP's default address.
+    let receiver;
+    try {
+      receiver = await startReceiver({ port: 4318 });
+    } catch (err) {
+      t.skip(`port 4318 is busy (${err.code}): cannot watch the default endpoint`);
+      return;
+    }
+    t.after(() => receiver.close());
+    const h = await s.setup(t, redis);
+    const { dir } = posExports(t);
+    const pos = await startFakePos(t, dir);
+    const worker = h.startWorker({ processor: null, env: { ...withoutOtel(), ...pipelineEnv(t, client, pos), OTEL_BSP_SCHEDULE_DELAY: '100' } });
+    const traceId = crypto.randomBytes(16).toString('hex');
+    await h.queue.add('fetch-job', { branch: 'BMC', pos: 1, date: DAY }, {
+      jobId: `day.BMC.1.${DAY}`,
+      telemetry: { metadata: JSON.stringify({ traceparent: `00-${traceId}-${crypto.randomBytes(8).toString('hex')}-01` }) },
+    });
+    await h.waitForCounts({ completed: 1 }, { timeout: 60000 });
+    await new Promise((r) => setTimeout(r, 500));
+    await worker.stop();
+    assert.equal(receiver.connections, 0, `requests: ${JSON.stringify(receiver.requests)}`);
+  });
+});
