@@ -316,11 +316,11 @@ impl Disposition {
 /// What a processor sees of a job.
 #[derive(Debug, Clone)]
 pub struct JobContext {
-    /// Job id.
+    /// The job's id: what its Redis keys are named by, and what logs and results quote.
     pub id: String,
-    /// Job name.
+    /// The job's name, as the producer gave it: lets one processor serve several kinds of job.
     pub name: String,
-    /// Job data.
+    /// The job's data (its `data` field, parsed): the processor's whole input.
     pub data: Value,
     /// Attempts ended before this one.
     pub attempts_made: u32,
