@@ -6,6 +6,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
+use super::processor::{Defer, Disposition};
+
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
@@ -24,6 +26,20 @@ pub enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
+    /// What observers see of an attempt the worker ended as `disposition`: the same decision,
+    /// with a deferral named by where the job went, because the metrics count those apart
+    /// (a hand-back to `wait` is labelled `released`, like a hand-back at shutdown).
+    pub fn of(disposition: Disposition) -> AttemptOutcome {
+        match disposition {
+            Disposition::Completed => AttemptOutcome::Completed,
+            Disposition::Failed => AttemptOutcome::Failed,
+            Disposition::Retried => AttemptOutcome::Retried,
+            Disposition::Deferred(Defer::Delayed { .. }) => AttemptOutcome::Delayed,
+            Disposition::Deferred(Defer::RateLimited) => AttemptOutcome::Released,
+            Disposition::Deferred(Defer::WaitingChildren) => AttemptOutcome::WaitingChildren,
+        }
+    }
+
     /// A short lowercase label (`completed`, `failed`, `retried`, `released`, `delayed`,
     /// `waiting-children`).
     pub fn label(self) -> &'static str {
@@ -63,5 +79,30 @@ pub trait Observer: Send + Sync {
     /// (or given up on), so a stopped worker has said everything it knew.
     fn flush(&self) -> BoxFuture<'_, ()> {
         Box::pin(std::future::ready(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_disposition_keeps_its_metrics_label() {
+        for (disposition, label) in [
+            (Disposition::Completed, "completed"),
+            (Disposition::Failed, "failed"),
+            (Disposition::Retried, "retried"),
+            (
+                Disposition::Deferred(Defer::Delayed { until_ms: 5 }),
+                "delayed",
+            ),
+            (Disposition::Deferred(Defer::RateLimited), "released"),
+            (
+                Disposition::Deferred(Defer::WaitingChildren),
+                "waiting-children",
+            ),
+        ] {
+            assert_eq!(AttemptOutcome::of(disposition).label(), label);
+        }
     }
 }

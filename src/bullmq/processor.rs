@@ -286,9 +286,10 @@ impl ProcessError {
 pub enum Disposition {
     /// The attempt succeeded: the job completes.
     Completed,
-    /// Not a failure: the job moves elsewhere (delayed, back to wait, waiting-children)
-    /// without using an attempt.
-    Deferred,
+    /// Not a failure: the job moves where the processor asked (delayed, back to wait,
+    /// waiting-children) without using an attempt. The [`Defer`] rides along so the worker
+    /// acts on this one value and never looks back into the error to find where.
+    Deferred(Defer),
     /// The attempt failed and the job runs again.
     Retried,
     /// The job fails for good: a failure no retry can fix, or its last attempt.
@@ -302,7 +303,9 @@ impl Disposition {
     pub fn of(result: Result<(), &ProcessError>, attempts_made: u32, attempts: u32) -> Self {
         match result {
             Ok(()) => Disposition::Completed,
-            Err(err) if err.defer.is_some() => Disposition::Deferred,
+            Err(ProcessError {
+                defer: Some(defer), ..
+            }) => Disposition::Deferred(*defer),
             Err(err) if !err.retryable => Disposition::Failed,
             Err(_) if attempts_made.saturating_add(1) < attempts => Disposition::Retried,
             Err(_) => Disposition::Failed,
@@ -313,11 +316,11 @@ impl Disposition {
 /// What a processor sees of a job.
 #[derive(Debug, Clone)]
 pub struct JobContext {
-    /// Job id.
+    /// The job's id: what its Redis keys are named by, and what logs and results quote.
     pub id: String,
-    /// Job name.
+    /// The job's name, as the producer gave it: lets one processor serve several kinds of job.
     pub name: String,
-    /// Job data.
+    /// The job's data (its `data` field, parsed): the processor's whole input.
     pub data: Value,
     /// Attempts ended before this one.
     pub attempts_made: u32,
@@ -588,8 +591,8 @@ mod tests {
             (Err(&retry), 0, 0, Failed),
             (Err(&fatal), 0, 3, Failed),
             (Err(&discarded), 0, 3, Failed),
-            (Err(&later), 2, 3, Deferred),
-            (Err(&later), 0, 0, Deferred),
+            (Err(&later), 2, 3, Deferred(Defer::Delayed { until_ms: 1 })),
+            (Err(&later), 0, 0, Deferred(Defer::Delayed { until_ms: 1 })),
             (Err(&retry), u32::MAX, u32::MAX, Failed),
         ] {
             assert_eq!(

@@ -631,33 +631,28 @@ async fn attempt(inner: &Arc<Inner>, job: &Job, token: &str) -> Option<Result<Js
     }
 }
 
-/// What to do with a failed attempt.
-#[derive(Debug, PartialEq)]
-enum FailurePlan {
-    /// Fail for good with this reason.
-    Fail(String),
-    /// Retry at once.
-    RetryNow,
-    /// Retry after this many ms.
-    RetryAfter(u64),
-    /// No way to end the attempt (the retry delay cannot be computed): leave the job active
-    /// with its lock no longer renewed, so stalled recovery takes it. This is what a Node
-    /// worker does when its backoff lookup throws; the text is its error message.
-    Abandon(String),
+/// How long a [`Disposition::Retried`] attempt waits before the job runs again: 0 is at once
+/// (back to `wait`), more is through `delayed`. `Err` holds Node's message when the delay
+/// cannot be computed (a backoff type with no strategy): the attempt then cannot be ended,
+/// and the job is left active with its lock no longer renewed so stalled recovery takes it,
+/// as a Node worker does when its backoff lookup throws.
+fn retry_delay(job: &Job) -> Result<u64, String> {
+    match &job.opts.backoff {
+        None => Ok(0),
+        Some(b) => b
+            .delay_ms(job.attempts_made + 1)
+            .ok_or_else(|| unknown_backoff_message(b)),
+    }
 }
 
-fn plan_failure(job: &Job, err: &ProcessError) -> FailurePlan {
-    if Disposition::of(Err(err), job.attempts_made, job.opts.attempts) == Disposition::Failed {
-        return FailurePlan::Fail(err.message.clone());
-    }
-    match &job.opts.backoff {
-        None => FailurePlan::RetryNow,
-        Some(b) => match b.delay_ms(job.attempts_made + 1) {
-            Some(0) => FailurePlan::RetryNow,
-            Some(ms) => FailurePlan::RetryAfter(ms),
-            None => FailurePlan::Abandon(unknown_backoff_message(b)),
-        },
-    }
+/// What `result` makes of `job`'s attempt, decided once: [`finish`] acts on it and the
+/// observers are told it.
+fn disposition(job: &Job, result: &Result<Json, ProcessError>) -> Disposition {
+    Disposition::of(
+        result.as_ref().map(|_| ()),
+        job.attempts_made,
+        job.opts.attempts,
+    )
 }
 
 /// Node's text for a backoff type it has no strategy for (no custom `backoffStrategy` here).
@@ -735,9 +730,12 @@ async fn finish(
             tracing::warn!(job_id = %job.id, error.message = %e, "could not log the deferral reason");
         }
     }
+    let mut decided = disposition(job, &result);
     loop {
-        let res = match &result {
-            Ok(value) => {
+        // Only a hand-back for rate limiting sets it: how long the queue's limiter holds.
+        let mut limiter_ttl_ms = 0;
+        let res = match (&result, decided) {
+            (Ok(value), _) => {
                 let outcome = Outcome::Completed {
                     returnvalue: value.to_string(),
                 };
@@ -754,12 +752,8 @@ async fn finish(
                 }
                 .call(&mut con, keys)
                 .await
-                .map(|c| (c, Final::Completed))
             }
-            Err(ProcessError {
-                defer: Some(Defer::Delayed { until_ms }),
-                ..
-            }) => {
+            (Err(_), Disposition::Deferred(Defer::Delayed { until_ms })) => {
                 let now = now_ms();
                 MoveToDelayed {
                     now_ms: now,
@@ -771,12 +765,8 @@ async fn finish(
                 }
                 .call(&mut con, keys)
                 .await
-                .map(|c| (c, Final::Delayed(*until_ms)))
             }
-            Err(ProcessError {
-                defer: Some(Defer::RateLimited),
-                ..
-            }) => MoveJobFromActiveToWait {
+            (Err(_), Disposition::Deferred(Defer::RateLimited)) => MoveJobFromActiveToWait {
                 job_id: &job.id,
                 token: &claim.token,
                 compat: claim.compat,
@@ -789,12 +779,10 @@ async fn finish(
                         .limit_until
                         .fetch_max(now_ms() + ttl, Ordering::Relaxed);
                 }
-                (Claim::Empty, Final::RateLimited(ttl))
+                limiter_ttl_ms = ttl;
+                Claim::Empty
             }),
-            Err(ProcessError {
-                defer: Some(Defer::WaitingChildren),
-                ..
-            }) => {
+            (Err(_), Disposition::Deferred(Defer::WaitingChildren)) => {
                 // The processor already moved the job (and released its lock); as a Node
                 // worker after `WaitingChildrenError`, only claim the next job.
                 if fetch_next {
@@ -804,39 +792,18 @@ async fn finish(
                     }
                     .call(&mut con, keys)
                     .await
-                    .map(|c| (c, Final::WaitingChildren))
                 } else {
-                    Ok((Claim::Empty, Final::WaitingChildren))
+                    Ok(Claim::Empty)
                 }
             }
-            Err(err) => {
+            (Err(err), Disposition::Retried) => {
                 let stack = stacktrace_json(job, err);
-                match plan_failure(job, err) {
-                    FailurePlan::Fail(reason) => {
-                        let outcome = Outcome::Failed {
-                            reason: reason.clone(),
-                            stacktrace: stack,
-                        };
-                        MoveToFinished {
-                            now_ms: now_ms(),
-                            job_id: &job.id,
-                            outcome: &outcome,
-                            keep: inner.keep_for(job, false),
-                            attempts: job.opts.attempts,
-                            fetch_next,
-                            attempts_made: job.attempts_made,
-                            metrics_points: inner.opts.metrics_max_data_points,
-                            claim,
-                        }
-                        .call(&mut con, keys)
-                        .await
-                        .map(|c| (c, Final::Failed(reason)))
-                    }
-                    FailurePlan::Abandon(message) => {
+                match retry_delay(job) {
+                    Err(message) => {
                         tracing::error!(job_id = %job.id, error.message = %message, "cannot plan the retry; the job will stall and be recovered");
                         return None;
                     }
-                    FailurePlan::RetryNow => RetryJob {
+                    Ok(0) => RetryJob {
                         now_ms: now_ms(),
                         job_id: &job.id,
                         token: &claim.token,
@@ -847,27 +814,49 @@ async fn finish(
                     }
                     .call(&mut con, keys)
                     .await
-                    .map(|()| (Claim::Empty, Final::Retried)),
-                    FailurePlan::RetryAfter(ms) => MoveToDelayed {
-                        now_ms: now_ms(),
-                        job_id: &job.id,
-                        delay_ms: ms,
-                        failure: Some(AttemptFailure {
-                            reason: &err.message,
-                            stacktrace: &stack,
-                        }),
-                        fetch_next,
-                        claim,
+                    .map(|()| Claim::Empty),
+                    Ok(ms) => {
+                        MoveToDelayed {
+                            now_ms: now_ms(),
+                            job_id: &job.id,
+                            delay_ms: ms,
+                            failure: Some(AttemptFailure {
+                                reason: &err.message,
+                                stacktrace: &stack,
+                            }),
+                            fetch_next,
+                            claim,
+                        }
+                        .call(&mut con, keys)
+                        .await
                     }
-                    .call(&mut con, keys)
-                    .await
-                    .map(|c| (c, Final::Retried)),
                 }
+            }
+            // `Disposition::Failed`; an error is never `Completed`, and failing for good is
+            // the safe reading of anything else.
+            (Err(err), _) => {
+                let outcome = Outcome::Failed {
+                    reason: err.message.clone(),
+                    stacktrace: stacktrace_json(job, err),
+                };
+                MoveToFinished {
+                    now_ms: now_ms(),
+                    job_id: &job.id,
+                    outcome: &outcome,
+                    keep: inner.keep_for(job, false),
+                    attempts: job.opts.attempts,
+                    fetch_next,
+                    attempts_made: job.attempts_made,
+                    metrics_points: inner.opts.metrics_max_data_points,
+                    claim,
+                }
+                .call(&mut con, keys)
+                .await
             }
         };
         match res {
-            Ok((next, fin)) => {
-                inner.record(job, &result, fin, took);
+            Ok(next) => {
+                inner.record(job, &result, decided, limiter_ttl_ms, took);
                 return match next {
                     Claim::Job(j) => Some(*j),
                     _ => None,
@@ -884,6 +873,7 @@ async fn finish(
                 };
                 tracing::warn!(job_id = %job.id, %code, "completion refused; failing the attempt");
                 result = Err(failure);
+                decided = disposition(job, &result);
             }
             Err(e) if e.is_transient() => {
                 if !inner.may_hold_lock(&job.id) {
@@ -902,56 +892,45 @@ async fn finish(
     }
 }
 
-enum Final {
-    Completed,
-    Failed(String),
-    Retried,
-    /// Parked in `delayed` until this time (ms) at the processor's request.
-    Delayed(u64),
-    /// Handed back to `wait` by a rate-limiting processor; the limiter holds this many ms.
-    RateLimited(u64),
-    /// Parked in `waiting-children` by the processor.
-    WaitingChildren,
-}
-
 impl Inner {
-    fn record(&self, job: &Job, result: &Result<Json, ProcessError>, fin: Final, took: Duration) {
+    /// Counts, logs and reports an attempt Redis has ended as `decided` (`limiter_ttl_ms`:
+    /// how long the limiter holds after a rate-limited hand-back, for the log).
+    fn record(
+        &self,
+        job: &Job,
+        result: &Result<Json, ProcessError>,
+        decided: Disposition,
+        limiter_ttl_ms: u64,
+        took: Duration,
+    ) {
         let c = &self.counters;
-        let outcome = match &fin {
-            Final::Completed => AttemptOutcome::Completed,
-            Final::Failed(_) => AttemptOutcome::Failed,
-            Final::Retried => AttemptOutcome::Retried,
-            Final::Delayed(_) => AttemptOutcome::Delayed,
-            Final::RateLimited(_) => AttemptOutcome::Released,
-            Final::WaitingChildren => AttemptOutcome::WaitingChildren,
-        };
         for o in &self.observers {
-            o.attempt_finished(outcome, took);
+            o.attempt_finished(AttemptOutcome::of(decided), took);
         }
-        match (fin, result) {
-            (Final::Completed, Ok(value)) => {
+        match (decided, result) {
+            (Disposition::Completed, Ok(value)) => {
                 c.completed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(job_id = %job.id, "job completed");
                 for o in &self.observers {
                     o.job_finished(&job.id, JobEnd::Completed(value));
                 }
             }
-            (Final::Failed(reason), _) => {
+            (Disposition::Failed, Err(err)) => {
                 c.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(job_id = %job.id, error.message = %reason, "job failed");
+                tracing::warn!(job_id = %job.id, error.message = %err.message, "job failed");
                 for o in &self.observers {
-                    o.job_finished(&job.id, JobEnd::Failed(&reason));
+                    o.job_finished(&job.id, JobEnd::Failed(&err.message));
                 }
             }
-            (Final::RateLimited(ttl_ms), _) => {
+            (Disposition::Deferred(Defer::RateLimited), _) => {
                 c.released.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(job_id = %job.id, ttl_ms, "queue rate limited by the processor; job handed back");
+                tracing::info!(job_id = %job.id, ttl_ms = limiter_ttl_ms, "queue rate limited by the processor; job handed back");
             }
-            (Final::Delayed(until_ms), _) => {
+            (Disposition::Deferred(Defer::Delayed { until_ms }), _) => {
                 c.delayed.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(job_id = %job.id, until_ms, "job deferred to delayed by its processor");
             }
-            (Final::WaitingChildren, _) => {
+            (Disposition::Deferred(Defer::WaitingChildren), _) => {
                 tracing::info!(job_id = %job.id, "job waits for its children");
             }
             _ => {
@@ -1005,6 +984,14 @@ mod tests {
         j
     }
 
+    /// The two questions [`finish`] asks of a failed attempt, in its order: what the attempt
+    /// makes of the job, and, when retried, after how long (`Err`: cannot say, left to stall).
+    fn plan(job: &Job, err: &ProcessError) -> (Disposition, Option<Result<u64, String>>) {
+        let decided = disposition(job, &Err(err.clone()));
+        let delay = (decided == Disposition::Retried).then(|| retry_delay(job));
+        (decided, delay)
+    }
+
     #[test]
     fn retries_only_while_attempts_remain() {
         let e = ProcessError::retryable("x");
@@ -1013,22 +1000,19 @@ mod tests {
             jitter: 0.0,
         });
         assert_eq!(
-            plan_failure(&job(3, 0, exp.clone()), &e),
-            FailurePlan::RetryAfter(100)
+            plan(&job(3, 0, exp.clone()), &e),
+            (Disposition::Retried, Some(Ok(100)))
         );
         assert_eq!(
-            plan_failure(&job(3, 1, exp.clone()), &e),
-            FailurePlan::RetryAfter(200)
+            plan(&job(3, 1, exp.clone()), &e),
+            (Disposition::Retried, Some(Ok(200)))
         );
+        assert_eq!(plan(&job(3, 2, exp), &e), (Disposition::Failed, None));
         assert_eq!(
-            plan_failure(&job(3, 2, exp), &e),
-            FailurePlan::Fail("x".into())
+            plan(&job(2, 0, None), &e),
+            (Disposition::Retried, Some(Ok(0)))
         );
-        assert_eq!(plan_failure(&job(2, 0, None), &e), FailurePlan::RetryNow);
-        assert_eq!(
-            plan_failure(&job(0, 0, None), &e),
-            FailurePlan::Fail("x".into())
-        );
+        assert_eq!(plan(&job(0, 0, None), &e), (Disposition::Failed, None));
     }
 
     #[test]
@@ -1036,18 +1020,18 @@ mod tests {
         let e = ProcessError::retryable("x");
         let linear = Some(Backoff::Unknown("linear".into()));
         assert_eq!(
-            plan_failure(&job(3, 0, linear.clone()), &e),
-            FailurePlan::Abandon(
-                "Unknown backoff strategy linear. If a custom backoff strategy is used, \
-                 specify it when the queue is created."
-                    .into()
+            plan(&job(3, 0, linear.clone()), &e),
+            (
+                Disposition::Retried,
+                Some(Err(
+                    "Unknown backoff strategy linear. If a custom backoff strategy is used, \
+                     specify it when the queue is created."
+                        .into()
+                ))
             )
         );
         // The last attempt fails without looking the strategy up, as in Node.
-        assert_eq!(
-            plan_failure(&job(3, 2, linear), &e),
-            FailurePlan::Fail("x".into())
-        );
+        assert_eq!(plan(&job(3, 2, linear), &e), (Disposition::Failed, None));
     }
 
     #[test]
@@ -1066,10 +1050,7 @@ mod tests {
     #[test]
     fn permanent_errors_never_retry() {
         let e = ProcessError::permanent("bad branch");
-        assert_eq!(
-            plan_failure(&job(5, 0, None), &e),
-            FailurePlan::Fail("bad branch".into())
-        );
+        assert_eq!(plan(&job(5, 0, None), &e), (Disposition::Failed, None));
     }
 
     #[test]

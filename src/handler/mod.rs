@@ -31,7 +31,10 @@ use tracing::Instrument;
 use crate::app_cache::CacheInvalidation;
 use crate::bullmq::{Disposition, JobContext, ProcessError, Processor};
 use crate::metrics::Step;
-use crate::pipeline::combine::{CombineOptions, FileType, GroupReport, NewBranches, combine_paths};
+use crate::pipeline::combine::{
+    CombineOptions, DayFile, FileType, GroupReport, LEGACY_NAMES, NewBranches, combine_day,
+};
+use crate::pipeline::export_name::ExportName;
 use crate::pipeline::fetch::{FetchError, PosClient, StoredFile};
 use crate::pipeline::import::{Day, FileRecord, FileStatus, ImportError, Importer};
 use crate::pipeline::ready::{Readiness, ReadyRule};
@@ -468,7 +471,7 @@ impl FetchHandler {
         report_to: &Reporter<'_>,
         source: Source,
     ) -> Result<(GroupReport, u64, u64), ProcessError> {
-        let mut paths = Vec::with_capacity(stored.len());
+        let mut files = Vec::with_capacity(stored.len());
         // Files read back from storage are checked against their recorded hash; files this
         // attempt just downloaded were hashed as they were stored.
         let verify = source == Source::Storage;
@@ -481,7 +484,15 @@ impl FetchHandler {
                     let transient = e.is_transient();
                     ProcessError::caused_by(format!("reading {} back", s.file_name), e, transient)
                 })?;
-            paths.push(p);
+            // A name the legacy combiner could not read (an unknown type) is left out of the
+            // day, as combining by paths always left it out.
+            if let Ok(name) = ExportName::parse(&s.file_name, LEGACY_NAMES) {
+                files.push(DayFile {
+                    path: p,
+                    file_name: s.file_name.clone(),
+                    name,
+                });
+            }
         }
         let import_started = Instant::now();
         let mut import = match self.importer.begin(day, &report_to.job.id).await {
@@ -514,7 +525,7 @@ impl FetchHandler {
                 batch: Vec::with_capacity(batch_size),
                 size: batch_size,
             };
-            let report = combine_paths(&paths, &options, &mut sink);
+            let report = combine_day(files, &options, &mut sink);
             let rest = std::mem::take(&mut sink.batch);
             if !rest.is_empty() {
                 let _ = sink.tx.blocking_send(rest);
@@ -556,9 +567,6 @@ impl FetchHandler {
             return Err(self.import_failure(e, day, report_to).await);
         }
         let group = report
-            .groups
-            .into_iter()
-            .find(|g| g.key.branch == day.branch.as_str() && g.key.pos == u16::from(day.pos.get()))
             .ok_or_else(|| ProcessError::permanent("no export files of this day could be read"))?;
         report_to
             .log(format!(

@@ -1,11 +1,13 @@
 //! Export file names, grouping by (branch, pos, date), and the choice of one file per type.
 //!
-//! Names follow `a_<BRANCH>_<POS>_<type>_<YYYY-MM-DD>_<HH-MM>_.csv`. Like the legacy
-//! `Combiner.generate`, we drop the extension, split on `_` and read the branch, POS, type and
-//! date from parts 1–4; the leading `a` is not checked. Unlike it, we also require the `.csv`
-//! extension (legacy reopened every grouped name as `<name>.csv`, so other files only ever
-//! read as empty), a POS made of digits, a real calendar date and a known type. Anything else
-//! is listed as ignored, with the reason, instead of silently producing empty groups.
+//! Names follow `a_<BRANCH>_<POS>_<type>_<YYYY-MM-DD>_<HH-MM>_.csv` and are read by the one
+//! parser in [`crate::pipeline::export_name`], with the legacy combiner's rules
+//! ([`LEGACY_NAMES`]). Like the legacy `Combiner.generate`, they drop the extension, split on
+//! `_` and read the branch, POS, type and date from parts 1–4; the leading `a` is not checked.
+//! Unlike it, they also require the `.csv` extension (legacy reopened every grouped name as
+//! `<name>.csv`, so other files only ever read as empty), a POS made of digits, a real
+//! calendar date and a known type. Anything else is listed as ignored, with the reason,
+//! instead of silently producing empty groups.
 //!
 //! When a group has several files of one type (several uploads of the day), legacy took
 //! whichever `os.listdir` listed last. We take the one with the most data rows, and on a tie
@@ -18,6 +20,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 
 use super::lines::{Lines, py_strip};
+pub use crate::pipeline::export_name::{ExportName, NameError, Rules};
 
 /// The seven export types a group is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -88,104 +91,22 @@ impl fmt::Display for FileType {
     }
 }
 
-/// What a file name says about its file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExportName {
-    /// Branch code (part 1), for example `AYALA-FRN`.
-    pub branch: String,
-    /// POS number (part 2), as written in the name: the legacy CSV prints this text.
-    pub pos_text: String,
-    /// POS number as an integer.
-    pub pos: u16,
-    /// Export type (part 3).
-    pub file_type: FileType,
-    /// Business date (part 4), as written.
-    pub date_text: String,
-    /// Business date.
-    pub date: NaiveDate,
-    /// Upload time (part 5, `HH-MM`), empty when the name has no such part.
-    pub time: String,
-}
+/// The legacy combiner's reading of an export name ([`Rules::Legacy`]): the shared parser,
+/// accepting only the seven types a group is made of.
+pub const LEGACY_NAMES: Rules = Rules::Legacy {
+    known_type: |t| FileType::parse(t).is_some(),
+};
 
-/// Why a file name is not an export name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NameError {
-    /// The name does not end in `.csv`.
-    #[error("not a .csv file")]
-    NotCsv,
-    /// Fewer than five `_`-separated parts (legacy skipped these too; `fetch_list2.php` is one).
-    #[error("fewer than five '_'-separated parts")]
-    TooFewParts,
-    /// The branch part is empty.
-    #[error("empty branch code")]
-    EmptyBranch,
-    /// The POS part is not a number.
-    #[error("POS {0:?} is not a number")]
-    BadPos(String),
-    /// The type part is none of the seven export types.
-    #[error("unknown file type {0:?}")]
-    UnknownType(String),
-    /// The date part is not a `YYYY-MM-DD` calendar date.
-    #[error("date {0:?} is not YYYY-MM-DD")]
-    BadDate(String),
-    /// The file name is not valid UTF-8.
-    #[error("file name is not UTF-8")]
-    NotUtf8,
-}
-
-impl ExportName {
-    /// Parses a file name (no directory part).
-    ///
-    /// # Errors
-    ///
-    /// A [`NameError`] saying which part is wrong.
-    pub fn parse(file_name: &str) -> Result<Self, NameError> {
-        let stem = file_name.strip_suffix(".csv").ok_or(NameError::NotCsv)?;
-        let parts: Vec<&str> = stem.split('_').collect();
-        if parts.len() < 5 {
-            return Err(NameError::TooFewParts);
-        }
-        let branch = parts[1];
-        if branch.is_empty() {
-            return Err(NameError::EmptyBranch);
-        }
-        let pos_text = parts[2];
-        let pos = parse_pos(pos_text).ok_or_else(|| NameError::BadPos(pos_text.to_string()))?;
-        let file_type = FileType::parse(parts[3])
-            .ok_or_else(|| NameError::UnknownType(parts[3].to_string()))?;
-        let date_text = parts[4];
-        let date =
-            parse_date(date_text).ok_or_else(|| NameError::BadDate(date_text.to_string()))?;
-        Ok(Self {
-            branch: branch.to_string(),
-            pos_text: pos_text.to_string(),
-            pos,
-            file_type,
-            date_text: date_text.to_string(),
-            date,
-            time: parts.get(5).copied().unwrap_or_default().to_string(),
-        })
-    }
-}
-
-fn parse_pos(s: &str) -> Option<u16> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-/// Parses exactly `YYYY-MM-DD` (ten characters, zero-padded), as the POS writes it.
-pub fn parse_date(s: &str) -> Option<NaiveDate> {
-    let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !digits(0..4) || !digits(5..7) {
-        return None;
-    }
-    if !digits(8..10) {
-        return None;
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+/// Parses a file name (no directory part) as the legacy combiner did, with its type.
+///
+/// # Errors
+///
+/// A [`NameError`] saying which part is wrong.
+pub fn parse_legacy_name(file_name: &str) -> Result<(ExportName, FileType), NameError> {
+    let name = ExportName::parse(file_name, LEGACY_NAMES)?;
+    let file_type = FileType::parse(&name.file_type)
+        .ok_or_else(|| NameError::UnknownType(name.file_type.clone()))?;
+    Ok((name, file_type))
 }
 
 /// Identifies one group: the files of one branch, POS and business date.
@@ -193,13 +114,13 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
 /// Ordered by branch, POS number, POS text, date: the order groups are written in.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GroupKey {
-    /// Branch code.
+    /// Branch code: first in the order, so a branch's tills come out together.
     pub branch: String,
-    /// POS number.
+    /// POS number, compared as a number so till 10 comes after till 9.
     pub pos: u16,
     /// POS as written in the file names (`1`, or `01` if a store wrote that).
     pub pos_text: String,
-    /// Business date.
+    /// Business date, as a calendar date so days sort in time order.
     pub date: NaiveDate,
     /// Business date as written in the file names: rows are checked against this text.
     pub date_text: String,
@@ -263,7 +184,7 @@ impl FileSet {
         I: IntoIterator<Item = P>,
         P: AsRef<Path>,
     {
-        let mut groups: BTreeMap<GroupKey, BTreeMap<FileType, Vec<ExportFile>>> = BTreeMap::new();
+        let mut named = Vec::new();
         let mut ignored = Vec::new();
         for path in paths {
             let path = path.as_ref();
@@ -271,32 +192,65 @@ impl FileSet {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .ok_or(NameError::NotUtf8)
-                .and_then(|name| ExportName::parse(name).map(|n| (name.to_string(), n)));
+                .and_then(|name| ExportName::parse(name, LEGACY_NAMES).map(|n| (name, n)));
             match parsed {
-                Ok((file_name, name)) => {
-                    let key = GroupKey {
-                        branch: name.branch,
-                        pos: name.pos,
-                        pos_text: name.pos_text,
-                        date: name.date,
-                        date_text: name.date_text,
-                    };
-                    groups
-                        .entry(key)
-                        .or_default()
-                        .entry(name.file_type)
-                        .or_default()
-                        .push(ExportFile {
-                            path: path.to_path_buf(),
-                            file_name,
-                            time: name.time,
-                        });
-                }
+                Ok((file_name, name)) => named.push(DayFile {
+                    path: path.to_path_buf(),
+                    file_name: file_name.to_string(),
+                    name,
+                }),
                 Err(reason) => ignored.push(IgnoredFile {
                     path: path.to_path_buf(),
                     reason,
                 }),
             }
+        }
+        let mut set = FileSet::from_named(named);
+        set.ignored.append(&mut ignored);
+        set.ignored
+            .sort_by(|a: &IgnoredFile, b: &IgnoredFile| a.path.cmp(&b.path));
+        set
+    }
+
+    /// Sorts files whose names are already parsed into groups; a file whose type is none of
+    /// the seven a group is made of is listed in [`FileSet::ignored`], as the legacy
+    /// combiner would have skipped it.
+    pub fn from_named<I>(files: I) -> Self
+    where
+        I: IntoIterator<Item = DayFile>,
+    {
+        let mut groups: BTreeMap<GroupKey, BTreeMap<FileType, Vec<ExportFile>>> = BTreeMap::new();
+        let mut ignored = Vec::new();
+        for DayFile {
+            path,
+            file_name,
+            name,
+        } in files
+        {
+            let Some(file_type) = FileType::parse(&name.file_type) else {
+                ignored.push(IgnoredFile {
+                    path,
+                    reason: NameError::UnknownType(name.file_type),
+                });
+                continue;
+            };
+            let key = GroupKey {
+                branch: name.branch,
+                pos: name.pos,
+                pos_text: name.pos_text,
+                date: name.date,
+                date_text: name.date_text,
+            };
+            groups
+                .entry(key)
+                .or_default()
+                .entry(file_type)
+                .or_default()
+                .push(ExportFile {
+                    path,
+                    file_name,
+                    time: name.time,
+                });
         }
         let groups = groups
             .into_iter()
@@ -310,6 +264,18 @@ impl FileSet {
         ignored.sort_by(|a: &IgnoredFile, b: &IgnoredFile| a.path.cmp(&b.path));
         Self { groups, ignored }
     }
+}
+
+/// One stored export file with the name it was parsed from: what the worker hands the
+/// combiner for a day, so the name is read once, where the file was listed or recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayFile {
+    /// Where the file is on local disk.
+    pub path: PathBuf,
+    /// Its file name, as listed (the choice among several uploads compares these).
+    pub file_name: String,
+    /// What the name says (branch, POS, type, date, time).
+    pub name: ExportName,
 }
 
 /// Counts a file's data rows: non-blank lines other than a header line at the top.
@@ -433,36 +399,40 @@ mod tests {
 
     #[test]
     fn parses_the_legacy_name_pattern() {
-        let n = ExportName::parse("a_AYALA-FRN_1_rd5000_2026-02-09_19-59_.csv").unwrap();
+        let (n, file_type) =
+            parse_legacy_name("a_AYALA-FRN_1_rd5000_2026-02-09_19-59_.csv").unwrap();
         assert_eq!(n.branch, "AYALA-FRN");
         assert_eq!(n.pos, 1);
         assert_eq!(n.pos_text, "1");
-        assert_eq!(n.file_type, FileType::Rd5000);
+        assert_eq!(file_type, FileType::Rd5000);
         assert_eq!(n.date_text, "2026-02-09");
         assert_eq!(n.time, "19-59");
     }
 
     #[test]
     fn rejects_names_legacy_could_not_use() {
-        assert_eq!(ExportName::parse("fetch_list2.php"), Err(NameError::NotCsv));
         assert_eq!(
-            ExportName::parse("a_B_1_rd5000.csv"),
+            parse_legacy_name("fetch_list2.php").map(|(_, t)| t),
+            Err(NameError::NotCsv)
+        );
+        assert_eq!(
+            parse_legacy_name("a_B_1_rd5000.csv").map(|(_, t)| t),
             Err(NameError::TooFewParts)
         );
         assert_eq!(
-            ExportName::parse("a_B_x_rd5000_2026-02-09_.csv"),
+            parse_legacy_name("a_B_x_rd5000_2026-02-09_.csv").map(|(_, t)| t),
             Err(NameError::BadPos("x".into()))
         );
         assert_eq!(
-            ExportName::parse("a_B_1_rd9999_2026-02-09_.csv"),
+            parse_legacy_name("a_B_1_rd9999_2026-02-09_.csv").map(|(_, t)| t),
             Err(NameError::UnknownType("rd9999".into()))
         );
         assert_eq!(
-            ExportName::parse("a_B_1_rd5000_2026-02-30_.csv"),
+            parse_legacy_name("a_B_1_rd5000_2026-02-30_.csv").map(|(_, t)| t),
             Err(NameError::BadDate("2026-02-30".into()))
         );
         assert_eq!(
-            ExportName::parse("a__1_rd5000_2026-02-09_.csv"),
+            parse_legacy_name("a__1_rd5000_2026-02-09_.csv").map(|(_, t)| t),
             Err(NameError::EmptyBranch)
         );
     }

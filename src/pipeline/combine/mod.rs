@@ -171,7 +171,8 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 pub use files::{
-    ChoiceReason, ExportFile, FileChoice, FileSet, FileType, Group, GroupKey, IgnoredFile,
+    ChoiceReason, DayFile, ExportFile, FileChoice, FileSet, FileType, Group, GroupKey, IgnoredFile,
+    LEGACY_NAMES,
 };
 pub use legacy::{HEADER, RejectReason};
 pub use lookups::{ItemEntry, Lookups, SkipReason, TableStats, TypedTables};
@@ -219,13 +220,23 @@ pub enum CombineError {
     /// The sink failed.
     #[error("writing the combined rows")]
     Sink(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// [`combine_day`] was given files of more than one (branch, pos, date): combining one
+    /// of them and dropping the rest would import a partial day, so nothing is combined.
+    #[error("the files given for one day form {} groups: {}", groups.len(), groups.join(", "))]
+    NotOneDay {
+        /// The groups the files formed ([`GroupKey`]'s text).
+        groups: Vec<String>,
+    },
 }
 
 impl CombineError {
     /// Whether retrying later could help: I/O and sink failures may be passing; a file over
     /// the size limit will still be over it.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, CombineError::FileTooLarge { .. })
+        !matches!(
+            self,
+            CombineError::FileTooLarge { .. } | CombineError::NotOneDay { .. }
+        )
     }
 }
 
@@ -320,7 +331,7 @@ impl Default for CombineOptions {
 pub struct RejectedLine {
     /// 1-based line number in the rd5000 file.
     pub line: u64,
-    /// Why.
+    /// Why it was rejected: the counts and the monitor note are kept per reason.
     pub reason: RejectReason,
     /// For [`RejectReason::FieldCount`], how many fields the line has under real quoting.
     pub fields: Option<usize>,
@@ -408,7 +419,7 @@ const REJECTED_SAMPLES: usize = 20;
 /// What combining one group did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupReport {
-    /// The group.
+    /// Which day of which till this report is about: a pass over many groups reports each.
     pub key: GroupKey,
     /// The file used for each type present, and why.
     pub files: Vec<FileChoice>,
@@ -663,7 +674,8 @@ pub fn combine_dir<S: RowSink>(
 /// sink, which stays on the calling thread, still receives each group's output whole and in
 /// group order, exactly the calls a one-at-a-time pass makes.
 ///
-/// The importer passes the files downloaded for one (branch, pos, date); they form one group.
+/// For the CLI (`fetch-worker combine`), which is handed any set of files; the worker, which
+/// knows its day, uses [`combine_day`].
 ///
 /// # Errors
 ///
@@ -694,6 +706,32 @@ where
         groups,
         ignored: set.ignored,
     })
+}
+
+/// Combines the stored files of one (branch, pos, date), each with its parsed name, into that
+/// day's report: the worker's entry point, so nothing is regrouped from paths or searched
+/// for afterwards. Files of a type no group is made of are left out, as [`combine_paths`]
+/// leaves them out.
+///
+/// `Ok(None)` when no file is of a combinable type (there is no day to report).
+///
+/// # Errors
+///
+/// [`CombineError::NotOneDay`] when the files belong to several days, and the errors of
+/// [`combine_group`].
+pub fn combine_day<S: RowSink>(
+    files: Vec<DayFile>,
+    options: &CombineOptions,
+    sink: S,
+) -> Result<Option<GroupReport>, CombineError> {
+    let set = FileSet::from_named(files);
+    match &set.groups[..] {
+        [] => Ok(None),
+        [group] => combine_group(group, options, sink).map(Some),
+        groups => Err(CombineError::NotOneDay {
+            groups: groups.iter().map(|g| g.key.to_string()).collect(),
+        }),
+    }
 }
 
 /// Combines one group: builds its lookups, then sends every rd5000 line's row (bottom-to-top)

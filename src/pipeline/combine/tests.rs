@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use super::*;
+use crate::pipeline::export_name::ExportName;
 use crate::pipeline::record::Daypart;
 
 const DATE: &str = "2026-02-09";
@@ -1380,4 +1381,74 @@ fn the_join_fails_on_an_undocumented_difference() {
     join_group(&group, &report, &sink, &mut joined);
     assert_eq!(joined.unexplained.len(), 2, "{:?}", joined.unexplained);
     assert!(joined.unexplained[0].contains("column 5"));
+}
+
+/// The files at `paths` with their names parsed once, as the worker hands them over.
+fn day_files(paths: &[std::path::PathBuf]) -> Vec<DayFile> {
+    paths
+        .iter()
+        .filter_map(|path| {
+            let file_name = path.file_name()?.to_str()?.to_string();
+            let name = ExportName::parse(&file_name, LEGACY_NAMES).ok()?;
+            Some(DayFile {
+                path: path.clone(),
+                file_name,
+                name,
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn one_days_files_make_the_report_and_rows_combining_by_paths_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = several_groups(dir.path());
+    let b3: Vec<_> = paths
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("_B3_"))
+        .cloned()
+        .collect();
+    // A file of no combinable type is left out by both entry points.
+    let other = dir.path().join(format!("a_B3_1_zz9_{DATE}_20-00_.csv"));
+    std::fs::write(&other, "x\n").unwrap();
+    let mut with_other = b3.clone();
+    with_other.push(other);
+
+    let mut by_paths = CollectSink::default();
+    let mut report = combine_paths(&with_other, &CombineOptions::default(), &mut by_paths).unwrap();
+    assert_eq!(report.groups.len(), 1);
+    let mut by_day = CollectSink::default();
+    let day = combine_day(
+        day_files(&with_other),
+        &CombineOptions::default(),
+        &mut by_day,
+    )
+    .unwrap()
+    .expect("a day");
+    assert_eq!(day, report.groups.remove(0));
+    assert!(day.rows > 0);
+    assert_eq!(by_day, by_paths);
+}
+
+#[test]
+fn files_of_several_days_or_of_none_are_not_one_days_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = several_groups(dir.path());
+    let err = combine_day(
+        day_files(&paths),
+        &CombineOptions::default(),
+        CollectSink::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, CombineError::NotOneDay { groups } if groups.len() == 5),
+        "{err}"
+    );
+    assert!(!err.is_transient());
+    let none = combine_day(
+        Vec::new(),
+        &CombineOptions::default(),
+        CollectSink::default(),
+    );
+    assert!(matches!(none, Ok(None)));
 }
