@@ -516,7 +516,7 @@ impl FetchHandler {
         let batch_size = self.batch_size.max(1);
         let metrics = self.metrics.clone();
         // The combine runs on a blocking thread: its span is made here, under the job's.
-        let combine_span = tracing::info_span!("combine", files = paths.len() as i64);
+        let combine_span = tracing::info_span!("combine", files = files.len() as i64);
         let combine = tokio::task::spawn_blocking(move || {
             let _in_span = combine_span.enter();
             let combine_started = Instant::now();
