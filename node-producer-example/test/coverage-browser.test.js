@@ -11,7 +11,6 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -55,29 +54,6 @@ function posExports() {
     }
   }
   return dir;
-}
-
-/**
- * Starts `fetch-worker fake-pos` (the binary the suite tests) on a free port, killed after the
- * test; resolves to its base URL, which it prints on standard output.
- */
-async function startFakePos(t, dir) {
-  const child = spawn(s.FETCH_WORKER_BIN, ['fake-pos', '--dir', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const kill = () => child.kill('SIGKILL');
-  process.once('exit', kill);
-  t.after(() => {
-    process.removeListener('exit', kill);
-    kill();
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (err += d));
-  return s.waitUntil(() => /listening on (http:\/\/[^/\s]+\/)/.exec(out)?.[1], {
-    timeout: 15000,
-    message: 'the fake POS server to print its address',
-    describe: () => `stdout: ${out}\nstderr: ${err}`,
-  });
 }
 
 describe(`coverage page in a browser (worker=${s.WORKER}, bullmq ${version})`, { skip: s.WORKER === 'node' && 'needs the Rust worker\'s POS pipeline' }, () => {
@@ -130,7 +106,7 @@ describe(`coverage page in a browser (worker=${s.WORKER}, bullmq ${version})`, {
     await failing.moveToFailed(new Error('listing failed: HTTP 503 from the POS server after 3 tries'), 'seed', false);
     await h.queue.add('fetch-job', { branch: 'BMC', pos: 2, date: '2026-02-11' }, { jobId: 'day.BMC.2.2026-02-11', delay: 3600000 });
 
-    const pos = await startFakePos(t, posDir);
+    const pos = await s.startFakePos(t, posDir);
     h.startWorker({
       processor: null,
       env: {

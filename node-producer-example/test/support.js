@@ -735,6 +735,29 @@ async function listenApp(t, app) {
   return `http://127.0.0.1:${server.address().port}`;
 }
 
+/**
+ * Starts `fetch-worker fake-pos` (the binary the suite tests) on a free port, killed after the
+ * test; resolves to its base URL, which it prints on standard output.
+ */
+async function startFakePos(t, dir) {
+  const child = spawn(FETCH_WORKER_BIN, ['fake-pos', '--dir', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
+  t.after(() => {
+    process.removeListener('exit', kill);
+    kill();
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  return waitUntil(() => /listening on (http:\/\/[^/\s]+\/)/.exec(out)?.[1], {
+    timeout: 15000,
+    message: 'the fake POS server to print its address',
+    describe: () => `stdout: ${out}\nstderr: ${err}`,
+  });
+}
+
 module.exports = {
   WORKER,
   FETCH_WORKER_BIN,
@@ -750,6 +773,7 @@ module.exports = {
   startWorker,
   runScript,
   listenApp,
+  startFakePos,
   waitUntil,
   withTimeout,
   sleep,

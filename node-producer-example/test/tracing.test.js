@@ -8,7 +8,6 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -32,24 +31,6 @@ function posExports(t) {
   assert.ok(files.length >= 2, `BMC POS 1 sample files of ${DAY} in ${SAMPLES}`);
   for (const f of files) fs.copyFileSync(path.join(SAMPLES, f), path.join(dir, f));
   return { dir, count: files.length };
-}
-
-/** Starts `fetch-worker fake-pos` on a free port (killed after the test); its base URL. */
-async function startFakePos(t, dir) {
-  const child = spawn(s.FETCH_WORKER_BIN, ['fake-pos', '--dir', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const kill = () => child.kill('SIGKILL');
-  process.once('exit', kill);
-  t.after(() => {
-    process.removeListener('exit', kill);
-    kill();
-  });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', () => {});
-  return s.waitUntil(() => /listening on (http:\/\/[^/\s]+\/)/.exec(out)?.[1], {
-    timeout: 15000,
-    message: 'the fake POS server to print its address',
-  });
 }
 
 /** The pipeline worker's environment for one test: its own database and scratch storage. */
@@ -89,7 +70,7 @@ describe(`traces from the producer's context to the worker's steps (worker=${s.W
     t.after(() => receiver.close());
     const h = await s.setup(t, redis);
     const { dir, count } = posExports(t);
-    const pos = await startFakePos(t, dir);
+    const pos = await s.startFakePos(t, dir);
     const worker = h.startWorker({
       processor: null,
       env: {
@@ -183,7 +164,7 @@ describe(`traces from the producer's context to the worker's steps (worker=${s.W
     t.after(() => receiver.close());
     const h = await s.setup(t, redis);
     const { dir } = posExports(t);
-    const pos = await startFakePos(t, dir);
+    const pos = await s.startFakePos(t, dir);
     const worker = h.startWorker({ processor: null, env: { ...withoutOtel(), ...pipelineEnv(t, client, pos), OTEL_BSP_SCHEDULE_DELAY: '100' } });
     const traceId = crypto.randomBytes(16).toString('hex');
     await h.queue.add('fetch-job', { branch: 'BMC', pos: 1, date: DAY }, {
