@@ -13,7 +13,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use crate::bullmq::{JobContext, ProcessError, Processor};
+use crate::bullmq::{Disposition, JobContext, ProcessError, Processor};
 use crate::metrics::{DayOutcome, Metrics};
 use crate::pipeline::day::Branch;
 
@@ -45,25 +45,27 @@ impl Processor for CountDays {
             .and_then(Value::as_str)
             .and_then(|b| Branch::parse(b).ok())
             .map(|b| b.as_str().to_string());
-        let last_attempt = job.attempts_made + 1 >= job.attempts.max(1);
+        let attempts = (job.attempts_made, job.attempts);
         let metrics = self.metrics.clone();
         let run = self.inner.process(job);
         async move {
             let outcome = run.await;
-            count(&metrics, branch.as_deref(), last_attempt, &outcome);
+            count(&metrics, branch.as_deref(), attempts, &outcome);
             outcome
         }
         .boxed()
     }
 }
 
-/// Counts one attempt's `outcome`.
+/// Counts one attempt's `outcome`, for a job with `(attempts_made, attempts)`: whether a
+/// failure is retried or final is the worker's own [`Disposition::of`], not worked out again.
 fn count(
     metrics: &Metrics,
     branch: Option<&str>,
-    last_attempt: bool,
+    (attempts_made, attempts): (u32, u32),
     outcome: &Result<Value, ProcessError>,
 ) {
+    let disposition = Disposition::of(outcome.as_ref().map(drop), attempts_made, attempts);
     let day = match outcome {
         Ok(summary) if summary["note"] == "no files" => DayOutcome::Missing,
         Ok(summary) => {
@@ -73,9 +75,11 @@ fn count(
             }
             DayOutcome::Completed
         }
-        Err(e) if e.defer.is_some() => return,
-        Err(e) if e.retryable && !e.discarded && !last_attempt => DayOutcome::Retried,
-        Err(_) => DayOutcome::Failed,
+        Err(_) => match disposition {
+            Disposition::Deferred(_) => return,
+            Disposition::Retried => DayOutcome::Retried,
+            Disposition::Completed | Disposition::Failed => DayOutcome::Failed,
+        },
     };
     metrics.day(branch, day);
 }
@@ -89,20 +93,20 @@ mod tests {
     fn summaries_and_errors_become_day_outcomes_per_branch() {
         let m = Metrics::new();
         let done = json!({"branch": "BMC", "rows": {"imported": 40, "rejected": 2}});
-        count(&m, Some("BMC"), false, &Ok(done));
-        count(&m, Some("BMC"), false, &Ok(json!({"note": "no files"})));
-        count(&m, Some("BMC"), false, &Err(ProcessError::retryable("x")));
-        count(&m, Some("BMC"), true, &Err(ProcessError::retryable("x")));
+        count(&m, Some("BMC"), (0, 3), &Ok(done));
+        count(&m, Some("BMC"), (0, 3), &Ok(json!({"note": "no files"})));
+        count(&m, Some("BMC"), (0, 3), &Err(ProcessError::retryable("x")));
+        count(&m, Some("BMC"), (2, 3), &Err(ProcessError::retryable("x")));
         count(
             &m,
             None,
-            false,
+            (0, 3),
             &Err(ProcessError::permanent("invalid job data")),
         );
         count(
             &m,
             Some("BMC"),
-            false,
+            (0, 3),
             &Err(ProcessError::delayed(1, "wait")),
         );
         let text = m.encode();
