@@ -100,9 +100,10 @@ function serverSpans(tracer) {
       },
     }, parent);
     const active = api.trace.setSpan(parent, span);
-    // The body arrives in events of the request, which run in the socket's context, not this
-    // one: binding the request and the response makes their listeners (body parsing, then the
-    // route) run under the span.
+    // Listeners added to the request or the response (body parsing, `finish` handlers) run
+    // under the span whatever context emits their events, as instrumentation-http binds them.
+    // On Node 20 the route already keeps the context through express.json (a test checks it
+    // with a body of many reads); the binding keeps it for emitters that do not.
     api.context.bind(active, req);
     api.context.bind(active, res);
     let ended = false;
