@@ -208,7 +208,7 @@ async function main() {
 
   // OTEL_EXPORTER_OTLP_ENDPOINT set: BullMQ's own Worker spans (`process <queue>`, continuing
   // the producer's trace from the job's `tm`), as the Rust worker's are.
-  const tracing = startTracing({ serviceName: 'fetch-worker', version });
+  const tracing = startTracing({ serviceName: 'fetch-worker' });
 
   const worker = owning(new bullmq.Worker(queueSettings.queueName, PROCESSORS[config.PROCESSOR], {
     connection: connection.connection,

@@ -32,7 +32,8 @@ function tracesEndpoint(env = process.env) {
 }
 
 /**
- * Starts the OpenTelemetry SDK when [`tracesEndpoint`] names a collector, and returns
+ * Starts the OpenTelemetry SDK when [`tracesEndpoint`] names a collector (`version`: the
+ * caller's, for its tracer's scope), and returns
  * `{ telemetry, tracer, shutdown }`: `telemetry` for a BullMQ Queue or Worker option of that
  * name, `tracer` for [`serverSpans`], `shutdown()` to send the spans still buffered (call it on
  * exit). Returns null when tracing is off, having loaded nothing.
@@ -64,7 +65,8 @@ function startTracing({ env = process.env, serviceName = 'fetch-app', version } 
   });
   provider.register();
   return {
-    telemetry: new BullMQOtel({ tracerName: 'bullmq', version }),
+    // BullMQ's spans under its own scope and version; ours under the caller's.
+    telemetry: new BullMQOtel({ tracerName: 'bullmq', version: require('./bullmq').version }),
     tracer: api.trace.getTracer(TRACER_NAME, version),
     shutdown: () => provider.shutdown(),
   };

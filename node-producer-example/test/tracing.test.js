@@ -250,7 +250,7 @@ describe(`one trace from POST /missing to the worker (worker=${s.WORKER}, bullmq
         + `errors: ${receiver.errors}\napp log:\n${app.logs().slice(-20).join('\n')}`,
     });
     await worker.stop();
-    await app.stop();
+    assert.deepEqual(await app.stop(), { code: 0, signal: null }, 'the app stops cleanly, its last spans sent');
     assert.deepEqual(receiver.errors, []);
 
     // The request's server span is the root of the trace.
@@ -316,6 +316,6 @@ describe(`one trace from POST /missing to the worker (worker=${s.WORKER}, bullmq
     const opts = JSON.parse(await h.db.hget(h.key(jobIds[0]), 'opts'));
     assert.equal(opts.tm, undefined, `no tm: ${JSON.stringify(opts)}`);
     assert.ok(!app.logs().some((l) => /tracing on/.test(l)), app.logs().join('\n'));
-    await app.stop();
+    assert.deepEqual(await app.stop(), { code: 0, signal: null });
   });
 });
