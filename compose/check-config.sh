@@ -6,7 +6,8 @@
 # worker's ops port unpublished and its healthcheck on /health/ready; and the `s3` profile (issue
 # 16): MinIO and its bucket set-up, the workers on STORAGE=s3 from the s3.env.example lines, the
 # same safety rules; and (issue 10) one REDIS_URL switching both the producer and the workers,
-# checked by running their entrypoints against stubs. Uses Debian's docker-compose (v1,
+# checked by running their entrypoints against stubs; and (issue 14) OTEL_EXPORTER_OTLP_ENDPOINT
+# reaching both, unset by default. Uses Debian's docker-compose (v1,
 # installed by tests/setup.sh) and also `docker compose` (v2) when that plugin is present.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +34,7 @@ unset POS_LIST_URL POS_FILE_BASE_URL COMPOSE_PROFILES
 unset REDIS_PASSWORD MONGO_ROOT_USER MONGO_ROOT_PASSWORD API_TOKEN BOARD_USER BOARD_PASSWORD
 unset STORAGE S3_ENDPOINT S3_BUCKET S3_PREFIX S3_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 unset REDIS_URL REDIS_CACHE_URL REDIS_CLUSTER REDIS_TLS_CA_FILE REDIS_TLS_CERT_FILE REDIS_TLS_KEY_FILE BULL_PREFIX
+unset OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_TRACES_ENDPOINT OTEL_EXPORTER_OTLP_HEADERS OTEL_RESOURCE_ATTRIBUTES
 
 # redis_job_url COMPOSE CONFIG SERVICE: the REDIS_JOB_URL the service's program starts with,
 # found by running the service's entrypoint and command (resolved by Compose) here with its
@@ -155,6 +157,9 @@ PY
   if grep -qE 'S3_ENDPOINT: *[^ n]' <<<"$default"; then
     fail "$compose: without s3.env.example the workers must leave S3_ENDPOINT unset"
   fi
+  if grep -qE 'OTEL_[A-Z_]+: *[^ n]' <<<"$default"; then
+    fail "$compose: without OTEL_* set, tracing must stay off (no OTEL_* value)"
+  fi
   check_safety "$compose" "$s3"
 
   # One REDIS_URL switches both sides (issue 10): a Redis Cluster for the producer and the
@@ -163,6 +168,7 @@ PY
   cat "$secrets" - >"$override_env" <<'ENV'
 REDIS_URL=rediss+cluster://app:cluster-pw@redis-a:6379,redis-b:6379
 BULL_PREFIX={bull}
+OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318
 ENV
   switched=$($compose -f "$file" --env-file "$override_env" config)
   for service in producer worker; do
@@ -180,6 +186,9 @@ for name in ("producer", "worker"):
         sys.exit(f"check-config: {sys.argv[1]}: BULL_PREFIX must reach the {name}")
     if env.get("REDIS_CACHE_URL") is not None:
         sys.exit(f"check-config: {sys.argv[1]}: REDIS_CACHE_URL must stay unset for the {name} (db 0 of REDIS_URL)")
+    # Traces (issue 14): one OTEL_EXPORTER_OTLP_ENDPOINT turns both sides on.
+    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") != "http://collector:4318":
+        sys.exit(f"check-config: {sys.argv[1]}: OTEL_EXPORTER_OTLP_ENDPOINT must reach the {name}")
 PY
 done
 grep -qx 'COMPOSE_PROFILES=demo' "$demo_env" || fail "$demo_env must enable the demo profile"

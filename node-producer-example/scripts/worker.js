@@ -15,6 +15,7 @@ const { bullmq, version } = require('../src/bullmq');
 const {
   settings, checkSettings, connectionFor, owning, createCacheClient, createQueue,
 } = require('../src/queue');
+const { startTracing } = require('../src/telemetry');
 
 /** name → [default, parser]. Defaults match the Rust binary's. */
 const SETTINGS = {
@@ -205,6 +206,10 @@ async function main() {
   const log = makeLogger(config.LOG_FORMAT, { queue: queueSettings.queueName, worker: config.WORKER_NAME || `node-${process.pid}` });
   cache.on('error', (err) => log('warn', 'cache connection error', { error: err.message }));
 
+  // OTEL_EXPORTER_OTLP_ENDPOINT set: BullMQ's own Worker spans (`process <queue>`, continuing
+  // the producer's trace from the job's `tm`), as the Rust worker's are.
+  const tracing = startTracing({ serviceName: 'fetch-worker' });
+
   const worker = owning(new bullmq.Worker(queueSettings.queueName, PROCESSORS[config.PROCESSOR], {
     connection: connection.connection,
     prefix: queueSettings.prefix,
@@ -218,6 +223,7 @@ async function main() {
     ...(config.REMOVE_ON_FAIL ? { removeOnFail: config.REMOVE_ON_FAIL } : {}),
     ...(config.METRICS_MAX_DATA_POINTS ? { metrics: { maxDataPoints: config.METRICS_MAX_DATA_POINTS } } : {}),
     ...(config.RATE_LIMIT_MAX ? { limiter: { max: config.RATE_LIMIT_MAX, duration: config.RATE_LIMIT_DURATION_MS } } : {}),
+    ...(tracing ? { telemetry: tracing.telemetry } : {}),
   }), connection);
 
   currentWorker = worker;
@@ -258,6 +264,7 @@ async function main() {
       }
       if (drainQueue) await drainQueue.close().catch(() => {});
       await cache.quit().catch(() => {});
+      if (tracing) await Promise.race([tracing.shutdown().catch(() => {}), delay(5000)]);
       log('info', 'stopped');
       process.exit(0);
     })();

@@ -27,6 +27,7 @@ const {
   BadRequest, dayJobId, jobsFromBody, parseRange, presentDays, missingShape,
 } = require('./missing');
 const { log: defaultLog } = require('./log');
+const { serverSpans } = require('./telemetry');
 
 const JOB_NAME = 'fetch-job';
 /** Ids BullMQ makes (integers) and the usual custom ones; never a `:` (it would name another key). */
@@ -184,10 +185,12 @@ async function describeJob(job) {
  *        check off (local demos); absent, the API refuses every request
  * @param {{max: number, windowMs: number}} [options.postRate] POST /missing per client
  * @param {{maxFailures: number, windowMs: number}} [options.boardThrottle] failed board logins
+ * @param {object|null} [options.tracer] an OpenTelemetry tracer (src/telemetry.js): each request
+ *        gets a server span, under which the queue's spans hang; none when tracing is off
  */
 function createApp({
   queue, mongoDb, branches, boardAuth = null, log = defaultLog, healthTimeoutMs = 2000, maxJobs, maxRangeDays,
-  apiToken, postRate = { max: DEFAULT_POST_RATE, windowMs: 60000 }, boardThrottle,
+  apiToken, postRate = { max: DEFAULT_POST_RATE, windowMs: 60000 }, boardThrottle, tracer = null,
 }) {
   if (!queue) throw new Error('createApp: queue is required');
   if (!mongoDb) throw new Error('createApp: mongoDb is required');
@@ -196,6 +199,7 @@ function createApp({
 
   const app = express();
   app.disable('x-powered-by');
+  if (tracer) app.use(serverSpans(tracer));
   const api = bearerAuth(apiToken);
   const posts = rateLimit(new RateLimiter(postRate));
 

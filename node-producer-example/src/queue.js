@@ -336,15 +336,17 @@ function createCacheClient(env = process.env) {
 
 /**
  * A producer-side Queue with the app's default job options. In Cluster mode it owns its
- * Cluster: `queue.close()` closes it too.
+ * Cluster: `queue.close()` closes it too. `telemetry` (from src/telemetry.js startTracing)
+ * makes BullMQ open a span per add and carry its context to the worker in the job's `tm`.
  */
-function createQueue(overrides = {}, env = process.env) {
+function createQueue(overrides = {}, env = process.env, { telemetry } = {}) {
   const s = checkSettings(settings(overrides, env), env);
   const owned = connectionFor(s.redisUrl, env);
   const queue = new bullmq.Queue(s.queueName, {
     connection: owned.connection,
     prefix: s.prefix,
     defaultJobOptions: DEFAULT_JOB_OPTIONS,
+    ...(telemetry ? { telemetry } : {}),
   });
   return owning(queue, owned);
 }

@@ -13,6 +13,9 @@
 //   API_TOKEN       the bearer token of /missing and /jobs (at least 16 characters); required
 //                   unless API_AUTH=off (local demos only; refused with NODE_ENV=production)
 //   POST_RATE_PER_MINUTE  POST /missing requests per client per minute (default 30)
+//   OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME (default fetch-app)  traces over OTLP/HTTP:
+//                   a server span per request, BullMQ's add spans under it, the context handed
+//                   to the worker in each job (src/telemetry.js); unset, tracing is off
 //
 // SIGTERM / SIGINT: stop accepting connections, let in-flight requests finish (up to
 // SHUTDOWN_TIMEOUT_MS, default 10000), close the queue and MongoDB, exit 0.
@@ -24,6 +27,8 @@ const { createQueue, settings, checkSettings } = require('./queue');
 const { loadBranches } = require('./branches');
 const { version: bullmqVersion } = require('./bullmq');
 const { log } = require('./log');
+const { startTracing } = require('./telemetry');
+const { version: appVersion } = require('../package.json');
 
 const DEFAULT_MONGO_URI = 'mongodb://127.0.0.1:27017/biggs';
 
@@ -88,7 +93,10 @@ async function main() {
     process.exit(2);
   }
 
-  const queue = createQueue();
+  // Before the queue: BullMQ's spans need the provider registered.
+  const tracing = startTracing({ serviceName: 'fetch-app', version: appVersion });
+  if (tracing) log('info', 'tracing on: spans go to the OTLP endpoint');
+  const queue = createQueue({}, process.env, { telemetry: tracing && tracing.telemetry });
   queue.on('error', (err) => log('warn', 'Redis connection error', { error: err.message }));
   const mongo = new MongoClient(cfg.mongoUri, { serverSelectionTimeoutMS: 5000, appName: 'fetch-app' });
   const mongoDb = mongo.db();
@@ -103,6 +111,7 @@ async function main() {
   if (cfg.apiToken === null) log('warn', 'API_AUTH=off: /missing and /jobs answer anyone (local demos only)');
   const app = createApp({
     queue, mongoDb, branches: cfg.branches, boardAuth: cfg.boardAuth, log, apiToken: cfg.apiToken, postRate: cfg.postRate,
+    tracer: tracing && tracing.tracer,
   });
 
   const server = app.listen(cfg.port);
@@ -143,6 +152,8 @@ async function main() {
       withTimeout(queue.close(), 5000, 'closing the queue'),
       withTimeout(mongo.close(), 5000, 'closing MongoDB'),
     ]);
+    // Last, so the spans of the requests that just finished are sent too.
+    if (tracing) closing.push(...await Promise.allSettled([withTimeout(tracing.shutdown(), 5000, 'sending the last spans')]));
     for (const result of closing) {
       if (result.status === 'rejected') log('warn', 'closing a connection failed', { error: result.reason.message });
     }

@@ -736,6 +736,44 @@ async function listenApp(t, app) {
 }
 
 /**
+ * Starts the app as it runs in production (`node src/server.js`) on a free port against the
+ * harness' queue, with `env` on top (MONGO_URI, API_TOKEN, OTEL_*…); killed after the test.
+ * Resolves to `{url, logs(), stop()}` once it listens; `stop()` sends SIGTERM and waits for the
+ * exit (the app then sends its last spans).
+ */
+async function startApp(t, h, env = {}) {
+  const proc = spawnTracked('app', process.execPath, [path.join(EXAMPLE_DIR, 'src', 'server.js')], {
+    cwd: EXAMPLE_DIR,
+    env: {
+      ...process.env,
+      PORT: '0',
+      REDIS_JOB_URL: h.redis.url(1),
+      QUEUE_NAME: h.queueName,
+      BULL_PREFIX: PREFIX,
+      ...env,
+    },
+  });
+  let exit = null;
+  proc.exited.then((e) => (exit = e));
+  t.after(async () => {
+    if (!exit) proc.child.kill('SIGKILL');
+    await withTimeout(proc.exited, 5000, 'the app to die').catch(() => {});
+  });
+  const port = await waitUntil(() => {
+    if (exit) throw new Error(`the app exited ${JSON.stringify(exit)}:\n${proc.lines.join('\n')}`);
+    return proc.lines.map((l) => / listening .*\bport=(\d+)/.exec(l)?.[1]).find(Boolean);
+  }, { timeout: 15000, message: 'the app to listen', describe: () => proc.lines.join('\n') });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    logs: () => proc.lines.slice(),
+    async stop(timeout = 15000) {
+      if (!exit) proc.child.kill('SIGTERM');
+      return withTimeout(proc.exited, timeout, 'the app to exit after SIGTERM');
+    },
+  };
+}
+
+/**
  * Starts `fetch-worker fake-pos` (the binary the suite tests) on a free port, killed after the
  * test; resolves to its base URL, which it prints on standard output.
  */
@@ -773,6 +811,7 @@ module.exports = {
   startWorker,
   runScript,
   listenApp,
+  startApp,
   startFakePos,
   waitUntil,
   withTimeout,

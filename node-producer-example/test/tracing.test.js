@@ -177,3 +177,145 @@ describe(`traces from the producer's context to the worker's steps (worker=${s.W
     assert.equal(receiver.connections, 0, `requests: ${JSON.stringify(receiver.requests)}`);
   });
 });
+
+// The whole stack: the app (src/server.js, as it runs in production) and the worker both export
+// to the receiver; one POST /missing must give one trace, a tree from the request's server span
+// through BullMQ's `addBulk` producer span (bullmq-otel) to the worker's consumer span and, with
+// the Rust worker, its steps. With the Node reference worker (WORKER=node) the consumer span is
+// BullMQ's own Worker's, parented the same way: that proves the links asserted here are
+// BullMQ's, not ours.
+describe(`one trace from POST /missing to the worker (worker=${s.WORKER}, bullmq ${version})`, () => {
+  const TOKEN = 'tracing-test-token-0123456789';
+  const APP_SERVICE = 'fetch-app-test';
+  const WORKER_SERVICE = 'fetch-worker-test';
+  let client;
+  before(async () => {
+    client = new MongoClient(mongo.server.uri, { serverSelectionTimeoutMS: 10000 });
+    await client.connect();
+  });
+  after(async () => {
+    if (client) await client.close();
+  });
+
+  /** POST /missing for BMC POS 1's DAY; the answer's job ids. */
+  async function postMissing(app) {
+    const res = await fetch(`${app.url}/missing`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ branches_missing: { BMC: { 1: [DAY] } } }),
+    });
+    const body = await res.json();
+    assert.equal(res.status, 202, JSON.stringify(body));
+    return body.jobIds;
+  }
+
+  /** The worker under test: the Rust pipeline against the fake POS, or Node's with `noop`. */
+  async function startTracedWorker(t, h, otel) {
+    if (s.WORKER === 'node') return h.startWorker({ env: otel });
+    const { dir } = posExports(t);
+    const pos = await s.startFakePos(t, dir);
+    return h.startWorker({ processor: null, env: { ...otel, ...pipelineEnv(t, client, pos) } });
+  }
+
+  it('the request, its add span, the consumer span and the steps are one tree', { timeout: 120000 }, async (t) => {
+    const receiver = await startReceiver();
+    t.after(() => receiver.close());
+    const h = await s.setup(t, redis);
+    const otel = (service) => ({
+      ...withoutOtel(),
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_SERVICE_NAME: service,
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+    });
+    const app = await s.startApp(t, h, {
+      ...otel(APP_SERVICE),
+      MONGO_URI: mongo.server.uriFor(mongo.server.uniqueDbName('tracing-app')),
+      API_TOKEN: TOKEN,
+      BRANCHES: 'BMC',
+    });
+    const worker = await startTracedWorker(t, h, otel(WORKER_SERVICE));
+
+    const jobIds = await postMissing(app);
+    assert.deepEqual(jobIds, [`day.BMC.1.${DAY}`]);
+    await h.waitForCounts({ completed: 1 }, { timeout: 60000 });
+
+    const named = (name) => receiver.spans.filter((sp) => sp.name === name);
+    const consumerName = `process ${h.queueName}`;
+    await h.waitUntil(() => named('POST /missing').length > 0 && named(`addBulk ${h.queueName}`).length > 0
+      && named(consumerName).length > 0
+      && (s.WORKER === 'node' || named('import batch').length > 0), {
+      timeout: 20000,
+      message: 'the app\'s and the worker\'s spans at the receiver',
+      describe: async () => `${await h.describe()}\nreceived: ${JSON.stringify(receiver.spans.map((sp) => `${sp.service}: ${sp.name}`))}\n`
+        + `errors: ${receiver.errors}\napp log:\n${app.logs().slice(-20).join('\n')}`,
+    });
+    await worker.stop();
+    assert.deepEqual(await app.stop(), { code: 0, signal: null }, 'the app stops cleanly, its last spans sent');
+    assert.deepEqual(receiver.errors, []);
+
+    // The request's server span is the root of the trace.
+    const servers = named('POST /missing');
+    assert.equal(servers.length, 1, 'one server span for the one request');
+    const [server] = servers;
+    assert.equal(server.service, APP_SERVICE);
+    assert.equal(server.kind, 'server');
+    assert.equal(server.parentSpanId, '', 'the request started the trace');
+    assert.equal(server.attributes['http.route'], '/missing');
+    assert.equal(server.attributes['http.request.method'], 'POST');
+    assert.equal(server.attributes['http.response.status_code'], 202);
+    const spans = receiver.spans.filter((sp) => sp.traceId === server.traceId);
+
+    // BullMQ's producer span (bullmq-otel), a child of the request's.
+    const adds = spans.filter((sp) => sp.name === `addBulk ${h.queueName}`);
+    assert.equal(adds.length, 1, `one addBulk span in the request's trace: ${JSON.stringify(spans.map((sp) => sp.name))}`);
+    const [add] = adds;
+    assert.equal(add.service, APP_SERVICE);
+    assert.equal(add.kind, 'producer');
+    assert.equal(add.parentSpanId, server.spanId, 'the add span is the request\'s child');
+    assert.equal(add.attributes['bullmq.queue.name'], h.queueName);
+
+    // The job carries the add span's context (BullMQ's `tm`): what the worker continues.
+    const opts = JSON.parse(await h.db.hget(h.key(jobIds[0]), 'opts'));
+    const tm = JSON.parse(opts.tm);
+    assert.equal(tm.traceparent, `00-${server.traceId}-${add.spanId}-01`, `the job's tm: ${opts.tm}`);
+
+    // The worker's consumer span: the add span's child, in the same trace.
+    const consumers = spans.filter((sp) => sp.name === consumerName);
+    assert.equal(consumers.length, 1, `one consumer span in the trace: ${JSON.stringify(receiver.spans.map((sp) => `${sp.traceId.slice(0, 6)} ${sp.name}`))}`);
+    const [consumer] = consumers;
+    assert.equal(consumer.service, WORKER_SERVICE);
+    assert.equal(consumer.kind, 'consumer');
+    assert.equal(consumer.parentSpanId, add.spanId, 'the consumer span is the add span\'s child');
+    assert.equal(consumer.attributes['bullmq.job.id'], jobIds[0]);
+    assert.equal(consumer.attributes['bullmq.queue.name'], h.queueName);
+    assert.equal(consumer.attributes['bullmq.worker.name'], worker.name);
+
+    if (s.WORKER !== 'node') {
+      // The Rust worker's steps, children of the consumer span.
+      const steps = spans.filter((sp) => sp.parentSpanId === consumer.spanId).map((sp) => sp.name);
+      for (const step of ['list', 'download', 'combine', 'import batch']) {
+        assert.ok(steps.includes(step), `a ${step} span under the consumer span: ${steps}`);
+      }
+    }
+    // One tree: every span of the trace hangs off another span of it, up to the request's.
+    const ids = new Set(spans.map((sp) => sp.spanId));
+    for (const sp of spans) {
+      if (sp !== server) assert.ok(ids.has(sp.parentSpanId), `${sp.service}: ${sp.name}'s parent is in the trace`);
+    }
+  });
+
+  it('with the OTEL variables unset, the app adds no trace context to the jobs', { timeout: 60000 }, async (t) => {
+    const h = await s.setup(t, redis);
+    const app = await s.startApp(t, h, {
+      ...withoutOtel(),
+      MONGO_URI: mongo.server.uriFor(mongo.server.uniqueDbName('tracing-app')),
+      API_TOKEN: TOKEN,
+      BRANCHES: 'BMC',
+    });
+    const jobIds = await postMissing(app);
+    const opts = JSON.parse(await h.db.hget(h.key(jobIds[0]), 'opts'));
+    assert.equal(opts.tm, undefined, `no tm: ${JSON.stringify(opts)}`);
+    assert.ok(!app.logs().some((l) => /tracing on/.test(l)), app.logs().join('\n'));
+    assert.deepEqual(await app.stop(), { code: 0, signal: null });
+  });
+});
