@@ -1069,7 +1069,7 @@ mod message_tests {
 mod redis_url_tests {
     use super::*;
 
-    fn run_config(args: &[&str]) -> Result<RunConfig, ConfigError> {
+    pub(super) fn run_config(args: &[&str]) -> Result<RunConfig, ConfigError> {
         let mut argv = vec!["fetch-worker", "run"];
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).map_err(|e| ConfigError::Invalid {
@@ -1218,19 +1218,11 @@ mod cluster_config_tests {
 mod s3_config_tests {
     use super::*;
 
+    /// `--flag=value` for each pair, through the same parser as the other tests.
     fn run(env: &[(&str, &str)]) -> Result<RunConfig, ConfigError> {
-        let mut argv = vec!["fetch-worker".to_string(), "run".to_string()];
-        for (flag, value) in env {
-            argv.push(format!("--{flag}={value}"));
-        }
-        let cli = Cli::try_parse_from(argv).map_err(|e| ConfigError::Invalid {
-            name: "argv",
-            reason: e.to_string(),
-        })?;
-        let Command::Run(args) = cli.command else {
-            panic!("not run")
-        };
-        RunConfig::from_args(*args)
+        let argv: Vec<String> = env.iter().map(|(f, v)| format!("--{f}={v}")).collect();
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        super::redis_url_tests::run_config(&argv)
     }
 
     #[test]
