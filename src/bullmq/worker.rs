@@ -57,7 +57,8 @@ const FINISH_BACKOFF: crate::backoff::Backoff = crate::backoff::Backoff {
 /// What a run did, for logs and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RunSummary {
-    /// Jobs completed.
+    /// Jobs this run moved to `completed` (counted once Redis has taken the move, like the
+    /// other counts).
     pub completed: u64,
     /// Jobs failed for good.
     pub failed: u64,
