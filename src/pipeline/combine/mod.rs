@@ -25,7 +25,8 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // The files downloaded for one (branch, pos, date), in any order.
-//! let paths = ["dl/a_BMC_1_rd5000_2026-02-09_20-00_.csv", "dl/a_BMC_1_rd5500_2026-02-09_20-00_.csv"];
+//! let paths = ["dl/a_BMC_1_rd5000_2026-02-09_20-00_.csv",
+//! "dl/a_BMC_1_rd5500_2026-02-09_20-00_.csv"];
 //! let set = FileSet::from_paths(paths);
 //! let mut sink = CollectSink::default();
 //! for group in &set.groups {
@@ -194,7 +195,7 @@ pub enum CombineError {
     /// A file could not be read.
     #[error("reading {}", path.display())]
     Read {
-        /// The file.
+        /// The export file that could not be read.
         path: PathBuf,
         /// The I/O error.
         #[source]
@@ -203,7 +204,7 @@ pub enum CombineError {
     /// A file is larger than [`CombineOptions::max_file_bytes`].
     #[error("{} is larger than the {limit}-byte limit", path.display())]
     FileTooLarge {
-        /// The file.
+        /// The export file, left unread.
         path: PathBuf,
         /// The limit it broke.
         limit: u64,
@@ -211,7 +212,7 @@ pub enum CombineError {
     /// A directory could not be listed.
     #[error("listing {}", path.display())]
     ListDir {
-        /// The directory.
+        /// The directory given to [`combine_dir`].
         path: PathBuf,
         /// The I/O error.
         #[source]
@@ -856,7 +857,7 @@ enum TypedVerdict<'f> {
     Record(Selected<'f>, Daypart),
     /// The line's DATE is not the file's date.
     Monitor,
-    /// No record.
+    /// No record, for this reason; for [`RejectReason::FieldCount`], the line's field count.
     Rejected(RejectReason, Option<usize>),
 }
 

@@ -7,7 +7,8 @@
 //!
 //! # Choices where the legacy code and the spec are silent
 //!
-//! - **References** are validated before any use ([`FileRef`]; rules in [`reference`](mod@reference)). Only
+//! - **References** are validated before any use ([`FileRef`]; rules in
+//! [`reference`](mod@reference)). Only
 //!   `A-Z a-z 0-9 _ - . /` pass, so a reference needs no URL encoding and is appended to the
 //!   base URL exactly as listed, as the Python fetcher did. (The Node port encoded the whole
 //!   item with `encodeURIComponent`, which would turn a `/` in a relative path into `%2F`.)
@@ -107,7 +108,8 @@ pub struct FetchOptions {
 
 impl FetchOptions {
     /// Options for these URLs with the defaults: connect 10 s, list 20 s, download 60 s,
-    /// 64 MiB per file, 64 files per day, [`RetryPolicy::default`]. A base URL without a trailing `/` gets one,
+    /// 64 MiB per file, 64 files per day, [`RetryPolicy::default`]. A base URL without a trailing
+    /// `/` gets one,
     /// so that `base + reference` stays inside the base path.
     ///
     /// # Errors
@@ -174,7 +176,7 @@ pub struct StoredFile {
 pub struct PosClient {
     /// The pooled client: connect timeout, redirect policy and User-Agent set once.
     http: reqwest::Client,
-    /// The settings.
+    /// URLs, timeouts, size limits and the retry policy every call uses.
     options: FetchOptions,
 }
 
@@ -532,7 +534,7 @@ pub fn check_redirect(first: &Url, next: &Url, hops: usize) -> Result<(), Redire
     Ok(())
 }
 
-/// Lower-case hex.
+/// `bytes` as lower-case hex, two digits a byte: how SHA-256 digests are recorded.
 fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
