@@ -8,8 +8,7 @@
 //! Rules (the legacy code states none; these follow the codes and names seen in the samples):
 //!
 //! - **Branch**: 1 to [`Branch::MAX_LEN`] ASCII letters, digits and `-`, not starting with `-`.
-//!   No `_`, because `_` separates the parts of an export file name
-//! (`a_<BRANCH>_<POS>_<type>_<date>_<HH-MM>_.csv`). Case is kept and
+//!   No `_`, because `_` separates the parts of an export file name (`a_<BRANCH>_<POS>_<type>_<date>_<HH-MM>_.csv`). Case is kept and
 //!   compared exactly.
 //! - **POS**: a number from 1 to 99 written without leading zeros (the samples only have 1 and 2;
 //!   the app sends a JSON number).

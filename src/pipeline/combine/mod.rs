@@ -25,8 +25,7 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // The files downloaded for one (branch, pos, date), in any order.
-//! let paths = ["dl/a_BMC_1_rd5000_2026-02-09_20-00_.csv",
-//! "dl/a_BMC_1_rd5500_2026-02-09_20-00_.csv"];
+//! let paths = ["dl/a_BMC_1_rd5000_2026-02-09_20-00_.csv", "dl/a_BMC_1_rd5500_2026-02-09_20-00_.csv"];
 //! let set = FileSet::from_paths(paths);
 //! let mut sink = CollectSink::default();
 //! for group in &set.groups {

@@ -63,8 +63,7 @@ pub enum FetchError {
         /// Where it pointed and why that was refused.
         reason: String,
     },
-    /// The list named more files than a day can have
-    /// ([`FetchOptions::max_files`](super::FetchOptions::max_files)).
+    /// The list named more files than a day can have ([`FetchOptions::max_files`](super::FetchOptions::max_files)).
     /// Permanent: nothing was downloaded.
     #[error("{url}: the listing names {files} files, more than the limit of {limit} per day")]
     TooManyFiles {

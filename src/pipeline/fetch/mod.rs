@@ -7,8 +7,7 @@
 //!
 //! # Choices where the legacy code and the spec are silent
 //!
-//! - **References** are validated before any use ([`FileRef`]; rules in
-//! [`reference`](mod@reference)). Only
+//! - **References** are validated before any use ([`FileRef`]; rules in [`reference`](mod@reference)). Only
 //!   `A-Z a-z 0-9 _ - . /` pass, so a reference needs no URL encoding and is appended to the
 //!   base URL exactly as listed, as the Python fetcher did. (The Node port encoded the whole
 //!   item with `encodeURIComponent`, which would turn a `/` in a relative path into `%2F`.)
@@ -108,8 +107,7 @@ pub struct FetchOptions {
 
 impl FetchOptions {
     /// Options for these URLs with the defaults: connect 10 s, list 20 s, download 60 s,
-    /// 64 MiB per file, 64 files per day, [`RetryPolicy::default`]. A base URL without a trailing
-    /// `/` gets one,
+    /// 64 MiB per file, 64 files per day, [`RetryPolicy::default`]. A base URL without a trailing `/` gets one,
     /// so that `base + reference` stays inside the base path.
     ///
     /// # Errors

@@ -71,8 +71,7 @@ pub enum RefError {
         /// The most accepted, [`FileRef::MAX_SEGMENTS`].
         max: usize,
     },
-    /// Harmless text, but the last segment is not
-    /// `a_<BRANCH>_<POS>_<type>_<YYYY-MM-DD>_<HH-MM>_.csv`.
+    /// Harmless text, but the last segment is not `a_<BRANCH>_<POS>_<type>_<YYYY-MM-DD>_<HH-MM>_.csv`.
     #[error("not an export file name: {reason}")]
     NotExportName {
         /// Which part is wrong.
