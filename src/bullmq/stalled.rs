@@ -2,7 +2,7 @@
 //! back to wait (see `lua/moveStalledJobsToWait-9.lua`). The script's throttle key makes one
 //! worker of the fleet do the work per interval.
 //!
-//! The schedule ([`every`]) is apart from the check so its timing can be tested on tokio's
+//! The schedule (`every`) is apart from the check so its timing can be tested on tokio's
 //! paused clock without a Redis.
 
 use std::fmt::Display;
@@ -20,7 +20,7 @@ use super::options::Compat;
 use super::scripts::move_stalled_jobs_to_wait::MoveStalledJobsToWait;
 
 /// Runs stalled checks until `stop` is cancelled: one at once, then one every `interval`
-/// (see [`every`] for what a slow or failed check does to the schedule). Each job moved back
+/// (see `every` for what a slow or failed check does to the schedule). Each job moved back
 /// to wait is logged; a failed check is logged and tried again at the next interval.
 pub async fn check_stalled(
     con: RedisConn,
