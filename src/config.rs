@@ -34,7 +34,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands.
+/// The subcommands; each variant's doc is its line in `fetch-worker --help`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Consume jobs from the queue until SIGTERM/SIGINT (or until drained).
@@ -52,7 +52,7 @@ pub enum Command {
 /// Flags of `fetch-worker reprocess`.
 #[derive(Debug, Args)]
 pub struct ReprocessArgs {
-    /// Branch code.
+    /// Branch code as the POS server spells it (`AYALA-FRN`); checked like a job's branch.
     #[arg(long)]
     pub branch: String,
     /// POS number (1 or 2).
@@ -71,7 +71,7 @@ pub struct ReprocessArgs {
         default_value = "redis://127.0.0.1:6379/1"
     )]
     pub redis_job_url: String,
-    /// Queue name.
+    /// BullMQ queue to add the jobs to: the one the workers consume.
     #[arg(long, env = "QUEUE_NAME", default_value = "fetch")]
     pub queue_name: String,
     /// BullMQ key prefix.
@@ -290,7 +290,7 @@ impl S3Args {
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    /// Human-readable lines.
+    /// Human-readable lines on stderr, coloured only when stderr is a terminal.
     Pretty,
     /// One JSON object per line (for compose and log shippers).
     Json,
@@ -325,7 +325,8 @@ pub struct RunArgs {
     /// PEM key of `--redis-tls-cert-file`.
     #[arg(long, env = "REDIS_TLS_KEY_FILE", requires = "redis_tls_cert_file")]
     pub redis_tls_key_file: Option<PathBuf>,
-    /// Queue name.
+    /// BullMQ queue to consume, as the producer's `new Queue(name)` names it (keys
+    /// `<prefix>:<queue>:…`).
     #[arg(long, env = "QUEUE_NAME", default_value = "fetch")]
     pub queue_name: String,
     /// BullMQ key prefix.
@@ -453,7 +454,7 @@ pub struct RunArgs {
     /// Exit once the queue has no waiting, prioritized, delayed or active jobs left.
     #[arg(long)]
     pub until_drained: bool,
-    /// Log format.
+    /// How log lines look: `pretty` for people, `json` for compose and log shippers.
     #[arg(long, value_enum, env = "LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
     /// Address of `/health` and `/metrics` (`host:port`; port 0 picks one; empty disables).
@@ -478,7 +479,7 @@ pub struct CombineArgs {
     /// Output file (standard output when absent).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Output format.
+    /// What the output holds: the legacy 27-column CSV, or one JSON transaction per line.
     #[arg(long, value_enum, default_value = "legacy-csv")]
     pub format: CombineFormat,
     /// Branches using the newer file layout: a file of codes, or a comma-separated list
@@ -679,7 +680,7 @@ pub struct RunConfig {
     pub mongo_uri: SecretUrl,
     /// The longest one attempt may run, if limited.
     pub job_timeout: Option<Duration>,
-    /// Raw storage.
+    /// Where raw downloads are kept (`STORAGE`): local files, GridFS or S3.
     pub storage: StorageKind,
     /// The bucket's settings when `storage` is S3.
     pub s3: Option<crate::pipeline::storage::S3Settings>,
@@ -699,7 +700,7 @@ pub struct RunConfig {
     pub import_batch_size: usize,
     /// When a day's export is expected.
     pub ready: crate::pipeline::ready::ReadyRule,
-    /// Log format.
+    /// How log lines are written (`LOG_FORMAT`).
     pub log_format: LogFormat,
     /// Where `/health` and `/metrics` are served, if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,

@@ -16,6 +16,8 @@
 //! - [`config`]: the command line and environment, validated into typed settings.
 //! - [`telemetry`] and [`shutdown`]: logging and the signal future.
 //! - [`startup`]: waiting for the servers at start-up, with one line per try.
+//! - [`backoff`]: the pauses of a retry loop (doubling up to a cap), for start-up and for
+//!   finishing a job through a Redis outage.
 //! - [`scratch`]: per-job scratch directories, removed on every path.
 //! - [`redis_conn`]: the Redis connection modes (TLS, ACL, Sentinel) and the connection that
 //!   follows a failover; the one classification of Redis errors.
@@ -33,6 +35,7 @@ pub const NO_TEST_DOUBLES: &str = "this build has no test doubles (the fake POS 
      CARGO_FEATURES=test-doubles)";
 
 pub mod app_cache;
+pub mod backoff;
 pub mod bullmq;
 pub mod config;
 pub mod day_outcomes;

@@ -86,7 +86,8 @@ impl Step {
 /// How a day's attempt ended, as `fetch_worker_days_total{outcome}` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DayOutcome {
-    /// Files imported.
+    /// The job completed with files: the day was combined and imported (its rows are counted
+    /// per branch).
     Completed,
     /// The POS server listed no files for a day that is due.
     Missing,

@@ -65,9 +65,9 @@ pub enum RedisState {
     Replica,
     /// `used_memory` is at or above [`MEMORY_READY_PERCENT`] of `maxmemory`.
     LowMemory {
-        /// Bytes used.
+        /// `used_memory` from `INFO`, in bytes.
         used: u64,
-        /// The limit.
+        /// `maxmemory`, in bytes; never 0 here (no limit is never low memory).
         max: u64,
     },
 }

@@ -28,15 +28,15 @@ pub const SAMPLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A state of BullMQ's key layout, as the `state` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
-    /// `wait` (LIST).
+    /// `wait` (LIST): jobs ready to be claimed.
     Wait,
-    /// `active` (LIST).
+    /// `active` (LIST): jobs a worker holds now.
     Active,
-    /// `delayed` (ZSET).
+    /// `delayed` (ZSET): jobs waiting for a time (delays, retry backoffs).
     Delayed,
-    /// `prioritized` (ZSET).
+    /// `prioritized` (ZSET): ready jobs with a priority.
     Prioritized,
-    /// `waiting-children` (ZSET).
+    /// `waiting-children` (ZSET): parents waiting for their children (flows).
     WaitingChildren,
     /// `completed` (ZSET; as trimmed by `removeOnComplete`).
     Completed,

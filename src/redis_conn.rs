@@ -127,11 +127,12 @@ pub enum TargetError {
     /// A TLS file could not be read.
     #[error("{name} {}: {source}", path.display())]
     TlsFile {
-        /// The setting.
+        /// The setting that named the file (`REDIS_TLS_CA_FILE`, `REDIS_TLS_CERT_FILE`,
+        /// `REDIS_TLS_KEY_FILE`).
         name: &'static str,
-        /// The file.
+        /// The path as that setting gave it.
         path: PathBuf,
-        /// The cause.
+        /// Why reading it failed (missing, not readable).
         source: std::io::Error,
     },
     /// The `redis` crate refused the settings (bad certificate PEM, say).
@@ -390,7 +391,10 @@ impl RedisTarget {
     }
 }
 
-/// `redis+sentinel://[user:pass@]h1[:p1],h2[:p2]/master[/db][?sentinelUsername=…&sentinelPassword=…]`.
+/// Reads a Sentinel URL,
+/// `redis+sentinel://[user:pass@]h1[:p1],h2[:p2]/master[/db][?sentinelUsername=…&sentinelPassword=…]`:
+/// the sentinels (port 26379 when none is given), the master's name, the db (0 when absent),
+/// the master's credentials from the user-info and the sentinels' own from the query.
 fn parse_sentinel(url: &str, tls: bool) -> Result<SentinelSpec, TargetError> {
     let bad = |why: &str| TargetError::Invalid(format!("Sentinel URL: {why}"));
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
@@ -596,7 +600,8 @@ impl Connector {
         self.target.redacted()
     }
 
-    /// The target.
+    /// The target this connector opens connections to: callers ask it whether it is a
+    /// cluster, or which db it selects.
     pub fn target(&self) -> &RedisTarget {
         &self.target
     }

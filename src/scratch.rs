@@ -41,7 +41,7 @@ impl ScratchDir {
         ScratchDir { path }
     }
 
-    /// The directory.
+    /// Where the directory is; it exists until this value is dropped.
     pub fn path(&self) -> &Path {
         &self.path
     }

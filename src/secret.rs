@@ -57,7 +57,8 @@ pub fn redact_url(url: &str) -> String {
 pub struct SecretUrl<T = String>(T);
 
 impl<T: AsRef<str>> SecretUrl<T> {
-    /// Wraps `url`.
+    /// Wraps `url` as given (nothing is parsed or checked here); `Debug` and `Display` show
+    /// it redacted from then on.
     pub fn new(url: T) -> SecretUrl<T> {
         SecretUrl(url)
     }

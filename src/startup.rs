@@ -15,10 +15,8 @@ use std::time::Duration;
 
 use mongodb::error::ErrorKind;
 
+pub use crate::backoff::Backoff;
 use crate::secret::RedactedUrl;
-
-/// The longest pause between two tries.
-const MAX_PAUSE: Duration = Duration::from_secs(30);
 
 /// What a failed try tells about the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,23 +64,6 @@ fn network_cause(text: &str) -> String {
     cause.to_string()
 }
 
-/// How often to try: the first pause, doubled after each failed try up to the longest.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// The pause after the first failed try.
-    pub first: Duration,
-    /// The longest pause.
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// 1, 2, 4 … 30 s: for a server that takes its time to come up (MongoDB).
-    pub const SLOW: Backoff = Backoff {
-        first: Duration::from_secs(1),
-        max: MAX_PAUSE,
-    };
-}
-
 /// Runs `attempt` until it succeeds, pausing as `backoff` says between tries and logging each
 /// failure as one line: `<what> is not reachable: <reason>; trying again in <pause> (waiting
 /// for <server>)`, where `what` is a [`server_label`] and `server` its first word.
@@ -101,19 +82,19 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let server = what.split(' ').next().unwrap_or(what);
-    let mut pause = backoff.first;
+    let mut pauses = backoff.pauses();
     loop {
         match attempt().await {
             Ok(value) => return Ok(value),
             Err(err) => match describe(&err) {
                 Problem::Permanent(reason) => return Err((err, reason)),
                 Problem::Transient(reason) => {
+                    let pause = pauses.next_pause();
                     tracing::warn!(
                         "{what} is not reachable: {reason}; trying again in {} (waiting for {server})",
                         shown(pause)
                     );
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(backoff.max);
                 }
             },
         }
@@ -177,5 +158,33 @@ mod tests {
         );
         assert_eq!(shown(Duration::from_millis(400)), "400 ms");
         assert_eq!(shown(Duration::from_secs(2)), "2 s");
+    }
+
+    /// The pauses between tries, on the paused clock: 1, 2, 4, 8, 16, then 30 s (the cap) for
+    /// as long as the server stays away; the first success ends the wait with no pause after
+    /// it and no further try.
+    #[tokio::test(start_paused = true)]
+    async fn the_pauses_double_up_to_the_cap_and_a_success_ends_the_wait() {
+        let start = tokio::time::Instant::now();
+        let mut tries = Vec::new();
+        let got = wait_for(
+            "X at y (Z)",
+            Backoff::SLOW,
+            || {
+                tries.push(start.elapsed());
+                let n = tries.len();
+                async move { if n < 8 { Err("later") } else { Ok(n) } }
+            },
+            |e: &&str| Problem::Transient(e.to_string()),
+        )
+        .await;
+        assert_eq!(got, Ok(8));
+        let gaps: Vec<_> = tries.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+        assert_eq!(gaps, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(91),
+            "no pause after the success"
+        );
     }
 }

@@ -35,7 +35,8 @@ impl CacheInvalidation {
     ///
     /// # Errors
     ///
-    /// Redis errors.
+    /// The first Redis error (connecting, listing the masters, `SCAN`, `UNLINK`): the run
+    /// stops there, and keys already unlinked stay deleted.
     pub async fn run(&self) -> Result<u64, redis::RedisError> {
         let mut opened = self.con.opened().await?;
         let masters = opened.masters().await?;

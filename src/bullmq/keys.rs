@@ -7,37 +7,54 @@
 pub struct QueueKeys {
     /// `P:Q:`, the base every job key starts with.
     pub base: String,
-    /// `P:Q:wait`.
+    /// `P:Q:wait`: LIST of ready job ids; new jobs are pushed at one end and claims take from
+    /// the other, so the queue is FIFO.
     pub wait: String,
-    /// `P:Q:active`.
+    /// `P:Q:active`: LIST of the ids of claimed jobs, each held under `P:Q:<id>:lock` while
+    /// its worker runs it. A job here without its lock is what the stalled check looks for.
     pub active: String,
-    /// `P:Q:paused`.
+    /// `P:Q:paused`: LIST of ready job ids while a BullMQ 5 queue is paused (a v5 pause renames
+    /// `wait` to it); BullMQ 6 never writes it (see `lua/includes/readyListFor.lua`).
     pub paused: String,
-    /// `P:Q:prioritized`.
+    /// `P:Q:prioritized`: ZSET of ready jobs with a priority, scored `priority * 2^32 + pc`,
+    /// so a lower priority number is claimed first.
     pub prioritized: String,
-    /// `P:Q:pc`.
+    /// `P:Q:pc`: the priority counter (INCR) that keeps jobs of one priority in FIFO order
+    /// inside [`QueueKeys::prioritized`].
     pub pc: String,
-    /// `P:Q:delayed`.
+    /// `P:Q:delayed`: ZSET of jobs waiting for a time (delays, retry backoffs), scored
+    /// `due_ms * 4096` plus a sequence number; due ones are promoted on the next claim.
     pub delayed: String,
-    /// `P:Q:completed`.
+    /// `P:Q:completed`: ZSET of completed job ids scored by when they finished (ms), trimmed by
+    /// `removeOnComplete`.
     pub completed: String,
-    /// `P:Q:failed`.
+    /// `P:Q:failed`: ZSET of job ids failed for good, scored by when they failed (ms), trimmed by
+    /// `removeOnFail`.
     pub failed: String,
-    /// `P:Q:stalled`.
+    /// `P:Q:stalled`: SET of the active ids seen by the last stalled check; one still active
+    /// and without a lock at the next check has stalled.
     pub stalled: String,
-    /// `P:Q:stalled-check`.
+    /// `P:Q:stalled-check`: a throttle key that lives one `stalledInterval`, so one worker of
+    /// the fleet runs the stalled check per interval.
     pub stalled_check: String,
-    /// `P:Q:limiter`.
+    /// `P:Q:limiter`: the rate limiter's count of jobs claimed in the current window; it
+    /// expires with the window.
     pub limiter: String,
-    /// `P:Q:meta`.
+    /// `P:Q:meta`: HASH of queue-wide settings, mostly written by Node's `Queue`: `paused`,
+    /// the global `concurrency` and rate limit (`max`, `duration`), `opts.maxLenEvents` and
+    /// `version` (which BullMQ major's pause rule applies).
     pub meta: String,
-    /// `P:Q:events`.
+    /// `P:Q:events`: the STREAM of queue events (`added`, `active`, `completed`, …) that Node's
+    /// `QueueEvents` reads.
     pub events: String,
-    /// `P:Q:marker`.
+    /// `P:Q:marker`: ZSET that idle workers block on (BZPOPMIN); a member scored 0 means "a job
+    /// can be claimed now", a later score the time the next delayed job is due.
     pub marker: String,
-    /// `P:Q:repeat`.
+    /// `P:Q:repeat`: ZSET of job scheduler ids scored by their latest iteration's time; each
+    /// scheduler's settings are in `P:Q:repeat:<id>`.
     pub repeat: String,
-    /// `P:Q:id`.
+    /// `P:Q:id`: the counter Node's `Queue` INCRs for ids of jobs added without one; a
+    /// scheduler's new iteration counts here too, as BullMQ's does.
     pub id: String,
     /// `P:Q:waiting-children`: parents waiting for their children (flows).
     pub waiting_children: String,

@@ -149,7 +149,8 @@ pub struct KeepJobs {
 }
 
 impl KeepJobs {
-    /// Keep everything.
+    /// Keep every finished job: `removeOnComplete`/`removeOnFail: false`, and what applies
+    /// when neither the job nor the worker sets one (BullMQ's default).
     pub const ALL: KeepJobs = KeepJobs {
         count: -1,
         age: None,

@@ -262,7 +262,8 @@ async fn try_schedule<C: ConnectionLike + Send>(
 mod tests {
     use super::*;
 
-    /// 2026-11-29T17:00:00.250Z
+    /// The tests' "now": 2026-11-29T17:00:00.250Z, in ms since the epoch as
+    /// [`next_cron_ms`] takes it.
     const T0: u64 = 1_795_971_600_250;
 
     fn cron(pattern: &str) -> RepeatOptions {

@@ -45,19 +45,20 @@ const MAX_RATE_LIMIT_DELAY: Duration = Duration::from_secs(30);
 const MAX_BLOCK: Duration = Duration::from_secs(10);
 
 /// How finishing retries a transient Redis error (a failover, a restart, `OOM`): after
-/// 100 ms, doubling up to [`FINISH_MAX_BACKOFF`], for as long as the job's lock may still be
+/// 100 ms, doubling up to 5 s between two tries, for as long as the job's lock may still be
 /// held (its last renewal is younger than the lock duration; renewal goes on meanwhile, so a
 /// short outage never costs the job). Past that, another worker may own the job and stalled
 /// recovery takes it.
-const FINISH_FIRST_BACKOFF: Duration = Duration::from_millis(100);
-
-/// The longest pause between two tries to finish a job.
-const FINISH_MAX_BACKOFF: Duration = Duration::from_secs(5);
+const FINISH_BACKOFF: crate::backoff::Backoff = crate::backoff::Backoff {
+    first: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+};
 
 /// What a run did, for logs and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RunSummary {
-    /// Jobs completed.
+    /// Jobs this run moved to `completed` (counted once Redis has taken the move, like the
+    /// other counts).
     pub completed: u64,
     /// Jobs failed for good.
     pub failed: u64,
@@ -713,7 +714,7 @@ async fn finish(
     let fetch_next = !inner.stop_claiming.is_cancelled() && inner.rate_limited_for(now_ms()) == 0;
     let keys = &inner.keys;
     let mut con = inner.con.clone();
-    let mut wait = FINISH_FIRST_BACKOFF;
+    let mut pauses = FINISH_BACKOFF.pauses();
     if let Err(err) = &result
         && matches!(err.defer, Some(Defer::Delayed { .. }))
     {
@@ -880,9 +881,9 @@ async fn finish(
                     tracing::error!(job_id = %job.id, error.message = %e, "redis unavailable until the lock expired; stalled recovery will take the job");
                     return None;
                 }
+                let wait = pauses.next_pause();
                 tracing::warn!(job_id = %job.id, error.message = %e, retry_in_ms = wait.as_millis() as u64, "finishing failed; retrying");
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(FINISH_MAX_BACKOFF);
             }
             Err(e) => {
                 tracing::error!(job_id = %job.id, error.message = %e, "cannot finish the job; stalled recovery will take it");
@@ -972,6 +973,15 @@ async fn release_all(inner: &Inner) {
 mod tests {
     use super::*;
     use crate::bullmq::job::{Backoff, JobOptions};
+
+    /// The pauses [`finish`] sleeps between tries through a Redis outage: 100 ms, doubling,
+    /// never more than 5 s (the loop itself stops when the lock may be gone).
+    #[test]
+    fn finishing_retries_after_100_ms_doubling_up_to_5_s() {
+        let mut pauses = FINISH_BACKOFF.pauses();
+        let got: Vec<_> = (0..9).map(|_| pauses.next_pause().as_millis()).collect();
+        assert_eq!(got, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+    }
 
     fn job(attempts: u32, made: u32, backoff: Option<Backoff>) -> Job {
         let mut j = Job::from_claim("1".into(), vec![]);

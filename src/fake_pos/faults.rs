@@ -41,7 +41,7 @@ pub enum Fault {
     ErrorBody,
     /// Answer 200 with this body instead of the real list (or file).
     ListBody {
-        /// The body.
+        /// The body to send as is (names of other days, a malformed list, …).
         body: String,
     },
     /// Answer with this HTTP status and a short text body.
@@ -51,7 +51,7 @@ pub enum Fault {
     },
     /// Wait this long before answering.
     Delay {
-        /// Milliseconds.
+        /// How long to wait, in milliseconds.
         ms: u64,
     },
     /// Declare the full `Content-Length`, send half of the body, then close the connection.
@@ -80,11 +80,11 @@ fn default_redirect_status() -> u16 {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
-    /// `POST /fetch_list2.php`.
+    /// The list call, `POST /fetch_list2.php`.
     List,
     /// `GET /<file name>`.
     Download,
-    /// Both.
+    /// The list call and every download (the default).
     #[default]
     Any,
 }
@@ -180,12 +180,12 @@ pub struct Faults {
 }
 
 impl Faults {
-    /// No faults.
+    /// An empty rule set: every request is answered normally until rules are set.
     pub fn new() -> Faults {
         Faults::default()
     }
 
-    /// These rules.
+    /// A rule set holding `rules` from the start, as [`Faults::set`] would.
     pub fn with_rules(rules: Vec<FaultRule>) -> Faults {
         let faults = Faults::new();
         faults.set(rules);

@@ -67,7 +67,7 @@ const TRUNCATE_PAUSE: Duration = Duration::from_millis(50);
 /// One request the fake received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RequestRecord {
-    /// `GET`, `POST`…
+    /// The HTTP method: `POST` for the list, `GET` for downloads.
     pub method: String,
     /// The path (without the query).
     pub path: String,
@@ -424,7 +424,9 @@ async fn read_body(request: Request<Incoming>) -> Option<Bytes> {
         .map(|c| c.to_bytes())
 }
 
-/// `POST /fetch_list2.php`.
+/// `POST /fetch_list2.php` with form fields `branch`, `pos`, `date`: the names of the
+/// directory's files of that day, sorted and comma-separated, as the legacy endpoint answers;
+/// without all three fields, the legacy error text (with status 200, as legacy).
 async fn list(request: Request<Incoming>, shared: &Shared) -> Response<Body> {
     let Some(body) = read_body(request).await else {
         return text(StatusCode::PAYLOAD_TOO_LARGE, "request too large\n");
@@ -455,7 +457,8 @@ async fn list(request: Request<Incoming>, shared: &Shared) -> Response<Body> {
     text(StatusCode::OK, names.join(","))
 }
 
-/// `GET /<name>`.
+/// `GET /<name>`: that file of the directory as `text/csv`; 404 when it is not there, 500
+/// when it cannot be read.
 async fn download(path: &str, shared: &Shared) -> Response<Body> {
     let wanted = path.strip_prefix('/').unwrap_or(path);
     let found = file_names(&shared.dir)

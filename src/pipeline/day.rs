@@ -188,7 +188,7 @@ impl BusinessDate {
         Ok(BusinessDate(date))
     }
 
-    /// The year.
+    /// The year, 1 to 9999 (the date is parsed from four digits, and year 0 is refused).
     pub fn year(self) -> u16 {
         self.0.year() as u16
     }

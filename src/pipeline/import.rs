@@ -161,7 +161,7 @@ pub enum ImportError {
     Timeout {
         /// What was being done.
         op: &'static str,
-        /// The bound.
+        /// How long it waited: the importer's `op_timeout` (`MONGO_OP_TIMEOUT_MS`).
         after: Duration,
     },
     /// The server rejected a write for a reason other than fencing.
@@ -185,7 +185,7 @@ pub enum ImportError {
     /// Another job is importing the day under a live lease.
     #[error("another job ({holder}) is importing {day}; its lease runs until {until_ms}")]
     Busy {
-        /// `branch|pos|date`.
+        /// The day, as `branch|pos|date` (its `imports` record's `_id`).
         day: String,
         /// The job named by the day's record.
         holder: String,
@@ -195,7 +195,7 @@ pub enum ImportError {
     /// A newer import of the day began: this one stopped and wrote nothing more.
     #[error("the import of {day} (fence {fence}) was taken over by a newer import")]
     Fenced {
-        /// `branch|pos|date`.
+        /// The day, as `branch|pos|date` (its `imports` record's `_id`).
         day: String,
         /// This import's fence number.
         fence: i64,
@@ -279,7 +279,8 @@ pub struct FileRecord {
     pub bucket: Option<String>,
     /// Its size in bytes as stored; a reprocess checks the bytes again through the hash.
     pub size: u64,
-    /// SHA-256, hex.
+    /// SHA-256 of the file's bytes, in lower-case hex, taken as they were stored; a reprocess
+    /// refuses bytes that no longer match it.
     pub checksum: String,
 }
 

@@ -55,26 +55,30 @@ pub struct Transaction {
     pub time: String,
     /// rd5000 `INVOICE`: the receipt (OR) number.
     pub or_number: String,
-    /// rd5000 `TRANSNO`.
+    /// rd5000 `TRANSNO`: the POS's transaction number, the key the payment (rd5800) and phone
+    /// (blpr) lookups use. Old-style exports pad it to 8 digits and it differs from the OR
+    /// number; new-layout ones repeat the 14-digit `INVOICE`.
     pub transaction_number: String,
     /// rd5000 `ITE_CODE`; discount lines carry codes such as `SDis- 20.00%`.
     pub product_code: String,
     /// rd5500 `ITE_DESC` of the product code.
     pub product_name: Option<String>,
-    /// rd5000 `QUANTITY`.
+    /// rd5000 `QUANTITY`, with its exported scale (`1.000` old-style, `1` new-layout).
     pub quantity: Option<Decimal>,
-    /// rd5000 `UNT_PRIC`.
+    /// rd5000 `UNT_PRIC`: the price of one unit.
     pub unit_price: Option<Decimal>,
     /// rd5000 `AMOUNT` (negative on discount lines).
     pub amount: Option<Decimal>,
-    /// rd5000 `DISCOUNT`.
+    /// rd5000 `DISCOUNT`: the line's own discount column. Discounts usually come as separate
+    /// lines (negative `amount`, `SDis-…` product code) with this at zero.
     pub discount: Option<Decimal>,
     /// Department code: rd5000 `DEP_CODE`, or for new-layout branches the item's category
     /// from rd5500 when the item is found.
     pub department_code: String,
     /// rd1800 `DEP_DESC` of the department code.
     pub department_name: Option<String>,
-    /// rd5000 `DISC_CODE`.
+    /// rd5000 `DISC_CODE`: the discount applied (new-layout branches use codes such as `SC`,
+    /// `PWD`); `discount_name` is looked up by it.
     pub discount_code: String,
     /// discount `DESC` of the discount code.
     pub discount_name: Option<String>,
@@ -84,15 +88,15 @@ pub struct Transaction {
     pub order_type_name: Option<String>,
     /// Daypart of the hour of `time`.
     pub daypart: Daypart,
-    /// rd5000 `VAT_FLAG`.
+    /// rd5000 `VAT_FLAG`, the raw text: stored as exported, not interpreted here.
     pub vat_flag: String,
-    /// rd5000 `VATDIV`.
+    /// rd5000 `VATDIV`: stored as exported, not interpreted here.
     pub vat_div: Option<Decimal>,
-    /// rd5000 `VAT_AMNT`.
+    /// rd5000 `VAT_AMNT`: the line's VAT amount as the POS computed it.
     pub vat_amount: Option<Decimal>,
-    /// rd5000 `VAT_DISC`.
+    /// rd5000 `VAT_DISC`: the line's VAT discount as the POS computed it.
     pub vat_discount: Option<Decimal>,
-    /// rd5000 `VAT_PRIC`.
+    /// rd5000 `VAT_PRIC`: the line's VAT price as the POS computed it.
     pub vat_price: Option<Decimal>,
     /// rd5800 `PAYCODE` of the first payment listed for the transaction number.
     pub payment_code: Option<String>,
@@ -115,14 +119,14 @@ pub enum Daypart {
     /// Graveyard: midnight to 5 am, and 11 pm onwards.
     #[serde(rename = "GY")]
     Graveyard,
-    /// 6–10 am.
+    /// Hours 6 to 10 (06:00–10:59).
     Breakfast,
-    /// 11 am–2 pm.
+    /// Hours 11 to 14 (11:00–14:59).
     Lunch,
-    /// 3–6 pm.
+    /// Hours 15 to 18 (15:00–18:59).
     #[serde(rename = "PM Snack")]
     PmSnack,
-    /// 7–10 pm.
+    /// Hours 19 to 22 (19:00–22:59).
     Dinner,
     /// The line had no time.
     #[serde(rename = "No Time Record")]

@@ -313,12 +313,12 @@ pub enum ChoiceReason {
     Only,
     /// It had more data rows than every other candidate.
     MostRows {
-        /// The others.
+        /// The candidates not used, with their data rows, for the report.
         others: Vec<Candidate>,
     },
     /// Other candidates had as many rows; it has the latest upload time (then file name).
     TieLatest {
-        /// The others.
+        /// The candidates not used (at least one with as many rows), for the report.
         others: Vec<Candidate>,
     },
 }
@@ -326,7 +326,7 @@ pub enum ChoiceReason {
 /// The file a group uses for one type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileChoice {
-    /// The type.
+    /// The export type this choice is for (`rd5000`, `rd5500`, …).
     pub file_type: FileType,
     /// The file used.
     pub file_name: String,

@@ -43,37 +43,41 @@ pub mod slot {
     pub const POS: usize = 0;
     /// OR (rd5000 `INVOICE`).
     pub const OR: usize = 1;
-    /// ITEM CODE.
+    /// Output column 2, ITEM CODE: rd5000 column 4 `ITE_CODE`.
     pub const ITEM: usize = 2;
-    /// QUANTITY.
+    /// Output column 3, QUANTITY: rd5000 column 5 `QUANTITY`.
     pub const QUANTITY: usize = 3;
-    /// UNIT PRICE.
+    /// Output column 4, UNIT PRICE: rd5000 column 6 `UNT_PRIC`.
     pub const UNIT_PRICE: usize = 4;
-    /// AMOUNT.
+    /// Output column 5, AMOUNT: rd5000 column 7 `AMOUNT`.
     pub const AMOUNT: usize = 5;
-    /// DISCOUNT.
+    /// Output column 6, DISCOUNT: rd5000 column 8 `DISCOUNT`.
     pub const DISCOUNT: usize = 6;
-    /// DEPARTMENT CODE.
+    /// Output column 7, DEPARTMENT CODE: rd5000 column 11 `DEP_CODE` (for new-layout branches,
+    /// replaced by the item's category when the item is found).
     pub const DEPARTMENT: usize = 7;
-    /// DATE.
+    /// Output column 8, DATE: rd5000 column 12 `DATE`; compared with the file name's date to tell
+    /// transactions from monitor rows.
     pub const DATE: usize = 8;
-    /// TIME.
+    /// Output column 9, TIME: rd5000 column 13 `TIME`; its hour gives the DAYPART.
     pub const TIME: usize = 9;
-    /// DISCOUNT CODE.
+    /// Output column 10, DISCOUNT CODE: rd5000 column 18 `DISC_CODE`.
     pub const DISCOUNT_CODE: usize = 10;
-    /// TYPE CODE.
+    /// Output column 11, TYPE CODE: rd5000 column 21 `TYPE` (`D`, `T` or `C`), which gives the
+    /// TRANSACTION TYPE.
     pub const TYPE: usize = 11;
-    /// VAT FLAG.
+    /// Output column 12, VAT FLAG: rd5000 column 31 `VAT_FLAG`.
     pub const VAT_FLAG: usize = 12;
-    /// VAT DIV.
+    /// Output column 13, VAT DIV: rd5000 column 32 `VATDIV`.
     pub const VAT_DIV: usize = 13;
-    /// VAT AMOUNT.
+    /// Output column 14, VAT AMOUNT: rd5000 column 34 `VAT_AMNT`.
     pub const VAT_AMOUNT: usize = 14;
-    /// VAT DISCOUNT.
+    /// Output column 15, VAT DISCOUNT: rd5000 column 35 `VAT_DISC`.
     pub const VAT_DISCOUNT: usize = 15;
-    /// VAT PRICE.
+    /// Output column 16, VAT PRICE: rd5000 column 36 `VAT_PRIC`.
     pub const VAT_PRICE: usize = 16;
-    /// TRANSACTION NUMBER.
+    /// Output column 17, TRANSACTION NUMBER: rd5000 column 37 `TRANSNO`, never Excel-escaped; the
+    /// payment and phone lookups use it.
     pub const TRANSNO: usize = 17;
 }
 

@@ -402,7 +402,8 @@ pub fn leading_fields<const N: usize>(line: &str) -> ([&str; N], usize) {
     (fields, N)
 }
 
-/// `line.split(',').nth(n)`.
+/// The `n`-th comma-separated field of `line`, the same as `line.split(',').nth(n)` but
+/// faster on long lines.
 ///
 /// Field `n` runs from just after the `n`-th comma (or the start, for field 0) to the next
 /// comma or the end. Words are read as in [`for_each_field`], but a word whose commas all

@@ -66,7 +66,7 @@ pub enum ItemEntry<'a> {
     Bare,
     /// A line with a name.
     Named {
-        /// `ITE_DESC`.
+        /// `ITE_DESC`: the product name rows show (PRODUCT NAME, `productName`).
         name: Field<'a>,
         /// The department for new-layout branches (`CATEG_ID`, or `DEP_CODE` on 4–12 field
         /// lines); `None` for old-layout branches and for 2–3 field lines.

@@ -194,7 +194,7 @@ pub enum CombineError {
     /// A file could not be read.
     #[error("reading {}", path.display())]
     Read {
-        /// The file.
+        /// The export file that could not be read.
         path: PathBuf,
         /// The I/O error.
         #[source]
@@ -203,7 +203,7 @@ pub enum CombineError {
     /// A file is larger than [`CombineOptions::max_file_bytes`].
     #[error("{} is larger than the {limit}-byte limit", path.display())]
     FileTooLarge {
-        /// The file.
+        /// The export file, left unread.
         path: PathBuf,
         /// The limit it broke.
         limit: u64,
@@ -211,7 +211,7 @@ pub enum CombineError {
     /// A directory could not be listed.
     #[error("listing {}", path.display())]
     ListDir {
-        /// The directory.
+        /// The directory given to [`combine_dir`].
         path: PathBuf,
         /// The I/O error.
         #[source]
@@ -856,7 +856,7 @@ enum TypedVerdict<'f> {
     Record(Selected<'f>, Daypart),
     /// The line's DATE is not the file's date.
     Monitor,
-    /// No record.
+    /// No record, for this reason; for [`RejectReason::FieldCount`], the line's field count.
     Rejected(RejectReason, Option<usize>),
 }
 

@@ -143,9 +143,10 @@ pub fn combine_groups<S: RowSink>(
 enum Call {
     /// [`RowSink::legacy_row_at`]: the line number, and the row being `Recorded::rows[range]`.
     Row(u64, Range<usize>),
-    /// [`RowSink::transaction`].
+    /// [`RowSink::transaction`]: the record (boxed: it is far larger than the other calls).
     Transaction(Box<Transaction>),
-    /// [`RowSink::monitor`].
+    /// [`RowSink::monitor`]: the entry, with its own copy of the text so it outlives the
+    /// chunk's buffers.
     Monitor(OwnedMonitorEntry),
 }
 

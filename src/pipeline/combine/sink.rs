@@ -269,7 +269,7 @@ pub struct CollectSink {
     pub rows: Vec<String>,
     /// The rd5000 line number of each of `rows`.
     pub row_lines: Vec<u64>,
-    /// Typed records.
+    /// The typed records, in the order the pass produced them (it always wants them).
     pub transactions: Vec<Transaction>,
     /// Monitor entries as `(pos, branch, date, line)`.
     pub monitor: Vec<(String, String, String, u64)>,

@@ -18,7 +18,8 @@ pub enum FetchError {
     /// A setting is unusable (a URL that is not http(s)). Permanent.
     #[error("invalid fetch setting {name}: {reason}")]
     Config {
-        /// The setting.
+        /// The setting's environment name (`POS_LIST_URL`, `POS_FILE_BASE_URL`), or what
+        /// was being built (`http client`).
         name: &'static str,
         /// What is wrong.
         reason: String,
@@ -28,7 +29,7 @@ pub enum FetchError {
     /// with [`FetchError::request`], which strips the URL from the client's error.
     #[error("{url}: {source}")]
     Request {
-        /// The URL.
+        /// The URL asked for, credentials removed.
         url: RedactedUrl,
         /// The client's error.
         #[source]
@@ -38,7 +39,7 @@ pub enum FetchError {
     /// 5xx; permanent for other statuses.
     #[error("{url}: HTTP {status}")]
     Status {
-        /// The URL.
+        /// The URL that answered, credentials removed.
         url: RedactedUrl,
         /// The status code.
         status: u16,
@@ -70,7 +71,7 @@ pub enum FetchError {
         url: RedactedUrl,
         /// Files listed (valid ones for the day).
         files: usize,
-        /// The limit.
+        /// The most files a day may have (`POS_MAX_FILES_PER_DAY`).
         limit: usize,
     },
     /// The list body was larger than any real list. Permanent.
@@ -78,7 +79,7 @@ pub enum FetchError {
     ListTooLarge {
         /// The list URL.
         url: RedactedUrl,
-        /// The limit.
+        /// [`super::MAX_LIST_BYTES`]: the largest list body read.
         limit: usize,
     },
     /// A file was larger than the configured limit; the download was stopped and nothing kept.
@@ -87,7 +88,7 @@ pub enum FetchError {
     TooLarge {
         /// The file URL.
         url: RedactedUrl,
-        /// The limit.
+        /// The largest file accepted, in bytes (`POS_MAX_FILE_BYTES`).
         limit: u64,
         /// The size the server declared, when it did.
         declared: Option<u64>,
@@ -99,7 +100,7 @@ pub enum FetchError {
         url: RedactedUrl,
         /// The declared length.
         expected: u64,
-        /// What arrived.
+        /// How many bytes did arrive before the body ended.
         received: u64,
     },
     /// Raw storage failed; transient or not as the storage error says.

@@ -79,7 +79,7 @@ impl Listing {
 pub struct Skipped {
     /// The item as listed (trimmed, shortened to 255 characters, control characters escaped).
     pub reference: String,
-    /// Why.
+    /// Why it was not used: another day's file, listed twice, or not an export file name.
     pub reason: SkipReason,
 }
 

@@ -174,7 +174,7 @@ pub struct StoredFile {
 pub struct PosClient {
     /// The pooled client: connect timeout, redirect policy and User-Agent set once.
     http: reqwest::Client,
-    /// The settings.
+    /// URLs, timeouts, size limits and the retry policy every call uses.
     options: FetchOptions,
 }
 
@@ -532,7 +532,7 @@ pub fn check_redirect(first: &Url, next: &Url, hops: usize) -> Result<(), Redire
     Ok(())
 }
 
-/// Lower-case hex.
+/// `bytes` as lower-case hex, two digits a byte: how SHA-256 digests are recorded.
 fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);

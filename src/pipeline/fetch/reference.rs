@@ -32,13 +32,13 @@ pub enum RefError {
     TooLong {
         /// Its length in bytes.
         len: usize,
-        /// The limit.
+        /// The longest accepted, [`FileRef::MAX_LEN`].
         max: usize,
     },
     /// A control character (NUL, newline, DEL…).
     #[error("control character {ch:?}")]
     ControlChar {
-        /// The character.
+        /// The first control character found, shown escaped in the message.
         ch: char,
     },
     /// A backslash (a Windows path separator).
@@ -50,7 +50,7 @@ pub enum RefError {
     /// Starts with `/`.
     #[error("absolute path")]
     Absolute,
-    /// Contains `..`.
+    /// Contains `..` anywhere: a path that could climb out of the download base.
     #[error("'..' in the reference")]
     DotDot,
     /// A character outside letters, digits, `_ - . /`.
@@ -68,7 +68,7 @@ pub enum RefError {
     /// More than [`FileRef::MAX_SEGMENTS`] segments.
     #[error("more than {max} path segments")]
     TooDeep {
-        /// The limit.
+        /// The most accepted, [`FileRef::MAX_SEGMENTS`].
         max: usize,
     },
     /// Harmless text, but the last segment is not `a_<BRANCH>_<POS>_<type>_<YYYY-MM-DD>_<HH-MM>_.csv`.

@@ -144,7 +144,7 @@ pub enum StorageError {
     /// The local root is not valid UTF-8, so its paths cannot be recorded as text.
     #[error("storage root {root:?} is not valid UTF-8")]
     NonUtf8Root {
-        /// The root.
+        /// The root as resolved (absolute, links followed).
         root: PathBuf,
     },
     /// A stored file's bytes no longer hash to the SHA-256 recorded when it was downloaded.
@@ -162,7 +162,7 @@ pub enum StorageError {
     Provider {
         /// The provider name.
         provider: &'static str,
-        /// What happened.
+        /// What went wrong, in the provider's words.
         message: String,
         /// Whether trying again may succeed.
         transient: bool,

@@ -129,11 +129,12 @@ pub struct S3Settings {
     /// `S3_ENDPOINT`: the service URL (MinIO, Ceph, R2…); `None` for AWS's regional endpoint.
     /// Plain http only when this says `http://`.
     pub endpoint: Option<String>,
-    /// `S3_BUCKET`.
+    /// `S3_BUCKET`: where the files go. It must exist (checked at start); the worker never
+    /// creates it.
     pub bucket: String,
     /// `S3_PREFIX` without leading or trailing `/` (may be empty).
     pub prefix: String,
-    /// `S3_REGION`.
+    /// `S3_REGION`: the bucket's region, used to sign every request (default `us-east-1`).
     pub region: String,
     /// `S3_FORCE_PATH_STYLE`: `<endpoint>/<bucket>/<key>` rather than `<bucket>.<host>/<key>`.
     /// With an endpoint and virtual-hosted addressing, the endpoint must name the bucket's host.
@@ -141,7 +142,8 @@ pub struct S3Settings {
     /// `AWS_ACCESS_KEY_ID`; without it (and the secret) the client asks the instance or task
     /// metadata service, as the AWS tools do.
     pub access_key_id: Option<Secret>,
-    /// `AWS_SECRET_ACCESS_KEY`.
+    /// `AWS_SECRET_ACCESS_KEY`: the secret of `access_key_id`; the two are given together or
+    /// not at all.
     pub secret_access_key: Option<Secret>,
     /// `AWS_SESSION_TOKEN` (temporary credentials).
     pub session_token: Option<Secret>,
@@ -256,7 +258,7 @@ impl S3Storage {
         self
     }
 
-    /// The bucket.
+    /// The bucket this store writes to and reads from (`S3_BUCKET`).
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
@@ -597,20 +599,21 @@ enum Spool {
     File {
         /// The scratch directory holding the file.
         dir: ScratchDir,
-        /// The file.
+        /// The spool file inside `dir`.
         path: PathBuf,
     },
 }
 
 /// One file being written: bytes are hashed and spooled; nothing reaches S3 before the commit.
 struct S3Writer {
-    /// The store.
+    /// The store the object goes to at commit (client, bucket, multipart settings).
     storage: S3Storage,
     /// The object key.
     key: String,
     /// SHA-256 of everything written.
     hasher: Sha256,
-    /// Bytes written.
+    /// Bytes written so far: after the upload, the stored object must have exactly this size
+    /// (and the hash), or it is deleted and the commit fails.
     size: u64,
     /// The bytes so far; `None` once committed or aborted.
     spool: Option<Spool>,
@@ -763,7 +766,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Lower-case hex.
+/// `bytes` as lower-case hex, two digits a byte (the SHA-256 metadata and payload hashes).
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
