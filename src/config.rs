@@ -15,9 +15,8 @@ use crate::redis_conn::{RedisTarget, TlsFiles};
 use crate::secret::SecretUrl;
 
 /// Parses `BULLMQ_COMPAT` (`auto`, `5`, `6`).
-fn parse_compat(s: &str) -> Result<Compat, String> {
+fn parse_compat(s: &str) -> Result<Compat, crate::bullmq::BadCompat> {
     s.parse()
-        .map_err(|e: crate::bullmq::BadCompat| e.to_string())
 }
 
 /// The default of `REMOVE_ON_COMPLETE`: the producer's retention of completed jobs.

@@ -11,6 +11,7 @@
 //! with curl) do not multiply the reads, and bounded by [`SAMPLE_TIMEOUT`], so a scrape never
 //! hangs on an unreachable Redis: it answers with `fetch_worker_queue_up 0` instead.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -115,13 +116,16 @@ pub enum SampleError {
     Reply(String),
 }
 
+/// A sample, or why it failed; a failure is shared by the scrapes that read it while cached.
+pub type Sampled = Result<QueueSample, Arc<SampleError>>;
+
 /// Reads the queue's state, at most once per [`CACHE_FOR`].
 pub struct QueueSampler {
     con: RedisConn,
     keys: QueueKeys,
     /// The last sample and when it was taken. The lock is held while sampling, so concurrent
     /// scrapes wait for one sample instead of each taking their own.
-    last: tokio::sync::Mutex<Option<(Instant, Result<QueueSample, String>)>>,
+    last: tokio::sync::Mutex<Option<(Instant, Sampled)>>,
 }
 
 impl std::fmt::Debug for QueueSampler {
@@ -143,9 +147,9 @@ impl QueueSampler {
         }
     }
 
-    /// The latest sample, taken now unless one is younger than [`CACHE_FOR`]; the error text
-    /// when it failed.
-    pub async fn sample(&self) -> Result<QueueSample, String> {
+    /// The latest sample, taken now unless one is younger than [`CACHE_FOR`]. A failure is
+    /// kept as long as a sample would be, shared by the scrapes that read it.
+    pub async fn sample(&self) -> Sampled {
         let mut last = self.last.lock().await;
         if let Some((at, sample)) = &*last
             && at.elapsed() < CACHE_FOR
@@ -157,7 +161,7 @@ impl QueueSampler {
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SampleError::Timeout),
         }
-        .map_err(|e| e.to_string());
+        .map_err(Arc::new);
         *last = Some((Instant::now(), taken.clone()));
         taken
     }

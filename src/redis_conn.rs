@@ -206,7 +206,7 @@ impl RedisTarget {
         };
         let (topology, db) = match scheme.as_str() {
             "redis" | "rediss" => {
-                check_server_url(url).map_err(TargetError::Invalid)?;
+                check_server_url(url).map_err(|why| TargetError::Invalid(why.to_string()))?;
                 let info = url.into_connection_info().map_err(|_| {
                     TargetError::Invalid("not a valid redis:// or rediss:// URL".into())
                 })?;
@@ -1017,31 +1017,48 @@ fn once(text: &str) -> &str {
     }
 }
 
+/// What is wrong with a `redis://` / `rediss://` URL, in words that never repeat the URL
+/// (it may hold a password).
+#[derive(Debug, thiserror::Error, PartialEq)]
+enum UrlProblem {
+    /// The port is missing its number, out of range, or 0.
+    #[error("the port is not a number from 1 to 65535")]
+    Port,
+    /// Nothing between `//` (or the credentials' `@`) and the port or path.
+    #[error("the URL names no host")]
+    NoHost,
+    /// Any other parse failure, as the URL parser words it (it never quotes the input).
+    #[error("not a valid URL ({0})")]
+    Syntax(url::ParseError),
+    /// The path is not a database number; `shown` is its first 20 characters.
+    #[error("the database `{shown}` is not a number: the path is /<db>, for example /1")]
+    Database {
+        /// The start of the path as written.
+        shown: String,
+    },
+}
+
 /// Checks a `redis://` / `rediss://` URL completely before the driver reads it, so that each
 /// mistake gets its own message at start (the driver calls a bad port "not a valid URL" and
-/// reads a database it cannot parse as a later failure). The message never repeats the URL,
-/// which may hold a password.
-fn check_server_url(url: &str) -> Result<(), String> {
+/// reads a database it cannot parse as a later failure).
+fn check_server_url(url: &str) -> Result<(), UrlProblem> {
     let parsed = match reqwest::Url::parse(url) {
         Ok(parsed) => parsed,
-        Err(url::ParseError::InvalidPort) => {
-            return Err("the port is not a number from 1 to 65535".into());
-        }
-        Err(url::ParseError::EmptyHost) => return Err("the URL names no host".into()),
-        Err(e) => return Err(format!("not a valid URL ({e})")),
+        Err(url::ParseError::InvalidPort) => return Err(UrlProblem::Port),
+        Err(url::ParseError::EmptyHost) => return Err(UrlProblem::NoHost),
+        Err(e) => return Err(UrlProblem::Syntax(e)),
     };
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err("the URL names no host".into());
+        return Err(UrlProblem::NoHost);
     }
     if parsed.port() == Some(0) {
-        return Err("the port is not a number from 1 to 65535".into());
+        return Err(UrlProblem::Port);
     }
     let db = parsed.path().trim_start_matches('/');
     if !db.is_empty() && db.parse::<u16>().is_err() {
-        let shown: String = db.chars().take(20).collect();
-        return Err(format!(
-            "the database `{shown}` is not a number: the path is /<db>, for example /1"
-        ));
+        return Err(UrlProblem::Database {
+            shown: db.chars().take(20).collect(),
+        });
     }
     Ok(())
 }
