@@ -832,16 +832,15 @@ fn combine_group_with<S: RowSink>(
         lookups: &lookups,
     };
     let tables = TypedTables::new(&lookups, &quoted, own);
-    walk_rd5000(
-        &ctx,
-        &tables,
+    let pass = Rd5000Pass {
+        ctx: &ctx,
+        tables: &tables,
         key,
         data,
-        &file_name,
+        file_name: &file_name,
         options,
-        &mut sink,
-        &mut report,
-    )?;
+    };
+    walk_rd5000(pass, &mut sink, &mut report)?;
     Ok(report)
 }
 
@@ -888,18 +887,36 @@ fn judge_quoted<'f>(
     TypedVerdict::Record(selected, daypart)
 }
 
+/// What the row pass over one group's rd5000 reads: everything but where it writes.
+struct Rd5000Pass<'p, 'l, 'a> {
+    /// The group's branch, POS and date as the legacy rows print them, and its lookups.
+    ctx: &'p GroupContext<'l>,
+    /// The lookups the typed records use (quoted where a file holds quotes).
+    tables: &'p TypedTables<'l, 'a>,
+    /// The group the rows belong to.
+    key: &'p GroupKey,
+    /// rd5000's bytes.
+    data: &'p [u8],
+    /// rd5000's file name, written into each row (`source_file`, `file_name`).
+    file_name: &'p str,
+    /// Line limits and what to produce.
+    options: &'p CombineOptions,
+}
+
 /// The row pass over rd5000, last line first.
-#[allow(clippy::too_many_arguments)]
 fn walk_rd5000<S: RowSink>(
-    ctx: &GroupContext<'_>,
-    tables: &TypedTables<'_, '_>,
-    key: &GroupKey,
-    data: &[u8],
-    file_name: &str,
-    options: &CombineOptions,
+    pass: Rd5000Pass<'_, '_, '_>,
     sink: &mut S,
     report: &mut GroupReport,
 ) -> Result<(), CombineError> {
+    let Rd5000Pass {
+        ctx,
+        tables,
+        key,
+        data,
+        file_name,
+        options,
+    } = pass;
     let typed = sink.wants_transactions();
     let sink_error = |e: S::Error| CombineError::Sink(Box::new(e));
 
