@@ -40,10 +40,14 @@
          the lock, so nobody else changed it); stored as `atm` + 1
     [19] compat - BULLMQ_COMPAT: "auto", "5" or "6" (paused-queue rule)
     [20] metrics max data points - "" when the worker collects no metrics
+    [21] deid - the job's deduplication id as the claim read it, "" for none (set when the
+         job is added, never changed after)
+    [22] parent - "1" when the claim read a `parentKey` or `parent` field (a flow's child),
+         "" when it read neither (a job cannot gain a parent later)
   Returns:
     0 finished, nothing claimed (or no job ready)
     {fields, jobId, 0, 0} | {0, 0, ttl, 0} | {0, 0, 0, due} as moveToActive, when fetchNext
-    -1 the job hash is missing
+    -1 the job hash is missing (looked up only when the lock is missing)
     -2 the lock is missing
     -3 the job is not in `active`
     -4 the job has pending children (complete refused)
@@ -83,6 +87,8 @@ local limitDuration = tonumber(ARGV[17])
 local attemptsMade = (tonumber(ARGV[18]) or 0) + 1
 local compat = ARGV[19]
 local metricsPoints = tonumber(ARGV[20])
+local dedupId = ARGV[21] ~= "" and ARGV[21] or nil
+local hasParent = ARGV[22] == "1"
 
 --!include releaseLock
 --!include removeJobKeys
@@ -93,12 +99,6 @@ local metricsPoints = tonumber(ARGV[20])
 --!include updateParentOnFinish
 --!include unlinkFromParent
 
--- Every BullMQ job hash has a `name` (possibly ""), so one HMGET answers "does it exist" and
--- reads the deduplication id and the parent fields (flows).
-local jobFields = rcall("HMGET", jobKey, "name", "deid", "parentKey", "parent")
-if not jobFields[1] and rcall("EXISTS", jobKey) == 0 then
-  return -1
-end
 if target == "completed" and
    rcall("EXISTS", jobKey .. ":dependencies", jobKey .. ":unsuccessful") > 0 then
   if rcall("SCARD", jobKey .. ":dependencies") ~= 0 then
@@ -108,8 +108,13 @@ if target == "completed" and
     return -9
   end
 end
+-- The lock proves the job is still there (Node's Queue.remove refuses a locked job), so the
+-- job hash is only looked at when the lock is missing, to tell a deleted job apart.
 local released = releaseLock(jobKey, keys.stalled, token, jobId)
 if released < 0 then
+  if released == -2 and rcall("EXISTS", jobKey) == 0 then
+    return -1
+  end
   return released
 end
 if rcall("LREM", keys.active, -1, jobId) == 0 then
@@ -121,7 +126,6 @@ end
 
 local state = readQueueState(keys.meta, keys.active, compat)
 
-local dedupId = jobFields[2]
 if dedupId then
   local dedupKey = baseKey .. "de:" .. dedupId
   local ttl = rcall("PTTL", dedupKey)
@@ -131,11 +135,17 @@ if dedupId then
   requeueDeduplicatedNext(keys, baseKey, dedupId, now, state)
 end
 
--- Flows: the parent hears about its child before retention may delete the child.
-local parentKey = jobFields[3] or nil
-if parentKey or jobFields[4] then
-  updateParentOnFinish(jobKey, parentKey, jobFields[4] or nil, target == "completed", value,
-                       now, compat)
+-- Flows: the parent hears about its child before retention may delete the child. The
+-- fields are read again here, not passed: job.removeChildDependency() may drop them while
+-- the child runs.
+local parentKey
+if hasParent then
+  local parentFields = rcall("HMGET", jobKey, "parentKey", "parent")
+  parentKey = parentFields[1] or nil
+  if parentKey or parentFields[2] then
+    updateParentOnFinish(jobKey, parentKey, parentFields[2] or nil, target == "completed",
+                         value, now, compat)
+  end
 end
 
 if keepCount ~= 0 then

@@ -748,6 +748,8 @@ async fn finish(
                     fetch_next,
                     attempts_made: job.attempts_made,
                     metrics_points: inner.opts.metrics_max_data_points,
+                    dedup_id: job.dedup_id.as_deref(),
+                    has_parent: job.has_parent,
                     claim,
                 }
                 .call(&mut con, keys)
@@ -848,6 +850,8 @@ async fn finish(
                     fetch_next,
                     attempts_made: job.attempts_made,
                     metrics_points: inner.opts.metrics_max_data_points,
+                    dedup_id: job.dedup_id.as_deref(),
+                    has_parent: job.has_parent,
                     claim,
                 }
                 .call(&mut con, keys)

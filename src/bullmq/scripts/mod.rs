@@ -260,6 +260,8 @@ mod tests {
                     fetch_next: false,
                     attempts_made: 0,
                     metrics_points: None,
+                    dedup_id: None,
+                    has_parent: false,
                     claim: &claim,
                 }
                 .keys(&q)
