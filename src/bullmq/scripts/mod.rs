@@ -20,6 +20,7 @@ pub mod move_stalled_jobs_to_wait;
 pub mod move_to_active;
 pub mod move_to_delayed;
 pub mod move_to_finished;
+pub mod move_to_finished_batch;
 pub mod move_to_waiting_children;
 pub mod retry_job;
 pub mod update_data;
@@ -300,6 +301,12 @@ mod tests {
                 }
                 .keys(&q)
                 .len(),
+            ),
+            (
+                move_to_finished_batch::MoveToFinishedBatch::script(),
+                move_to_finished_batch::MoveToFinishedBatch { jobs: &[] }
+                    .keys(&q)
+                    .len(),
             ),
             (
                 update_job_scheduler::UpdateJobScheduler::script(),
