@@ -306,3 +306,77 @@ async fn a_lost_lock_in_a_batch_refuses_only_that_job() {
     assert_eq!(lock.as_deref(), Some("someone-else"));
     assert_eq!(q.events_of("2").await, vec!["added", "waiting", "active"]);
 }
+
+/// How many script calls (`EVALSHA`, `EVAL`) Redis has run since the last `CONFIG RESETSTAT`.
+async fn script_calls(q: &mut TestQueue) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut q.con)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// A busy worker (noop jobs, concurrency 16 and 64) finishes its jobs in batches: fewer
+/// script calls than jobs, claims included, so batches did carry several finishes. Every
+/// job still ends exactly once: one `active` and one `completed` event each, in that order
+/// after its `added`/`waiting`, its return value stored, nothing left active.
+#[tokio::test]
+async fn a_busy_worker_batches_its_finishes_and_ends_each_job_once() {
+    use std::sync::Arc;
+
+    use fetch_worker::processors::Noop;
+
+    const JOBS: usize = 400;
+    for concurrency in [16, 64] {
+        let server = RedisServer::start();
+        let mut q = TestQueue::new(&server, "busy").await;
+        let mut ids = Vec::new();
+        for i in 0..JOBS {
+            ids.push(q.add(NewJob::new(json!({"i": i}))).await);
+        }
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut q.con)
+            .await
+            .unwrap();
+        let mut opts = q.options();
+        opts.concurrency = concurrency;
+        let summary = q.drain(opts, Arc::new(Noop)).await;
+        let calls = script_calls(&mut q).await;
+        assert!(
+            calls < JOBS as u64,
+            "concurrency {concurrency}: {calls} script calls for {JOBS} jobs"
+        );
+        assert_eq!(summary.completed, JOBS as u64);
+        let keys = q.keys.clone();
+        assert_eq!(q.zcard(&keys.completed).await, JOBS as u64);
+        assert_eq!(q.llen(&keys.active).await, 0);
+        let events = q.events().await;
+        for (i, id) in ids.iter().enumerate() {
+            let of_job: Vec<&str> = events
+                .iter()
+                .filter(|(_, f)| f.iter().any(|(k, v)| k == "jobId" && v == id))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            assert_eq!(
+                of_job,
+                ["added", "waiting", "active", "completed"],
+                "concurrency {concurrency}, job {id}"
+            );
+            let rv: serde_json::Value =
+                serde_json::from_str(&q.hget(id, "returnvalue").await.unwrap()).unwrap();
+            assert_eq!(rv, json!({"processed": true, "echo": {"i": i}}));
+        }
+    }
+}
