@@ -3,8 +3,8 @@
 //! One fetch loop claims jobs sequentially while a slot is free, as Node's worker does. Each
 //! claimed job runs in its own task; when it ends, the task finishes it with fetch-next and
 //! carries on with the job that call returned. Completions and final failures go through the
-//! `FinishBatcher` (`finish_batch`), which sends the finishes of slots that end together as one call, so a
-//! busy worker costs less than one script call per job.
+//! `FinishBatcher` (`finish_batch`), which sends the finishes of slots that end together as
+//! one call, so a busy worker costs less than one script call per job.
 //! When a claim finds nothing, the loop waits on the queue's marker with `BZPOPMIN` on a
 //! dedicated connection (no response timeout; a watchdog replaces it when a reply is overdue).
 
