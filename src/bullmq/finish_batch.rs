@@ -32,23 +32,24 @@ const MAX_IN_FLIGHT: usize = 2;
 /// One job's finish, owned so it can wait in the queue: the fields of a [`MoveToFinished`].
 #[derive(Debug)]
 pub(crate) struct FinishRequest {
-    /// `finishedOn`, and the score in the finished set.
+    /// The finish's time (ms since the epoch): `finishedOn`, and the score in the finished
+    /// set that age-based retention reads.
     pub now_ms: u64,
-    /// The job.
+    /// The job being finished, whose lock the slot holds.
     pub job_id: String,
     /// Completed with a value, or failed for good.
     pub outcome: Outcome,
     /// Retention for the finished set.
     pub keep: KeepJobs,
-    /// The job's `opts.attempts`.
+    /// The job's `opts.attempts`, so the script knows when `retries-exhausted` is due.
     pub attempts: u32,
     /// Claim the slot's next job in the same call.
     pub fetch_next: bool,
-    /// Attempts ended before this one.
+    /// Attempts ended before this one (read at claim); stored as `atm` + 1.
     pub attempts_made: u32,
-    /// The deduplication id the claim read.
+    /// The deduplication id the claim read, whose key the finish releases.
     pub dedup_id: Option<String>,
-    /// The claim read a parent.
+    /// The claim read a parent: the finish tells it (flows).
     pub has_parent: bool,
     /// The slot's claim: its token proves the lock.
     pub claim: ClaimArgs,
