@@ -40,10 +40,14 @@
          the lock, so nobody else changed it); stored as `atm` + 1
     [19] compat - BULLMQ_COMPAT: "auto", "5" or "6" (paused-queue rule)
     [20] metrics max data points - "" when the worker collects no metrics
+    [21] deid - the job's deduplication id as the claim read it, "" for none (set when the
+         job is added, never changed after)
+    [22] parent - "1" when the claim read a `parentKey` or `parent` field (a flow's child),
+         "" when it read neither (a job cannot gain a parent later)
   Returns:
     0 finished, nothing claimed (or no job ready)
     {fields, jobId, 0, 0} | {0, 0, ttl, 0} | {0, 0, 0, due} as moveToActive, when fetchNext
-    -1 the job hash is missing
+    -1 the job hash is missing (looked up only when the lock is missing)
     -2 the lock is missing
     -3 the job is not in `active`
     -4 the job has pending children (complete refused)
@@ -53,6 +57,7 @@
          completed (returnvalue) or failed (failedReason), retries-exhausted, active and
          waiting (when fetching next), drained; on a parent's queue (flows): waiting (prev
          waiting-children) or delayed when the parent is released
+  The body is includes/finishJob, which moveToFinishedBatch runs once per job.
   Compat: BullMQ 5 and 6 alike. Flows as upstream: a child updates its parent (which may be
           in another queue or prefix) before retention runs, see includes/updateParentOnFinish
           and includes/unlinkFromParent; the parent's queue follows its own major's pause rule.
@@ -61,116 +66,18 @@ local rcall = redis.call
 local keys = {wait = KEYS[1], active = KEYS[2], prioritized = KEYS[3], events = KEYS[4],
               stalled = KEYS[5], limiter = KEYS[6], delayed = KEYS[7], paused = KEYS[8],
               meta = KEYS[9], pc = KEYS[10], marker = KEYS[11]}
-local finishedKey = KEYS[12]
-local jobKey = KEYS[13]
-local jobId = ARGV[1]
-local now = tonumber(ARGV[2])
-local field = ARGV[3]
-local value = ARGV[4]
-local target = ARGV[5]
-local fetchNext = ARGV[6] == "1"
-local baseKey = ARGV[7]
-local token = ARGV[8]
-local lockDuration = tonumber(ARGV[9])
-local workerName = ARGV[10] ~= "" and ARGV[10] or nil
-local keepCount = tonumber(ARGV[11])
-local keepAge = tonumber(ARGV[12])
-local keepLimit = tonumber(ARGV[13])
-local attempts = tonumber(ARGV[14]) or 0
-local stacktrace = ARGV[15]
-local limitMax = tonumber(ARGV[16])
-local limitDuration = tonumber(ARGV[17])
-local attemptsMade = (tonumber(ARGV[18]) or 0) + 1
-local compat = ARGV[19]
-local metricsPoints = tonumber(ARGV[20])
 
---!include releaseLock
---!include removeJobKeys
---!include trimFinishedJobs
---!include claimNextJob
---!include requeueDeduplicatedNext
---!include collectMetrics
---!include updateParentOnFinish
---!include unlinkFromParent
+--!include finishJob
 
--- Every BullMQ job hash has a `name` (possibly ""), so one HMGET answers "does it exist" and
--- reads the deduplication id and the parent fields (flows).
-local jobFields = rcall("HMGET", jobKey, "name", "deid", "parentKey", "parent")
-if not jobFields[1] and rcall("EXISTS", jobKey) == 0 then
-  return -1
-end
-if target == "completed" and
-   rcall("EXISTS", jobKey .. ":dependencies", jobKey .. ":unsuccessful") > 0 then
-  if rcall("SCARD", jobKey .. ":dependencies") ~= 0 then
-    return -4
-  end
-  if rcall("ZCARD", jobKey .. ":unsuccessful") ~= 0 then
-    return -9
-  end
-end
-local released = releaseLock(jobKey, keys.stalled, token, jobId)
-if released < 0 then
-  return released
-end
-if rcall("LREM", keys.active, -1, jobId) == 0 then
-  return -3
-end
-if stacktrace ~= "" then
-  rcall("HSET", jobKey, "stacktrace", stacktrace)
-end
-
-local state = readQueueState(keys.meta, keys.active, compat)
-
-local dedupId = jobFields[2]
-if dedupId then
-  local dedupKey = baseKey .. "de:" .. dedupId
-  local ttl = rcall("PTTL", dedupKey)
-  if ttl == 0 or (ttl == -1 and rcall("GET", dedupKey) == jobId) then
-    rcall("DEL", dedupKey)
-  end
-  requeueDeduplicatedNext(keys, baseKey, dedupId, now, state)
-end
-
--- Flows: the parent hears about its child before retention may delete the child.
-local parentKey = jobFields[3] or nil
-if parentKey or jobFields[4] then
-  updateParentOnFinish(jobKey, parentKey, jobFields[4] or nil, target == "completed", value,
-                       now, compat)
-end
-
-if keepCount ~= 0 then
-  rcall("ZADD", finishedKey, now, jobId)
-  rcall("HSET", jobKey, field, value, "finishedOn", now, "atm", attemptsMade)
-  if target == "failed" then
-    rcall("HDEL", jobKey, "defa")
-  end
-  trimFinishedJobs(finishedKey, baseKey, now, keepCount, keepAge, keepLimit, compat)
-else
-  removeJobKeys(jobKey)
-  if parentKey then
-    unlinkFromParent(jobKey, parentKey, compat)
-  end
-end
-
-emitEvent(keys.events, state.maxEvents, target, "jobId", jobId, field, value, "prev", "active")
-if target == "failed" and attemptsMade >= attempts then
-  emitEvent(keys.events, state.maxEvents, "retries-exhausted", "jobId", jobId, "attemptsMade",
-            attemptsMade)
-end
-if metricsPoints and metricsPoints > 0 then
-  collectMetrics(baseKey .. "metrics:" .. target, now, metricsPoints)
-end
-
-if fetchNext then
-  local next = claimNextJob(keys, baseKey, now, token, lockDuration, workerName, limitMax,
-                            limitDuration, compat, state)
-  if next then
-    return next
-  end
-end
-
-if rcall("LLEN", keys.wait) == 0 and rcall("LLEN", keys.active) == 0 and
-   rcall("ZCARD", keys.prioritized) == 0 then
-  emitEvent(keys.events, state.maxEvents, "drained")
-end
-return 0
+local job = {id = ARGV[1], key = KEYS[13], now = tonumber(ARGV[2]), field = ARGV[3],
+             value = ARGV[4], target = ARGV[5], finishedKey = KEYS[12],
+             fetchNext = ARGV[6] == "1", token = ARGV[8], keepCount = tonumber(ARGV[11]),
+             keepAge = tonumber(ARGV[12]), keepLimit = tonumber(ARGV[13]),
+             attempts = tonumber(ARGV[14]) or 0, stacktrace = ARGV[15],
+             attemptsMade = (tonumber(ARGV[18]) or 0) + 1,
+             dedupId = ARGV[21] ~= "" and ARGV[21] or nil, hasParent = ARGV[22] == "1"}
+local shared = {baseKey = ARGV[7], lockDuration = tonumber(ARGV[9]),
+                workerName = ARGV[10] ~= "" and ARGV[10] or nil,
+                limitMax = tonumber(ARGV[16]), limitDuration = tonumber(ARGV[17]),
+                compat = ARGV[19], metricsPoints = tonumber(ARGV[20])}
+return (finishJob(keys, job, shared, nil))

@@ -11,7 +11,8 @@
   Returns: nil when there is no job and no delayed job (the queue is drained); otherwise
            {fields|0, jobId|0, rateLimitTtlMs, nextDelayedDueMs} where fields are the values of
            JOB_FIELDS (name, data, opts, timestamp, atm, attemptsMade, ats, stc, defa,
-           stacktrace, rjk), in order, nil for absent ones
+           stacktrace, rjk, deid, parentKey, parent), in order, nil for absent ones; the
+           last three are read here so that the finish need not read them again
   Emits: waiting (promotions), active (prev waiting)
   Compat: BullMQ's moveToActive returns HGETALL; we return a fixed HMGET, which Node never sees.
 ]]
@@ -22,7 +23,7 @@
 local function claimNextJob(k, baseKey, now, token, lockDuration, workerName, limitMax,
                             limitDuration, compat, knownState)
   local JOB_FIELDS = {"name", "data", "opts", "timestamp", "atm", "attemptsMade", "ats", "stc",
-                      "defa", "stacktrace", "rjk"}
+                      "defa", "stacktrace", "rjk", "deid", "parentKey", "parent"}
   local state = knownState or readQueueState(k.meta, k.active, compat)
   promoteDueJobs(k.delayed, k.wait, k.paused, k.prioritized, k.pc, k.marker, k.events, baseKey,
                  now, state)

@@ -11,7 +11,8 @@
 
   KEYS: none (the meta and active keys are passed as arguments)
   ARGV: none
-  Returns: a table {paused, maxed, maxEvents, max, duration, v6Pause}
+  Returns: a table {paused, maxed, concurrency, maxEvents, max, duration, v6Pause}
+           (concurrency: the global concurrency, nil for none)
   Emits: none
   Compat: `opts.maxLenEvents` is created with 10000 when missing, as BullMQ 5 and 6 do.
 ]]
@@ -22,7 +23,8 @@ local function readQueueState(metaKey, activeKey, compat)
   state.paused = meta[1] ~= false
   state.maxed = false
   if meta[2] then
-    state.maxed = rcall("LLEN", activeKey) >= tonumber(meta[2])
+    state.concurrency = tonumber(meta[2])
+    state.maxed = rcall("LLEN", activeKey) >= state.concurrency
   end
   state.max = meta[3] and tonumber(meta[3]) or nil
   state.duration = meta[4] and tonumber(meta[4]) or nil

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::options::KeepJobs;
 
 /// The fields `claimNextJob` returns, in its order.
-pub(crate) const CLAIM_FIELDS: usize = 11;
+pub(crate) const CLAIM_FIELDS: usize = 14;
 
 /// A job this worker holds the lock of.
 #[derive(Debug, Clone)]
@@ -39,6 +39,12 @@ pub struct Job {
     /// `rjk`: the job scheduler (or v5 repeatable job) that produced this job, whose next
     /// iteration the worker schedules when it claims the job.
     pub repeat_job_key: Option<String>,
+    /// `deid`: the deduplication id the job was added with. Set at add time and never changed,
+    /// so the finish passes it on instead of reading the hash again.
+    pub dedup_id: Option<String>,
+    /// The claim saw `parentKey` or `parent`: the job is a flow's child, whose finish must tell
+    /// its parent (the finish reads those fields again, as they may be dropped meanwhile).
+    pub has_parent: bool,
 }
 
 impl Job {
@@ -57,6 +63,9 @@ impl Job {
         let defa = next();
         let stack = next();
         let rjk = next();
+        let deid = next();
+        let parent_key = next();
+        let parent = next();
 
         let (data, data_error) = match raw_data.as_deref() {
             None | Some("") => (Value::Object(Default::default()), None),
@@ -87,6 +96,8 @@ impl Job {
             deferred_failure: defa.filter(|d| !d.is_empty()),
             stacktrace,
             repeat_job_key: rjk.filter(|k| !k.is_empty()),
+            dedup_id: deid.filter(|d| !d.is_empty()),
+            has_parent: parent_key.is_some() || parent.is_some(),
         }
     }
 }
@@ -305,6 +316,22 @@ mod tests {
             "7".into(),
             fields.iter().map(|f| f.map(str::to_string)).collect(),
         )
+    }
+
+    #[test]
+    fn reads_the_dedup_id_and_the_parent_from_the_claim() {
+        let mut fields: Vec<Option<&str>> = vec![None; CLAIM_FIELDS];
+        fields[11] = Some("d1");
+        let j = claim(&fields);
+        assert_eq!((j.dedup_id.as_deref(), j.has_parent), (Some("d1"), false));
+        fields[11] = Some("");
+        fields[13] = Some(r#"{"id":"p","queueKey":"bull:parents"}"#);
+        let j = claim(&fields);
+        assert_eq!((j.dedup_id, j.has_parent), (None, true));
+        fields[12] = Some("bull:parents:p");
+        fields[13] = None;
+        assert!(claim(&fields).has_parent, "parentKey alone (BullMQ 4)");
+        assert!(!claim(&[]).has_parent);
     }
 
     #[test]

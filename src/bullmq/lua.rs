@@ -29,6 +29,10 @@ pub(crate) const COMMANDS: &[(&str, &str)] = &[
         include_str!("../../lua/moveToFinished-13.lua"),
     ),
     (
+        "moveToFinishedBatch-13",
+        include_str!("../../lua/moveToFinishedBatch-13.lua"),
+    ),
+    (
         "moveToDelayed-12",
         include_str!("../../lua/moveToDelayed-12.lua"),
     ),
@@ -91,6 +95,10 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
     (
         "emitEvent",
         include_str!("../../lua/includes/emitEvent.lua"),
+    ),
+    (
+        "finishJob",
+        include_str!("../../lua/includes/finishJob.lua"),
     ),
     (
         "leaveActive",
@@ -278,6 +286,9 @@ pub struct Scripts {
     /// `lua/moveToFinished-13.lua`, run by
     /// [`MoveToFinished`](super::scripts::move_to_finished::MoveToFinished).
     pub move_to_finished: Script,
+    /// `lua/moveToFinishedBatch-13.lua`, run by
+    /// [`MoveToFinishedBatch`](super::scripts::move_to_finished_batch::MoveToFinishedBatch).
+    pub move_to_finished_batch: Script,
     /// `lua/moveToDelayed-12.lua`, run by
     /// [`MoveToDelayed`](super::scripts::move_to_delayed::MoveToDelayed).
     pub move_to_delayed: Script,
@@ -318,6 +329,7 @@ pub struct Scripts {
 pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     move_to_active: Script::embedded("moveToActive-10"),
     move_to_finished: Script::embedded("moveToFinished-13"),
+    move_to_finished_batch: Script::embedded("moveToFinishedBatch-13"),
     move_to_delayed: Script::embedded("moveToDelayed-12"),
     retry_job: Script::embedded("retryJob-11"),
     extend_locks: Script::embedded("extendLocks-1"),

@@ -20,6 +20,7 @@
 pub mod children;
 pub mod clock;
 pub mod error;
+mod finish_batch;
 pub mod job;
 pub mod keys;
 pub mod lock;

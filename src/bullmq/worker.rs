@@ -2,7 +2,9 @@
 //!
 //! One fetch loop claims jobs sequentially while a slot is free, as Node's worker does. Each
 //! claimed job runs in its own task; when it ends, the task finishes it with fetch-next and
-//! carries on with the job that call returned, so a busy slot costs one script call per job.
+//! carries on with the job that call returned. Completions and final failures go through the
+//! `FinishBatcher` (`finish_batch`), which sends the finishes of slots that end together as
+//! one call, so a busy worker costs less than one script call per job.
 //! When a claim finds nothing, the loop waits on the queue's marker with `BZPOPMIN` on a
 //! dedicated connection (no response timeout; a watchdog replaces it when a reply is overdue).
 
@@ -21,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use super::clock::now_ms;
 use super::error::{Error, ScriptCode};
+use super::finish_batch::{FinishBatcher, FinishRequest};
 use super::job::{Backoff, Job};
 use super::keys::QueueKeys;
 use super::lock::{LockTable, renew_locks};
@@ -31,7 +34,7 @@ use super::scripts::add_log::AddLog;
 use super::scripts::move_job_from_active_to_wait::MoveJobFromActiveToWait;
 use super::scripts::move_to_active::MoveToActive;
 use super::scripts::move_to_delayed::{AttemptFailure, MoveToDelayed};
-use super::scripts::move_to_finished::{MoveToFinished, Outcome};
+use super::scripts::move_to_finished::Outcome;
 use super::scripts::retry_job::RetryJob;
 use super::scripts::{Claim, ClaimArgs};
 use super::stalled::check_stalled;
@@ -110,6 +113,9 @@ struct Inner {
     /// Until when (ms since epoch) nothing is claimed because a processor rate-limited the
     /// queue ([`ProcessError::rate_limited`]); 0 when not limited. Node's `limitUntil`.
     limit_until: AtomicU64,
+    /// Where slots send their completions and final failures, so jobs that end together
+    /// are finished (and their slots' next jobs claimed) in one script call.
+    finisher: FinishBatcher,
 }
 
 /// A BullMQ worker for one queue.
@@ -158,6 +164,7 @@ impl Worker {
                 counters: Counters::default(),
                 observers: Vec::new(),
                 limit_until: AtomicU64::new(0),
+                finisher: FinishBatcher::new(),
                 opts,
             }),
             connector,
@@ -201,6 +208,11 @@ impl Worker {
             .into());
         }
         let inner = self.inner.clone();
+        inner.finisher.start(
+            inner.con.clone(),
+            inner.keys.clone(),
+            inner.opts.metrics_max_data_points,
+        );
         let background = CancellationToken::new();
         let helpers = TaskTracker::new();
         helpers.spawn(renew_locks(
@@ -697,6 +709,29 @@ fn stacktrace_json(job: &Job, err: &ProcessError) -> String {
     serde_json::to_string(&traces).unwrap_or_else(|_| "[]".to_string())
 }
 
+/// A completion or final failure of `job`, for the [`FinishBatcher`].
+fn finish_request(
+    inner: &Inner,
+    job: &Job,
+    outcome: Outcome,
+    fetch_next: bool,
+    claim: &ClaimArgs,
+) -> FinishRequest {
+    let completed = matches!(outcome, Outcome::Completed { .. });
+    FinishRequest {
+        now_ms: now_ms(),
+        job_id: job.id.clone(),
+        outcome,
+        keep: inner.keep_for(job, completed),
+        attempts: job.opts.attempts,
+        fetch_next,
+        attempts_made: job.attempts_made,
+        dedup_id: job.dedup_id.clone(),
+        has_parent: job.has_parent,
+        claim: claim.clone(),
+    }
+}
+
 /// Ends the attempt in Redis. Returns the next job when fetch-next claimed one.
 ///
 /// A completion Redis refuses for a reason other than a lost lock (pending or failed children,
@@ -740,19 +775,10 @@ async fn finish(
                 let outcome = Outcome::Completed {
                     returnvalue: value.to_string(),
                 };
-                MoveToFinished {
-                    now_ms: now_ms(),
-                    job_id: &job.id,
-                    outcome: &outcome,
-                    keep: inner.keep_for(job, true),
-                    attempts: job.opts.attempts,
-                    fetch_next,
-                    attempts_made: job.attempts_made,
-                    metrics_points: inner.opts.metrics_max_data_points,
-                    claim,
-                }
-                .call(&mut con, keys)
-                .await
+                inner
+                    .finisher
+                    .finish(finish_request(inner, job, outcome, fetch_next, claim))
+                    .await
             }
             (Err(_), Disposition::Deferred(Defer::Delayed { until_ms })) => {
                 let now = now_ms();
@@ -840,19 +866,10 @@ async fn finish(
                     reason: err.message.clone(),
                     stacktrace: stacktrace_json(job, err),
                 };
-                MoveToFinished {
-                    now_ms: now_ms(),
-                    job_id: &job.id,
-                    outcome: &outcome,
-                    keep: inner.keep_for(job, false),
-                    attempts: job.opts.attempts,
-                    fetch_next,
-                    attempts_made: job.attempts_made,
-                    metrics_points: inner.opts.metrics_max_data_points,
-                    claim,
-                }
-                .call(&mut con, keys)
-                .await
+                inner
+                    .finisher
+                    .finish(finish_request(inner, job, outcome, fetch_next, claim))
+                    .await
             }
         };
         match res {

@@ -85,6 +85,11 @@ async fn add_child(q: &mut TestQueue, pk: &QueueKeys, parent_id: &str, flags: Va
 
 /// Claims the next job of `q` with `token`; panics when there is none.
 async fn claim(q: &mut TestQueue, token: &str) -> String {
+    claim_job(q, token).await.id
+}
+
+/// Claims the next job of `q`, as the worker holds it.
+async fn claim_job(q: &mut TestQueue, token: &str) -> fetch_worker::bullmq::Job {
     let keys = q.keys.clone();
     let claimed = MoveToActive {
         now_ms: now_ms(),
@@ -94,14 +99,15 @@ async fn claim(q: &mut TestQueue, token: &str) -> String {
     .await
     .unwrap();
     match claimed {
-        Claim::Job(j) => j.id,
+        Claim::Job(j) => *j,
         other => panic!("expected a job, got {other:?}"),
     }
 }
 
 /// Claims the next job of `q` (it must be `id`) and ends it with `outcome` at `now`.
 async fn finish(q: &mut TestQueue, id: &str, outcome: Outcome, keep: KeepJobs, now: u64) {
-    assert_eq!(claim(q, "t").await, id, "claimed the expected job");
+    let job = claim_job(q, "t").await;
+    assert_eq!(job.id, id, "claimed the expected job");
     let keys = q.keys.clone();
     MoveToFinished {
         now_ms: now,
@@ -112,6 +118,8 @@ async fn finish(q: &mut TestQueue, id: &str, outcome: Outcome, keep: KeepJobs, n
         fetch_next: false,
         attempts_made: 0,
         metrics_points: None,
+        dedup_id: job.dedup_id.as_deref(),
+        has_parent: job.has_parent,
         claim: &claim_args("t"),
     }
     .call(&mut q.con, &keys)
@@ -263,6 +271,55 @@ async fn the_last_child_to_complete_releases_its_parent_in_another_prefix() {
     );
     // The children finished normally in their own queue.
     assert_eq!(q.zrange(&q.keys.completed.clone()).await, vec![a, b]);
+}
+
+/// A child whose dependency was removed while it ran (Node's `job.removeChildDependency()`
+/// drops `parentKey`/`parent` and its entry in the parent's dependencies) finishes on its own:
+/// the finish reads the parent fields again rather than trusting the claim's read.
+#[tokio::test]
+async fn a_child_unlinked_while_it_runs_leaves_its_parent_alone() {
+    let server = RedisServer::start();
+    let mut q = TestQueue::new(&server, "kids").await;
+    let pk = parent_queue("bull");
+    let a = add_child(&mut q, &pk, "p1", json!({})).await;
+    let ka = q.keys.job(&a);
+    park_parent(&mut q.con, &pk, "p1", 0, 0, std::slice::from_ref(&ka)).await;
+    let job = claim_job(&mut q, "t").await;
+    assert!(job.has_parent, "the claim saw the parent");
+    let _: () = redis::pipe()
+        .cmd("HDEL")
+        .arg(&ka)
+        .arg("parentKey")
+        .arg("parent")
+        .ignore()
+        .cmd("SREM")
+        .arg(pk.dependencies("p1"))
+        .arg(&ka)
+        .ignore()
+        .query_async(&mut q.con)
+        .await
+        .unwrap();
+    let keys = q.keys.clone();
+    MoveToFinished {
+        now_ms: now_ms(),
+        job_id: &a,
+        outcome: &completed(json!(1)),
+        keep: KeepJobs::ALL,
+        attempts: 1,
+        fetch_next: false,
+        attempts_made: 0,
+        metrics_points: None,
+        dedup_id: job.dedup_id.as_deref(),
+        has_parent: job.has_parent,
+        claim: &claim_args("t"),
+    }
+    .call(&mut q.con, &keys)
+    .await
+    .unwrap();
+    assert_eq!(q.zrange(&keys.completed).await, vec![a]);
+    assert!(hgetall(&mut q.con, &pk.processed("p1")).await.is_empty());
+    assert_eq!(q.zrange(&pk.waiting_children).await, vec!["p1"]);
+    assert!(events(&mut q.con, &pk.events).await.is_empty());
 }
 
 /// A released parent keeps its priority (to `prioritized`, scored by the priority counter) or

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, theme modules. Every test runs against real servers started
 //! by the harness (see `support`) or the built binary.
 
+mod batch;
 mod combine;
 mod fetch;
 mod flows;

@@ -63,6 +63,9 @@ async fn complete(
         fetch_next,
         attempts_made: 0,
         metrics_points: None,
+        // Plain jobs: no deduplication id, no parent.
+        dedup_id: None,
+        has_parent: false,
         claim: &claim_args(token),
     }
     .call(&mut q.con, &keys)
@@ -246,6 +249,8 @@ async fn final_failure_emits_failed_and_retries_exhausted() {
         fetch_next: false,
         attempts_made: 0,
         metrics_points: None,
+        dedup_id: None,
+        has_parent: false,
         claim: &claim_args("t"),
     }
     .call(&mut q.con, &keys)
@@ -493,8 +498,8 @@ async fn stalled_jobs_go_back_to_wait_and_get_deferred_failure_past_the_limit() 
     );
 }
 
-/// Finishing with another worker's token or after the lock expired is refused and changes
-/// nothing.
+/// Finishing with another worker's token, after the lock expired or after the job was deleted
+/// is refused and changes nothing.
 #[tokio::test]
 async fn finishing_without_the_lock_is_refused() {
     let server = RedisServer::start();
@@ -565,7 +570,27 @@ async fn finishing_without_the_lock_is_refused() {
     .call(&mut q.con, &keys)
     .await
     .unwrap();
-    assert_eq!(lost, vec![id]);
+    assert_eq!(lost, vec![id.clone()]);
+    // A job deleted meanwhile (hash and lock gone) is told apart from a lost lock.
+    let _: () = redis::cmd("DEL")
+        .arg(keys.job(&id))
+        .query_async(&mut q.con)
+        .await
+        .unwrap();
+    let err = complete(&mut q, &id, "mine", KeepJobs::ALL, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Script {
+                code: ScriptCode::JobMissing,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(q.zcard(&keys.completed).await, 0);
 }
 
 /// Renewal extends the lock of the right token and clears the stalled mark.

@@ -20,6 +20,7 @@ pub mod move_stalled_jobs_to_wait;
 pub mod move_to_active;
 pub mod move_to_delayed;
 pub mod move_to_finished;
+pub mod move_to_finished_batch;
 pub mod move_to_waiting_children;
 pub mod retry_job;
 pub mod update_data;
@@ -260,6 +261,8 @@ mod tests {
                     fetch_next: false,
                     attempts_made: 0,
                     metrics_points: None,
+                    dedup_id: None,
+                    has_parent: false,
                     claim: &claim,
                 }
                 .keys(&q)
@@ -298,6 +301,12 @@ mod tests {
                 }
                 .keys(&q)
                 .len(),
+            ),
+            (
+                move_to_finished_batch::MoveToFinishedBatch::script(),
+                move_to_finished_batch::MoveToFinishedBatch { jobs: &[] }
+                    .keys(&q)
+                    .len(),
             ),
             (
                 update_job_scheduler::UpdateJobScheduler::script(),

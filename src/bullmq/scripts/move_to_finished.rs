@@ -48,6 +48,14 @@ pub struct MoveToFinished<'a> {
     /// Count the finish in the queue's metrics, keeping this many one-minute points (the
     /// worker's `metrics.maxDataPoints`); `None` collects nothing.
     pub metrics_points: Option<u64>,
+    /// The job's deduplication id as the claim read it ([`Job::dedup_id`]).
+    ///
+    /// [`Job::dedup_id`]: crate::bullmq::job::Job::dedup_id
+    pub dedup_id: Option<&'a str>,
+    /// The claim read a parent ([`Job::has_parent`]): the finish tells the parent.
+    ///
+    /// [`Job::has_parent`]: crate::bullmq::job::Job::has_parent
+    pub has_parent: bool,
     /// The holder's claim: its token proves the lock; the rest applies to the next job.
     pub claim: &'a ClaimArgs,
 }
@@ -117,6 +125,8 @@ impl MoveToFinished<'_> {
             arg(self.attempts_made),
             arg(claim.compat.as_arg()),
             self.metrics_points.map(arg).unwrap_or_default(),
+            arg(self.dedup_id.unwrap_or("")),
+            arg(if self.has_parent { "1" } else { "" }),
         ]
     }
 
@@ -169,6 +179,8 @@ mod tests {
             fetch_next: true,
             attempts_made: 2,
             metrics_points: Some(60),
+            dedup_id: Some("d"),
+            has_parent: true,
             claim: &claim,
         };
         let a: Vec<String> = f
@@ -176,7 +188,7 @@ mod tests {
             .into_iter()
             .map(|b| String::from_utf8(b).unwrap())
             .collect();
-        assert_eq!(a.len(), 20);
+        assert_eq!(a.len(), 22);
         assert_eq!(&a[..6], ["3", "10", "failedReason", "boom", "failed", "1"]);
         assert_eq!(
             (a[10].as_str(), a[11].as_str(), a[12].as_str()),
@@ -184,7 +196,10 @@ mod tests {
         );
         assert_eq!((a[13].as_str(), a[14].as_str()), ("3", "[\"x\"]"));
         assert_eq!((a[17].as_str(), a[18].as_str()), ("2", "6"));
-        assert_eq!(a[19], "60");
+        assert_eq!(
+            (a[19].as_str(), a[20].as_str(), a[21].as_str()),
+            ("60", "d", "1")
+        );
     }
 
     #[test]
@@ -209,6 +224,8 @@ mod tests {
             fetch_next: false,
             attempts_made: 0,
             metrics_points: None,
+            dedup_id: None,
+            has_parent: false,
             claim: &claim,
         };
         let k = f.keys(&queue);
