@@ -130,6 +130,15 @@ pub enum Backoff {
 }
 
 impl Backoff {
+    /// The strategy's name, as the job's `backoff.type` says it.
+    pub fn kind(&self) -> &str {
+        match self {
+            Backoff::Fixed { .. } => "fixed",
+            Backoff::Exponential { .. } => "exponential",
+            Backoff::Unknown(kind) => kind,
+        }
+    }
+
     /// The delay before retry number `retry` (1 for the first retry), in ms.
     ///
     /// # Returns

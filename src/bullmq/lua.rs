@@ -177,7 +177,7 @@ impl Script {
             .iter()
             .find(|(name, _)| *name == stem)
             .unwrap_or_else(|| panic!("script {stem} is not embedded"));
-        let body = flatten(text).unwrap_or_else(|missing| panic!("{stem}: no include {missing}"));
+        let body = flatten(text).unwrap_or_else(|missing| panic!("{stem}: {missing}"));
         let (name, keys) = stem
             .rsplit_once('-')
             .expect("script names end in -<numKeys>");
@@ -242,19 +242,29 @@ impl Script {
     }
 }
 
+/// An `--!include` line naming a helper that is not embedded (a typo, or a file missing from
+/// `INCLUDES`).
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("no include named `{0}`")]
+pub(crate) struct MissingInclude(String);
+
 /// Inlines `--!include` lines recursively, each helper once.
 ///
 /// # Errors
 ///
-/// Returns the name of an include that is not embedded.
-pub(crate) fn flatten(text: &str) -> Result<String, String> {
+/// [`MissingInclude`] for the first include that is not embedded.
+pub(crate) fn flatten(text: &str) -> Result<String, MissingInclude> {
     let mut out = String::with_capacity(text.len() * 4);
     let mut seen = HashSet::new();
     inline(text, &mut out, &mut seen)?;
     Ok(out)
 }
 
-fn inline<'a>(text: &'a str, out: &mut String, seen: &mut HashSet<&'a str>) -> Result<(), String> {
+fn inline<'a>(
+    text: &'a str,
+    out: &mut String,
+    seen: &mut HashSet<&'a str>,
+) -> Result<(), MissingInclude> {
     for line in text.lines() {
         match line.strip_prefix(INCLUDE_MARK) {
             Some(name) => {
@@ -262,7 +272,7 @@ fn inline<'a>(text: &'a str, out: &mut String, seen: &mut HashSet<&'a str>) -> R
                 let (known, helper) = INCLUDES
                     .iter()
                     .find(|(n, _)| *n == name)
-                    .ok_or_else(|| name.to_string())?;
+                    .ok_or_else(|| MissingInclude(name.to_string()))?;
                 if seen.insert(known) {
                     inline(helper, out, seen)?;
                 }
@@ -418,7 +428,10 @@ mod tests {
 
     #[test]
     fn a_missing_include_is_reported() {
-        assert_eq!(flatten("--!include nope\n"), Err("nope".to_string()));
+        assert_eq!(
+            flatten("--!include nope\n"),
+            Err(MissingInclude("nope".to_string()))
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use super::clock::now_ms;
 use super::error::{Error, ScriptCode};
 use super::finish_batch::{FinishBatcher, FinishRequest};
-use super::job::{Backoff, Job};
+use super::job::Job;
 use super::keys::QueueKeys;
 use super::lock::{LockTable, renew_locks};
 use super::observer::{AttemptOutcome, JobEnd, Observer};
@@ -645,16 +645,18 @@ async fn attempt(inner: &Arc<Inner>, job: &Job, token: &str) -> Option<Result<Js
 }
 
 /// How long a [`Disposition::Retried`] attempt waits before the job runs again: 0 is at once
-/// (back to `wait`), more is through `delayed`. `Err` holds Node's message when the delay
-/// cannot be computed (a backoff type with no strategy): the attempt then cannot be ended,
-/// and the job is left active with its lock no longer renewed so stalled recovery takes it,
-/// as a Node worker does when its backoff lookup throws.
-fn retry_delay(job: &Job) -> Result<u64, String> {
+/// (back to `wait`), more is through `delayed`. `Err` when the delay cannot be computed (a
+/// backoff type with no strategy): the attempt then cannot be ended, and the job is left
+/// active with its lock no longer renewed so stalled recovery takes it, as a Node worker does
+/// when its backoff lookup throws.
+fn retry_delay(job: &Job) -> Result<u64, UnknownBackoff> {
     match &job.opts.backoff {
         None => Ok(0),
         Some(b) => b
             .delay_ms(job.attempts_made + 1)
-            .ok_or_else(|| unknown_backoff_message(b)),
+            .ok_or_else(|| UnknownBackoff {
+                kind: b.kind().to_string(),
+            }),
     }
 }
 
@@ -668,16 +670,15 @@ fn disposition(job: &Job, result: &Result<Json, ProcessError>) -> Disposition {
     )
 }
 
-/// Node's text for a backoff type it has no strategy for (no custom `backoffStrategy` here).
-fn unknown_backoff_message(b: &Backoff) -> String {
-    let kind = match b {
-        Backoff::Unknown(kind) => kind.as_str(),
-        Backoff::Fixed { .. } => "fixed",
-        Backoff::Exponential { .. } => "exponential",
-    };
-    format!(
-        "Unknown backoff strategy {kind}. If a custom backoff strategy is used, specify it when the queue is created."
-    )
+/// A backoff type the worker has no strategy for (there is no custom `backoffStrategy` here);
+/// its text is Node's.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "Unknown backoff strategy {kind}. If a custom backoff strategy is used, specify it when the queue is created."
+)]
+struct UnknownBackoff {
+    /// The job's `opts.backoff.type`.
+    kind: String,
 }
 
 /// The message a Node worker fails an attempt with when Redis refuses its completion for a
@@ -826,8 +827,8 @@ async fn finish(
             (Err(err), Disposition::Retried) => {
                 let stack = stacktrace_json(job, err);
                 match retry_delay(job) {
-                    Err(message) => {
-                        tracing::error!(job_id = %job.id, error.message = %message, "cannot plan the retry; the job will stall and be recovered");
+                    Err(unknown) => {
+                        tracing::error!(job_id = %job.id, error.message = %unknown, "cannot plan the retry; the job will stall and be recovered");
                         return None;
                     }
                     Ok(0) => RetryJob {
@@ -1013,7 +1014,7 @@ mod tests {
 
     /// The two questions [`finish`] asks of a failed attempt, in its order: what the attempt
     /// makes of the job, and, when retried, after how long (`Err`: cannot say, left to stall).
-    fn plan(job: &Job, err: &ProcessError) -> (Disposition, Option<Result<u64, String>>) {
+    fn plan(job: &Job, err: &ProcessError) -> (Disposition, Option<Result<u64, UnknownBackoff>>) {
         let decided = disposition(job, &Err(err.clone()));
         let delay = (decided == Disposition::Retried).then(|| retry_delay(job));
         (decided, delay)
@@ -1046,16 +1047,15 @@ mod tests {
     fn unknown_backoff_leaves_the_job_to_stall_with_nodes_message() {
         let e = ProcessError::retryable("x");
         let linear = Some(Backoff::Unknown("linear".into()));
+        let (decided, delay) = plan(&job(3, 0, linear.clone()), &e);
+        assert_eq!(decided, Disposition::Retried);
         assert_eq!(
-            plan(&job(3, 0, linear.clone()), &e),
-            (
-                Disposition::Retried,
-                Some(Err(
-                    "Unknown backoff strategy linear. If a custom backoff strategy is used, \
-                     specify it when the queue is created."
-                        .into()
-                ))
-            )
+            delay.map(|d| d.map_err(|e| e.to_string())),
+            Some(Err(
+                "Unknown backoff strategy linear. If a custom backoff strategy is used, \
+                 specify it when the queue is created."
+                    .into()
+            ))
         );
         // The last attempt fails without looking the strategy up, as in Node.
         assert_eq!(plan(&job(3, 2, linear), &e), (Disposition::Failed, None));
