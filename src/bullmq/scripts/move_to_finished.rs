@@ -60,6 +60,24 @@ pub struct MoveToFinished<'a> {
     pub claim: &'a ClaimArgs,
 }
 
+/// KEYS 1-11 of `moveToFinished` and `moveToFinishedBatch`: the queue's keys a finish and
+/// the claim after it touch, in the scripts' order.
+pub(super) fn queue_keys(queue: &QueueKeys) -> Vec<String> {
+    vec![
+        queue.wait.clone(),
+        queue.active.clone(),
+        queue.prioritized.clone(),
+        queue.events.clone(),
+        queue.stalled.clone(),
+        queue.limiter.clone(),
+        queue.delayed.clone(),
+        queue.paused.clone(),
+        queue.meta.clone(),
+        queue.pc.clone(),
+        queue.marker.clone(),
+    ]
+}
+
 impl MoveToFinished<'_> {
     /// The Lua script this request runs.
     pub fn script() -> &'static Script {
@@ -72,21 +90,9 @@ impl MoveToFinished<'_> {
             Outcome::Completed { .. } => &queue.completed,
             Outcome::Failed { .. } => &queue.failed,
         };
-        vec![
-            queue.wait.clone(),
-            queue.active.clone(),
-            queue.prioritized.clone(),
-            queue.events.clone(),
-            queue.stalled.clone(),
-            queue.limiter.clone(),
-            queue.delayed.clone(),
-            queue.paused.clone(),
-            queue.meta.clone(),
-            queue.pc.clone(),
-            queue.marker.clone(),
-            target.clone(),
-            queue.job(self.job_id),
-        ]
+        let mut keys = queue_keys(queue);
+        keys.extend([target.clone(), queue.job(self.job_id)]);
+        keys
     }
 
     /// ARGV in the header's order.

@@ -4,7 +4,7 @@
 use redis::Value;
 use redis::aio::ConnectionLike;
 
-use super::move_to_finished::{MoveToFinished, Outcome};
+use super::move_to_finished::{MoveToFinished, Outcome, queue_keys};
 use super::{Claim, arg, arg_ms, decode_end_and_claim};
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
@@ -33,21 +33,9 @@ impl MoveToFinishedBatch<'_> {
     /// KEYS in the header's order: the queue's keys, then both finished sets (each job picks
     /// its own by its outcome).
     pub fn keys(&self, queue: &QueueKeys) -> Vec<String> {
-        vec![
-            queue.wait.clone(),
-            queue.active.clone(),
-            queue.prioritized.clone(),
-            queue.events.clone(),
-            queue.stalled.clone(),
-            queue.limiter.clone(),
-            queue.delayed.clone(),
-            queue.paused.clone(),
-            queue.meta.clone(),
-            queue.pc.clone(),
-            queue.marker.clone(),
-            queue.completed.clone(),
-            queue.failed.clone(),
-        ]
+        let mut keys = queue_keys(queue);
+        keys.extend([queue.completed.clone(), queue.failed.clone()]);
+        keys
     }
 
     /// ARGV in the header's order: the shared settings, then 15 per job. Empty when there is
