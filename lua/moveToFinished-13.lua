@@ -18,28 +18,29 @@
     [11] marker - P:Q:marker
     [12] finished - P:Q:completed or P:Q:failed
     [13] job - P:Q:<id>
-  ARGV:
-    [1] jobId
-    [2] now - ms since epoch; becomes finishedOn and the set score
-    [3] field - "returnvalue" or "failedReason"
-    [4] value - the return value as JSON text, or the raw failure message
-    [5] target - "completed" or "failed"
-    [6] fetchNext - "1" to claim the next job with the same token, "0" not to
-    [7] base key - "P:Q:"
-    [8] token - the lock token that claimed the job
-    [9] lockDuration - ms, for the next job's lock
-    [10] worker name - "" for none
-    [11] keep count - retention count (-1 keep all, 0 delete now, N keep newest N)
-    [12] keep age - seconds, "" for none
-    [13] keep limit - removals per call, "" for the default 1000
-    [14] attempts - the job's opts.attempts (0 when absent)
-    [15] stacktrace - JSON array of strings to store, "" to leave the field alone
-    [16] limiter max - "" for none
-    [17] limiter duration - ms, "" for none
-    [18] attemptsMade - attempts ended before this one (the worker read it at claim; it holds
+  ARGV: includes/readFinishShared (1-7), then includes/readFinishJob (8-22), as in
+        moveToFinishedBatch
+    [1] base key - "P:Q:"
+    [2] lockDuration - ms, for the next job's lock
+    [3] worker name - "" for none
+    [4] limiter max - "" for none
+    [5] limiter duration - ms, "" for none
+    [6] compat - BULLMQ_COMPAT: "auto", "5" or "6" (paused-queue rule)
+    [7] metrics max data points - "" when the worker collects no metrics
+    [8] jobId
+    [9] now - ms since epoch; becomes finishedOn and the set score
+    [10] field - "returnvalue" or "failedReason"
+    [11] value - the return value as JSON text, or the raw failure message
+    [12] target - "completed" or "failed"
+    [13] fetchNext - "1" to claim the next job with the same token, "0" not to
+    [14] token - the lock token that claimed the job
+    [15] keep count - retention count (-1 keep all, 0 delete now, N keep newest N)
+    [16] keep age - seconds, "" for none
+    [17] keep limit - removals per call, "" for the default 1000
+    [18] attempts - the job's opts.attempts (0 when absent)
+    [19] stacktrace - JSON array of strings to store, "" to leave the field alone
+    [20] attemptsMade - attempts ended before this one (the worker read it at claim; it holds
          the lock, so nobody else changed it); stored as `atm` + 1
-    [19] compat - BULLMQ_COMPAT: "auto", "5" or "6" (paused-queue rule)
-    [20] metrics max data points - "" when the worker collects no metrics
     [21] deid - the job's deduplication id as the claim read it, "" for none (set when the
          job is added, never changed after)
     [22] parent - "1" when the claim read a `parentKey` or `parent` field (a flow's child),
@@ -68,16 +69,8 @@ local keys = {wait = KEYS[1], active = KEYS[2], prioritized = KEYS[3], events = 
               meta = KEYS[9], pc = KEYS[10], marker = KEYS[11]}
 
 --!include finishJob
+--!include readFinishShared
+--!include readFinishJob
 
-local job = {id = ARGV[1], key = KEYS[13], now = tonumber(ARGV[2]), field = ARGV[3],
-             value = ARGV[4], target = ARGV[5], finishedKey = KEYS[12],
-             fetchNext = ARGV[6] == "1", token = ARGV[8], keepCount = tonumber(ARGV[11]),
-             keepAge = tonumber(ARGV[12]), keepLimit = tonumber(ARGV[13]),
-             attempts = tonumber(ARGV[14]) or 0, stacktrace = ARGV[15],
-             attemptsMade = (tonumber(ARGV[18]) or 0) + 1,
-             dedupId = ARGV[21] ~= "" and ARGV[21] or nil, hasParent = ARGV[22] == "1"}
-local shared = {baseKey = ARGV[7], lockDuration = tonumber(ARGV[9]),
-                workerName = ARGV[10] ~= "" and ARGV[10] or nil,
-                limitMax = tonumber(ARGV[16]), limitDuration = tonumber(ARGV[17]),
-                compat = ARGV[19], metricsPoints = tonumber(ARGV[20])}
-return (finishJob(keys, job, shared, nil))
+return (finishJob(keys, readFinishJob(FINISH_SHARED_ARGS + 1, KEYS[13], KEYS[12]),
+                  readFinishShared(), nil))

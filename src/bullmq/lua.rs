@@ -117,6 +117,14 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
         include_str!("../../lua/includes/pushReady.lua"),
     ),
     (
+        "readFinishJob",
+        include_str!("../../lua/includes/readFinishJob.lua"),
+    ),
+    (
+        "readFinishShared",
+        include_str!("../../lua/includes/readFinishShared.lua"),
+    ),
+    (
         "readQueueState",
         include_str!("../../lua/includes/readQueueState.lua"),
     ),

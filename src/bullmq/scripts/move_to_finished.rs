@@ -60,6 +60,10 @@ pub struct MoveToFinished<'a> {
     pub claim: &'a ClaimArgs,
 }
 
+/// How many ARGV are the job's own (after the 7 every finish of a worker shares): see
+/// `lua/includes/readFinishJob.lua`.
+pub(super) const JOB_ARGS: usize = 15;
+
 /// KEYS 1-11 of `moveToFinished` and `moveToFinishedBatch`: the queue's keys a finish and
 /// the claim after it touch, in the scripts' order.
 pub(super) fn queue_keys(queue: &QueueKeys) -> Vec<String> {
@@ -95,8 +99,31 @@ impl MoveToFinished<'_> {
         keys
     }
 
-    /// ARGV in the header's order.
+    /// ARGV in the header's order: the worker's settings, then the job's own.
     pub fn args(&self, queue: &QueueKeys) -> Vec<Vec<u8>> {
+        let mut args = self.shared_args(queue);
+        args.extend(self.job_args());
+        args
+    }
+
+    /// ARGV 1-7: what every finish of one worker has in common (`moveToFinishedBatch` sends
+    /// them once per batch).
+    pub(super) fn shared_args(&self, queue: &QueueKeys) -> Vec<Vec<u8>> {
+        let claim = self.claim;
+        let [lmax, ldur] = claim.limiter_args();
+        vec![
+            arg(&queue.base),
+            arg_ms(claim.lock),
+            arg(claim.worker_name.as_deref().unwrap_or("")),
+            lmax,
+            ldur,
+            arg(claim.compat.as_arg()),
+            self.metrics_points.map(arg).unwrap_or_default(),
+        ]
+    }
+
+    /// The job's own [`JOB_ARGS`] ARGV (8-22 here; each job's share of a batch).
+    pub(super) fn job_args(&self) -> [Vec<u8>; JOB_ARGS] {
         let (field, value, target, stack) = match self.outcome {
             Outcome::Completed { returnvalue } => {
                 ("returnvalue", returnvalue.as_str(), "completed", "")
@@ -108,29 +135,20 @@ impl MoveToFinished<'_> {
                 stacktrace.as_str(),
             ),
         };
-        let claim = self.claim;
-        let [lmax, ldur] = claim.limiter_args();
-        vec![
+        [
             arg(self.job_id),
             arg(self.now_ms),
             arg(field),
             arg(value),
             arg(target),
             arg(if self.fetch_next { "1" } else { "0" }),
-            arg(&queue.base),
-            arg(&claim.token),
-            arg_ms(claim.lock),
-            arg(claim.worker_name.as_deref().unwrap_or("")),
+            arg(&self.claim.token),
             arg(self.keep.count),
             self.keep.age.map(arg).unwrap_or_default(),
             self.keep.limit.map(arg).unwrap_or_default(),
             arg(self.attempts),
             arg(stack),
-            lmax,
-            ldur,
             arg(self.attempts_made),
-            arg(claim.compat.as_arg()),
-            self.metrics_points.map(arg).unwrap_or_default(),
             arg(self.dedup_id.unwrap_or("")),
             arg(if self.has_parent { "1" } else { "" }),
         ]
@@ -195,15 +213,18 @@ mod tests {
             .map(|b| String::from_utf8(b).unwrap())
             .collect();
         assert_eq!(a.len(), 22);
-        assert_eq!(&a[..6], ["3", "10", "failedReason", "boom", "failed", "1"]);
         assert_eq!(
-            (a[10].as_str(), a[11].as_str(), a[12].as_str()),
+            &a[7..13],
+            ["3", "10", "failedReason", "boom", "failed", "1"]
+        );
+        assert_eq!(
+            (a[14].as_str(), a[15].as_str(), a[16].as_str()),
             ("5", "60", "")
         );
-        assert_eq!((a[13].as_str(), a[14].as_str()), ("3", "[\"x\"]"));
-        assert_eq!((a[17].as_str(), a[18].as_str()), ("2", "6"));
+        assert_eq!((a[17].as_str(), a[18].as_str()), ("3", "[\"x\"]"));
+        assert_eq!((a[19].as_str(), a[5].as_str()), ("2", "6"));
         assert_eq!(
-            (a[19].as_str(), a[20].as_str(), a[21].as_str()),
+            (a[6].as_str(), a[20].as_str(), a[21].as_str()),
             ("60", "d", "1")
         );
     }
@@ -248,6 +269,6 @@ mod tests {
             ..f
         };
         assert_eq!(f.keys(&queue)[11], "bull:q:failed");
-        assert_eq!(f.args(&queue)[2], arg("failedReason"));
+        assert_eq!(f.args(&queue)[9], arg("failedReason"));
     }
 }

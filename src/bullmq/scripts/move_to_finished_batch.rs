@@ -4,14 +4,11 @@
 use redis::Value;
 use redis::aio::ConnectionLike;
 
-use super::move_to_finished::{MoveToFinished, Outcome, queue_keys};
-use super::{Claim, arg, arg_ms, decode_end_and_claim};
+use super::move_to_finished::{JOB_ARGS, MoveToFinished, queue_keys};
+use super::{Claim, decode_end_and_claim};
 use crate::bullmq::error::Error;
 use crate::bullmq::keys::QueueKeys;
 use crate::bullmq::lua::{SCRIPTS, Script};
-
-/// How many ARGV the script takes per job (after its 7 shared ones).
-const ARGS_PER_JOB: usize = 15;
 
 /// Ends `jobs`, in order, each exactly as its own [`MoveToFinished`] would.
 ///
@@ -44,48 +41,11 @@ impl MoveToFinishedBatch<'_> {
         let Some(first) = self.jobs.first() else {
             return Vec::new();
         };
-        let claim = first.claim;
-        let [lmax, ldur] = claim.limiter_args();
-        let mut args = Vec::with_capacity(7 + ARGS_PER_JOB * self.jobs.len());
-        args.extend([
-            arg(&queue.base),
-            arg_ms(claim.lock),
-            arg(claim.worker_name.as_deref().unwrap_or("")),
-            lmax,
-            ldur,
-            arg(claim.compat.as_arg()),
-            first.metrics_points.map(arg).unwrap_or_default(),
-        ]);
+        let mut args = first.shared_args(queue);
+        args.reserve(JOB_ARGS * self.jobs.len());
         for job in self.jobs {
-            debug_assert_eq!(job.claim.lock, claim.lock, "one worker's batch");
-            let (field, value, target, stack) = match job.outcome {
-                Outcome::Completed { returnvalue } => {
-                    ("returnvalue", returnvalue.as_str(), "completed", "")
-                }
-                Outcome::Failed { reason, stacktrace } => (
-                    "failedReason",
-                    reason.as_str(),
-                    "failed",
-                    stacktrace.as_str(),
-                ),
-            };
-            args.extend([
-                arg(job.job_id),
-                arg(job.now_ms),
-                arg(field),
-                arg(value),
-                arg(target),
-                arg(if job.fetch_next { "1" } else { "0" }),
-                arg(&job.claim.token),
-                arg(job.keep.count),
-                job.keep.age.map(arg).unwrap_or_default(),
-                job.keep.limit.map(arg).unwrap_or_default(),
-                arg(job.attempts),
-                arg(stack),
-                arg(job.attempts_made),
-                arg(job.dedup_id.unwrap_or("")),
-                arg(if job.has_parent { "1" } else { "" }),
-            ]);
+            debug_assert_eq!(job.claim.lock, first.claim.lock, "one worker's batch");
+            args.extend(job.job_args());
         }
         args
     }
@@ -131,6 +91,7 @@ mod tests {
     use super::*;
     use crate::bullmq::options::{Compat, KeepJobs};
     use crate::bullmq::scripts::ClaimArgs;
+    use crate::bullmq::scripts::move_to_finished::Outcome;
 
     fn claim(token: &str) -> ClaimArgs {
         ClaimArgs {
@@ -189,7 +150,7 @@ mod tests {
             .into_iter()
             .map(|b| String::from_utf8(b).unwrap())
             .collect();
-        assert_eq!(a.len(), 7 + 2 * ARGS_PER_JOB);
+        assert_eq!(a.len(), 7 + 2 * JOB_ARGS);
         assert_eq!(a[..7], ["bull:q:", "30000", "w", "10", "1000", "5", "60"]);
         assert_eq!(
             a[7..22],
