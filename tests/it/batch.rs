@@ -3,40 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use fetch_worker::bullmq::scripts::move_to_active::MoveToActive;
 use fetch_worker::bullmq::scripts::move_to_finished::{MoveToFinished, Outcome};
 use fetch_worker::bullmq::scripts::move_to_finished_batch::MoveToFinishedBatch;
 use fetch_worker::bullmq::scripts::{Claim, ClaimArgs};
-use fetch_worker::bullmq::{Compat, Error, Job, KeepJobs, ScriptCode};
+use fetch_worker::bullmq::{Error, Job, KeepJobs, ScriptCode};
 use serde_json::json;
 
-use crate::support::{NewJob, RedisServer, TestQueue};
+use crate::support::{NewJob, RedisServer, TestQueue, claim_args};
 
 const NOW: u64 = 1_800_000_000_000;
 
-fn claim_args(token: &str) -> ClaimArgs {
-    ClaimArgs {
-        token: token.into(),
-        lock: std::time::Duration::from_secs(30),
-        worker_name: Some("w1".into()),
-        limiter: None,
-        compat: Compat::Auto,
-    }
-}
-
 async fn claim(q: &mut TestQueue, token: &str) -> Job {
-    let keys = q.keys.clone();
-    let claimed = MoveToActive {
-        now_ms: NOW,
-        claim: &claim_args(token),
-    }
-    .call(&mut q.con, &keys)
-    .await
-    .unwrap();
-    match claimed {
-        Claim::Job(j) => *j,
-        other => panic!("expected a job, got {other:?}"),
-    }
+    q.claim_job(&claim_args(token), NOW).await
 }
 
 async fn hgetall(q: &mut TestQueue, key: &str) -> BTreeMap<String, String> {

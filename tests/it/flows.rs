@@ -2,10 +2,9 @@
 //! failure flag, retention) and `moveToWaitingChildren`, asserted on the Redis state and the
 //! events they leave in the parent's queue, which may be another queue or prefix.
 
-use fetch_worker::bullmq::scripts::move_to_active::MoveToActive;
+use fetch_worker::bullmq::scripts::ClaimArgs;
 use fetch_worker::bullmq::scripts::move_to_finished::{MoveToFinished, Outcome};
 use fetch_worker::bullmq::scripts::move_to_waiting_children::MoveToWaitingChildren;
-use fetch_worker::bullmq::scripts::{Claim, ClaimArgs};
 use fetch_worker::bullmq::{Compat, Error, KeepJobs, QueueKeys, ScriptCode};
 use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
@@ -90,18 +89,7 @@ async fn claim(q: &mut TestQueue, token: &str) -> String {
 
 /// Claims the next job of `q`, as the worker holds it.
 async fn claim_job(q: &mut TestQueue, token: &str) -> fetch_worker::bullmq::Job {
-    let keys = q.keys.clone();
-    let claimed = MoveToActive {
-        now_ms: now_ms(),
-        claim: &claim_args(token),
-    }
-    .call(&mut q.con, &keys)
-    .await
-    .unwrap();
-    match claimed {
-        Claim::Job(j) => *j,
-        other => panic!("expected a job, got {other:?}"),
-    }
+    q.claim_job(&claim_args(token), now_ms()).await
 }
 
 /// Claims the next job of `q` (it must be `id`) and ends it with `outcome` at `now`.

@@ -1,5 +1,6 @@
 //! Every script path, asserted on the Redis state and events it leaves.
 
+use fetch_worker::bullmq::scripts::Claim;
 use fetch_worker::bullmq::scripts::add_log::AddLog;
 use fetch_worker::bullmq::scripts::extend_locks::ExtendLocks;
 use fetch_worker::bullmq::scripts::move_job_from_active_to_wait::MoveJobFromActiveToWait;
@@ -9,21 +10,10 @@ use fetch_worker::bullmq::scripts::move_to_delayed::{AttemptFailure, MoveToDelay
 use fetch_worker::bullmq::scripts::move_to_finished::{MoveToFinished, Outcome};
 use fetch_worker::bullmq::scripts::retry_job::RetryJob;
 use fetch_worker::bullmq::scripts::update_progress::UpdateProgress;
-use fetch_worker::bullmq::scripts::{Claim, ClaimArgs};
 use fetch_worker::bullmq::{Compat, Error, KeepJobs, ScriptCode};
 use serde_json::json;
 
-use crate::support::{NewJob, RedisServer, TestQueue, now_ms};
-
-fn claim_args(token: &str) -> ClaimArgs {
-    ClaimArgs {
-        token: token.into(),
-        lock: std::time::Duration::from_secs(30),
-        worker_name: Some("w1".into()),
-        limiter: None,
-        compat: Compat::Auto,
-    }
-}
+use crate::support::{NewJob, RedisServer, TestQueue, claim_args, now_ms};
 
 async fn claim(q: &mut TestQueue, token: &str) -> Claim {
     let keys = q.keys.clone();

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fetch_worker::bullmq::{Processor, QueueKeys, RunSummary, Worker, WorkerOptions};
+use fetch_worker::bullmq::scripts::move_to_active::MoveToActive;
+use fetch_worker::bullmq::scripts::{Claim, ClaimArgs};
+use fetch_worker::bullmq::{Compat, Job, Processor, QueueKeys, RunSummary, Worker, WorkerOptions};
 use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
 
@@ -35,6 +37,17 @@ pub struct TestQueue {
     pub name: String,
     pub url: String,
     pub con: MultiplexedConnection,
+}
+
+/// What a test worker named `w1` claims with: `token`, 30 s locks, no limiter.
+pub fn claim_args(token: &str) -> ClaimArgs {
+    ClaimArgs {
+        token: token.into(),
+        lock: Duration::from_secs(30),
+        worker_name: Some("w1".into()),
+        limiter: None,
+        compat: Compat::Auto,
+    }
 }
 
 /// What a test job looks like when added.
@@ -60,6 +73,20 @@ impl NewJob {
 }
 
 impl TestQueue {
+    /// Claims the next job at `now` (ms) as a worker holding `claim` would, through the
+    /// worker's own `moveToActive`; panics unless a job was claimed.
+    pub async fn claim_job(&mut self, claim: &ClaimArgs, now: u64) -> Job {
+        let keys = self.keys.clone();
+        let claimed = MoveToActive { now_ms: now, claim }
+            .call(&mut self.con, &keys)
+            .await
+            .unwrap();
+        match claimed {
+            Claim::Job(j) => *j,
+            other => panic!("expected a job, got {other:?}"),
+        }
+    }
+
     pub async fn new(server: &RedisServer, label: &str) -> TestQueue {
         let name = unique_queue(label);
         let url = server.url(1);
