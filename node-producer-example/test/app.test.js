@@ -6,7 +6,6 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -22,7 +21,6 @@ const { LEGACY_BRANCHES } = require('../src/branches');
 const redis = s.useRedis();
 const mongo = s.useMongo();
 
-const EXAMPLE_DIR = path.resolve(__dirname, '..');
 const BOARD_AUTH = Object.freeze({ user: 'admin', password: 'pa:ss word' });
 /** The API token of every app these tests build. */
 const TOKEN = 'test-token-0123456789abcdef';
@@ -607,34 +605,21 @@ describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_
   // src/server.js
 
   it('src/server.js reads its environment, serves, and exits 0 on SIGTERM', async (t) => {
-    const port = await s.freePort();
     const dbName = mongo.server.uniqueDbName('server');
     t.after(() => client.db(dbName).dropDatabase().catch(() => {}));
     await client.db(dbName).collection('imports').insertOne({ _id: 'XA|1|2026-02-09', state: 'done' });
-    const child = spawn(process.execPath, [path.join(EXAMPLE_DIR, 'src', 'server.js')], {
-      cwd: EXAMPLE_DIR,
-      env: {
-        ...process.env,
-        PORT: String(port),
-        REDIS_JOB_URL: redis.server.url(3),
-        QUEUE_NAME: 'fetch',
-        MONGO_URI: mongo.server.uriFor(dbName),
-        BRANCHES: 'XA, XB',
-        BOARD_USER: '',
-        BOARD_PASSWORD: '',
-        API_TOKEN: TOKEN,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const app = await s.startApp(t, null, {
+      REDIS_JOB_URL: redis.server.url(3),
+      QUEUE_NAME: 'fetch',
+      MONGO_URI: mongo.server.uriFor(dbName),
+      BRANCHES: 'XA, XB',
+      BOARD_USER: '',
+      BOARD_PASSWORD: '',
+      API_TOKEN: TOKEN,
     });
-    let output = '';
-    child.stdout.on('data', (d) => (output += d));
-    child.stderr.on('data', (d) => (output += d));
-    const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-    t.after(() => child.kill('SIGKILL'));
-
-    await s.waitUntil(() => /listening/.test(output), { timeout: 20000, message: `server to listen\n${output}` });
-    assert.match(output, /Bull Board disabled: BOARD_USER and BOARD_PASSWORD are not set/);
-    const base = `http://127.0.0.1:${port}`;
+    const output = () => app.logs().join('\n');
+    assert.match(output(), /Bull Board disabled: BOARD_USER and BOARD_PASSWORD are not set/);
+    const base = app.url;
     const health = await fetch(`${base}/health`);
     assert.equal(health.status, 200, await health.clone().text());
     assert.equal((await fetch(`${base}/missing?start=2026-02-09&end=2026-02-09`)).status, 401, 'the API needs the token');
@@ -642,11 +627,10 @@ describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_
     assert.deepEqual(missing, { branches_missing: { XA: { 2: ['2026-02-09'] }, XB: { 1: ['2026-02-09'], 2: ['2026-02-09'] } } });
     assert.equal((await fetch(`${base}/admin/queues`)).status, 404, 'board disabled');
 
-    child.kill('SIGTERM');
-    const exit = await s.withTimeout(exited, 15000, `server to exit after SIGTERM\n${output}`);
-    assert.deepEqual(exit, { code: 0, signal: null }, output);
-    assert.match(output, /SIGTERM: shutting down/);
-    assert.match(output, /stopped/);
+    const exit = await app.stop();
+    assert.deepEqual(exit, { code: 0, signal: null }, output());
+    assert.match(output(), /SIGTERM: shutting down/);
+    assert.match(output(), /stopped/);
   });
 
   it('server configuration: defaults, BRANCHES as a file or a list, board credentials in pairs', () => {

@@ -737,7 +737,8 @@ async function listenApp(t, app) {
 
 /**
  * Starts the app as it runs in production (`node src/server.js`) on a free port against the
- * harness' queue, with `env` on top (MONGO_URI, API_TOKEN, OTEL_*…); killed after the test.
+ * harness' queue (`h`; null: `env` names the Redis URL and queue), with `env` on top
+ * (MONGO_URI, API_TOKEN, OTEL_*…); killed after the test.
  * Resolves to `{url, logs(), stop()}` once it listens; `stop()` sends SIGTERM and waits for the
  * exit (the app then sends its last spans).
  */
@@ -747,9 +748,7 @@ async function startApp(t, h, env = {}) {
     env: {
       ...process.env,
       PORT: '0',
-      REDIS_JOB_URL: h.redis.url(1),
-      QUEUE_NAME: h.queueName,
-      BULL_PREFIX: PREFIX,
+      ...(h ? { REDIS_JOB_URL: h.redis.url(1), QUEUE_NAME: h.queueName, BULL_PREFIX: PREFIX } : {}),
       ...env,
     },
   });
