@@ -58,7 +58,7 @@
          completed (returnvalue) or failed (failedReason), retries-exhausted, active and
          waiting (when fetching next), drained; on a parent's queue (flows): waiting (prev
          waiting-children) or delayed when the parent is released
-  The body is includes/finishJob, which moveToFinishedBatch runs once per job.
+  The body is includes/finishJobs, which moveToFinishedBatch runs with several jobs.
   Compat: BullMQ 5 and 6 alike. Flows as upstream: a child updates its parent (which may be
           in another queue or prefix) before retention runs, see includes/updateParentOnFinish
           and includes/unlinkFromParent; the parent's queue follows its own major's pause rule.
@@ -68,9 +68,9 @@ local keys = {wait = KEYS[1], active = KEYS[2], prioritized = KEYS[3], events = 
               stalled = KEYS[5], limiter = KEYS[6], delayed = KEYS[7], paused = KEYS[8],
               meta = KEYS[9], pc = KEYS[10], marker = KEYS[11]}
 
---!include finishJob
+--!include finishJobs
 --!include readFinishShared
 --!include readFinishJob
 
-return (finishJob(keys, readFinishJob(FINISH_SHARED_ARGS + 1, KEYS[13], KEYS[12]),
-                  readFinishShared(), nil))
+return finishJobs(keys, {readFinishJob(FINISH_SHARED_ARGS + 1, KEYS[13], KEYS[12])},
+                  readFinishShared(), nil)[1]

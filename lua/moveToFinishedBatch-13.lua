@@ -1,11 +1,13 @@
 --[[
-  Ends several attempts for good in one call, each as moveToFinished would, in the order given:
-  job 1 leaves `active` (and with fetch-next its slot claims the next job), then job 2, and so
-  on. A busy worker whose jobs end close together sends them together, so the script call,
-  its round trip and the queue-state read are paid once per batch instead of once per job.
-  Each job gets exactly the calls, fields and events a call of its own gives it (the body is
-  includes/finishJob), and a job the script refuses (lock lost, children pending, ...) gets
-  its code while the others go on: nothing here raises an error.
+  Ends several attempts for good in one call, each as moveToFinished would, in the order given
+  (job 1 leaves `active`, then job 2, and so on), then claims the next job of every slot that
+  asked for fetch-next, all in one pass. A busy worker whose jobs end close together sends
+  them together, so the script call, its round trip, the queue-state read and the claim's
+  fixed part (promotion check, limiter, pop, marker) are paid once per batch instead of once
+  per job. Each job gets exactly the calls, fields and events a call of its own gives it, in
+  the same order for that job (the body is includes/finishJobs, as in moveToFinished), and a
+  job the script refuses (lock lost, children pending, ...) gets its code while the others go
+  on: nothing here raises an error.
 
   KEYS:
     [1] wait - P:Q:wait
@@ -32,7 +34,9 @@
            it: 0 (finished, nothing claimed), the claim table {fields, jobId, ttl, due}, or a
            negative code (-1 job missing, -2 lock missing, -3 not active, -4 pending
            children, -6 another token's lock, -9 failed children)
-  Emits: per job, what moveToFinished emits for it, in the same order
+  Emits: per job, what moveToFinished emits for its end (completed or failed, ...), in job
+         order; then waiting for promoted delayed jobs and active for each job claimed, in
+         job order; then drained, once, when a job got no next job and the queue is empty
   Compat: BullMQ 5 and 6 alike; Node never calls it (its workers finish one job per call,
           and a mixed fleet's Node jobs are never in our batches).
 ]]
@@ -42,20 +46,17 @@ local keys = {wait = KEYS[1], active = KEYS[2], prioritized = KEYS[3], events = 
               meta = KEYS[9], pc = KEYS[10], marker = KEYS[11]}
 local finishedKeys = {completed = KEYS[12], failed = KEYS[13]}
 
---!include finishJob
+--!include finishJobs
 --!include readFinishShared
 --!include readFinishJob
 
 local shared = readFinishShared()
--- One read of the queue state for the batch; finishJob re-checks the global concurrency
--- per job, the one part a finish or a claim changes.
-local state = readQueueState(keys.meta, keys.active, shared.compat)
-local results = {}
+local jobs = {}
 for at = FINISH_SHARED_ARGS + 1, #ARGV - FINISH_ARGS_PER_JOB + 1, FINISH_ARGS_PER_JOB do
-  local id, target = ARGV[at], ARGV[at + 4]
-  local job = readFinishJob(at, shared.baseKey .. id, finishedKeys[target] or KEYS[12])
-  local result
-  result, state = finishJob(keys, job, shared, state)
-  results[#results + 1] = result
+  local target = ARGV[at + 4]
+  jobs[#jobs + 1] = readFinishJob(at, shared.baseKey .. ARGV[at],
+                                  finishedKeys[target] or KEYS[12])
 end
-return results
+-- One read of the queue state for the batch; finishJob re-checks the global concurrency
+-- per job, the one part a finish changes.
+return finishJobs(keys, jobs, shared, readQueueState(keys.meta, keys.active, shared.compat))

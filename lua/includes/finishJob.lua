@@ -1,7 +1,8 @@
 --[[
-  One job's finish, and with fetch-next the claim of the slot's next job: the whole body of
-  moveToFinished, shared with moveToFinishedBatch so that a job finished in a batch gets
-  exactly the calls, fields and events it gets from a call of its own, in the same order.
+  One job's finish: it leaves `active` for its finished set (or is deleted), its lock is
+  released, `atm` counts the attempt, flows and deduplication hear of it, and the outcome is
+  announced. The claim of the slot's next job is not here: includes/finishJobs claims for all
+  the jobs of a call at once, after their finishes.
 
   KEYS: none (the caller passes its key table `k`: wait, active, prioritized, events,
         stalled, limiter, delayed, paused, meta, pc, marker)
@@ -13,9 +14,9 @@
         `knownState` is a queue state a batch read once (nil: read it here, after leaving
         `active`); a batch's state has its global concurrency re-checked here, as `active`
         has changed since.
-  Returns: as moveToFinished: 0, a claim table, or a negative code (see its header); and the
-           queue state it used, for the next job of a batch
-  Emits: as moveToFinished
+  Returns: 0 (finished) or a negative code (see moveToFinished's header); and the queue
+           state it used, for the next job of a batch and the claim
+  Emits: as moveToFinished, but for the claim's and the drained events
   Compat: as moveToFinished (BullMQ 5 and 6).
 ]]
 --!include readQueueState
@@ -23,7 +24,6 @@
 --!include releaseLock
 --!include removeJobKeys
 --!include trimFinishedJobs
---!include claimNextJob
 --!include requeueDeduplicatedNext
 --!include collectMetrics
 --!include updateParentOnFinish
@@ -111,17 +111,5 @@ local function finishJob(k, j, c, knownState)
     collectMetrics(c.baseKey .. "metrics:" .. target, now, c.metricsPoints)
   end
 
-  if j.fetchNext then
-    local next = claimNextJob(k, c.baseKey, now, j.token, c.lockDuration, c.workerName,
-                              c.limitMax, c.limitDuration, c.compat, state)
-    if next then
-      return next, state
-    end
-  end
-
-  if rcall("LLEN", k.wait) == 0 and rcall("LLEN", k.active) == 0 and
-     rcall("ZCARD", k.prioritized) == 0 then
-    emitEvent(k.events, state.maxEvents, "drained")
-  end
   return 0, state
 end

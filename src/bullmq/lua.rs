@@ -77,6 +77,10 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
         include_str!("../../lua/includes/addWakeMarker.lua"),
     ),
     (
+        "claimJobs",
+        include_str!("../../lua/includes/claimJobs.lua"),
+    ),
+    (
         "claimNextJob",
         include_str!("../../lua/includes/claimNextJob.lua"),
     ),
@@ -99,6 +103,10 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
     (
         "finishJob",
         include_str!("../../lua/includes/finishJob.lua"),
+    ),
+    (
+        "finishJobs",
+        include_str!("../../lua/includes/finishJobs.lua"),
     ),
     (
         "leaveActive",

@@ -1,5 +1,6 @@
-//! `moveToFinishedBatch`: a batch of finishes leaves Redis exactly as the same finishes made
-//! one call at a time, and a job it refuses does not stop the others.
+//! `moveToFinishedBatch`: a batch of finishes leaves Redis as the same finishes made one call
+//! at a time (each job's fields and events alike; the claims come after all the ends), and a
+//! job it refuses does not stop the others.
 
 use std::collections::BTreeMap;
 
@@ -23,8 +24,10 @@ async fn hgetall(q: &mut TestQueue, key: &str) -> BTreeMap<String, String> {
         .query_async(&mut q.con)
         .await
         .unwrap();
-    // Written by the test's add at its own time: the one field that differs between queues.
+    // Written by the test's add at its own time: it differs between queues.
     h.remove("timestamp");
+    // A batch claims at once, at its latest finish's time: compared on its own.
+    h.remove("processedOn");
     h
 }
 
@@ -148,7 +151,18 @@ async fn snapshot(q: &mut TestQueue) -> String {
         out += &format!("job {id}: {:?}\n", hgetall(q, &keys.job(&id)).await);
         out += &format!("lock {id}: {}\n", q.exists(&keys.lock(&id)).await);
     }
-    out += &format!("events: {:?}\n", q.events().await);
+    // Each job's events in order; a batch runs all its ends before its claims, so the
+    // interleaving of different jobs' events differs from single calls.
+    let mut by_job: BTreeMap<String, Vec<(String, Vec<(String, String)>)>> = BTreeMap::new();
+    for (name, fields) in q.events().await {
+        let id = fields
+            .iter()
+            .find(|(k, _)| k == "jobId")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        by_job.entry(id).or_default().push((name, fields));
+    }
+    out += &format!("events by job: {by_job:?}\n");
     out += &format!("completed: {:?}\n", zrange_scores(q, &keys.completed).await);
     out += &format!("failed: {:?}\n", zrange_scores(q, &keys.failed).await);
     out += &format!("active: {:?}\n", q.lrange(&keys.active).await);
@@ -216,6 +230,35 @@ async fn a_batch_leaves_redis_as_the_same_finishes_one_by_one() {
     assert!(a.contains("dedup key: false"), "{a}");
     assert!(a.contains("stalled: []"), "{a}");
     assert!(a.contains("active: [\"6\", \"5\"]"), "{a}");
+
+    // Singles claim at each finish's time, the batch at the latest time of the finishes
+    // that asked for a next job (job 3's, which found none left).
+    let at = |ms: u64| Some(ms.to_string());
+    assert_eq!(one.hget("5", "processedOn").await, at(NOW + 10));
+    assert_eq!(one.hget("6", "processedOn").await, at(NOW + 11));
+    assert_eq!(many.hget("5", "processedOn").await, at(NOW + 12));
+    assert_eq!(many.hget("6", "processedOn").await, at(NOW + 12));
+
+    // The batch's stream: every end (in job order), then the claims' `active` events.
+    let names: Vec<String> = many
+        .events()
+        .await
+        .into_iter()
+        .skip_while(|(name, _)| name != "completed")
+        .map(|(name, f)| format!("{name} {}", f[0].1))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "completed 1",
+            "completed 2",
+            "failed 3",
+            "retries-exhausted 3",
+            "completed 4",
+            "active 5",
+            "active 6"
+        ]
+    );
 }
 
 /// A job whose lock another worker holds is refused with its code; the jobs before and after
@@ -357,4 +400,257 @@ async fn a_busy_worker_batches_its_finishes_and_ends_each_job_once() {
             assert_eq!(rv, json!({"processed": true, "echo": {"i": i}}));
         }
     }
+}
+
+/// What a batch's claim meets: the queue state set up after the four jobs are held.
+#[derive(Debug, Clone, Copy)]
+enum Ahead {
+    /// Two jobs wait; three more are prioritized (scores 3, 1, 2).
+    WaitThenPrioritized,
+    /// One job waits; a delayed job is already due at the claim's time.
+    DueDelayedJob,
+    /// Nothing waits; a delayed job is due far in the future.
+    OnlyALaterDelayedJob,
+    /// Jobs wait, but the worker's limiter (5 per minute) has 3 used.
+    RateLimited,
+    /// Jobs wait, but the queue is paused.
+    Paused,
+}
+
+/// The queue's state a claim can change, and each job's events in order.
+async fn claim_state(q: &mut TestQueue) -> String {
+    let keys = q.keys.clone();
+    let mut out = String::new();
+    for id in 1..=9 {
+        let id = id.to_string();
+        let lock: Option<String> = redis::cmd("GET")
+            .arg(keys.lock(&id))
+            .query_async(&mut q.con)
+            .await
+            .unwrap();
+        out += &format!(
+            "job {id}: lock {lock:?}, ats {:?}, pb {:?}, delay {:?}\n",
+            q.hget(&id, "ats").await,
+            q.hget(&id, "pb").await,
+            q.hget(&id, "delay").await,
+        );
+        out += &format!("events {id}: {:?}\n", q.events_of(&id).await);
+    }
+    out += &format!("active: {:?}\n", q.lrange(&keys.active).await);
+    out += &format!("wait: {:?}\n", q.lrange(&keys.wait).await);
+    out += &format!("prioritized: {:?}\n", q.zrange(&keys.prioritized).await);
+    out += &format!("delayed: {:?}\n", q.zrange(&keys.delayed).await);
+    let used: Option<String> = redis::cmd("GET")
+        .arg(&keys.limiter)
+        .query_async(&mut q.con)
+        .await
+        .unwrap();
+    out += &format!("limiter: {used:?}\n");
+    out
+}
+
+/// Holds jobs 1-4 (tokens t1-t4), then sets up what the claims will meet.
+async fn hold_four_then(q: &mut TestQueue, ahead: Ahead) -> Vec<Job> {
+    for _ in 0..4 {
+        q.add(NewJob::new(json!({}))).await;
+    }
+    let mut held = Vec::new();
+    for t in ["t1", "t2", "t3", "t4"] {
+        held.push(claim(q, t).await);
+    }
+    let keys = q.keys.clone();
+    let later = json!({"attempts": 0, "delay": 1_000_000_000_000u64});
+    match ahead {
+        Ahead::WaitThenPrioritized => {
+            q.add(NewJob::new(json!({}))).await;
+            q.add(NewJob::new(json!({}))).await;
+            for priority in [3, 1, 2] {
+                q.add(NewJob::new(json!({})).opts(json!({"attempts": 0, "priority": priority})))
+                    .await;
+            }
+        }
+        Ahead::DueDelayedJob => {
+            q.add(NewJob::new(json!({}))).await;
+            q.add(NewJob::new(json!({})).opts(json!({"attempts": 0, "delay": 1000})))
+                .await;
+        }
+        Ahead::OnlyALaterDelayedJob => {
+            q.add(NewJob::new(json!({})).opts(later)).await;
+        }
+        Ahead::RateLimited => {
+            for _ in 0..4 {
+                q.add(NewJob::new(json!({}))).await;
+            }
+            let _: () = redis::cmd("SET")
+                .arg(&keys.limiter)
+                .arg(3)
+                .arg("PX")
+                .arg(60_000)
+                .query_async(&mut q.con)
+                .await
+                .unwrap();
+        }
+        Ahead::Paused => {
+            for _ in 0..2 {
+                q.add(NewJob::new(json!({}))).await;
+            }
+            let _: () = redis::cmd("HSET")
+                .arg(&keys.meta)
+                .arg("paused")
+                .arg(1)
+                .query_async(&mut q.con)
+                .await
+                .unwrap();
+        }
+    }
+    held
+}
+
+/// When the earliest delayed job is due (ms), as the claims read it; 0 when none is.
+async fn first_due(q: &mut TestQueue) -> u64 {
+    let first: Vec<(String, f64)> = zrange_scores(q, &q.keys.delayed.clone()).await;
+    first.first().map_or(0, |(_, score)| (*score / 4096.0) as u64)
+}
+
+/// A reply as the slot reads it (a rate limit's ttl varies with the clock; its kind is kept).
+fn reply_kind(r: &Result<Claim, Error>) -> String {
+    match r {
+        Ok(Claim::Job(j)) => format!("job {}", j.id),
+        Ok(Claim::RateLimited(_)) => "rate limited".into(),
+        Ok(Claim::NextDelayedAt(at)) => format!("next delayed at {at}"),
+        Ok(Claim::Empty) => "empty".into(),
+        Err(e) => format!("refused: {e}"),
+    }
+}
+
+/// A batch's one claim for all its slots hands out the jobs, and tells the slots left over
+/// why, exactly as the slots' own claims one after the other would: wait before prioritized
+/// (lowest score first), due delayed jobs promoted first, a later delayed job's due time, the
+/// worker's rate limit (2 of the 4 slots served), a pause. Locks, `ats`, `pb`, each job's
+/// events, every list and set and the limiter's count end up the same.
+#[tokio::test]
+async fn a_batch_claims_for_its_slots_as_their_own_claims_would() {
+    let server = RedisServer::start();
+    for (n, ahead) in [
+        Ahead::WaitThenPrioritized,
+        Ahead::DueDelayedJob,
+        Ahead::OnlyALaterDelayedJob,
+        Ahead::RateLimited,
+        Ahead::Paused,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut one = TestQueue::new(&server, &format!("singles{n}")).await;
+        let mut many = TestQueue::new(&server, &format!("batch{n}")).await;
+        let claims: Vec<ClaimArgs> = ["t1", "t2", "t3", "t4"]
+            .into_iter()
+            .map(|t| ClaimArgs {
+                limiter: Some((5, 60_000)),
+                ..claim_args(t)
+            })
+            .collect();
+        let outcomes: Vec<(Outcome, KeepJobs, bool)> = (0..4)
+            .map(|_| {
+                (
+                    Outcome::Completed {
+                        returnvalue: "1".into(),
+                    },
+                    KeepJobs::ALL,
+                    true,
+                )
+            })
+            .collect();
+
+        let held = hold_four_then(&mut one, ahead).await;
+        let keys = one.keys.clone();
+        let mut singles = Vec::new();
+        for mut r in requests(&held, &outcomes, &claims) {
+            // One time for all, so that both claim at the same time.
+            r.now_ms = NOW + 20;
+            singles.push(reply_kind(&r.call(&mut one.con, &keys).await));
+        }
+
+        let held = hold_four_then(&mut many, ahead).await;
+        let keys = many.keys.clone();
+        let mut jobs = requests(&held, &outcomes, &claims);
+        for r in &mut jobs {
+            r.now_ms = NOW + 20;
+        }
+        let batch: Vec<String> = MoveToFinishedBatch { jobs: &jobs }
+            .call(&mut many.con, &keys)
+            .await
+            .unwrap()
+            .iter()
+            .map(reply_kind)
+            .collect();
+
+        // A later delayed job's due time is its add's time plus its delay: named, not compared.
+        let (due_one, due_many) = (first_due(&mut one).await, first_due(&mut many).await);
+        let named = |replies: &[String], due: u64| -> Vec<String> {
+            replies
+                .iter()
+                .map(|r| r.replace(&format!("at {due}"), "at its due time"))
+                .collect()
+        };
+        let (singles, batch) = (named(&singles, due_one), named(&batch, due_many));
+        assert_eq!(batch, singles, "{ahead:?}");
+        let (a, b) = (claim_state(&mut one).await, claim_state(&mut many).await);
+        assert_eq!(a, b, "{ahead:?}");
+        // Not vacuous: each case met what it sets up.
+        let expected: [&str; 4] = match ahead {
+            Ahead::WaitThenPrioritized => ["job 5", "job 6", "job 8", "job 9"],
+            Ahead::DueDelayedJob => ["job 5", "job 6", "empty", "empty"],
+            Ahead::OnlyALaterDelayedJob => ["next delayed at its due time"; 4],
+            Ahead::RateLimited => ["job 5", "job 6", "rate limited", "rate limited"],
+            Ahead::Paused => ["empty"; 4],
+        };
+        assert_eq!(batch, expected, "{ahead:?}");
+        if expected[0] == "job 5" {
+            assert!(b.contains("job 5: lock Some(\"t1\")"), "{ahead:?}: {b}");
+        }
+    }
+}
+
+/// Under a global concurrency, a batch counts all its ends before it claims: with a limit of
+/// 2 and four jobs ending, the first two slots get the next jobs and the others are told the
+/// queue is full ("empty"). One call at a time would have served the last two slots instead
+/// (the first ends still saw three jobs active); either way no more than 2 jobs are active.
+#[tokio::test]
+async fn a_batch_claims_no_more_than_the_global_concurrency() {
+    let server = RedisServer::start();
+    let mut q = TestQueue::new(&server, "global").await;
+    let held = hold_four_then(&mut q, Ahead::DueDelayedJob).await;
+    let keys = q.keys.clone();
+    for _ in 0..3 {
+        q.add(NewJob::new(json!({}))).await;
+    }
+    let _: () = redis::cmd("HSET")
+        .arg(&keys.meta)
+        .arg("concurrency")
+        .arg(2)
+        .query_async(&mut q.con)
+        .await
+        .unwrap();
+    let claims: Vec<ClaimArgs> = ["t1", "t2", "t3", "t4"].into_iter().map(claim_args).collect();
+    let outcomes: Vec<(Outcome, KeepJobs, bool)> = (0..4)
+        .map(|_| {
+            let done = Outcome::Completed {
+                returnvalue: "1".into(),
+            };
+            (done, KeepJobs::ALL, true)
+        })
+        .collect();
+    let jobs = requests(&held, &outcomes, &claims);
+    let replies: Vec<String> = MoveToFinishedBatch { jobs: &jobs }
+        .call(&mut q.con, &keys)
+        .await
+        .unwrap()
+        .iter()
+        .map(reply_kind)
+        .collect();
+    // Job 6, the due delayed job, was promoted to the far end of `wait`.
+    assert_eq!(replies, ["job 5", "job 7", "empty", "empty"]);
+    assert_eq!(q.lrange(&keys.active).await, ["7", "5"]);
+    assert_eq!(q.lrange(&keys.wait).await, ["6", "9", "8"]);
 }
