@@ -441,8 +441,10 @@ async fn fetch_loop(inner: Arc<Inner>, connector: Connector, jobs: TaskTracker) 
                 block_until = 0;
                 inner.locks.track(&job.id, &claim.token);
                 let task_inner = inner.clone();
+                let open = inner.finisher.open_slot();
                 jobs.spawn(async move {
                     run_slot(&task_inner, *job, claim).await;
+                    drop(open);
                     drop(permit);
                     task_inner.task_ended.notify_one();
                 });
