@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
@@ -24,6 +25,16 @@ use crate::config::LogFormat;
 
 /// The service name when `OTEL_SERVICE_NAME` is unset.
 pub const DEFAULT_SERVICE_NAME: &str = "fetch-worker";
+
+/// Set once [`init_with_traces`] has installed the exporter.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported, so a span's attributes that only the trace backend reads are
+/// worth recording. The log layer formats every field of every span it sees; the job span's
+/// dozen OpenTelemetry attributes cost a busy worker a few µs per job that logs never show.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 /// Why the trace exporter could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -162,10 +173,11 @@ pub fn init_with_traces(
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_filter(only_ours);
-    let _ = tracing_subscriber::registry()
+    let installed = tracing_subscriber::registry()
         .with(log_layer(format))
         .with(otel)
         .try_init();
+    EXPORTING.store(installed.is_ok(), Ordering::Relaxed);
     Ok(Traces {
         provider: Some(provider),
     })

@@ -536,20 +536,37 @@ impl Inner {
     }
 }
 
-/// The span of one attempt. Logs show `queue`, `job_id` and `attempt`; the `otel.*`,
-/// `messaging.*` and `bullmq.*` fields make it, once exported, the consumer span BullMQ's own
-/// worker would open (`process <queue>`, with its attribute names and the OpenTelemetry
-/// messaging conventions), continuing the producer's trace from the job's `tm` option.
+/// The span of one attempt. Logs show `queue`, `job_id` and `attempt`. When spans are
+/// exported ([`crate::telemetry::exporting`]), the `otel.*`, `messaging.*` and `bullmq.*`
+/// fields make it the consumer span BullMQ's own worker would open (`process <queue>`, with
+/// its attribute names and the OpenTelemetry messaging conventions), continuing the
+/// producer's trace from the job's `tm` option; otherwise they stay empty, as the log layer
+/// would format them for every job only to leave them out of the lines it writes.
 fn job_span(queue: &str, worker_name: Option<&str>, job: &Job) -> tracing::Span {
+    use tracing::field::Empty;
     let span = tracing::info_span!("job", queue = %queue, job_id = %job.id,
         attempt = job.attempts_made + 1,
-        "otel.name" = %format!("process {queue}"), "otel.kind" = "consumer",
-        "messaging.system" = "bullmq", "messaging.operation" = "process",
-        "messaging.destination.name" = %queue, "messaging.message.id" = %job.id,
-        "bullmq.queue.name" = %queue, "bullmq.queue.operation" = "process",
-        "bullmq.job.id" = %job.id, "bullmq.job.name" = %job.name,
-        "bullmq.job.attempts.made" = i64::from(job.attempts_made),
-        "bullmq.worker.name" = worker_name.unwrap_or_default());
+        "otel.name" = Empty, "otel.kind" = Empty,
+        "messaging.system" = Empty, "messaging.operation" = Empty,
+        "messaging.destination.name" = Empty, "messaging.message.id" = Empty,
+        "bullmq.queue.name" = Empty, "bullmq.queue.operation" = Empty,
+        "bullmq.job.id" = Empty, "bullmq.job.name" = Empty,
+        "bullmq.job.attempts.made" = Empty, "bullmq.worker.name" = Empty);
+    if !crate::telemetry::exporting() {
+        return span;
+    }
+    span.record("otel.name", format!("process {queue}"));
+    span.record("otel.kind", "consumer");
+    span.record("messaging.system", "bullmq");
+    span.record("messaging.operation", "process");
+    span.record("messaging.destination.name", queue);
+    span.record("messaging.message.id", job.id.as_str());
+    span.record("bullmq.queue.name", queue);
+    span.record("bullmq.queue.operation", "process");
+    span.record("bullmq.job.id", job.id.as_str());
+    span.record("bullmq.job.name", job.name.as_str());
+    span.record("bullmq.job.attempts.made", i64::from(job.attempts_made));
+    span.record("bullmq.worker.name", worker_name.unwrap_or_default());
     if let Some(carrier) = &job.opts.trace_context {
         crate::telemetry::continue_trace(&span, carrier);
     }
