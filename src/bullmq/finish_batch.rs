@@ -192,7 +192,12 @@ async fn send_batches(
     let (mut calls, mut carried) = (0usize, 0usize);
     let mut open = true;
     loop {
-        if send_now(queued.len(), calls, carried, open_slots.load(Ordering::Relaxed)) {
+        if send_now(
+            queued.len(),
+            calls,
+            carried,
+            open_slots.load(Ordering::Relaxed),
+        ) {
             let batch: Vec<_> = queued.drain(..queued.len().min(MAX_BATCH)).collect();
             calls += 1;
             carried += batch.len();

@@ -142,6 +142,9 @@ fn claimed_id(r: &Result<Claim, Error>) -> Option<String> {
     }
 }
 
+/// An event as `TestQueue::events` reads it: its name, then its other fields in order.
+type Event = (String, Vec<(String, String)>);
+
 /// Everything the finishes can touch, per queue.
 async fn snapshot(q: &mut TestQueue) -> String {
     let keys = q.keys.clone();
@@ -153,7 +156,7 @@ async fn snapshot(q: &mut TestQueue) -> String {
     }
     // Each job's events in order; a batch runs all its ends before its claims, so the
     // interleaving of different jobs' events differs from single calls.
-    let mut by_job: BTreeMap<String, Vec<(String, Vec<(String, String)>)>> = BTreeMap::new();
+    let mut by_job: BTreeMap<String, Vec<Event>> = BTreeMap::new();
     for (name, fields) in q.events().await {
         let id = fields
             .iter()
@@ -509,7 +512,9 @@ async fn hold_four_then(q: &mut TestQueue, ahead: Ahead) -> Vec<Job> {
 /// When the earliest delayed job is due (ms), as the claims read it; 0 when none is.
 async fn first_due(q: &mut TestQueue) -> u64 {
     let first: Vec<(String, f64)> = zrange_scores(q, &q.keys.delayed.clone()).await;
-    first.first().map_or(0, |(_, score)| (*score / 4096.0) as u64)
+    first
+        .first()
+        .map_or(0, |(_, score)| (*score / 4096.0) as u64)
 }
 
 /// A reply as the slot reads it (a rate limit's ttl varies with the clock; its kind is kept).
@@ -632,7 +637,10 @@ async fn a_batch_claims_no_more_than_the_global_concurrency() {
         .query_async(&mut q.con)
         .await
         .unwrap();
-    let claims: Vec<ClaimArgs> = ["t1", "t2", "t3", "t4"].into_iter().map(claim_args).collect();
+    let claims: Vec<ClaimArgs> = ["t1", "t2", "t3", "t4"]
+        .into_iter()
+        .map(claim_args)
+        .collect();
     let outcomes: Vec<(Outcome, KeepJobs, bool)> = (0..4)
         .map(|_| {
             let done = Outcome::Completed {
