@@ -30,6 +30,7 @@
 --!include readQueueState
 --!include emitEvent
 --!include promoteDueJobs
+--!include rateLimitTtl
 
 local function claimJobs(k, baseKey, now, tokens, lockDuration, workerName, limitMax,
                          limitDuration, compat, knownState)
@@ -44,15 +45,12 @@ local function claimJobs(k, baseKey, now, tokens, lockDuration, workerName, limi
   local wanted, rest = #tokens, nil
   local maxJobs = state.max or limitMax
   if maxJobs then
-    local used = tonumber(rcall("GET", k.limiter)) or 0
-    if used >= maxJobs then
-      local ttl = rcall("PTTL", k.limiter)
-      if ttl > 0 then
-        rest = {0, 0, ttl, 0}
-      else
-        rcall("DEL", k.limiter)
-        used = 0
-      end
+    local ttl, used = rateLimitTtl(k.limiter, maxJobs)
+    if ttl > 0 then
+      rest = {0, 0, ttl, 0}
+    elseif used >= maxJobs then
+      rcall("DEL", k.limiter)
+      used = 0
     end
     wanted = rest and 0 or math.min(wanted, maxJobs - used)
   end
@@ -139,14 +137,9 @@ local function claimJobs(k, baseKey, now, tokens, lockDuration, workerName, limi
   end
   if #ids < #tokens and not rest then
     -- What stopped the rest, in the order a claim of its own asks.
-    if maxJobs then
-      local used = tonumber(rcall("GET", k.limiter)) or 0
-      if used >= maxJobs then
-        local ttl = rcall("PTTL", k.limiter)
-        if ttl > 0 then
-          rest = {0, 0, ttl, 0}
-        end
-      end
+    local ttl = maxJobs and rateLimitTtl(k.limiter, maxJobs) or 0
+    if ttl > 0 then
+      rest = {0, 0, ttl, 0}
     end
     if not rest and #ids >= wanted then
       -- Stopped by the global concurrency (or a limiter without expiry), jobs still ready.

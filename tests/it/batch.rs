@@ -107,6 +107,14 @@ fn outcomes() -> Vec<(Outcome, KeepJobs, bool)> {
     ]
 }
 
+/// `n` plain completions: return value 1, kept, each with fetch-next.
+fn completions(n: usize) -> Vec<(Outcome, KeepJobs, bool)> {
+    let done = || Outcome::Completed {
+        returnvalue: "1".into(),
+    };
+    (0..n).map(|_| (done(), KeepJobs::ALL, true)).collect()
+}
+
 fn requests<'a>(
     held: &'a [Job],
     outcomes: &'a [(Outcome, KeepJobs, bool)],
@@ -285,17 +293,7 @@ async fn a_lost_lock_in_a_batch_refuses_only_that_job() {
         .query_async(&mut q.con)
         .await
         .unwrap();
-    let outcomes: Vec<(Outcome, KeepJobs, bool)> = (0..3)
-        .map(|_| {
-            (
-                Outcome::Completed {
-                    returnvalue: "1".into(),
-                },
-                KeepJobs::ALL,
-                true,
-            )
-        })
-        .collect();
+    let outcomes = completions(3);
     let claims: Vec<ClaimArgs> = ["t1", "t2", "t3"].into_iter().map(claim_args).collect();
     let jobs = requests(&held, &outcomes, &claims);
     let results = MoveToFinishedBatch { jobs: &jobs }
@@ -497,13 +495,7 @@ async fn hold_four_then(q: &mut TestQueue, ahead: Ahead) -> Vec<Job> {
             for _ in 0..2 {
                 q.add(NewJob::new(json!({}))).await;
             }
-            let _: () = redis::cmd("HSET")
-                .arg(&keys.meta)
-                .arg("paused")
-                .arg(1)
-                .query_async(&mut q.con)
-                .await
-                .unwrap();
+            q.set_meta("paused", 1).await;
         }
     }
     held
@@ -555,17 +547,7 @@ async fn a_batch_claims_for_its_slots_as_their_own_claims_would() {
                 ..claim_args(t)
             })
             .collect();
-        let outcomes: Vec<(Outcome, KeepJobs, bool)> = (0..4)
-            .map(|_| {
-                (
-                    Outcome::Completed {
-                        returnvalue: "1".into(),
-                    },
-                    KeepJobs::ALL,
-                    true,
-                )
-            })
-            .collect();
+        let outcomes = completions(4);
 
         let held = hold_four_then(&mut one, ahead).await;
         let keys = one.keys.clone();
@@ -630,25 +612,12 @@ async fn a_batch_claims_no_more_than_the_global_concurrency() {
     for _ in 0..3 {
         q.add(NewJob::new(json!({}))).await;
     }
-    let _: () = redis::cmd("HSET")
-        .arg(&keys.meta)
-        .arg("concurrency")
-        .arg(2)
-        .query_async(&mut q.con)
-        .await
-        .unwrap();
+    q.set_meta("concurrency", 2).await;
     let claims: Vec<ClaimArgs> = ["t1", "t2", "t3", "t4"]
         .into_iter()
         .map(claim_args)
         .collect();
-    let outcomes: Vec<(Outcome, KeepJobs, bool)> = (0..4)
-        .map(|_| {
-            let done = Outcome::Completed {
-                returnvalue: "1".into(),
-            };
-            (done, KeepJobs::ALL, true)
-        })
-        .collect();
+    let outcomes = completions(4);
     let jobs = requests(&held, &outcomes, &claims);
     let replies: Vec<String> = MoveToFinishedBatch { jobs: &jobs }
         .call(&mut q.con, &keys)

@@ -630,13 +630,7 @@ async fn paused_queue_claims_nothing_and_retries_go_to_paused() {
     job_id(claim(&mut q, "t").await);
     let keys = q.keys.clone();
     // A v5 pause: flag plus RENAME wait → paused.
-    let _: () = redis::cmd("HSET")
-        .arg(&keys.meta)
-        .arg("paused")
-        .arg(1)
-        .query_async(&mut q.con)
-        .await
-        .unwrap();
+    q.set_meta("paused", 1).await;
     let _: () = redis::cmd("RENAME")
         .arg(&keys.wait)
         .arg(&keys.paused)

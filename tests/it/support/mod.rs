@@ -204,6 +204,18 @@ impl TestQueue {
         id
     }
 
+    /// Sets a field of the queue's meta hash, as a Node `Queue` does (`paused`,
+    /// `concurrency`, ...).
+    pub async fn set_meta(&mut self, field: &str, value: impl redis::ToRedisArgs) {
+        let _: () = redis::cmd("HSET")
+            .arg(&self.keys.meta)
+            .arg(field)
+            .arg(value)
+            .query_async(&mut self.con)
+            .await
+            .unwrap();
+    }
+
     pub async fn hget(&mut self, id: &str, field: &str) -> Option<String> {
         redis::cmd("HGET")
             .arg(self.keys.job(id))
