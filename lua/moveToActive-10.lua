@@ -24,7 +24,7 @@
     [7] limiter duration - window in ms, "" for none
     [8] compat - BULLMQ_COMPAT: "auto", "5" or "6" (paused-queue rule)
   Returns:
-    {fields, jobId, 0, 0} a job was claimed (fields as in includes/claimNextJob)
+    {fields, jobId, 0, 0} a job was claimed (fields as in includes/claimJobs)
     {0, 0, ttl, 0} rate limited for ttl ms
     {0, 0, 0, due} no job ready; the earliest delayed job is due at `due` ms
     {0, 0, 0, 0} paused, at global concurrency, or empty

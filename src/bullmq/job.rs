@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::options::KeepJobs;
 
-/// The fields `claimNextJob` returns, in its order.
+/// How many fields a claim returns for each job (`lua/includes/claimJobs.lua`).
 pub(crate) const CLAIM_FIELDS: usize = 14;
 
 /// A job this worker holds the lock of.
