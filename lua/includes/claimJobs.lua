@@ -30,7 +30,6 @@
 --!include readQueueState
 --!include emitEvent
 --!include promoteDueJobs
---!include rateLimitTtl
 
 local function claimJobs(k, baseKey, now, tokens, lockDuration, workerName, limitMax,
                          limitDuration, compat, knownState)
@@ -41,16 +40,21 @@ local function claimJobs(k, baseKey, now, tokens, lockDuration, workerName, limi
   promoteDueJobs(k.delayed, k.wait, k.paused, k.prioritized, k.pc, k.marker, k.events, baseKey,
                  now, state)
 
-  -- `rest`: the answer for the tokens left without a job, once it is known.
-  local wanted, rest = #tokens, nil
+  -- `rest`: the answer for the tokens left without a job, once it is known. `used`: the
+  -- limiter's count, kept up to date here so that it is read once.
+  local wanted, rest, used = #tokens, nil, 0
   local maxJobs = state.max or limitMax
   if maxJobs then
-    local ttl, used = rateLimitTtl(k.limiter, maxJobs)
-    if ttl > 0 then
-      rest = {0, 0, ttl, 0}
-    elseif used >= maxJobs then
-      rcall("DEL", k.limiter)
-      used = 0
+    used = tonumber(rcall("GET", k.limiter)) or 0
+    if used >= maxJobs then
+      local ttl = rcall("PTTL", k.limiter)
+      if ttl > 0 then
+        rest = {0, 0, ttl, 0}
+      else
+        -- Used up but without expiry: a claim resets it.
+        rcall("DEL", k.limiter)
+        used = 0
+      end
     end
     wanted = rest and 0 or math.min(wanted, maxJobs - used)
   end
@@ -73,22 +77,21 @@ local function claimJobs(k, baseKey, now, tokens, lockDuration, workerName, limi
     end
     ids[1] = jobId or nil
   elseif wanted > 1 then
-    local popped = rcall("RPOP", k.wait, wanted) or {}
-    local markers = 0
-    for _, jobId in ipairs(popped) do
-      if string.sub(jobId, 1, 2) == "0:" then
-        markers = markers + 1
-      else
-        ids[#ids + 1] = jobId
-      end
-    end
-    if markers > 0 then
-      -- BullMQ 4 markers: dropped, and as many more jobs looked for, once.
-      for _, jobId in ipairs(rcall("RPOP", k.wait, markers) or {}) do
-        if string.sub(jobId, 1, 2) ~= "0:" then
+    -- A second pop, once, for as many jobs as the first found BullMQ 4 markers (dropped).
+    local pop = wanted
+    for _ = 1, 2 do
+      local markers = 0
+      for _, jobId in ipairs(rcall("RPOP", k.wait, pop) or {}) do
+        if string.sub(jobId, 1, 2) == "0:" then
+          markers = markers + 1
+        else
           ids[#ids + 1] = jobId
         end
       end
+      if markers == 0 then
+        break
+      end
+      pop = markers
     end
     if #ids > 0 then
       rcall("LPUSH", k.active, unpack(ids))
@@ -110,7 +113,7 @@ local function claimJobs(k, baseKey, now, tokens, lockDuration, workerName, limi
 
   if #ids > 0 then
     if maxJobs then
-      local used = rcall("INCRBY", k.limiter, #ids)
+      used = rcall("INCRBY", k.limiter, #ids)
       if used == #ids then
         local windowMs = limitDuration or state.duration or 0
         rcall("PEXPIRE", k.limiter, math.floor(math.abs(windowMs)))
@@ -137,15 +140,13 @@ local function claimJobs(k, baseKey, now, tokens, lockDuration, workerName, limi
   end
   if #ids < #tokens and not rest then
     -- What stopped the rest, in the order a claim of its own asks.
-    local ttl = maxJobs and rateLimitTtl(k.limiter, maxJobs) or 0
+    local ttl = (maxJobs and used >= maxJobs) and rcall("PTTL", k.limiter) or 0
     if ttl > 0 then
       rest = {0, 0, ttl, 0}
-    end
-    if not rest and #ids >= wanted then
+    elseif #ids >= wanted then
       -- Stopped by the global concurrency (or a limiter without expiry), jobs still ready.
       rest = {0, 0, 0, 0}
-    end
-    if not rest then
+    else
       local first = rcall("ZRANGE", k.delayed, 0, 0, "WITHSCORES")
       rest = first[2] and {0, 0, 0, tonumber(first[2]) / 4096} or false
     end

@@ -125,10 +125,6 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
         include_str!("../../lua/includes/pushReady.lua"),
     ),
     (
-        "rateLimitTtl",
-        include_str!("../../lua/includes/rateLimitTtl.lua"),
-    ),
-    (
         "readFinishJob",
         include_str!("../../lua/includes/readFinishJob.lua"),
     ),

@@ -416,6 +416,9 @@ enum Ahead {
     RateLimited,
     /// Jobs wait, but the queue is paused.
     Paused,
+    /// A BullMQ 4 marker (`0:<ts>`) is next in `wait`, then four jobs: the batch pops the
+    /// marker with three jobs, drops it and pops once more.
+    Bullmq4Marker,
 }
 
 /// The queue's state a claim can change, and each job's events in order.
@@ -497,6 +500,17 @@ async fn hold_four_then(q: &mut TestQueue, ahead: Ahead) -> Vec<Job> {
             }
             q.set_meta("paused", 1).await;
         }
+        Ahead::Bullmq4Marker => {
+            for _ in 0..4 {
+                q.add(NewJob::new(json!({}))).await;
+            }
+            let _: () = redis::cmd("RPUSH")
+                .arg(&keys.wait)
+                .arg("0:1")
+                .query_async(&mut q.con)
+                .await
+                .unwrap();
+        }
     }
     held
 }
@@ -523,8 +537,8 @@ fn reply_kind(r: &Result<Claim, Error>) -> String {
 /// A batch's one claim for all its slots hands out the jobs, and tells the slots left over
 /// why, exactly as the slots' own claims one after the other would: wait before prioritized
 /// (lowest score first), due delayed jobs promoted first, a later delayed job's due time, the
-/// worker's rate limit (2 of the 4 slots served), a pause. Locks, `ats`, `pb`, each job's
-/// events, every list and set and the limiter's count end up the same.
+/// worker's rate limit (2 of the 4 slots served), a pause, a BullMQ 4 marker (dropped). Locks,
+/// `ats`, `pb`, each job's events, every list and set and the limiter's count end up the same.
 #[tokio::test]
 async fn a_batch_claims_for_its_slots_as_their_own_claims_would() {
     let server = RedisServer::start();
@@ -534,6 +548,7 @@ async fn a_batch_claims_for_its_slots_as_their_own_claims_would() {
         Ahead::OnlyALaterDelayedJob,
         Ahead::RateLimited,
         Ahead::Paused,
+        Ahead::Bullmq4Marker,
     ]
     .into_iter()
     .enumerate()
@@ -591,6 +606,7 @@ async fn a_batch_claims_for_its_slots_as_their_own_claims_would() {
             Ahead::OnlyALaterDelayedJob => ["next delayed at its due time"; 4],
             Ahead::RateLimited => ["job 5", "job 6", "rate limited", "rate limited"],
             Ahead::Paused => ["empty"; 4],
+            Ahead::Bullmq4Marker => ["job 5", "job 6", "job 7", "job 8"],
         };
         assert_eq!(batch, expected, "{ahead:?}");
         if expected[0] == "job 5" {
