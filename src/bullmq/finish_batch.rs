@@ -94,15 +94,28 @@ pub(crate) struct FinishBatcher {
     rx: Mutex<Option<mpsc::UnboundedReceiver<(FinishRequest, Reply)>>>,
     /// Slots that hold a job (running it, or waiting for its finish): see [`OpenSlot`].
     open_slots: Arc<AtomicUsize>,
-    /// Where a lone slot's finish goes straight from its own task (set by `start`).
-    direct: OnceLock<Direct>,
+    /// Where the finishes go (set by `start`): the batcher's task sends batches to it, and a
+    /// lone slot calls it from its own task.
+    target: OnceLock<Target>,
 }
 
-/// What a finish call needs, for the slot that calls it itself.
-struct Direct {
+/// Where finishes are sent: the worker's connection, its queue and its metrics setting.
+#[derive(Clone)]
+struct Target {
     con: RedisConn,
     keys: Arc<QueueKeys>,
     metrics: Option<u64>,
+}
+
+impl Target {
+    /// One finish, as the plain `moveToFinished`.
+    async fn finish_one(&self, request: &FinishRequest) -> Result<Claim, Error> {
+        let mut con = self.con.clone();
+        request
+            .as_request(self.metrics)
+            .call(&mut con, &self.keys)
+            .await
+    }
 }
 
 /// A slot holding a job, counted while it lives, so the batcher knows how many finishes may
@@ -123,7 +136,7 @@ impl FinishBatcher {
             tx,
             rx: Mutex::new(Some(rx)),
             open_slots: Arc::new(AtomicUsize::new(0)),
-            direct: OnceLock::new(),
+            target: OnceLock::new(),
         }
     }
 
@@ -132,13 +145,9 @@ impl FinishBatcher {
     pub(crate) fn start(&self, con: RedisConn, keys: Arc<QueueKeys>, metrics: Option<u64>) {
         let rx = self.rx.lock().ok().and_then(|mut rx| rx.take());
         if let Some(rx) = rx {
-            let _ = self.direct.set(Direct {
-                con: con.clone(),
-                keys: keys.clone(),
-                metrics,
-            });
-            let open_slots = self.open_slots.clone();
-            tokio::spawn(send_batches(rx, con, keys, metrics, open_slots));
+            let target = Target { con, keys, metrics };
+            let _ = self.target.set(target.clone());
+            tokio::spawn(send_batches(rx, target, self.open_slots.clone()));
         }
     }
 
@@ -158,13 +167,9 @@ impl FinishBatcher {
         // queued or in flight, so nothing could join it. It calls at once from its own task,
         // without the hops through the batcher's task (a few µs of a job's latency).
         if self.open_slots.load(Ordering::Relaxed) <= 1
-            && let Some(direct) = self.direct.get()
+            && let Some(target) = self.target.get()
         {
-            let mut con = direct.con.clone();
-            return request
-                .as_request(direct.metrics)
-                .call(&mut con, &direct.keys)
-                .await;
+            return target.finish_one(&request).await;
         }
         let (reply, answer) = oneshot::channel();
         let stopped = || Error::Reply {
@@ -181,9 +186,7 @@ impl FinishBatcher {
 /// or the call in flight has returned.
 async fn send_batches(
     mut rx: mpsc::UnboundedReceiver<(FinishRequest, Reply)>,
-    con: RedisConn,
-    keys: Arc<QueueKeys>,
-    metrics: Option<u64>,
+    target: Target,
     open_slots: Arc<AtomicUsize>,
 ) {
     // Each call in flight reports here how many jobs it carried, as soon as Redis answered.
@@ -201,8 +204,8 @@ async fn send_batches(
             let batch: Vec<_> = queued.drain(..queued.len().min(MAX_BATCH)).collect();
             calls += 1;
             carried += batch.len();
-            let (mut con, keys, done) = (con.clone(), keys.clone(), done_tx.clone());
-            tokio::spawn(async move { send(&mut con, &keys, metrics, batch, done).await });
+            let (target, done) = (target.clone(), done_tx.clone());
+            tokio::spawn(async move { send(&target, batch, done).await });
             continue;
         }
         if !open && queued.is_empty() && calls == 0 {
@@ -241,15 +244,13 @@ fn send_now(queued: usize, calls: usize, carried: usize, open_slots: usize) -> b
 /// `done` hears the batch's size once Redis has answered, before the replies go out, so the
 /// batcher counts the slots that get them as running.
 async fn send(
-    con: &mut RedisConn,
-    keys: &QueueKeys,
-    metrics: Option<u64>,
+    target: &Target,
     batch: Vec<(FinishRequest, Reply)>,
     done: mpsc::UnboundedSender<usize>,
 ) {
     let size = batch.len();
     if let [(request, _)] = batch.as_slice() {
-        let result = request.as_request(metrics).call(con, keys).await;
+        let result = target.finish_one(request).await;
         let _ = done.send(size);
         if let Some((_, reply)) = batch.into_iter().next() {
             // The slot may have gone (aborted at shutdown); its job then stalls as before.
@@ -257,8 +258,14 @@ async fn send(
         }
         return;
     }
-    let jobs: Vec<MoveToFinished<'_>> = batch.iter().map(|(r, _)| r.as_request(metrics)).collect();
-    let results = MoveToFinishedBatch { jobs: &jobs }.call(con, keys).await;
+    let jobs: Vec<MoveToFinished<'_>> = batch
+        .iter()
+        .map(|(r, _)| r.as_request(target.metrics))
+        .collect();
+    let mut con = target.con.clone();
+    let results = MoveToFinishedBatch { jobs: &jobs }
+        .call(&mut con, &target.keys)
+        .await;
     drop(jobs);
     let _ = done.send(size);
     match results {
