@@ -27,9 +27,6 @@ const TOKEN = 'test-token-0123456789abcdef';
 const midnight = (day) => new Date(`${day}T00:00:00Z`);
 const basic = (user, password) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 
-/** One MongoClient for the file (the app's and the tests' handle on the databases). */
-let client;
-
 /** Listens on a free loopback port; closed (bounded) after the test. */
 async function serve(t, app) {
   const base = await s.listenApp(t, app);
@@ -63,7 +60,7 @@ async function appHarness(t, options = {}) {
   const apiToken = 'apiToken' in options ? options.apiToken : TOKEN;
   const h = await s.setup(t, redis);
   const dbName = mongo.server.uniqueDbName();
-  const mongoDb = client.db(dbName);
+  const mongoDb = mongo.client.db(dbName);
   t.after(() => mongoDb.dropDatabase().catch(() => {}));
   const app = createApp({
     queue: queue || h.queue, mongoDb, branches, boardAuth, log: silent, apiToken, postRate, boardThrottle,
@@ -83,15 +80,6 @@ async function jobHashes(h, ids) {
 }
 
 describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_URI ? 'MONGO_URI' : 'nx-27017'})`, () => {
-  // Inside the suite, so it runs after the file-level hooks started MongoDB.
-  before(async () => {
-    client = new MongoClient(mongo.server.uri, { serverSelectionTimeoutMS: 10000 });
-    await client.connect();
-  });
-  after(async () => {
-    if (client) await client.close();
-  });
-
   // -------------------------------------------------------------------------------------------
   // POST /missing
 
@@ -402,7 +390,7 @@ describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_
     const queue = createQueue({ redisUrl: own.url(1), queueName: 'fetch', prefix: s.PREFIX });
     queue.on('error', () => {});
     t.after(() => s.withTimeout(queue.close(), 3000, 'Queue.close').catch(() => queue.disconnect()));
-    const app = createApp({ queue, mongoDb: client.db(mongo.server.uniqueDbName()), branches: ['BMC'], log: silent, healthTimeoutMs: 1500, apiToken: TOKEN });
+    const app = createApp({ queue, mongoDb: mongo.client.db(mongo.server.uniqueDbName()), branches: ['BMC'], log: silent, healthTimeoutMs: 1500, apiToken: TOKEN });
     const http = await serve(t, app);
 
     const up = await http.request('GET', '/health');
@@ -606,8 +594,8 @@ describe(`app (worker=${s.WORKER}, bullmq ${version}, mongo=${process.env.MONGO_
 
   it('src/server.js reads its environment, serves, and exits 0 on SIGTERM', async (t) => {
     const dbName = mongo.server.uniqueDbName('server');
-    t.after(() => client.db(dbName).dropDatabase().catch(() => {}));
-    await client.db(dbName).collection('imports').insertOne({ _id: 'XA|1|2026-02-09', state: 'done' });
+    t.after(() => mongo.client.db(dbName).dropDatabase().catch(() => {}));
+    await mongo.client.db(dbName).collection('imports').insertOne({ _id: 'XA|1|2026-02-09', state: 'done' });
     const app = await s.startApp(t, null, {
       REDIS_JOB_URL: redis.server.url(3),
       QUEUE_NAME: 'fetch',

@@ -14,7 +14,6 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { MongoClient } = require('mongodb');
 const { chromium } = require('playwright-core');
 const s = require('./support');
 const { version, major } = require('../src/bullmq');
@@ -57,20 +56,12 @@ function posExports() {
 }
 
 describe(`coverage page in a browser (worker=${s.WORKER}, bullmq ${version})`, { skip: s.WORKER === 'node' && 'needs the Rust worker\'s POS pipeline' }, () => {
-  let client;
-  before(async () => {
-    client = new MongoClient(mongo.server.uri, { serverSelectionTimeoutMS: 10000 });
-    await client.connect();
-  });
-  after(async () => {
-    if (client) await client.close();
-  });
 
   it('a row\'s enqueue button fetches its missing days and the cells turn to done', { timeout: 120000 }, async (t) => {
     assert.ok(fs.existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM}: run bash tests/setup.sh (or set CHROMIUM)`);
     const h = await s.setup(t, redis);
     const dbName = mongo.server.uniqueDbName('coverage_browser');
-    const mongoDb = client.db(dbName);
+    const mongoDb = mongo.client.db(dbName);
     t.after(() => mongoDb.dropDatabase().catch(() => {}));
     const posDir = posExports();
     const raw = fs.mkdtempSync(path.join(os.tmpdir(), 'fw-coverage-raw-'));

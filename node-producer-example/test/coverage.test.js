@@ -9,7 +9,6 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { MongoClient } = require('mongodb');
 const s = require('./support');
 const { version } = require('../src/bullmq');
 const { connectionOptions } = require('../src/queue');
@@ -26,8 +25,6 @@ const BRANCHES = ['BMC', 'BIA'];
 const RANGE = '?start=2026-02-08&end=2026-02-10';
 /** Text a failure reason and a monitor note carry, to prove the page escapes data. */
 const HOSTILE = '<script>alert(1)</script>"\'&';
-
-let client;
 
 /** Listens on a free port; closed after the test. */
 async function serve(t, app) {
@@ -49,7 +46,7 @@ async function serve(t, app) {
 /** The app on a fresh queue and database. */
 async function harness(t, { boardAuth = AUTH } = {}) {
   const h = await s.setup(t, redis);
-  const mongoDb = client.db(mongo.server.uniqueDbName('coverage'));
+  const mongoDb = mongo.client.db(mongo.server.uniqueDbName('coverage'));
   t.after(() => mongoDb.dropDatabase().catch(() => {}));
   const app = createApp({ queue: h.queue, mongoDb, branches: BRANCHES, boardAuth, log: silent, apiToken: null });
   return { h, mongoDb, request: await serve(t, app) };
@@ -142,14 +139,6 @@ async function seedMongo(mongoDb) {
 }
 
 describe(`coverage page (bullmq ${version}, mongo=${process.env.MONGO_URI ? 'MONGO_URI' : 'nx-27017'})`, () => {
-  before(async () => {
-    client = new MongoClient(mongo.server.uri, { serverSelectionTimeoutMS: 10000 });
-    await client.connect();
-  });
-  after(async () => {
-    if (client) await client.close();
-  });
-
   it('shows each day of each branch and POS in its state, with its detail on hover, escaped', async (t) => {
     const { h, mongoDb, request } = await harness(t);
     await seedMongo(mongoDb);
@@ -286,7 +275,7 @@ describe(`coverage page (bullmq ${version}, mongo=${process.env.MONGO_URI ? 'MON
 
   it('reads each collection once (imports per 5,000 days) for a year of 28 branches, and sends it gzipped', async (t) => {
     const h = await s.setup(t, redis);
-    const db = client.db(mongo.server.uniqueDbName('coverage'));
+    const db = mongo.client.db(mongo.server.uniqueDbName('coverage'));
     t.after(() => db.dropDatabase().catch(() => {}));
     await seedMongo(db);
     // Counts the queries the page sends, per collection.

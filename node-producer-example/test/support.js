@@ -16,6 +16,7 @@ const { before, after } = require('node:test');
 const IORedis = require('ioredis');
 const { bullmq, major, version } = require('../src/bullmq');
 const { createQueue, createQueueEvents } = require('../src/queue');
+const { MongoClient } = require('mongodb');
 
 const EXAMPLE_DIR = path.resolve(__dirname, '..');
 const WORKER_SCRIPT = path.join(EXAMPLE_DIR, 'scripts', 'worker.js');
@@ -489,15 +490,19 @@ class MongoServer {
 }
 
 /**
- * Registers file-level hooks that start one MongoDB (or take MONGO_URI) before the tests and
- * stop it after. Returns a holder whose `server` is set once `before` has run.
+ * Registers file-level hooks that start one MongoDB (or take MONGO_URI) and connect a client
+ * to it before the tests, and close both after. Returns a holder whose `server` and `client`
+ * (a connected MongoClient) are set once `before` has run.
  */
 function useMongo() {
-  const holder = { server: null };
+  const holder = { server: null, client: null };
   before(async () => {
     holder.server = await MongoServer.start();
+    holder.client = new MongoClient(holder.server.uri, { serverSelectionTimeoutMS: 10000 });
+    await holder.client.connect();
   });
   after(async () => {
+    if (holder.client) await holder.client.close();
     if (holder.server) await holder.server.destroy();
   });
   return holder;

@@ -12,7 +12,6 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { MongoClient } = require('mongodb');
 const s = require('./support');
 const { version } = require('../src/bullmq');
 const { startReceiver } = require('./otlp-receiver');
@@ -34,9 +33,9 @@ function posExports(t) {
 }
 
 /** The pipeline worker's environment for one test: its own database and scratch storage. */
-function pipelineEnv(t, client, pos) {
+function pipelineEnv(t, pos) {
   const dbName = mongo.server.uniqueDbName('tracing');
-  t.after(() => client.db(dbName).dropDatabase().catch(() => {}));
+  t.after(() => mongo.client.db(dbName).dropDatabase().catch(() => {}));
   const raw = fs.mkdtempSync(path.join(os.tmpdir(), 'fw-tracing-raw-'));
   t.after(() => fs.rmSync(raw, { recursive: true, force: true }));
   return {
@@ -56,14 +55,6 @@ function withoutOtel() {
 }
 
 describe(`traces from the producer's context to the worker's steps (worker=${s.WORKER}, bullmq ${version})`, { skip: s.WORKER === 'node' && 'needs the Rust worker\'s POS pipeline' }, () => {
-  let client;
-  before(async () => {
-    client = new MongoClient(mongo.server.uri, { serverSelectionTimeoutMS: 10000 });
-    await client.connect();
-  });
-  after(async () => {
-    if (client) await client.close();
-  });
 
   it('the worker continues the job\'s trace: a consumer span and its step spans', { timeout: 90000 }, async (t) => {
     const receiver = await startReceiver();
@@ -75,7 +66,7 @@ describe(`traces from the producer's context to the worker's steps (worker=${s.W
       processor: null,
       env: {
         ...withoutOtel(),
-        ...pipelineEnv(t, client, pos),
+        ...pipelineEnv(t, pos),
         OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
         OTEL_SERVICE_NAME: 'fetch-worker-test',
         OTEL_BSP_SCHEDULE_DELAY: '200',
@@ -165,7 +156,7 @@ describe(`traces from the producer's context to the worker's steps (worker=${s.W
     const h = await s.setup(t, redis);
     const { dir } = posExports(t);
     const pos = await s.startFakePos(t, dir);
-    const worker = h.startWorker({ processor: null, env: { ...withoutOtel(), ...pipelineEnv(t, client, pos), OTEL_BSP_SCHEDULE_DELAY: '100' } });
+    const worker = h.startWorker({ processor: null, env: { ...withoutOtel(), ...pipelineEnv(t, pos), OTEL_BSP_SCHEDULE_DELAY: '100' } });
     const traceId = crypto.randomBytes(16).toString('hex');
     await h.queue.add('fetch-job', { branch: 'BMC', pos: 1, date: DAY }, {
       jobId: `day.BMC.1.${DAY}`,
@@ -188,14 +179,6 @@ describe(`one trace from POST /missing to the worker (worker=${s.WORKER}, bullmq
   const TOKEN = 'tracing-test-token-0123456789';
   const APP_SERVICE = 'fetch-app-test';
   const WORKER_SERVICE = 'fetch-worker-test';
-  let client;
-  before(async () => {
-    client = new MongoClient(mongo.server.uri, { serverSelectionTimeoutMS: 10000 });
-    await client.connect();
-  });
-  after(async () => {
-    if (client) await client.close();
-  });
 
   /** POST /missing for BMC POS 1's DAY; the answer's job ids. */
   async function postMissing(app) {
@@ -214,7 +197,7 @@ describe(`one trace from POST /missing to the worker (worker=${s.WORKER}, bullmq
     if (s.WORKER === 'node') return h.startWorker({ env: otel });
     const { dir } = posExports(t);
     const pos = await s.startFakePos(t, dir);
-    return h.startWorker({ processor: null, env: { ...otel, ...pipelineEnv(t, client, pos) } });
+    return h.startWorker({ processor: null, env: { ...otel, ...pipelineEnv(t, pos) } });
   }
 
   it('the request, its add span, the consumer span and the steps are one tree', { timeout: 120000 }, async (t) => {
