@@ -8,8 +8,12 @@
 #     node      the Node BullMQ Worker (bullmq 5.x)              bench/peers/node/drain.js
 #     official  the official Rust port (crate bullmq-official)   bench/official-rs/
 #     ours      fetch-worker run --processor noop --until-drained, with REDIS_JOB_URL
-#               (db 1), QUEUE_NAME, BULL_PREFIX=bull, JOB_CONCURRENCY=C, and REDIS_CACHE_URL
-#               on the same Redis (db 0): whatever it writes there counts in its µs/job
+#               (db 1), QUEUE_NAME, BULL_PREFIX=bull, JOB_CONCURRENCY=C and
+#               RESULT_TTL_SECONDS=0: the BullMQ work alone, as the other peers do it
+#     ours-app  the same with the app's result cache on (the worker's default): each job's
+#               result is also written (SET … EX) to REDIS_CACHE_URL, db 0 of the same Redis,
+#               so that work counts in its µs/job. Reported beside the table, not in its
+#               ratios: no other peer writes anything for an app
 #   and the floor (issue 12), the least Redis work that makes each job look the same to
 #   Node's Queue, QueueEvents and Bull Board, with no worker around it:
 #     floor     one script call per job (finish + claim the next, as fetch-next does)
@@ -83,7 +87,7 @@
 #   N=20000 CONCURRENCY="1 16 64" PEERS="node official ours floor floor16" bench/queue.sh
 #   FETCH_WORKER_BIN=/path/to/fetch-worker bench/queue.sh
 #   Settings (env): N (20000), CONCURRENCY ("1 16 64"), RUNS (1),
-#   PEERS ("node official ours floor floor2 floor16 floor64"),
+#   PEERS ("node official ours ours-app floor floor2 floor16 floor64"),
 #   FETCH_WORKER_BIN, QUEUE_NAME (bench), DRAIN_TIMEOUT_S (600), POLL_MS (1),
 #   REDIS_SERVER (redis-server), NO_BUILD (unset).
 #   Output: a table on stdout, also written to bench/out/queue-<UTC timestamp>.txt.
@@ -111,7 +115,7 @@ OFFICIAL_BIN="$OFFICIAL_DIR/target/release/official-rs-drain"
 
 N=${N:-20000}
 CONCURRENCY=${CONCURRENCY:-"1 16 64"}
-PEERS=${PEERS:-"node official ours floor floor2 floor16 floor64"}
+PEERS=${PEERS:-"node official ours ours-app floor floor2 floor16 floor64"}
 RUNS=${RUNS:-1}
 QUEUE_NAME=${QUEUE_NAME:-bench}
 BULL_PREFIX=bull
@@ -132,11 +136,12 @@ for c in $CONCURRENCY; do
   [[ "$c" =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must list positive integers, got '$c'"
 done
 for p in $PEERS; do
-  case "$p" in node | official | ours | floor | floor2 | floor16 | floor64) ;;
-    *) die "unknown peer '$p' in PEERS (node, official, ours, floor, floor2, floor16, floor64)" ;;
+  case "$p" in node | official | ours | ours-app | floor | floor2 | floor16 | floor64) ;;
+    *) die "unknown peer '$p' in PEERS (node, official, ours, ours-app, floor, floor2, floor16, floor64)" ;;
   esac
 done
 has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
+has_ours() { has_peer ours || has_peer ours-app; }
 CLUSTER_PEERS=${CLUSTER_PEERS-"node ours"}
 for p in $CLUSTER_PEERS; do
   case "$p" in node | ours) ;; *) die "unknown peer '$p' in CLUSTER_PEERS (node, ours: the official port has no Cluster mode)" ;; esac
@@ -164,7 +169,7 @@ if [[ -z "$NO_BUILD" ]]; then
     echo "queue.sh: cargo build --release in bench/official-rs" >&2
     (cd "$OFFICIAL_DIR" && cargo build --release >&2) || die "building bench/official-rs failed"
   fi
-  if has_peer ours && [[ -z "${FETCH_WORKER_BIN:-}" ]]; then
+  if has_ours && [[ -z "${FETCH_WORKER_BIN:-}" ]]; then
     echo "queue.sh: cargo build --release in $ROOT" >&2
     (cd "$ROOT" && cargo build --release --bin fetch-worker --features test-doubles >&2) || die "building fetch-worker failed"
   fi
@@ -174,7 +179,7 @@ OURS_BIN=${FETCH_WORKER_BIN:-$ROOT/target/release/fetch-worker}
 if has_peer official; then
   [[ -x "$OFFICIAL_BIN" ]] || die "no $OFFICIAL_BIN (run without NO_BUILD)"
 fi
-if has_peer ours; then
+if has_ours; then
   [[ -x "$OURS_BIN" ]] || die "no fetch-worker binary at $OURS_BIN (set FETCH_WORKER_BIN or run without NO_BUILD)"
 fi
 
@@ -431,11 +436,15 @@ run_peer() {
       cmd=("${common[@]}" CONCURRENCY="$c" DRAIN_TIMEOUT_S="$DRAIN_TIMEOUT_S" $(floor_env "$peer")
         node "$NODE_PEER/floor.js") ;;
     # REDIS_CACHE_URL points at this Redis too (db 0): its default is port 6379. Retention off,
-    # as the peers keep every job.
-    ours) cmd=(env REDIS_JOB_URL="$REDIS_URL" REDIS_CACHE_URL="redis://127.0.0.1:$PORT/0"
-      QUEUE_NAME="$QUEUE_NAME" BULL_PREFIX="$BULL_PREFIX" JOB_CONCURRENCY="$c"
-      REMOVE_ON_COMPLETE=false REMOVE_ON_FAIL=false JOB_TIMEOUT_MS=0
-      "$OURS_BIN" run --processor noop --until-drained) ;;
+    # as the peers keep every job. `ours` writes no results (RESULT_TTL_SECONDS=0), `ours-app`
+    # writes them with the default TTL.
+    ours | ours-app)
+      local results_ttl=0
+      [[ "$peer" == ours ]] || results_ttl=86400
+      cmd=(env REDIS_JOB_URL="$REDIS_URL" REDIS_CACHE_URL="redis://127.0.0.1:$PORT/0"
+        QUEUE_NAME="$QUEUE_NAME" BULL_PREFIX="$BULL_PREFIX" JOB_CONCURRENCY="$c"
+        REMOVE_ON_COMPLETE=false REMOVE_ON_FAIL=false JOB_TIMEOUT_MS=0
+        RESULT_TTL_SECONDS="$results_ttl" "$OURS_BIN" run --processor noop --until-drained) ;;
   esac
 
   local load t0 t1 rc=0
@@ -677,7 +686,7 @@ versions() {
   bullmq=$(node -p 'require(process.argv[1] + "/node_modules/bullmq/package.json").version' "$NODE_PEER" 2>/dev/null || echo "?")
   official=$(sed -n '/^name = "bullmq-official"/{n;s/^version = "\(.*\)"/\1/p}' "$OFFICIAL_DIR/Cargo.lock" 2>/dev/null || true)
   echo "bullmq (node) ${bullmq}, bullmq-official ${official:-?}, Redis ${REDIS_VERSION}, node $(node --version)"
-  if has_peer ours; then
+  if has_ours; then
     ours_desc=$(git -C "$(dirname "$OURS_BIN")" log -1 --format='%h %s' 2>/dev/null || true)
     echo "ours: $OURS_BIN${ours_desc:+ (repo at $ours_desc)}"
   fi
@@ -715,6 +724,20 @@ report() {
     fi
   done
   [[ -z "$goal_line" ]] || { echo; echo "$goal_line"; }
+  if has_peer ours-app; then
+    echo
+    echo "ours-app: ours with the app's result cache on (the default; one SET … EX per job in db 0)"
+    printf '%5s %8s %10s %14s %16s\n' conc jobs/s "/max(peers)" "Redis µs/job" "µs/job - ours"
+    for c in $CONCURRENCY; do
+      local a=${JPS[ours-app,$c]:-} au=${US[ours-app,$c]:-} nn=${JPS[node,$c]:-} oo=${JPS[official,$c]:-}
+      max=""
+      for best in "$nn" "$oo"; do
+        if [[ -n "$best" ]] && { [[ -z "$max" ]] || awk -v a="$best" -v b="$max" 'BEGIN { exit !(a > b) }'; }; then max=$best; fi
+      done
+      printf '%5s %8s %10s %14s %16s\n' "$c" "$(num "$a" %.0f)" "$(ratio "$a" "$max")" "$(num "$au" %.1f)" \
+        "$(if [[ -n "$au" && -n "${US[ours,$c]:-}" ]]; then awk -v a="$au" -v b="${US[ours,$c]}" 'BEGIN { printf "%+.1f", a - b }'; else echo -; fi)"
+    done
+  fi
   calibration_report
   floor_report
   if ((${#FAILURES[@]})); then

@@ -343,7 +343,8 @@ pub struct RunArgs {
     /// How many times a job may stall before it is failed.
     #[arg(long, env = "MAX_STALLED_COUNT", default_value_t = bullmq::DEFAULT_MAX_STALLED_COUNT)]
     pub max_stalled_count: u32,
-    /// How long job results stay in the cache database (seconds).
+    /// How long job results stay in the cache database (seconds). 0: results are not
+    /// written (for deployments whose app never reads them).
     #[arg(long, env = "RESULT_TTL_SECONDS", default_value_t = 86_400)]
     pub result_ttl_seconds: u64,
     /// Worker name: shown in Bull Board and stored as the job's `pb` field.
@@ -671,8 +672,8 @@ pub struct RunConfig {
     pub redis_cache: RedisTarget,
     /// Worker settings for the BullMQ layer.
     pub worker: WorkerOptions,
-    /// TTL of results written into the cache.
-    pub result_ttl: Duration,
+    /// TTL of results written into the cache; `None` when they are not written.
+    pub result_ttl: Option<Duration>,
     /// A test processor, or `None` for the POS pipeline.
     pub processor: Option<ProcessorKind>,
     /// MongoDB URI (may carry credentials).
@@ -850,7 +851,8 @@ impl RunConfig {
             redis_job,
             redis_cache,
             worker,
-            result_ttl: Duration::from_secs(args.result_ttl_seconds),
+            result_ttl: (args.result_ttl_seconds > 0)
+                .then(|| Duration::from_secs(args.result_ttl_seconds)),
             processor: check_processor(args.processor, crate::TEST_DOUBLES)?,
             mongo_uri: SecretUrl::new(args.mongo_uri),
             job_timeout: Some(Duration::from_millis(args.job_timeout_ms)).filter(|d| !d.is_zero()),

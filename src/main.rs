@@ -133,7 +133,6 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
         (Some(limit), Some(_)) => Arc::new(fetch_worker::bullmq::TimeLimit::new(processor, limit)),
         _ => processor,
     };
-    let results = ResultCache::new(cache_con, &config.worker.queue, config.result_ttl);
     tracing::info!(
         queue = %config.worker.queue,
         prefix = %config.worker.prefix,
@@ -143,9 +142,12 @@ async fn serve(config: RunConfig) -> anyhow::Result<()> {
             .map_or("fetch", fetch_worker::config::ProcessorKind::name),
         "fetch-worker starting"
     );
-    let worker = Worker::with_connection(queue_con, config.worker, processor)
-        .with_observer(metrics)
-        .with_observer(Arc::new(results));
+    let queue = config.worker.queue.clone();
+    let mut worker =
+        Worker::with_connection(queue_con, config.worker, processor).with_observer(metrics);
+    if let Some(ttl) = config.result_ttl {
+        worker = worker.with_observer(Arc::new(ResultCache::new(cache_con, &queue, ttl)));
+    }
     let draining = shutting_down.clone();
     worker
         .run(async move {

@@ -119,6 +119,8 @@ local function claimJobs(k, baseKey, now, tokens, lockDuration, workerName, limi
         rcall("PEXPIRE", k.limiter, math.floor(math.abs(windowMs)))
       end
     end
+    -- Numbers given to redis.call are formatted into text on every call: once here instead.
+    local nowText = tostring(now)
     for i, jobId in ipairs(ids) do
       local jobKey = baseKey .. jobId
       rcall("SET", jobKey .. ":lock", tokens[i], "PX", lockDuration)
@@ -126,17 +128,17 @@ local function claimJobs(k, baseKey, now, tokens, lockDuration, workerName, limi
       -- Read first, then stamp: we hold the lock, so nobody else changes `ats` in between,
       -- and one HSET replaces an HSET plus an HINCRBY.
       local fields = rcall("HMGET", jobKey, unpack(JOB_FIELDS))
-      local started = (tonumber(fields[7]) or 0) + 1
-      fields[7] = tostring(started)
+      local started = tostring((tonumber(fields[7]) or 0) + 1)
+      fields[7] = started
       if workerName then
-        rcall("HSET", jobKey, "processedOn", now, "ats", started, "pb", workerName)
+        rcall("HSET", jobKey, "processedOn", nowText, "ats", started, "pb", workerName)
       else
-        rcall("HSET", jobKey, "processedOn", now, "ats", started)
+        rcall("HSET", jobKey, "processedOn", nowText, "ats", started)
       end
       results[i] = {fields, jobId, 0, 0}
     end
     -- Wake the next idle worker: there may be more work.
-    rcall("ZADD", k.marker, 0, "0")
+    rcall("ZADD", k.marker, "0", "0")
   end
   if #ids < #tokens and not rest then
     -- What stopped the rest, in the order a claim of its own asks.

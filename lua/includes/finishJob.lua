@@ -49,7 +49,7 @@ local function finishJob(k, j, c, knownState)
     end
     return released, knownState
   end
-  if rcall("LREM", k.active, -1, jobId) == 0 then
+  if rcall("LREM", k.active, "-1", jobId) == 0 then
     return -3, knownState
   end
   if j.stacktrace ~= "" then
@@ -87,8 +87,8 @@ local function finishJob(k, j, c, knownState)
   end
 
   if j.keepCount ~= 0 then
-    rcall("ZADD", j.finishedKey, now, jobId)
-    rcall("HSET", jobKey, j.field, j.value, "finishedOn", now, "atm", j.attemptsMade)
+    rcall("ZADD", j.finishedKey, j.nowText, jobId)
+    rcall("HSET", jobKey, j.field, j.value, "finishedOn", j.nowText, "atm", j.attemptsMade)
     if target == "failed" then
       rcall("HDEL", jobKey, "defa")
     end

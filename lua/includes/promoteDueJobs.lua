@@ -15,7 +15,7 @@
 
 local function promoteDueJobs(delayedKey, waitKey, pausedKey, prioritizedKey, pcKey, markerKey,
                               eventsKey, baseKey, now, state)
-  local due = rcall("ZRANGEBYSCORE", delayedKey, 0, (now + 1) * 4096 - 1, "LIMIT", 0, 1000)
+  local due = rcall("ZRANGEBYSCORE", delayedKey, "0", (now + 1) * 4096 - 1, "LIMIT", "0", "1000")
   if #due == 0 then
     return
   end

@@ -29,7 +29,9 @@
 local FINISH_ARGS_PER_JOB = 15
 
 local function readFinishJob(at, jobKey, finishedKey)
-  return {id = ARGV[at], key = jobKey, now = tonumber(ARGV[at + 1]), field = ARGV[at + 2],
+  -- `nowText` is `now` as sent, for the fields and scores it goes back to Redis as.
+  return {id = ARGV[at], key = jobKey, now = tonumber(ARGV[at + 1]), nowText = ARGV[at + 1],
+          field = ARGV[at + 2],
           value = ARGV[at + 3], target = ARGV[at + 4], finishedKey = finishedKey,
           fetchNext = ARGV[at + 5] == "1", token = ARGV[at + 6],
           keepCount = tonumber(ARGV[at + 7]), keepAge = tonumber(ARGV[at + 8]),

@@ -18,7 +18,9 @@
 local FINISH_SHARED_ARGS = 7
 
 local function readFinishShared()
-  return {baseKey = ARGV[1], lockDuration = tonumber(ARGV[2]),
+  -- lockDuration stays text: it only goes back to Redis (SET … PX), and a Lua number would
+  -- be formatted into text again for each job.
+  return {baseKey = ARGV[1], lockDuration = ARGV[2],
           workerName = ARGV[3] ~= "" and ARGV[3] or nil, limitMax = tonumber(ARGV[4]),
           limitDuration = tonumber(ARGV[5]), compat = ARGV[6],
           metricsPoints = tonumber(ARGV[7])}

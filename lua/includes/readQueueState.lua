@@ -29,10 +29,12 @@ local function readQueueState(metaKey, activeKey, compat)
   state.max = meta[3] and tonumber(meta[3]) or nil
   state.duration = meta[4] and tonumber(meta[4]) or nil
   if meta[5] then
-    state.maxEvents = tonumber(meta[5])
+    -- Kept as the text Redis gave when it is a plain integer (as Node writes it): every event
+    -- passes it to XADD, and a Lua number would be formatted back into text each time.
+    state.maxEvents = string.match(meta[5], "^%d+$") or tonumber(meta[5])
   else
-    state.maxEvents = 10000
-    rcall("HSET", metaKey, "opts.maxLenEvents", 10000)
+    state.maxEvents = "10000"
+    rcall("HSET", metaKey, "opts.maxLenEvents", "10000")
   end
   if compat == "6" then
     state.v6Pause = true

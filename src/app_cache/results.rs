@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::bullmq::{AttemptOutcome, JobEnd, Observer};
 use crate::redis_conn::RedisConn;
 use futures_util::future::BoxFuture;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 /// The most entries sent in one pipeline.
@@ -30,6 +30,14 @@ const RETRY_FOR: Duration = Duration::from_secs(60);
 /// visible at most this much later; in exchange a worker at concurrency 1 sends one pipeline
 /// per few dozen jobs instead of one command per job.
 const LINGER: Duration = Duration::from_millis(2);
+
+/// A cache entry's text: `{"status":"completed","result":…}` or `{"status":"failed","error":…}`.
+#[derive(serde::Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+enum Body<'a> {
+    Completed { result: &'a Value },
+    Failed { error: &'a str },
+}
 
 enum Message {
     Store(String, String),
@@ -72,13 +80,16 @@ impl ResultCache {
     /// the queue state is authoritative and a missing cache entry only costs the app a lookup.
     pub fn store(&self, job_id: &str, outcome: Result<&Value, &str>) {
         let body = match outcome {
-            Ok(result) => json!({"status": "completed", "result": result}),
-            Err(error) => json!({"status": "failed", "error": error}),
+            Ok(result) => Body::Completed { result },
+            Err(error) => Body::Failed { error },
         };
-        let _ = self.tx.send(Message::Store(
-            Self::key(&self.queue, job_id),
-            body.to_string(),
-        ));
+        // Written straight from the borrowed result: no copy of it as a new `Value` first.
+        let Ok(body) = serde_json::to_string(&body) else {
+            return;
+        };
+        let _ = self
+            .tx
+            .send(Message::Store(Self::key(&self.queue, job_id), body));
     }
 
     /// Waits until every outcome stored before this call was written (or failed to be).

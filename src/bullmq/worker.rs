@@ -793,7 +793,7 @@ async fn finish(
         let res = match (&result, decided) {
             (Ok(value), _) => {
                 let outcome = Outcome::Completed {
-                    returnvalue: value.to_string(),
+                    returnvalue: serde_json::to_string(value).unwrap_or_else(|_| "null".into()),
                 };
                 inner
                     .finisher

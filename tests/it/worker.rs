@@ -420,6 +420,51 @@ async fn results_reach_the_cache_and_the_worker_is_named() {
     running.stop().await;
 }
 
+/// The binary writes each result into the cache database with `RESULT_TTL_SECONDS` as its TTL,
+/// and writes none when it is 0 (for an app that never reads them); the jobs complete alike.
+#[tokio::test]
+async fn result_ttl_zero_writes_no_results() {
+    let server = RedisServer::start();
+    let mut db0 = redis::Client::open(server.url(0))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for (ttl, label) in [("0", "no-results"), ("900", "results")] {
+        let mut q = TestQueue::new(&server, label).await;
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            ids.push(q.add(NewJob::new(json!({"i": i}))).await);
+        }
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_fetch-worker"))
+            .args(["run", "--processor", "noop", "--until-drained"])
+            .env("REDIS_JOB_URL", &q.url)
+            .env("REDIS_CACHE_URL", server.url(0))
+            .env("QUEUE_NAME", &q.name)
+            .env("RESULT_TTL_SECONDS", ttl)
+            .env("METRICS_ADDR", "127.0.0.1:0")
+            .env("DRAIN_DELAY_MS", "200")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "RESULT_TTL_SECONDS={ttl}: {status}");
+        assert_eq!(q.zcard(&q.keys.completed.clone()).await, 3, "{ttl}");
+        for id in &ids {
+            let left: i64 = redis::cmd("TTL")
+                .arg(ResultCache::key(&q.name, id))
+                .query_async(&mut db0)
+                .await
+                .unwrap();
+            if ttl == "0" {
+                assert_eq!(left, -2, "job {id}'s result was written");
+            } else {
+                assert!(left > 800 && left <= 900, "job {id}: TTL {left}");
+            }
+        }
+    }
+}
+
 /// A job that ends while the claim loop waits on the marker makes the loop leave that wait;
 /// the `BZPOPMIN` it sent stays blocked in Redis. The next job's marker must still wake the
 /// worker at once: the abandoned call must not swallow it (it did, and the job then waited

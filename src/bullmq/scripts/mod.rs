@@ -117,37 +117,45 @@ pub(crate) fn decode_claim(script: &'static str, reply: Value) -> Result<Claim, 
         Some(Value::Int(n)) => *n,
         _ => 0,
     };
-    match items.first() {
-        Some(Value::Array(fields)) => {
-            let id = match items.get(1) {
-                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                Some(Value::SimpleString(s)) => s.clone(),
-                Some(Value::Int(n)) => n.to_string(),
-                _ => return Err(bad("job id missing")),
-            };
-            let fields = fields
-                .iter()
-                .take(CLAIM_FIELDS)
-                .map(|f| match f {
-                    Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-                    Value::SimpleString(s) => Some(s.clone()),
-                    Value::Int(n) => Some(n.to_string()),
-                    _ => None,
-                })
-                .collect();
-            Ok(Claim::Job(Box::new(Job::from_claim(id, fields))))
-        }
-        _ => {
-            let ttl = int(items.get(2));
-            let due = int(items.get(3));
-            Ok(if ttl > 0 {
-                Claim::RateLimited(ttl as u64)
-            } else if due > 0 {
-                Claim::NextDelayedAt(due as u64)
-            } else {
-                Claim::Empty
-            })
-        }
+    if !matches!(items.first(), Some(Value::Array(_))) {
+        let ttl = int(items.get(2));
+        let due = int(items.get(3));
+        return Ok(if ttl > 0 {
+            Claim::RateLimited(ttl as u64)
+        } else if due > 0 {
+            Claim::NextDelayedAt(due as u64)
+        } else {
+            Claim::Empty
+        });
+    }
+    // The reply is owned: its strings become the job's without a copy.
+    let mut items = items.into_iter();
+    let Some(Value::Array(fields)) = items.next() else {
+        return Err(bad("expected the job's fields"));
+    };
+    let id = items
+        .next()
+        .and_then(owned_text)
+        .ok_or_else(|| bad("job id missing"))?;
+    let fields = fields
+        .into_iter()
+        .take(CLAIM_FIELDS)
+        .map(owned_text)
+        .collect();
+    Ok(Claim::Job(Box::new(Job::from_claim(id, fields))))
+}
+
+/// A reply item as text, taking its bytes (a bulk string that is not UTF-8 is read lossily,
+/// as Node would). `None` for nil and anything else that is not a string or an integer.
+fn owned_text(v: Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
+        Value::SimpleString(s) => Some(s),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
