@@ -113,25 +113,26 @@ pub(crate) fn decode_claim(script: &'static str, reply: Value) -> Result<Claim, 
         Value::Array(items) => items,
         _ => return Err(bad("expected an array")),
     };
-    let int = |v: Option<&Value>| match v {
-        Some(Value::Int(n)) => *n,
+    let int = |v: Option<Value>| match v {
+        Some(Value::Int(n)) => n,
         _ => 0,
     };
-    if !matches!(items.first(), Some(Value::Array(_))) {
-        let ttl = int(items.get(2));
-        let due = int(items.get(3));
-        return Ok(if ttl > 0 {
-            Claim::RateLimited(ttl as u64)
-        } else if due > 0 {
-            Claim::NextDelayedAt(due as u64)
-        } else {
-            Claim::Empty
-        });
-    }
     // The reply is owned: its strings become the job's without a copy.
     let mut items = items.into_iter();
-    let Some(Value::Array(fields)) = items.next() else {
-        return Err(bad("expected the job's fields"));
+    let fields = match items.next() {
+        Some(Value::Array(fields)) => fields,
+        // `{0, 0, ttl, due}`: no job.
+        _ => {
+            let ttl = int(items.nth(1));
+            let due = int(items.next());
+            return Ok(if ttl > 0 {
+                Claim::RateLimited(ttl as u64)
+            } else if due > 0 {
+                Claim::NextDelayedAt(due as u64)
+            } else {
+                Claim::Empty
+            });
+        }
     };
     let id = items
         .next()
@@ -390,5 +391,18 @@ mod tests {
             Claim::Empty
         ));
         assert!(decode_claim("t", Value::Int(-2)).is_err());
+        // Bytes that are not UTF-8 are read lossily, as Node reads them; a job needs its id.
+        let odd = Value::Array(vec![
+            Value::Array(vec![Value::BulkString(vec![b'a', 0xff])]),
+            Value::Int(7),
+            Value::Int(0),
+            Value::Int(0),
+        ]);
+        match decode_claim("t", odd).unwrap() {
+            Claim::Job(j) => assert_eq!((j.id.as_str(), j.name.as_str()), ("7", "a\u{fffd}")),
+            other => panic!("{other:?}"),
+        }
+        let no_id = Value::Array(vec![Value::Array(vec![bulk("fetch-job")]), Value::Nil]);
+        assert!(decode_claim("t", no_id).is_err());
     }
 }
