@@ -680,6 +680,16 @@ ratio() { # ratio A B -> A/B with 2 decimals, or "-"
 num() { # num VALUE FORMAT -> formatted, or "-"
   if [[ -n "$1" ]]; then printf "$2" "$1"; else echo "-"; fi
 }
+delta() { # delta A B -> A-B signed with 1 decimal, or "-"
+  if [[ -n "$1" && -n "$2" ]]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f", a - b }'; else echo "-"; fi
+}
+faster_peer() { # faster_peer C -> the higher median jobs/s of node and official at C ("" when neither ran)
+  local best max=""
+  for best in "${JPS[node,$1]:-}" "${JPS[official,$1]:-}"; do
+    if [[ -n "$best" ]] && { [[ -z "$max" ]] || awk -v a="$best" -v b="$max" 'BEGIN { exit !(a > b) }'; }; then max=$best; fi
+  done
+  echo "$max"
+}
 
 versions() {
   local bullmq official ours_desc
@@ -707,13 +717,10 @@ report() {
   ((RUNS == 1)) || echo "medians of $RUNS runs:"
   echo "      --------- jobs/s ---------   ------------ ours/ ------------   ---- Redis µs/job ----"
   printf '%5s %8s %9s %8s   %9s %10s %10s   %6s %8s %6s\n' conc node official ours node official "max(peers)" node official ours
-  local c max best goal_line=""
+  local c max goal_line=""
   for c in $CONCURRENCY; do
     local n=${JPS[node,$c]:-} o=${JPS[official,$c]:-} u=${JPS[ours,$c]:-}
-    max=""
-    for best in "$n" "$o"; do
-      if [[ -n "$best" ]] && { [[ -z "$max" ]] || awk -v a="$best" -v b="$max" 'BEGIN { exit !(a > b) }'; }; then max=$best; fi
-    done
+    max=$(faster_peer "$c")
     printf '%5s %8s %9s %8s   %9s %10s %10s   %6s %8s %6s\n' "$c" "$(num "$n" %.0f)" "$(num "$o" %.0f)" "$(num "$u" %.0f)" \
       "$(ratio "$u" "$n")" "$(ratio "$u" "$o")" "$(ratio "$u" "$max")" \
       "$(num "${US[node,$c]:-}" %.1f)" "$(num "${US[official,$c]:-}" %.1f)" "$(num "${US[ours,$c]:-}" %.1f)"
@@ -729,13 +736,9 @@ report() {
     echo "ours-app: ours with the app's result cache on (the default; one SET … EX per job in db 0)"
     printf '%5s %8s %10s %14s %16s\n' conc jobs/s "/max(peers)" "Redis µs/job" "µs/job - ours"
     for c in $CONCURRENCY; do
-      local a=${JPS[ours-app,$c]:-} au=${US[ours-app,$c]:-} nn=${JPS[node,$c]:-} oo=${JPS[official,$c]:-}
-      max=""
-      for best in "$nn" "$oo"; do
-        if [[ -n "$best" ]] && { [[ -z "$max" ]] || awk -v a="$best" -v b="$max" 'BEGIN { exit !(a > b) }'; }; then max=$best; fi
-      done
-      printf '%5s %8s %10s %14s %16s\n' "$c" "$(num "$a" %.0f)" "$(ratio "$a" "$max")" "$(num "$au" %.1f)" \
-        "$(if [[ -n "$au" && -n "${US[ours,$c]:-}" ]]; then awk -v a="$au" -v b="${US[ours,$c]}" 'BEGIN { printf "%+.1f", a - b }'; else echo -; fi)"
+      local a=${JPS[ours-app,$c]:-} au=${US[ours-app,$c]:-}
+      printf '%5s %8s %10s %14s %16s\n' "$c" "$(num "$a" %.0f)" "$(ratio "$a" "$(faster_peer "$c")")" \
+        "$(num "$au" %.1f)" "$(delta "$au" "${US[ours,$c]:-}")"
     done
   fi
   calibration_report
